@@ -1,0 +1,19 @@
+# The two commands of the README:  make run  (set up + main job)   make test  (set up + tests)
+OUT ?= runs/default
+
+.PHONY: setup run test test-fast bench
+setup:
+	bash scripts/setup.sh
+
+run: setup
+	.venv/bin/besa run --out $(OUT)
+
+test: setup
+	.venv/bin/python -m pytest -q
+
+test-fast: setup
+	.venv/bin/python -m pytest -q -m "not slow"
+
+bench: setup
+	.venv/bin/python bench/sim_speed.py
+	.venv/bin/python bench/besa_block.py

@@ -1,0 +1,66 @@
+"""The ``besa`` command line: one entry point, one subcommand per stage.
+
+Each subcommand lives in its own module, imported only when it runs, so ``besa simulate`` and
+``besa report`` never import torch.  A command module provides::
+
+    HELP: str                                  # one line for ``besa --help``
+    def add_arguments(parser) -> None          # its flags
+    def run(args) -> int                       # exit status; raise UserError for bad input
+
+Bad input anywhere raises :class:`simulator.errors.UserError`; it is printed as one line on
+stderr and the exit status is 2.  Adding a command = one line in :data:`COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from simulator.errors import UserError
+
+# name -> (module, one-line help).  The module is imported lazily.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("pruning.cmd_data", "prepare the offline corpora (run once by the set-up script)"),
+    "prune": ("pruning.cmd_prune", "prune a model block by block and write DIR/masks.safetensors"),
+    "eval": ("pruning.cmd_eval", "perplexity (and zero-shot accuracy) of a model with optional masks"),
+    "export": ("pruning.cmd_export", "save a pruned model as a HF directory or compressed-tensors"),
+    "simulate": ("simulator.cli", "simulate masks on a sparse accelerator, write layers.csv + summary.json"),
+    "run": ("pruning.cmd_run", "run a whole experiment (prune -> eval -> simulate -> report)"),
+    "report": ("reports.cli", "regenerate the tables and the HTML report from run directories"),
+    "sweep": ("reports.cli_sweep", "what-if hardware sweep on Dask"),
+}
+
+
+def _parser_for(command: str | None) -> tuple[argparse.ArgumentParser, object | None]:
+    parser = argparse.ArgumentParser(prog="besa", description="Prune LLaMA-family models (BESA and baselines) and simulate them on a sparse accelerator.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    module = None
+    for name, (modname, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        if name == command:
+            module = importlib.import_module(modname)
+            module.add_arguments(p)
+    return parser, module
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    try:
+        parser, module = _parser_for(command)
+        args = parser.parse_args(argv)
+        if module is None:
+            parser.print_help()
+            return 2
+        return int(module.run(args) or 0)
+    except UserError as exc:
+        print(f"besa {command or ''}: error: {exc}".replace("  ", " "), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("besa: interrupted (finished work is kept; rerun the same command to resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The contract between the block driver and a pruning method.
+
+Lifecycle (the driver, ``pruning/driver.py``, owns it; a method never touches the driver):
+
+1. The driver captures the inputs of decoder block 0 (hidden states + every keyword argument the
+   block receives) and, for each block ``i`` in order:
+2. moves block ``i`` to the compute device and calls ``method.prune_block(block, inputs, targets, job)``;
+   ``targets`` are the dense block's outputs on the pruned-propagated inputs (default) or the dense
+   model's own trajectory (``--target dense``), computed only when ``method.needs_targets``;
+3. multiplies the returned keep masks into the weights (``W *= keep``) and, when ``job.wbits`` is
+   set, quantizes them (with the method's own quantization parameters if it returned any, else
+   round-to-nearest);
+4. feeds the pruned block's outputs to block ``i + 1`` and checkpoints the block so an interrupted
+   run resumes there with identical masks.
+
+Methods register themselves with :func:`register`; the driver looks them up in :data:`METHODS`
+(a dict, not an if/elif chain).  Masks are bool ``[out, in]`` with 1 = kept.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+
+# The seven linear layers of a LLaMA-family decoder block, by local module name.
+LINEAR_NAMES: tuple[str, ...] = (
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+)
+
+
+@dataclass
+class BlockInputs:
+    """Calibration inputs of one decoder block.
+
+    ``hidden``: ``(n, T, C)`` hidden states, one row per calibration window (on ``job.device`` or on
+    CPU when ``--offload-acts`` is set; move a slice with ``.to(job.device)`` before use).
+    ``kwargs``: every keyword argument the block receives (``attention_mask``, ``position_ids``,
+    ``position_embeddings`` = rotary (cos, sin), cache flags ...), shared by all windows, batch dim 1,
+    already on ``job.device``.
+    """
+
+    hidden: torch.Tensor
+    kwargs: dict[str, Any]
+
+    def __len__(self) -> int:
+        return int(self.hidden.shape[0])
+
+    def run(self, block: nn.Module, i: int, device: torch.device) -> torch.Tensor:
+        """Block output for window ``i``: ``(1, T, C)``."""
+        out = block(self.hidden[i : i + 1].to(device), **self.kwargs)
+        return out[0] if isinstance(out, (tuple, list)) else out
+
+
+@dataclass(frozen=True)
+class BlockJob:
+    """What the driver asks of a method for one block."""
+
+    index: int  # block number, 0-based
+    prefix: str  # HF module prefix of the block, e.g. "model.layers.3."
+    sparsity: dict[str, float]  # local linear name -> target sparsity (fraction pruned) in [0, 1)
+    pattern: tuple[int, int] | None  # (n, m): n of every m consecutive input columns pruned; None = unstructured
+    device: torch.device
+    autocast_dtype: torch.dtype | None  # fp16/bf16 autocast on CUDA, None = fp32
+    seed: int
+    wbits: int | None = None  # weight-only quantization bits (None = no quantization)
+    group_size: int = 128  # quantization group along in-features
+
+
+@dataclass
+class BlockResult:
+    """What a method returns for one block."""
+
+    keep: dict[str, torch.Tensor]  # local linear name -> bool [out, in] on CPU, 1 = kept
+    record: dict[str, Any] = field(default_factory=dict)  # JSON-able per-layer info (allocation, expected sparsity)
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # extra tensors to save, e.g. "mlp.up_proj.qscale"
+
+
+class PruningMethod(ABC):
+    """A pruning method: one call per block.  Configure it with a frozen dataclass in ``__init__``."""
+
+    name: ClassVar[str] = ""
+    needs_targets: ClassVar[bool] = False  # does prune_block use the dense targets?
+    handles_quant: ClassVar[bool] = False  # does it return its own quantization parameters?
+
+    @abstractmethod
+    def prune_block(self, block: nn.Module, inputs: BlockInputs, targets: torch.Tensor | None, job: BlockJob) -> BlockResult:
+        """Return keep masks for the block's linear layers (do not modify the weights here)."""
+
+
+# name -> factory(**options) -> PruningMethod
+METHODS: dict[str, Callable[..., PruningMethod]] = {}
+
+
+def register(name: str):
+    """Class decorator: ``@register("wanda")`` makes the method available as ``--method wanda``."""
+
+    def deco(cls):
+        cls.name = name
+        METHODS[name] = cls
+        return cls
+
+    return deco

@@ -1,0 +1,130 @@
+"""The masks file: the one format every stage uses to hand pruning masks on (numpy only, no torch).
+
+Convention: ``keep[r, c] = True`` means weight ``W[r, c]`` (row = output feature, column = input
+feature, PyTorch layout ``[out, in]``) is KEPT.  1 = kept, everywhere in this project.
+
+On disk (safetensors):
+
+* one tensor per pruned linear layer, keyed by its Hugging Face module name
+  (``model.layers.0.self_attn.q_proj``): ``uint8 [out, ceil(in / 8)]``, the keep bits packed along
+  the in-features axis with ``np.packbits(..., axis=1, bitorder="little")``; pad bits are 0;
+* safetensors metadata ``format = "besa-masks"``, ``version = "1"`` and ``manifest`` = a JSON
+  object: whatever the writer passed as ``meta`` (model, method, target, pattern, calibration ...)
+  plus ``layers = {name: {"shape": [out, in], "density": kept / (out * in)}}``.
+
+:func:`read_masks` rejects a truncated or corrupt file, an unknown version, and a tensor that
+disagrees with its manifest entry, with a :class:`~simulator.errors.UserError` (one line).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simulator.errors import UserError
+from simulator.fileio import atomic_write_bytes
+
+FORMAT = "besa-masks"
+VERSION = "1"
+
+
+def pack_keep(keep: np.ndarray) -> np.ndarray:
+    """Pack a bool ``[out, in]`` keep mask into ``uint8 [out, ceil(in/8)]`` (little bit order)."""
+    keep = np.asarray(keep)
+    if keep.ndim != 2:
+        raise ValueError(f"a keep mask is 2-D [out, in], got shape {keep.shape}")
+    return np.packbits(keep.astype(bool, copy=False), axis=1, bitorder="little")
+
+
+def unpack_keep(packed: np.ndarray, cols: int) -> np.ndarray:
+    """Inverse of :func:`pack_keep`: ``uint8 [out, ceil(cols/8)]`` -> bool ``[out, cols]``."""
+    return np.unpackbits(packed, axis=1, count=cols, bitorder="little").astype(bool)
+
+
+def write_masks(path: str | os.PathLike, keep: dict[str, np.ndarray], meta: dict[str, Any]) -> dict:
+    """Write keep masks (bool ``[out, in]``, 1 = kept) and a JSON-able ``meta`` to ``path`` atomically.
+
+    Returns the manifest that was stored (``meta`` plus the per-layer ``layers`` table).
+    """
+    from safetensors.numpy import save
+
+    if not keep:
+        raise UserError("write_masks: no layers to write")
+    tensors: dict[str, np.ndarray] = {}
+    layers: dict[str, dict] = {}
+    for name in sorted(keep):
+        k = np.asarray(keep[name])
+        if k.ndim != 2 or k.size == 0:
+            raise UserError(f"write_masks: mask {name!r} must be a non-empty 2-D [out, in] array, got {k.shape}")
+        k = k.astype(bool, copy=False)
+        tensors[name] = np.ascontiguousarray(pack_keep(k))
+        layers[name] = {"shape": [int(k.shape[0]), int(k.shape[1])], "density": float(k.mean())}
+    manifest = dict(meta)
+    manifest["layers"] = layers
+    try:
+        text = json.dumps(manifest, sort_keys=True)
+    except TypeError as exc:
+        raise UserError(f"write_masks: meta is not JSON-serialisable: {exc}") from None
+    data = save(tensors, metadata={"format": FORMAT, "version": VERSION, "manifest": text})
+    atomic_write_bytes(path, data)
+    return manifest
+
+
+def read_masks_packed(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, tuple[int, int]], dict]:
+    """Read a masks file without unpacking: ``(packed uint8 arrays, {name: (out, in)}, manifest)``.
+
+    The simulator's numba statistics work on the packed bits directly.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"masks file not found: {path}")
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            header = fh.metadata() or {}
+            names = list(fh.keys())
+            packed = {n: fh.get_tensor(n) for n in names}
+    except Exception as exc:  # safetensors raises several types for a damaged file
+        raise UserError(f"masks file {path} is truncated or corrupt ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'unreadable'})") from None
+    if header.get("format") != FORMAT:
+        raise UserError(f"{path} is not a masks file (format {header.get('format')!r}, expected {FORMAT!r})")
+    if header.get("version") != VERSION:
+        raise UserError(f"{path}: unknown masks format version {header.get('version')!r} (this build reads {VERSION!r})")
+    try:
+        manifest = json.loads(header["manifest"])
+        layers = manifest["layers"]
+        shapes = {n: (int(v["shape"][0]), int(v["shape"][1])) for n, v in layers.items()}
+    except Exception:
+        raise UserError(f"{path}: masks manifest is missing or corrupt") from None
+    if set(shapes) != set(packed):
+        missing = sorted(set(shapes) ^ set(packed))
+        raise UserError(f"{path}: manifest and tensors disagree on layers (e.g. {missing[0]!r})")
+    for n, (rows, cols) in shapes.items():
+        p = packed[n]
+        want = (rows, (cols + 7) // 8)
+        if p.dtype != np.uint8 or p.shape != want:
+            raise UserError(f"{path}: layer {n!r} has packed shape {tuple(p.shape)} {p.dtype}, manifest says [{rows}, {cols}] -> {want} uint8")
+    return packed, shapes, manifest
+
+
+def read_masks(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
+    """Read a masks file: ``(keep, manifest)`` with ``keep[name]`` bool ``[out, in]``, 1 = kept.
+
+    Checks each layer's realised density against the manifest, so flipped bits are caught.
+    """
+    packed, shapes, manifest = read_masks_packed(path)
+    keep: dict[str, np.ndarray] = {}
+    for n, (rows, cols) in shapes.items():
+        k = unpack_keep(packed[n], cols)
+        if cols % 8 and np.unpackbits(packed[n], axis=1, bitorder="little")[:, cols:].any():
+            raise UserError(f"{path}: layer {n!r} has non-zero pad bits (corrupt file)")
+        density = float(k.mean())
+        if abs(density - float(manifest["layers"][n]["density"])) > 1e-9:
+            raise UserError(f"{path}: layer {n!r} density {density:.6f} disagrees with its manifest ({manifest['layers'][n]['density']:.6f})")
+        keep[n] = k
+    return keep, manifest
