@@ -92,6 +92,15 @@ class PruningMethod(ABC):
     needs_targets: ClassVar[bool] = False  # does prune_block use the dense targets?
     handles_quant: ClassVar[bool] = False  # does it return its own quantization parameters?
 
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        """Add this method's own flags to ``besa prune`` (an argparse group); default: none."""
+
+    @classmethod
+    def from_args(cls, args) -> "PruningMethod":
+        """Build the method from parsed CLI flags (the CLI's job; library users call ``__init__``)."""
+        return cls()
+
     @abstractmethod
     def prune_block(self, block: nn.Module, inputs: BlockInputs, targets: torch.Tensor | None, job: BlockJob) -> BlockResult:
         """Return keep masks for the block's linear layers (do not modify the weights here)."""
