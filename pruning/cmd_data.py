@@ -1,0 +1,28 @@
+"""``besa data``: extract the offline corpora (run once by scripts/setup.sh) or show what is there."""
+
+from __future__ import annotations
+
+import json
+
+HELP = "prepare the offline corpora (run once by the set-up script)"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("action", choices=["prepare", "info"], help="prepare: extract wiki/news/novel into $BESA_CACHE/data; info: print their sizes")
+    parser.add_argument("--force", action="store_true", help="re-extract even if already prepared")
+    parser.add_argument("--only", choices=["wiki", "news", "novel"], action="append", help="limit to these corpora (repeatable)")
+
+
+def run(args) -> int:
+    from pruning import data
+
+    names = tuple(args.only) if args.only else data.OFFLINE
+    if args.action == "prepare":
+        data.prepare(names, force=args.force)
+        return 0
+    out = {}
+    for n in names:
+        meta = data.data_root() / n / "meta.json"
+        out[n] = json.loads(meta.read_text()) if meta.is_file() else None
+    print(json.dumps(out, indent=2, sort_keys=True))
+    return 0
