@@ -1,0 +1,157 @@
+"""BESA's pure tensor functions: scores, candidate sparsities, hard/soft/straight-through masks, losses,
+and the exact-budget finalise.  No modules, no I/O; the lifecycle lives in ``pruning/methods/besa.py``.
+
+Conventions: a weight is ``[R, C]`` (out rows, in columns); masks are ``keep`` (1 = kept); a row's
+*sparsity* is the fraction of its C entries pruned; in each row the entries are ranked by ascending
+importance score (stable sort, so ties keep column order) and the ``k_r`` lowest-ranked are pruned.
+Notation follows the paper (Xu et al., ICLR 2024): candidates ``c_d``, coefficients ``p_{r,d}``,
+expected row sparsity ``s_r = sum_d p_{r,d} c_d``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+D_DEFAULT = 101  # candidates c_d = 1.00, 0.99, ..., 0.00
+
+
+def candidates(D: int = D_DEFAULT) -> torch.Tensor:
+    """Candidate sparsities ``c_d = (D-1-d)/(D-1)``, d = 0..D-1 (1.00 down to 0.00), fp32 ``[D]``."""
+    return (torch.arange(D - 1, -1, -1, dtype=torch.float64) / (D - 1)).float()
+
+
+def candidate_counts(C: int, D: int = D_DEFAULT) -> torch.Tensor:
+    """``floor(C * c_d)`` in exact integer arithmetic, int64 ``[D]`` (non-increasing in d).
+
+    Integer arithmetic because ``C * 0.29`` in floating point can land just below an integer and
+    floor one entry short.
+    """
+    return (C * torch.arange(D - 1, -1, -1, dtype=torch.int64)) // (D - 1)
+
+
+def wanda_score(W: torch.Tensor, stat: torch.Tensor) -> torch.Tensor:
+    """Importance ``|W_rc| * sqrt(stat_c)``, fp32 ``[R, C]``; ``stat``: mean over samples of ||X_c||^2, ``[C]``."""
+    return W.detach().float().abs() * torch.sqrt(stat.float().reshape(1, -1))
+
+
+def sort_ranks(score: torch.Tensor) -> torch.Tensor:
+    """Rank of every entry inside its row by ascending score (stable), int64 ``[R, C]``.
+
+    ``rank[r, c] = j`` means column c is the j-th least important of row r.  Computed with one stable
+    sort and one scatter (the inverse permutation), vectorised over rows.
+    """
+    R, C = score.shape
+    order = torch.sort(score, dim=1, stable=True).indices  # (R, C): sorted position -> column
+    pos = torch.arange(C, device=score.device).expand(R, C)
+    return torch.empty_like(order).scatter_(1, order, pos)  # (R, C): column -> sorted position
+
+
+def coefficients(logits: torch.Tensor, smoothing: bool = True) -> torch.Tensor:
+    """``p = softmax(sigmoid(logits))`` (sigmoid smoothing, the reference default) or ``softmax(logits)``.
+
+    ``logits``: ``[rows, D]`` (rows = R for row-wise, 1 for layer-wise).  Returns fp32, rows sum to 1.
+    """
+    z = torch.sigmoid(logits.float()) if smoothing else logits.float()
+    return torch.softmax(z, dim=-1)
+
+
+def expected_sparsity(p: torch.Tensor, cands: torch.Tensor) -> torch.Tensor:
+    """``s_r = sum_d p_{r,d} c_d``, ``[rows]``, differentiable in ``p``."""
+    return p @ cands.to(p.device, p.dtype)
+
+
+def row_counts(s: torch.Tensor, C: int, R: int) -> torch.Tensor:
+    """Entries to prune per row, ``floor(s_r * C)`` clamped to [0, C], int64 ``[R]`` (broadcasts a layer-wise s)."""
+    k = torch.floor(s.detach().double() * C).clamp(0, C).to(torch.int64)
+    return k.expand(R) if k.numel() == 1 else k
+
+
+def hard_keep(rank: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Bool keep mask ``[R, C]``: entry (r, c) is pruned iff ``rank[r, c] < k_r`` (the k_r lowest scores)."""
+    return rank >= k.to(rank.device).reshape(-1, 1)
+
+
+def soft_index(rank: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Per-entry index into the cumulative coefficients, int64 ``[R, C]`` (precomputed once per layer).
+
+    The sorted position j is pruned by candidate d iff ``j < floor(C c_d)``; counts are non-increasing in
+    d, so those candidates are the prefix ``d < m_j`` with ``m_j = #{d: floor(C c_d) > j}``.
+    """
+    C = rank.shape[1]
+    j = torch.arange(C, device=rank.device)
+    m = (counts.to(rank.device).reshape(-1, 1) > j.reshape(1, -1)).sum(dim=0)  # (C,) in [0, D]
+    return m[rank]  # (R, C)
+
+
+def soft_keep(p: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Soft keep probability ``1 - sum_d p_{r,d} 1[rank < floor(C c_d)]`` in column order, fp32 ``[R, C]``.
+
+    ``p``: ``[rows, D]`` (rows = R, or 1 broadcast to every row); ``index`` from :func:`soft_index`.
+    One cumulative sum and one gather per step.
+    """
+    R = index.shape[0]
+    cp = torch.cumsum(p, dim=-1)  # (rows, D): cp[:, d] = sum_{d' <= d} p
+    cp = torch.cat([torch.zeros_like(cp[:, :1]), cp], dim=-1).expand(R, -1)  # (R, D + 1), cp[:, 0] = 0
+    return 1.0 - torch.gather(cp, 1, index)
+
+
+def ste_mask(hard: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+    """Straight-through mask: the hard 0/1 values forward, the soft mask's gradient backward."""
+    return hard.to(soft.dtype) - soft.detach() + soft
+
+
+def reconstruction_loss(out: torch.Tensor, target: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Channel-normalised L2: ``sum_{t,h} ((target - out)_{t,h} / ||target_{:,h}||)^2 / H``, fp32 scalar.
+
+    ``out``, ``target``: ``(..., H)``; the per-channel norm runs over every token of the mini-batch.
+    """
+    out = out.float().reshape(-1, out.shape[-1])  # (tokens, H)
+    target = target.float().reshape(-1, target.shape[-1])
+    norm2 = (target * target).sum(dim=0).clamp(min=eps)  # (H,)
+    return (((target - out) ** 2).sum(dim=0) / norm2).sum() / out.shape[-1]
+
+
+def sparsity_penalty(block_sparsity: torch.Tensor, target: float, beta: float) -> torch.Tensor:
+    """``beta * ((block_sparsity - S) / S)^2`` — the soft budget."""
+    return beta * ((block_sparsity - target) / target) ** 2
+
+
+def exact_counts(desired: torch.Tensor, cap: torch.Tensor, total: int) -> torch.Tensor:
+    """Integer counts ``k`` with ``sum k = total``, ``0 <= k <= cap``, proportional to ``desired``.
+
+    ``desired``: non-negative continuous prune counts per row (e.g. ``s_r * C``); ``cap``: max per row (C).
+    Scales all rows by one factor (rows that hit their cap are fixed and the rest rescaled, water-filling),
+    then rounds by largest remainder (ties -> lower index).  Deterministic.  Keeps the learned allocation's
+    shape: rows the method wanted sparser stay sparser.
+    """
+    x = desired.detach().double().clamp(min=0).flatten()
+    cap_d = cap.double().flatten()
+    total = int(total)
+    if not 0 <= total <= int(cap_d.sum().item()):
+        raise ValueError(f"exact_counts: total {total} outside [0, {int(cap_d.sum().item())}]")
+    # A row the method wants dense (0) may still have to take some of the budget: a tiny floor keeps
+    # every row growable so the water-filling always reaches ``total``.
+    x = torch.where(cap_d > 0, x.clamp(min=1e-9), torch.zeros_like(x))
+    y = torch.zeros_like(x)
+    sat = torch.zeros_like(x, dtype=torch.bool)
+    for _ in range(x.numel() + 1):
+        free = ~sat & (cap_d > 0)
+        room = total - cap_d[sat].sum()
+        alpha = room / x[free].sum() if free.any() else torch.tensor(0.0, dtype=torch.float64)
+        y = torch.where(sat, cap_d, alpha * x)
+        newly = free & (y > cap_d)
+        if not newly.any():
+            break
+        sat |= newly
+    y = torch.minimum(y, cap_d)
+    k = torch.floor(y + 1e-9).clamp(max=cap_d)
+    rem = total - int(k.sum().item())
+    if rem > 0:
+        frac = torch.where(k < cap_d, y - k, torch.full_like(y, -1.0))
+        order = torch.sort(-frac, stable=True).indices
+        k[order[:rem]] += 1
+    elif rem < 0:  # floor(y + eps) overshot by float noise: take back from the smallest remainders
+        frac = torch.where(k > 0, y - k, torch.full_like(y, 2.0))
+        order = torch.sort(frac, stable=True).indices
+        k[order[:-rem]] -= 1
+    return k.to(torch.int64).reshape(desired.shape)

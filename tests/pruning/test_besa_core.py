@@ -1,0 +1,147 @@
+"""pruning.besa_core: BESA's pure tensor functions against slow, obvious references."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pruning import besa_core as core
+
+
+def test_candidates_and_counts_are_exact():
+    c = core.candidates()
+    assert c.shape == (101,) and c[0] == 1.0 and c[-1] == 0.0 and c[50] == 0.5
+    # floor(C c_d) with exact fractions, including the d where C * c_d in floats falls below the integer
+    for C in (1, 7, 100, 128, 576, 1536):
+        want = [math.floor(Fraction(C) * Fraction(100 - d, 100)) for d in range(101)]
+        assert core.candidate_counts(C).tolist() == want
+
+
+def test_sort_ranks_hand_computed():
+    score = torch.tensor([[3.0, 1.0, 2.0, 1.0], [0.0, 0.0, 0.0, 0.0]])
+    # stable ascending: ties keep column order
+    assert core.sort_ranks(score).tolist() == [[3, 0, 2, 1], [0, 1, 2, 3]]
+    keep = core.hard_keep(core.sort_ranks(score), torch.tensor([2, 1]))
+    assert keep.tolist() == [[True, False, True, False], [False, True, True, True]]
+
+
+def _brute_force(score, p, s, C):
+    """Per-row Python loop: the specification of the hard and the soft mask."""
+    R = score.shape[0]
+    D = p.shape[1]
+    hard = torch.ones(R, C, dtype=torch.bool)
+    soft = torch.zeros(R, C, dtype=torch.float64)
+    for r in range(R):
+        order = sorted(range(C), key=lambda c: (float(score[r, c]), c))
+        k = math.floor(float(s[r]) * C)
+        for j, c in enumerate(order):
+            if j < k:
+                hard[r, c] = False
+            pruned = sum(float(p[r, d]) for d in range(D) if j < math.floor(Fraction(C) * Fraction(D - 1 - d, D - 1)))
+            soft[r, c] = 1.0 - pruned
+    return hard, soft
+
+
+@settings(max_examples=30, deadline=None)
+@given(R=st.integers(1, 5), C=st.integers(1, 40), D=st.sampled_from([2, 5, 11, 101]),
+       ties=st.booleans(), smoothing=st.booleans(), seed=st.integers(0, 2**16))
+def test_mask_generator_matches_per_row_loop(R, C, D, ties, smoothing, seed):
+    gen = torch.Generator().manual_seed(seed)
+    score = torch.randn(R, C, generator=gen).abs()
+    if ties:
+        score = torch.round(score * 2) / 2  # many equal scores: the stable order matters
+    logits = torch.randn(R, D, generator=gen) * 3
+    p = core.coefficients(logits, smoothing)
+    s = core.expected_sparsity(p, core.candidates(D))
+    rank = core.sort_ranks(score)
+    hard = core.hard_keep(rank, core.row_counts(s, C, R))
+    soft = core.soft_keep(p, core.soft_index(rank, core.candidate_counts(C, D)))
+    want_hard, want_soft = _brute_force(score, p, s, C)
+    assert torch.equal(hard, want_hard)
+    assert torch.allclose(soft.double(), want_soft, atol=1e-5)
+
+
+def test_layer_granularity_broadcasts_one_logit_vector():
+    gen = torch.Generator().manual_seed(0)
+    score = torch.rand(6, 20, generator=gen)
+    p = core.coefficients(torch.randn(1, 101, generator=gen))
+    rank = core.sort_ranks(score)
+    soft = core.soft_keep(p, core.soft_index(rank, core.candidate_counts(20)))
+    p_rows = p.expand(6, -1)
+    assert torch.equal(soft, core.soft_keep(p_rows, core.soft_index(rank, core.candidate_counts(20))))
+    k = core.row_counts(core.expected_sparsity(p, core.candidates()), 20, 6)
+    assert k.shape == (6,) and len(set(k.tolist())) == 1
+
+
+def test_ste_forward_is_hard_and_gradient_is_soft():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 101, generator=gen, requires_grad=True)
+    score = torch.rand(4, 30, generator=gen)
+    rank = core.sort_ranks(score)
+    p = core.coefficients(logits)
+    s = core.expected_sparsity(p, core.candidates())
+    hard = core.hard_keep(rank, core.row_counts(s, 30, 4))
+    soft = core.soft_keep(p, core.soft_index(rank, core.candidate_counts(30)))
+    mask = core.ste_mask(hard, soft)
+    assert torch.equal(mask, hard.float())  # forward value is exactly the hard 0/1 mask
+    W = torch.randn(4, 30, generator=gen)
+    (W * mask).sum().backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+
+
+def _extreme_expected(smoothing: bool) -> tuple[float, float]:
+    """Min and max expected row sparsity reachable: push logits to +-L on a prefix/suffix of candidates."""
+    c = core.candidates()
+    lo, hi = 1.0, 0.0
+    for L in (30.0,):
+        for t in range(1, 101):
+            for sign in (1, -1):
+                logits = torch.full((1, 101), -L * sign)
+                logits[0, :t] = L * sign  # mass towards high (sign=1) or low candidates
+                s = float(core.expected_sparsity(core.coefficients(logits, smoothing), c))
+                lo, hi = min(lo, s), max(hi, s)
+    return lo, hi
+
+
+def test_expected_sparsity_range_with_and_without_smoothing():
+    lo, hi = _extreme_expected(smoothing=True)
+    assert lo == pytest.approx(0.376, abs=0.002) and hi == pytest.approx(0.624, abs=0.002)
+    lo2, hi2 = _extreme_expected(smoothing=False)
+    assert lo2 < 0.01 and hi2 > 0.99
+    z = core.expected_sparsity(core.coefficients(torch.zeros(1, 101)), core.candidates())
+    assert float(z) == pytest.approx(0.5, abs=1e-6)  # zero init sits at the 50% target
+
+
+def test_reconstruction_loss_hand_computed():
+    target = torch.tensor([[[1.0, 2.0], [1.0, 0.0]]])  # (1, T=2, H=2): channel norms^2 = 2, 4
+    out = torch.tensor([[[0.0, 2.0], [1.0, 1.0]]])
+    # channel 0: 1/2, channel 1: 1/4 -> (0.5 + 0.25) / 2
+    assert float(core.reconstruction_loss(out, target)) == pytest.approx(0.375)
+    assert float(core.sparsity_penalty(torch.tensor(0.6), 0.5, 5.0)) == pytest.approx(5 * 0.04)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 12), C=st.integers(1, 50), frac=st.floats(0.0, 1.0), seed=st.integers(0, 2**16))
+def test_exact_counts_hit_total_and_keep_order(rows, C, frac, seed):
+    gen = torch.Generator().manual_seed(seed)
+    s = torch.rand(rows, generator=gen)
+    cap = torch.full((rows,), C)
+    total = round(frac * rows * C)
+    k = core.exact_counts(s * C, cap, total)
+    assert int(k.sum()) == total and (k >= 0).all() and (k <= C).all()
+    # monotone: a row that wanted more never gets fewer (up to the one unit of rounding)
+    order = torch.argsort(s)
+    ks = k[order].tolist()
+    assert all(b >= a - 1 for a, b in zip(ks, ks[1:]))
+
+
+def test_exact_counts_hand_computed():
+    # desired 1, 3 -> total 8 with C=5: proportional 2, 6 -> 6 capped at 5, rest 3 on row 0
+    assert core.exact_counts(torch.tensor([1.0, 3.0]), torch.tensor([5, 5]), 8).tolist() == [3, 5]
+    assert core.exact_counts(torch.tensor([1.0, 1.0, 1.0]), torch.tensor([4, 4, 4]), 4).tolist() == [2, 1, 1]
+    assert core.exact_counts(torch.tensor([0.0, 2.0]), torch.tensor([4, 4]), 6).tolist() == [2, 4]
