@@ -1,0 +1,37 @@
+"""``besa export``: save a pruned model as a plain HF directory or in compressed-tensors' sparse-bitmask format.
+
+    besa export --model smollm2-135m --masks runs/x/masks.safetensors --format compressed --out runs/x/export
+
+Prints the size written against the same model stored densely.  See :mod:`pruning.export`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HELP = "save a pruned model as a HF directory or compressed-tensors"
+
+
+def add_arguments(parser) -> None:
+    from pruning.export import DTYPES, FORMATS
+
+    parser.add_argument("--model", required=True, help="smollm2-135m, a local HF directory or a .gguf file")
+    parser.add_argument("--masks", required=True, type=Path, help="masks file (besa prune's DIR/masks.safetensors)")
+    parser.add_argument("--format", required=True, choices=FORMATS,
+                        help="hf = plain HF directory (zeros stored, same size as dense); "
+                             "compressed = compressed-tensors sparse-bitmask (non-zeros + 1 bit per weight)")
+    parser.add_argument("--out", required=True, type=Path, help="output directory (written atomically)")
+    parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32",
+                        help="dtype of the stored weights (default float32: logits equal the in-memory masked model)")
+    parser.add_argument("--no-quant", action="store_true",
+                        help="ignore quant.safetensors next to the masks (default: apply it, storing fake-quantized weights)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+
+
+def run(args) -> int:
+    from pruning.export import DTYPES, export_model, prepare_model
+
+    model, tokenizer, quantized = prepare_model(args.model, args.masks, DTYPES[args.dtype], quant=not args.no_quant)
+    report = export_model(model, tokenizer, args.out, args.format, quantized=quantized, overwrite=args.overwrite)
+    print(report.summary())
+    return 0
