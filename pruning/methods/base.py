@@ -78,11 +78,20 @@ class BlockJob:
 
 @dataclass
 class BlockResult:
-    """What a method returns for one block."""
+    """What a method returns for one block.
+
+    ``record`` (JSON-able): ``record["layers"][local name]`` is merged into that layer's entry of
+    ``DIR/allocation.json`` (e.g. ``"expected"``: the sparsity the method believes it set); every
+    other key goes to ``allocation["blocks"][str(index)]``.
+    ``weights``: methods that UPDATE the kept weights (SparseGPT's OBS update) return the new
+    ``[out, in]`` weights here (local name -> CPU tensor); the driver copies them in before masking.
+    Masking-only methods leave it empty.
+    """
 
     keep: dict[str, torch.Tensor]  # local linear name -> bool [out, in] on CPU, 1 = kept
     record: dict[str, Any] = field(default_factory=dict)  # JSON-able per-layer info (allocation, expected sparsity)
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # extra tensors to save, e.g. "mlp.up_proj.qscale"
+    weights: dict[str, torch.Tensor] = field(default_factory=dict)  # updated weights (before masking), if any
 
 
 class PruningMethod(ABC):
