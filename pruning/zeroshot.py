@@ -276,6 +276,7 @@ def run_tasks(
     task_data: Path | None = None,
     batch_size: int = 8,
     limit: int | None = None,
+    per_example: bool = False,
 ) -> dict[str, dict]:
     """Zero-shot accuracy of ``model`` (already masked / quantized, in memory) on ``tasks``.
 
@@ -283,6 +284,7 @@ def run_tasks(
     "data"}}``: accuracies are fractions in [0, 1]; ``acc_norm*`` is ``None`` where the task does
     not define it; ``n`` = examples evaluated (``limit`` caps it), ``n_total`` = examples in the data;
     ``data`` = the local file or ``hub:<dataset>``.  Zero-shot, lm-eval's default seeds, no cache.
+    ``per_example``: also return ``"correct"`` (and ``"correct_norm"``): 0/1 per example, in file order.
     """
     tasks = parse_tasks(",".join(tasks))
     if limit is not None and limit < 1:
@@ -317,7 +319,7 @@ def run_tasks(
                 model=lm,
                 tasks=task_objs,
                 limit=limit,
-                log_samples=False,
+                log_samples=per_example,
                 task_manager=TaskManager(include_defaults=False),  # tasks are built above; skip indexing ~10k YAMLs
                 # default bootstrap_iters: acc/acc_norm are means, so lm-eval uses the closed-form stderr
             )
@@ -337,6 +339,11 @@ def run_tasks(
             "split": TASKS[t].split,
             "data": sources[t],
         }
+        if per_example:
+            samples = sorted(out["samples"][t], key=lambda x: x["doc_id"])
+            results[t]["correct"] = [int(x["acc"]) for x in samples]
+            if results[t]["acc_norm"] is not None:
+                results[t]["correct_norm"] = [int(x["acc_norm"]) for x in samples]
     return results
 
 
