@@ -14,8 +14,7 @@ A sweep file (TOML, see ``configs/sweeps/``)::
 
     [[workload]]                 # one or more; masks = a masks file, or synthetic = a simulator spec
     name = "llama7b-50"
-    synthetic = "llama-7b"
-    sparsity = 0.5
+    synthetic = "llama-7b:skewed=0.5"   # simulator.workload.synthetic spec: SHAPE[:PATTERN]
 
 Every point (preset, mode, hardware overrides, workload, tokens, seed) has a STABLE id (a hash of
 those values), so a rerun skips the points already in ``OUT/results.parquet`` and only computes
@@ -61,13 +60,12 @@ _SUM_COLUMNS = ("cycles", "dense_cycles", "nm_cycles", "stall_cycles", "dense_en
 
 @dataclass(frozen=True)
 class WorkloadSpec:
-    """One workload: a masks file (``masks``) or a synthetic model shape (``synthetic`` + ``sparsity``)."""
+    """One workload: a masks file (``masks``, relative to the sweep file) or a synthetic spec
+    (``synthetic``, :func:`simulator.workload.synthetic`'s ``SHAPE[:PATTERN]``, e.g. ``llama-7b:skewed=0.5``)."""
 
     name: str
     masks: str | None = None
     synthetic: str | None = None
-    sparsity: float | None = None
-    pattern: str | None = None
 
     def identity(self, base: Path | None = None) -> dict[str, Any]:
         """What decides the workload's contents (hashed into point ids)."""
@@ -179,8 +177,15 @@ def parse_sweep(obj: dict[str, Any], source: str = "sweep", base: Path | None = 
         wl = build(WorkloadSpec, tbl, f"{source}: [[workload]][{i}]")
         if (wl.masks is None) == (wl.synthetic is None):
             raise UserError(f"{source}: [[workload]][{i}]: give exactly one of masks = ... or synthetic = ...")
-        if wl.synthetic is not None and wl.sparsity is not None and not 0.0 <= wl.sparsity < 1.0:
-            raise UserError(f"{source}: [[workload]][{i}].sparsity: must be in [0, 1), got {wl.sparsity}")
+        if wl.synthetic is not None:
+            try:
+                from simulator.workload import synthetic
+
+                synthetic(wl.synthetic, 0)  # parses the spec; masks are generated lazily, so this is cheap
+            except ImportError:
+                pass
+            except UserError as exc:
+                raise UserError(f"{source}: [[workload]][{i}].synthetic: {exc}") from None
         workloads.append(wl)
     names = [w.name for w in workloads]
     if len(set(names)) != len(names):
@@ -219,21 +224,30 @@ def expand(spec: SweepSpec) -> list[Point]:
 _WORKLOADS: dict[str, Any] = {}  # per worker process: workload key -> simulator workload (built once)
 
 
+def _memoized(layer):
+    """The same layer, its packed mask generated once and kept (a synthetic workload regenerates
+    its masks on every ``load()``; a sweep loads each one once per point)."""
+    cache: list = []
+
+    def loader():
+        if not cache:
+            cache.append(layer.loader())
+        return cache[0]
+
+    return dataclasses.replace(layer, loader=loader)
+
+
 def _build_workload(p: Point):
     from simulator import workload as simwl
 
     if p.workload_key not in _WORKLOADS:
-        if len(_WORKLOADS) > 4:  # bound worker memory when a sweep has many workloads
-            _WORKLOADS.clear()
-        wl = p.workload
+        # Bound worker memory: a LLaMA-7B mask set is ~0.8 GB packed, so keep one workload at a time.
+        _WORKLOADS.clear()
         if p.masks_path:
-            _WORKLOADS[p.workload_key] = simwl.from_masks(p.masks_path)
+            layers = simwl.from_masks(p.masks_path)
         else:
-            spec: Any = wl.synthetic
-            kw = {k: v for k, v in (("sparsity", wl.sparsity), ("pattern", wl.pattern)) if v is not None}
-            if kw:
-                spec = {"model": wl.synthetic, **kw}
-            _WORKLOADS[p.workload_key] = simwl.synthetic(spec, p.seed)
+            layers = [_memoized(l) for l in simwl.synthetic(p.workload.synthetic, p.seed)]
+        _WORKLOADS[p.workload_key] = layers
     return _WORKLOADS[p.workload_key]
 
 

@@ -1,0 +1,268 @@
+"""Experiment files for ``besa run``: parsing, validation and the list of runs they expand to.
+
+No torch here: ``besa run`` validates the whole file before it starts anything, in a second.
+An experiment (TOML, see ``configs/experiments/default.toml``)::
+
+    [experiment]        name, model (``smollm2-135m``, an HF dir or a .gguf), seed
+    [calibration]       dataset, nsamples (windows), seqlen (tokens per window)
+    [eval]              dataset, seqlen, max_windows (0 = the whole test split)
+    [[runs]]            one or more grids: methods × sparsities × patterns × wbits
+                        (``dense`` = no pruning: eval + dense simulation only; wbits 16 = no quantization)
+    [[simulate]]        preset, modes, tokens: every run is simulated on each
+    [options.<method>]  extra ``besa prune`` flags for that method (``d_coef = 5`` -> ``--d-coef 5``)
+    [whatif]            optional: a small hardware sweep over one run's masks (the report's sweep heatmap)
+
+Any unknown key, wrong type, unknown method / preset / mode or empty grid is a one-line
+:class:`UserError` naming the key.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reports.tomlconf import build, check_value, read_toml
+from simulator.errors import UserError
+
+
+
+def _registered_methods() -> tuple[str, ...]:
+    """Method names registered with ``@register("...")`` in ``pruning/methods/*.py``.
+
+    Read from the source text, not by importing the registry: importing it imports torch, and
+    validating a file should take a second (tests check this equals ``METHODS``).
+    """
+    found = []
+    for f in sorted((Path(__file__).resolve().parent.parent / "pruning" / "methods").glob("*.py")):
+        found += re.findall(r"""^@register\(\s*["']([\w-]+)["']\s*\)""", f.read_text(errors="replace"), flags=re.M)
+    order = ["magnitude", "wanda", "sparsegpt", "owl", "besa"]
+    return tuple(sorted(set(found), key=lambda m: (order.index(m) if m in order else len(order), m)))
+
+
+KNOWN_METHODS = ("dense",) + _registered_methods()
+_PATTERN_RE = re.compile(r"^(\d+):(\d+)$")
+
+
+@dataclass(frozen=True)
+class ExperimentSection:
+    name: str = "experiment"
+    model: str = "smollm2-135m"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Calibration:
+    dataset: str = "wiki"
+    nsamples: int = 32
+    seqlen: int = 256
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    dataset: str = "wiki"
+    seqlen: int = 512
+    max_windows: int = 0  # 0 = every window of the test split
+
+
+@dataclass(frozen=True)
+class RunGrid:
+    methods: tuple[str, ...]
+    sparsities: tuple[float, ...] = (0.5,)
+    patterns: tuple[str, ...] = ("unstructured",)
+    wbits: tuple[int, ...] = (16,)
+
+
+@dataclass(frozen=True)
+class SimTarget:
+    preset: str
+    modes: tuple[str, ...] = ("cycle",)
+    tokens: tuple[int, ...] = (1,)
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    run: str
+    grid: dict = field(default_factory=dict)
+    tokens: tuple[int, ...] = (1,)
+    preset: str = "vitcod"
+    mode: str = "cycle"
+    workers: int = 2
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of the experiment: its folder name and what ``besa prune`` is asked to do."""
+
+    name: str
+    method: str
+    sparsity: float
+    pattern: str  # "unstructured" or "n:m"
+    wbits: int  # 16 = no quantization
+
+    @property
+    def dense(self) -> bool:
+        return self.method == "dense"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    experiment: ExperimentSection
+    calibration: Calibration
+    eval: EvalSettings
+    runs: tuple[RunGrid, ...]
+    simulate: tuple[SimTarget, ...]
+    options: dict = field(default_factory=dict)
+    whatif: WhatIf | None = None
+    source: str = "experiment"
+
+    def run_specs(self) -> list[RunSpec]:
+        """Every run of the grids, deduplicated, in file order."""
+        out: dict[str, RunSpec] = {}
+        for g in self.runs:
+            for method in g.methods:
+                if method == "dense":
+                    out.setdefault("dense", RunSpec("dense", "dense", 0.0, "unstructured", 16))
+                    continue
+                for s in g.sparsities:
+                    for pat in g.patterns:
+                        for wb in g.wbits:
+                            spec = RunSpec(run_name(method, s, pat, wb), method, s, pat, wb)
+                            out.setdefault(spec.name, spec)
+        return list(out.values())
+
+
+def run_name(method: str, sparsity: float, pattern: str, wbits: int) -> str:
+    """``besa-s50``, ``wanda-s50-2x4``, ``besa-s50-w4``: the run's folder name."""
+    name = f"{method}-s{round(sparsity * 100):d}" if round(sparsity * 100) == sparsity * 100 else f"{method}-s{sparsity:g}"
+    if pattern != "unstructured":
+        name += "-" + pattern.replace(":", "x")
+    if wbits != 16:
+        name += f"-w{wbits}"
+    return name
+
+
+def _known(kind: str) -> tuple[str, ...] | None:
+    """Presets / modes the simulator knows, when it can tell (None = cannot check)."""
+    try:
+        from simulator import hardware
+    except ImportError:
+        hardware = None
+    if kind == "preset":
+        if hardware is not None:
+            for attr in ("list_presets", "preset_names", "presets"):
+                fn = getattr(hardware, attr, None)
+                if callable(fn):
+                    try:
+                        return tuple(sorted(fn()))
+                    except Exception:
+                        pass
+        hw_dir = Path(__file__).resolve().parent.parent / "configs" / "hw"
+        names = tuple(sorted(p.stem for p in hw_dir.glob("*.toml")))
+        return names or None
+    try:
+        from simulator import run as simrun
+    except ImportError:
+        return None
+    modes = getattr(simrun, "MODES", None)
+    return tuple(modes) if modes else None
+
+
+def parse_experiment(obj: dict[str, Any], source: str = "experiment") -> Experiment:
+    """Validate a parsed experiment TOML (see the module docstring)."""
+    known = {"experiment", "calibration", "eval", "runs", "simulate", "options", "whatif"}
+    for key in obj:
+        if key not in known:
+            raise UserError(f"{source}: {key}: unknown key (known: {', '.join(sorted(known))})")
+    exp = build(ExperimentSection, obj.get("experiment", {}), f"{source}: [experiment]")
+    cal = build(Calibration, obj.get("calibration", {}), f"{source}: [calibration]")
+    ev = build(EvalSettings, obj.get("eval", {}), f"{source}: [eval]")
+    for where, v, lo in ((f"[calibration].nsamples", cal.nsamples, 1), (f"[calibration].seqlen", cal.seqlen, 8),
+                         (f"[eval].seqlen", ev.seqlen, 8), (f"[eval].max_windows", ev.max_windows, 0)):
+        if v < lo:
+            raise UserError(f"{source}: {where}: must be >= {lo}, got {v}")
+    runs_tbl = obj.get("runs")
+    if runs_tbl is None:
+        raise UserError(f"{source}: [[runs]]: missing (give at least one grid of methods)")
+    if not isinstance(runs_tbl, list) or not runs_tbl:
+        raise UserError(f"{source}: [[runs]]: expected one or more [[runs]] tables")
+    grids = []
+    for i, t in enumerate(runs_tbl):
+        where = f"{source}: [[runs]][{i}]"
+        g = build(RunGrid, t, where)
+        for j, m in enumerate(g.methods):
+            if m not in KNOWN_METHODS:
+                raise UserError(f"{where}.methods[{j}]: unknown method {m!r} (known: {', '.join(KNOWN_METHODS)})")
+        for j, s in enumerate(g.sparsities):
+            if not 0.0 < s < 1.0:
+                raise UserError(f"{where}.sparsities[{j}]: a sparsity is the fraction pruned, in (0, 1); got {s}")
+        for j, p in enumerate(g.patterns):
+            m = _PATTERN_RE.match(p)
+            if p != "unstructured" and not (m and 0 < int(m.group(1)) < int(m.group(2))):
+                raise UserError(f"{where}.patterns[{j}]: expected \"unstructured\" or \"n:m\" (n of every m pruned, 0 < n < m), got {p!r}")
+        for j, b in enumerate(g.wbits):
+            if not 2 <= b <= 16:
+                raise UserError(f"{where}.wbits[{j}]: weight bits must be in 2..16 (16 = no quantization), got {b}")
+        grids.append(g)
+    sim_tbl = obj.get("simulate", [])
+    if not isinstance(sim_tbl, list):
+        raise UserError(f"{source}: [[simulate]]: expected [[simulate]] tables")
+    presets, modes = _known("preset"), _known("mode")
+    targets = []
+    for i, t in enumerate(sim_tbl):
+        where = f"{source}: [[simulate]][{i}]"
+        s = build(SimTarget, t, where)
+        if presets is not None and s.preset not in presets and not Path(s.preset).is_file():
+            raise UserError(f"{where}.preset: unknown preset {s.preset!r} (known: {', '.join(presets)})")
+        for j, m in enumerate(s.modes):
+            if modes is not None and m not in modes:
+                raise UserError(f"{where}.modes[{j}]: unknown mode {m!r} (known: {', '.join(modes)})")
+        for j, n in enumerate(s.tokens):
+            if n < 1:
+                raise UserError(f"{where}.tokens[{j}]: token counts must be >= 1, got {n}")
+        targets.append(s)
+    options = obj.get("options", {})
+    if not isinstance(options, dict):
+        raise UserError(f"{source}: [options]: expected tables [options.<method>]")
+    for m, tbl in options.items():
+        if m not in KNOWN_METHODS or m == "dense":
+            raise UserError(f"{source}: [options].{m}: unknown method {m!r} (known: {', '.join(KNOWN_METHODS[1:])})")
+        if not isinstance(tbl, dict):
+            raise UserError(f"{source}: [options].{m}: expected a table of flag = value")
+        for k, v in tbl.items():
+            if not isinstance(v, (str, int, float, bool)):
+                raise UserError(f"{source}: [options.{m}].{k}: expected a string, number or boolean, got {type(v).__name__}")
+    whatif = None
+    if "whatif" in obj:
+        whatif = build(WhatIf, obj["whatif"], f"{source}: [whatif]")
+        if presets is not None and whatif.preset not in presets:
+            raise UserError(f"{source}: [whatif].preset: unknown preset {whatif.preset!r} (known: {', '.join(presets)})")
+        if not whatif.grid:
+            raise UserError(f"{source}: [whatif].grid: empty (give hardware field = [values])")
+    ex = Experiment(exp, cal, ev, tuple(grids), tuple(targets), dict(options), whatif, source)
+    names = [r.name for r in ex.run_specs()]
+    if whatif is not None and whatif.run not in names:
+        raise UserError(f"{source}: [whatif].run: {whatif.run!r} is not a run of this experiment (runs: {', '.join(names)})")
+    return ex
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    return parse_experiment(read_toml(path), source=str(path))
+
+
+def option_flags(options: dict[str, Any]) -> list[str]:
+    """``{"d_coef": 5, "smoothing": false}`` -> ``["--d-coef", "5", "--no-smoothing"]`` (booleans as switches)."""
+    flags: list[str] = []
+    for k, v in options.items():
+        flag = "--" + k.replace("_", "-")
+        if v is True:
+            flags.append(flag)
+        elif v is False:
+            flags.append("--no-" + k.replace("_", "-"))
+        else:
+            flags += [flag, str(v)]
+    return flags
+
+
+__all__ = ["Experiment", "RunSpec", "load_experiment", "parse_experiment", "run_name", "option_flags", "KNOWN_METHODS", "check_value"]

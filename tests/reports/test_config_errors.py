@@ -1,0 +1,146 @@
+"""Bad experiment and sweep files give one-line errors naming the key (no torch, no run)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from reports.experiment import KNOWN_METHODS, load_experiment, parse_experiment, run_name
+from reports.sweep import expand, load_sweep, parse_sweep
+from simulator.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT = ROOT / "configs" / "experiments" / "default.toml"
+
+
+def _default() -> dict:
+    d = tomllib.loads(DEFAULT.read_text())
+    # only the methods this checkout registers, so each case isolates the one error it is about
+    d["runs"][0]["methods"] = [m for m in d["runs"][0]["methods"] if m in KNOWN_METHODS]
+    return d
+
+
+def test_default_experiment_expands():
+    exp = load_experiment(DEFAULT)
+    names = [r.name for r in exp.run_specs()]
+    assert names == ["dense", "magnitude-s50", "wanda-s50", "sparsegpt-s50", "besa-s50", "wanda-s50-2x4"]
+    assert exp.experiment.model == "smollm2-135m"
+
+
+def test_run_names():
+    assert run_name("besa", 0.5, "unstructured", 16) == "besa-s50"
+    assert run_name("wanda", 0.5, "2:4", 16) == "wanda-s50-2x4"
+    assert run_name("besa", 0.5, "unstructured", 4) == "besa-s50-w4"
+    assert run_name("wanda", 0.625, "unstructured", 16) == "wanda-s0.625"
+
+
+@pytest.mark.parametrize("mutate, key", [
+    (lambda d: d["calibration"].update(nsampels=3), "[calibration].nsampels: unknown key"),
+    (lambda d: d.update(extra={}), "extra: unknown key"),
+    (lambda d: d["calibration"].update(nsamples="32"), "[calibration].nsamples: expected an integer"),
+    (lambda d: d["runs"][0].update(sparsities=[0.5, "x"]), "[[runs]][0].sparsities[1]: expected a number"),
+    (lambda d: d["runs"][0].update(methods=["magnitude", "obs"]), "[[runs]][0].methods[1]: unknown method 'obs'"),
+    (lambda d: d["runs"][1].update(patterns=["4:2"]), "[[runs]][1].patterns[0]"),
+    (lambda d: d["runs"][0].update(methods=[]), "[[runs]][0].methods: empty list"),
+    (lambda d: d.update(runs=[]), "[[runs]]: expected one or more"),
+    (lambda d: d["simulate"][0].update(preset="tpu9000"), "[[simulate]][0].preset: unknown preset 'tpu9000'"),
+    (lambda d: d["simulate"][0].update(tokens=[]), "[[simulate]][0].tokens: empty list"),
+    (lambda d: d["whatif"].update(run="nope-s50"), "[whatif].run: 'nope-s50' is not a run"),
+    (lambda d: d["whatif"].update(lines=[1]), "[whatif].lines: unknown key"),
+    (lambda d: d["eval"].update(seqlen=True), "[eval].seqlen: expected an integer"),
+])
+def test_bad_experiment_names_the_key(mutate, key):
+    d = _default()
+    mutate(d)
+    with pytest.raises(UserError) as exc:
+        parse_experiment(d, source="x.toml")
+    msg = str(exc.value)
+    assert key in msg and "\n" not in msg and msg.startswith("x.toml: ")
+
+
+def test_known_methods_match_the_registry():
+    """KNOWN_METHODS (read from the sources, without torch) must be exactly the registry plus 'dense'."""
+    pytest.importorskip("torch")
+    import importlib
+    import pkgutil
+
+    import pruning.methods as pkg
+    from pruning.methods.base import METHODS
+
+    for m in pkgutil.iter_modules(pkg.__path__):
+        importlib.import_module(f"pruning.methods.{m.name}")
+    if not METHODS:
+        pytest.skip("no pruning method registered yet")
+    assert set(KNOWN_METHODS) - {"dense"} == set(METHODS)
+
+
+SWEEP = """
+[sweep]
+preset = "vitcod"
+tokens = [1, 16]
+[grid]
+lines = [16, 32]
+dram_bytes_per_cycle = [82.5, 164.93]
+[[workload]]
+name = "w"
+synthetic = "64x64*2:unstructured=0.5"
+"""
+
+
+def test_sweep_points_are_stable(tmp_path):
+    d = tomllib.loads(SWEEP)
+    a, b = expand(parse_sweep(d)), expand(parse_sweep(tomllib.loads(SWEEP)))
+    assert len(a) == 2 * 2 * 2 and [p.point_id for p in a] == [p.point_id for p in b]
+    assert len({p.point_id for p in a}) == len(a)
+    d["grid"]["lines"] = [16, 64]  # a changed value changes only the affected ids
+    c = expand(parse_sweep(d))
+    assert len({p.point_id for p in a} & {p.point_id for p in c}) == 4
+
+
+@pytest.mark.parametrize("mutate, key", [
+    (lambda d: d["grid"].update(linez=[1]), "[grid].linez: unknown hardware field"),
+    (lambda d: d["grid"].update(lines=[]), "[grid].lines: empty list"),
+    (lambda d: d["grid"].update(lines=["many"]), "[grid].lines[0]: expected an integer"),
+    (lambda d: d["grid"].update(lines=16), "[grid].lines: expected a list"),
+    (lambda d: d["sweep"].update(preset="tpu9000"), "[sweep].preset: unknown preset 'tpu9000'"),
+    (lambda d: d["sweep"].update(tokens=[]), "[sweep].tokens: empty list"),
+    (lambda d: d["sweep"].update(tokenz=[1]), "[sweep].tokenz: unknown key"),
+    (lambda d: d.pop("workload"), "[[workload]]: missing"),
+    (lambda d: d["workload"][0].update(masks="a.safetensors"), "[[workload]][0]: give exactly one of"),
+    (lambda d: d["workload"][0].update(synthetic="llama-9b"), "[[workload]][0].synthetic"),
+    (lambda d: d.update(extra=1), "unknown key 'extra'"),
+])
+def test_bad_sweep_names_the_key(mutate, key):
+    d = tomllib.loads(SWEEP)
+    mutate(d)
+    with pytest.raises(UserError) as exc:
+        parse_sweep(d, source="s.toml")
+    assert key in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_shipped_sweeps_parse():
+    spec = load_sweep(ROOT / "configs" / "sweeps" / "whatif-llama7b.toml")
+    pts = expand(spec)
+    hw = {p.hw for p in pts}
+    assert len(hw) >= 200 and spec.workloads[0].synthetic.startswith("llama-7b")
+    load_sweep(ROOT / "configs" / "sweeps" / "buffers-tau.toml")
+
+
+def test_cli_bad_files_one_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(DEFAULT.read_text().replace("nsamples = 32", "nsamples = 32\nnsampels = 4"))
+    r = subprocess.run([sys.executable, "-m", "pruning.cli", "run", str(bad), "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert r.returncode == 2 and "[calibration].nsampels: unknown key" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+    sw = tmp_path / "s.toml"
+    sw.write_text(SWEEP.replace("lines = [16, 32]", "lines = [16, 32]\nflux = [1]"))
+    r = subprocess.run([sys.executable, "-m", "pruning.cli", "sweep", str(sw), "--out", str(tmp_path / "so")], capture_output=True, text=True)
+    assert r.returncode == 2 and "[grid].flux: unknown hardware field" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    sw.write_text("[sweep\n")
+    r = subprocess.run([sys.executable, "-m", "pruning.cli", "sweep", str(sw), "--out", str(tmp_path / "so")], capture_output=True, text=True)
+    assert r.returncode == 2 and "not valid TOML" in r.stderr and len(r.stderr.strip().splitlines()) == 1
