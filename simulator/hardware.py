@@ -1,0 +1,220 @@
+"""Hardware presets: a frozen :class:`Hardware` read from a versioned TOML file in ``configs/hw/``.
+
+Units: ``lines`` MAC lines of ``macs_per_line`` MACs each (P = lines * macs_per_line MACs per cycle),
+clock ``freq_mhz``, DRAM bandwidth ``dram_bytes_per_cycle`` (bytes per clock cycle), buffers in bytes,
+data widths in bits, ``pipeline_fill`` (lambda) in cycles per dense tile, tiles in rows (``tile_m``,
+output features), columns (``tile_k``, input features) and tokens (``tile_n``).
+
+``load_hardware("vitcod", {"lines": 32})`` loads a preset by name (or a path to a TOML file) and applies
+overrides; an impossible machine (0 lines, bandwidth <= 0, a buffer that cannot double-buffer one tile,
+n > m ...) raises :class:`~simulator.errors.UserError` with one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from simulator.errors import UserError
+
+HW_VERSION = 1
+PRESET_DIR = Path(__file__).resolve().parent.parent / "configs" / "hw"
+INDEX_FORMATS = ("bitmap", "csr", "rle")
+SPLITS = ("proportional", "optimal")
+ASSIGNS = ("lpt", "round_robin")
+# Fixed-point scales: bandwidth and the gather factor are stored as integers so that the Python
+# reference and the C++ engine do exactly the same integer arithmetic (no float ceil() drift).
+BW_SCALE = 1 << 16
+GATHER_SCALE = 256
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """One accelerator.  See the module docstring for units; ``memory = False`` = compute only."""
+
+    name: str
+    version: int
+    description: str
+    lines: int
+    macs_per_line: int
+    freq_mhz: float
+    dram_bytes_per_cycle: float
+    memory: bool
+    weight_buffer_bytes: int
+    act_buffer_bytes: int
+    out_buffer_bytes: int
+    index_buffer_bytes: int
+    weight_bits: int
+    act_bits: int
+    out_bits: int
+    acc_bits: int
+    index_format: str
+    index_bits: int
+    rowptr_bits: int
+    rle_bits: int
+    pipeline_fill: int
+    tile_m: int
+    tile_k: int
+    tile_n: int
+    tau: float
+    split: str
+    assign: str
+    gather_factor: float
+    nm_n: int
+    nm_m: int
+
+    @property
+    def macs(self) -> int:
+        """P, MACs per cycle."""
+        return self.lines * self.macs_per_line
+
+    @property
+    def bw_bits_scaled(self) -> int:
+        """DRAM bandwidth as an integer: bits per ``BW_SCALE`` cycles (memory cycles = ceil(bits*BW_SCALE/this))."""
+        return max(1, round(self.dram_bytes_per_cycle * 8 * BW_SCALE))
+
+    @property
+    def gather_scaled(self) -> int:
+        """The sparse engine's gather (bank-conflict) factor in 1/``GATHER_SCALE`` units."""
+        return max(GATHER_SCALE, round(self.gather_factor * GATHER_SCALE))
+
+    @property
+    def nm_meta_bits(self) -> int:
+        """Metadata bits per kept value of the n:m engine: log2(m) rounded up."""
+        return max(1, math.ceil(math.log2(self.nm_m))) if self.nm_m > 1 else 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_FIELD_TYPES = {f.name: f.type for f in fields(Hardware)}
+
+
+def _coerce(key: str, value: Any, source: str) -> Any:
+    kind = _FIELD_TYPES[key]
+    try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if kind == "int":
+            if isinstance(value, bool):
+                raise ValueError(value)
+            f = float(value)
+            if not f.is_integer():
+                raise ValueError(value)
+            return int(f)
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{source}: hardware field {key!r} must be {kind}, got {value!r}") from None
+
+
+def validate(hw: Hardware) -> Hardware:
+    """Reject an impossible machine with a one-line :class:`UserError`; return ``hw`` unchanged."""
+    src = f"hardware {hw.name!r}"
+    if hw.version != HW_VERSION:
+        raise UserError(f"{src}: unknown hardware preset version {hw.version} (this build reads {HW_VERSION})")
+    for key in ("lines", "macs_per_line", "tile_m", "tile_k", "tile_n"):
+        if getattr(hw, key) < 1:
+            raise UserError(f"{src}: {key} must be >= 1, got {getattr(hw, key)}")
+    if not (hw.freq_mhz > 0 and math.isfinite(hw.freq_mhz)):
+        raise UserError(f"{src}: freq_mhz must be > 0, got {hw.freq_mhz}")
+    if not (hw.dram_bytes_per_cycle > 0 and math.isfinite(hw.dram_bytes_per_cycle)):
+        raise UserError(f"{src}: dram_bytes_per_cycle must be > 0, got {hw.dram_bytes_per_cycle}")
+    for key in ("weight_bits", "act_bits", "out_bits", "acc_bits", "index_bits", "rowptr_bits", "rle_bits"):
+        if not 1 <= getattr(hw, key) <= 64:
+            raise UserError(f"{src}: {key} must be in 1..64, got {getattr(hw, key)}")
+    if hw.pipeline_fill < 0:
+        raise UserError(f"{src}: pipeline_fill must be >= 0, got {hw.pipeline_fill}")
+    if not 0.0 <= hw.tau < 1.0:
+        raise UserError(f"{src}: tau must be in [0, 1), got {hw.tau}")
+    if hw.index_format not in INDEX_FORMATS:
+        raise UserError(f"{src}: index_format must be one of {', '.join(INDEX_FORMATS)}, got {hw.index_format!r}")
+    if hw.split not in SPLITS:
+        raise UserError(f"{src}: split must be one of {', '.join(SPLITS)}, got {hw.split!r}")
+    if hw.assign not in ASSIGNS:
+        raise UserError(f"{src}: assign must be one of {', '.join(ASSIGNS)}, got {hw.assign!r}")
+    if not (hw.gather_factor >= 1.0 and math.isfinite(hw.gather_factor)):
+        raise UserError(f"{src}: gather_factor must be >= 1, got {hw.gather_factor}")
+    if hw.nm_m < 1 or hw.nm_n < 1:
+        raise UserError(f"{src}: n:m needs n >= 1 and m >= 1, got {hw.nm_n}:{hw.nm_m}")
+    if hw.nm_n > hw.nm_m:
+        raise UserError(f"{src}: n:m engine with n > m ({hw.nm_n}:{hw.nm_m}) is impossible")
+    # Each operand buffer must double-buffer one tile (load tile i+1 while tile i computes).
+    need = {
+        "weight_buffer_bytes": hw.tile_m * hw.tile_k * hw.weight_bits,
+        "act_buffer_bytes": hw.tile_k * hw.tile_n * hw.act_bits,
+        "out_buffer_bytes": hw.tile_m * hw.tile_n * hw.acc_bits,
+        "index_buffer_bytes": hw.tile_m * hw.tile_k,  # one bitmap bit per weight position
+    }
+    for key, bits in need.items():
+        tile_bytes = -(-bits // 8)
+        have = getattr(hw, key)
+        if have < 2 * tile_bytes:
+            raise UserError(
+                f"{src}: {key}={have} is smaller than two tiles of {tile_bytes} bytes "
+                f"(tile {hw.tile_m}x{hw.tile_k}x{hw.tile_n}; double buffering needs 2)"
+            )
+    return hw
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def load_hardware(name_or_path: str, overrides: dict[str, Any] | None = None) -> Hardware:
+    """Load a preset (``vitcod``, ``besa``, ``hbm-4k`` or a path to a TOML file) and apply ``overrides``.
+
+    ``overrides`` maps field names to values (strings from the CLI are coerced to the field's type).
+    """
+    path = Path(name_or_path)
+    if not (path.suffix == ".toml" or path.is_file()):
+        path = PRESET_DIR / f"{name_or_path}.toml"
+        if not path.is_file():
+            raise UserError(f"unknown hardware preset {name_or_path!r} (presets: {', '.join(preset_names())}; or give a .toml path)")
+    if not path.is_file():
+        raise UserError(f"hardware file not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid TOML ({str(exc).splitlines()[0]})") from None
+    values = dict(raw)
+    values.update(overrides or {})
+    unknown = sorted(set(values) - set(_FIELD_TYPES))
+    if unknown:
+        raise UserError(f"{path.name}: unknown hardware field {unknown[0]!r} (fields: {', '.join(_FIELD_TYPES)})")
+    values.setdefault("description", "")
+    values.setdefault("name", path.stem)
+    missing = [k for k in _FIELD_TYPES if k not in values]
+    if missing:
+        raise UserError(f"{path.name}: hardware field {missing[0]!r} is missing")
+    src = path.name if not overrides else f"{path.name} + overrides"
+    hw = Hardware(**{k: _coerce(k, values[k], src) for k in _FIELD_TYPES})
+    return validate(hw)
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, str]:
+    """``["lines=32", "dram_bytes_per_cycle=100"]`` -> dict (values stay strings; load_hardware coerces)."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UserError(f"--set expects FIELD=VALUE, got {item!r}")
+        if key not in _FIELD_TYPES:
+            raise UserError(f"--set: unknown hardware field {key!r} (fields: {', '.join(_FIELD_TYPES)})")
+        out[key] = value.strip()
+    return out

@@ -1,0 +1,169 @@
+"""Run a workload on a machine: the rows of ``layers.csv`` and the ``summary.json`` built from them.
+
+``simulate(workload, hw, mode, tokens)`` -> pandas DataFrame (one row per layer and token count, the
+columns of :data:`COLUMNS` in that order); ``summarize(df, hw)`` -> dict (totals and per-projection
+averages per token count, the hardware, versions); ``write_results(out_dir, df, summary)`` writes both
+files atomically.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from simulator import engine as eng
+from simulator.errors import UserError
+from simulator.fileio import atomic_write_json, atomic_write_text
+from simulator.hardware import Hardware
+from simulator.workload import LayerWorkload
+
+RESULTS_VERSION = 1
+SIMULATOR_VERSION = "0.1.0"
+
+# Fixed header order of layers.csv.  Columns a mode does not define are left empty.
+COLUMNS = [
+    "layer", "proj", "block", "rows", "cols", "density", "tokens", "mode", "preset",
+    "cycles", "dense_cycles", "speedup_vs_dense", "nm_cycles", "speedup_vs_nm", "nm_n",
+    "dense_engine_cycles", "sparse_engine_cycles", "stall_cycles",
+    "bytes_weights", "bytes_index", "bytes_act", "bytes_out",
+    "utilization", "bound", "lb_ideal", "lb_split",
+    "dense_cols", "lines_dense", "lines_sparse", "tau", "tries", "time_us",
+]
+INT_COLUMNS = ["block", "rows", "cols", "tokens", "cycles", "dense_cycles", "nm_cycles", "nm_n",
+               "dense_engine_cycles", "sparse_engine_cycles", "stall_cycles", "bytes_weights", "bytes_index",
+               "bytes_act", "bytes_out", "lb_ideal", "lb_split", "dense_cols", "lines_dense", "lines_sparse", "tries"]
+
+
+def _ratio(a, b):
+    return float(a) / float(b) if b else float("nan")
+
+
+def _row(layer: LayerWorkload, mode: str, n: int, hw: Hardware, r: dict) -> dict:
+    nnz = r["nnz"]
+    row = {c: None for c in COLUMNS}
+    row.update(layer=layer.name, proj=layer.proj, block=layer.block, rows=layer.rows, cols=layer.cols,
+               density=nnz / (layer.rows * layer.cols), tokens=n, mode=mode, preset=hw.name,
+               cycles=r["cycles"], dense_cycles=r["dense_cycles"], speedup_vs_dense=_ratio(r["dense_cycles"], r["cycles"]),
+               dense_engine_cycles=r.get("dense_engine_cycles"), sparse_engine_cycles=r.get("sparse_engine_cycles"),
+               dense_cols=r.get("G"), lines_dense=r.get("lines_dense"), lines_sparse=r.get("lines_sparse"),
+               tau=r.get("tau"), tries=r.get("tries"), time_us=r["cycles"] / hw.freq_mhz,
+               utilization=_ratio(nnz * n, hw.macs * r["cycles"]))
+    if mode in ("cycle", "dense", "nm"):
+        row.update(stall_cycles=r["stall_cycles"], bound=r["bound"],
+                   bytes_weights=-(-r["bits_weights"] // 8), bytes_index=-(-r["bits_index"] // 8),
+                   bytes_act=-(-r["bits_act"] // 8), bytes_out=-(-r["bits_out"] // 8))
+    if mode == "besa-compat" or mode == "corrected":
+        row["bound"] = "compute"
+    if mode == "cycle":
+        row.update(nm_cycles=r["nm_cycles"], speedup_vs_nm=_ratio(r["nm_cycles"], r["cycles"]), nm_n=r["nm_n"],
+                   lb_ideal=r["lb_ideal"], lb_split=r["lb_split"])
+    if mode == "nm":
+        row.update(nm_cycles=r["cycles"], speedup_vs_nm=1.0, nm_n=r["nm_n"])
+    return row
+
+
+def _check_tokens(tokens) -> list[int]:
+    out = [int(t) for t in tokens]
+    if not out or any(t < 1 for t in out):
+        raise UserError(f"tokens must be positive integers, got {list(tokens)}")
+    return out
+
+
+def simulate(workload: list[LayerWorkload], hw: Hardware, mode: str, tokens: list[int], engine: str | None = None,
+             progress: bool = False) -> pd.DataFrame:
+    """Simulate every layer of ``workload`` in ``mode`` at each token count; returns layers.csv's rows.
+
+    ``engine``: ``cpp`` (default when built), ``python`` (reference cycle model on numba statistics)
+    or ``reference`` (the spec, on unpacked masks; small layers only).
+    """
+    tokens = _check_tokens(tokens)
+    if mode not in eng.MODES:
+        raise UserError(f"unknown mode {mode!r} (modes: {', '.join(eng.MODES)})")
+    if not workload:
+        raise UserError("empty workload: no layers to simulate")
+    engine = engine or eng.default_engine()
+    rows = []
+    it = workload
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(workload, desc=f"simulate {mode}", unit="layer")
+    for layer in it:
+        packed = layer.load()
+        for n, r in zip(tokens, eng.evaluate(packed, layer.rows, layer.cols, mode, tokens, hw, engine)):
+            rows.append(_row(layer, mode, n, hw, r))
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    for c in INT_COLUMNS:
+        df[c] = df[c].astype("Int64")
+    return df.sort_values(["tokens"], kind="stable").reset_index(drop=True)
+
+
+def _clean(x):
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        return None if math.isnan(x) else x
+    return x
+
+
+def summarize(df: pd.DataFrame, hw: Hardware) -> dict:
+    """summary.json: per token count, totals over all layers and per-projection averages.
+
+    Per projection (q_proj ...), ``avg_cycles`` / ``avg_dense_cycles`` average over the layers and
+    ``speedup_vs_dense = avg_dense_cycles / avg_cycles`` — the BESA authors' table.  ``totals`` sums
+    cycles over the whole model (``speedup_vs_dense`` = ratio of sums).
+    """
+    if df.empty:
+        raise UserError("no results to summarise")
+    mode = str(df["mode"].iloc[0])
+    totals, per_proj = {}, {}
+    for n, part in df.groupby("tokens", sort=True):
+        t = {"layers": int(len(part)), "cycles": int(part["cycles"].sum()), "dense_cycles": int(part["dense_cycles"].sum())}
+        t["speedup_vs_dense"] = _ratio(t["dense_cycles"], t["cycles"])
+        t["time_ms"] = t["cycles"] / hw.freq_mhz / 1000.0
+        t["dense_time_ms"] = t["dense_cycles"] / hw.freq_mhz / 1000.0
+        if part["nm_cycles"].notna().all():
+            t["nm_cycles"] = int(part["nm_cycles"].sum())
+            t["speedup_vs_nm"] = _ratio(t["nm_cycles"], t["cycles"])
+        for c in ("stall_cycles", "bytes_weights", "bytes_index", "bytes_act", "bytes_out", "lb_ideal", "lb_split"):
+            if part[c].notna().all():
+                t[c] = int(part[c].sum())
+        if part["bound"].notna().all():
+            t["layers_memory_bound"] = int((part["bound"] == "memory").sum())
+        nnz_macs = float((part["density"] * part["rows"] * part["cols"]).sum()) * int(n)
+        t["utilization"] = _ratio(nnz_macs, hw.macs * t["cycles"])
+        totals[str(int(n))] = {k: _clean(v) for k, v in t.items()}
+        pp = {}
+        for proj, g in part.groupby("proj", sort=False):
+            e = {"layers": int(len(g)), "avg_cycles": float(g["cycles"].mean()),
+                 "avg_dense_cycles": float(g["dense_cycles"].mean()), "avg_density": float(g["density"].mean())}
+            e["speedup_vs_dense"] = _ratio(e["avg_dense_cycles"], e["avg_cycles"])
+            if g["nm_cycles"].notna().all():
+                e["avg_nm_cycles"] = float(g["nm_cycles"].mean())
+                e["speedup_vs_nm"] = _ratio(e["avg_nm_cycles"], e["avg_cycles"])
+            pp[str(proj)] = {k: _clean(v) for k, v in e.items()}
+        per_proj[str(int(n))] = pp
+    return {
+        "format": "besa-sim-summary",
+        "version": RESULTS_VERSION,
+        "simulator_version": SIMULATOR_VERSION,
+        "mode": mode,
+        "preset": hw.name,
+        "hardware": hw.as_dict(),
+        "tokens": [int(x) for x in sorted(df["tokens"].unique())],
+        "totals": totals,
+        "per_projection": per_proj,
+    }
+
+
+def write_results(out_dir, df: pd.DataFrame, summary: dict) -> tuple[Path, Path]:
+    """Write ``out_dir/layers.csv`` and ``out_dir/summary.json`` atomically; return their paths."""
+    out_dir = Path(out_dir)
+    csv_path, json_path = out_dir / "layers.csv", out_dir / "summary.json"
+    atomic_write_text(csv_path, df.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
+    atomic_write_json(json_path, summary)
+    return csv_path, json_path

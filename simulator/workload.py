@@ -1,0 +1,238 @@
+"""Workloads: the list of weight matrices (bit-packed keep masks, 1 = kept) a simulation runs.
+
+Two sources:
+
+* :func:`from_masks` — a masks file written by ``besa prune`` (``simulator.masks`` format);
+* :func:`synthetic` — seeded masks for exploration without pruning.  ``spec`` is
+  ``SHAPE[:PATTERN]`` with
+
+  - ``SHAPE``: a named model (``llama-7b``, ``llama-13b``, ``llama-70b``, ``smollm2-135m``),
+    optionally ``[B]`` to keep only the first B transformer blocks (``llama-7b[2]``), or one matrix
+    ``MxK`` (out x in features), optionally ``*COUNT`` (``4096x4096*3``);
+  - ``PATTERN``: ``unstructured=D`` (each weight kept with probability D, D rounded to a multiple
+    of 1/256), ``nm=N:M`` (exactly N kept in every group of M consecutive input features),
+    ``skewed=D[/SIGMA]`` (column j kept with probability D*w_j, w_j log-normal(0, SIGMA) normalised
+    to mean 1, SIGMA = 1 by default: a few near-dense columns, like real LLM masks), or ``dense``.
+    Default ``unstructured=0.5``.
+
+Masks of a synthetic workload are generated lazily, one layer at a time, from a per-layer seed
+``SeedSequence([seed, layer_index])``: same seed -> bit-identical masks, and a whole LLaMA-70B never
+sits in memory at once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Callable
+
+import numpy as np
+
+from simulator.errors import UserError
+from simulator.masks import read_masks_packed, unpack_keep
+
+# name -> (hidden, intermediate, blocks, kv_dim): Hugging Face configs of the named models.
+MODEL_SHAPES: dict[str, tuple[int, int, int, int]] = {
+    "llama-7b": (4096, 11008, 32, 4096),
+    "llama-13b": (5120, 13824, 40, 5120),
+    "llama-70b": (8192, 28672, 80, 1024),  # GQA: 8 KV heads of 128
+    "smollm2-135m": (576, 1536, 30, 192),  # GQA: 3 KV heads of 64
+}
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class LayerWorkload:
+    """One weight matrix: ``rows`` = out-features (M), ``cols`` = in-features (K).
+
+    ``load()`` returns the keep mask bit-packed as ``uint8 [rows, ceil(cols/8)]`` (little bit order,
+    pad bits 0, 1 = kept) — see :mod:`simulator.masks`.
+    """
+
+    name: str
+    rows: int
+    cols: int
+    proj: str
+    block: int
+    loader: Callable[[], np.ndarray]
+
+    def load(self) -> np.ndarray:
+        packed = self.loader()
+        if packed.shape != (self.rows, (self.cols + 7) // 8) or packed.dtype != np.uint8:
+            raise UserError(f"layer {self.name!r}: packed mask {packed.shape} {packed.dtype} disagrees with [{self.rows}, {self.cols}]")
+        return packed
+
+    def keep(self) -> np.ndarray:
+        """The unpacked bool ``[rows, cols]`` keep mask (small layers / the reference engine)."""
+        return unpack_keep(self.load(), self.cols)
+
+
+def _proj_and_block(name: str) -> tuple[str, int]:
+    proj = name.rsplit(".", 1)[-1]
+    m = re.search(r"layers\.(\d+)\.", name)
+    return proj, int(m.group(1)) if m else -1
+
+
+def from_masks(path) -> list[LayerWorkload]:
+    """The layers of a masks file, in block order then projection order (q k v o gate up down)."""
+    packed, shapes, _manifest = read_masks_packed(path)
+
+    def order(name: str):
+        proj, block = _proj_and_block(name)
+        return (block, PROJECTIONS.index(proj) if proj in PROJECTIONS else len(PROJECTIONS), name)
+
+    out = []
+    for name in sorted(shapes, key=order):
+        rows, cols = shapes[name]
+        proj, block = _proj_and_block(name)
+        arr = packed[name]
+        out.append(LayerWorkload(name, rows, cols, proj, block, (lambda a=arr: a)))
+    return out
+
+
+# ---------------------------------------------------------------------------- mask generators
+def _clear_pad(packed: np.ndarray, cols: int) -> np.ndarray:
+    if cols % 8:
+        packed[:, -1] &= np.uint8((1 << (cols % 8)) - 1)
+    return packed
+
+
+def gen_unstructured(rows: int, cols: int, density: float, rng: np.random.Generator) -> np.ndarray:
+    """Each weight kept with probability round(density*256)/256, built from random bytes.
+
+    Bernoulli(q/256) by the binary expansion of q: walking q's bits from least to most significant,
+    x := x | r for a 1 bit and x := x & r for a 0 bit (r fresh uniform bytes) — 8 random bytes per
+    8 weights at most, one for density 0.5.
+    """
+    nb = (cols + 7) // 8
+    q = int(round(density * 256))
+    if q >= 256:
+        return _clear_pad(np.full((rows, nb), 0xFF, np.uint8), cols)
+    x = np.zeros((rows, nb), np.uint8)
+    if q <= 0:
+        return x
+    low = (q & -q).bit_length() - 1  # trailing zero bits leave x = 0: skip them
+    for bit in range(low, 8):
+        r = rng.integers(0, 256, size=(rows, nb), dtype=np.uint8)
+        if (q >> bit) & 1:
+            np.bitwise_or(x, r, out=x)
+        else:
+            np.bitwise_and(x, r, out=x)
+    return _clear_pad(x, cols)
+
+
+def gen_nm(rows: int, cols: int, n: int, m: int, rng: np.random.Generator) -> np.ndarray:
+    """Exactly ``n`` kept in every group of ``m`` consecutive input features (a last partial group
+    keeps min(n, its width))."""
+    if not 1 <= n <= m:
+        raise UserError(f"n:m pattern needs 1 <= n <= m, got {n}:{m}")
+    nb = (cols + 7) // 8
+    if 8 % m == 0 and cols % 8 == 0:
+        patterns = np.array([sum(1 << i for i in c) for c in combinations(range(m), n)], np.uint8)
+        per_byte = 8 // m
+        idx = rng.integers(0, len(patterns), size=(rows, nb, per_byte), dtype=np.uint8)
+        bits = patterns[idx]  # (rows, nb, per_byte): group g of byte b covers bits g*m..g*m+m-1
+        out = np.zeros((rows, nb), np.uint8)
+        for g in range(per_byte):
+            out |= bits[:, :, g] << np.uint8(g * m)
+        return out
+    # generic path (odd m or ragged width): one random permutation rank per group
+    groups = -(-cols // m)
+    keys = rng.random((rows, groups, m))
+    width = np.minimum(m, cols - np.arange(groups) * m)
+    keys = np.where(np.arange(m)[None, None, :] >= width[None, :, None], np.inf, keys)  # (rows, groups, m)
+    rank = keys.argsort(axis=2).argsort(axis=2)
+    keep = (rank < n).reshape(rows, groups * m)[:, :cols]
+    return np.packbits(keep, axis=1, bitorder="little")
+
+
+def gen_skewed(rows: int, cols: int, density: float, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Column j kept with probability clip(density * w_j, 0, 1), w_j ~ lognormal(0, sigma)/mean."""
+    w = rng.lognormal(0.0, sigma, size=cols)
+    p = np.clip(density * w / w.mean(), 0.0, 1.0)
+    out = np.empty((rows, (cols + 7) // 8), np.uint8)
+    step = max(1, (1 << 22) // max(cols, 1))
+    for r0 in range(0, rows, step):
+        r1 = min(rows, r0 + step)
+        out[r0:r1] = np.packbits(rng.random((r1 - r0, cols)) < p, axis=1, bitorder="little")
+    return out
+
+
+# ---------------------------------------------------------------------------- spec parsing
+def _parse_pattern(text: str) -> Callable[[int, int, np.random.Generator], np.ndarray]:
+    kind, _, arg = text.partition("=")
+    kind = kind.strip().lower()
+    try:
+        if kind == "dense":
+            return lambda r, c, g: gen_unstructured(r, c, 1.0, g)
+        if kind in ("unstructured", "random"):
+            d = float(arg)
+            if not 0.0 <= d <= 1.0:
+                raise ValueError
+            return lambda r, c, g: gen_unstructured(r, c, d, g)
+        if kind == "nm":
+            n_s, m_s = arg.split(":")
+            n, m = int(n_s), int(m_s)
+            if not 1 <= n <= m:
+                raise UserError(f"synthetic pattern {text!r}: n:m needs 1 <= n <= m")
+            return lambda r, c, g: gen_nm(r, c, n, m, g)
+        if kind == "skewed":
+            d_s, _, s_s = arg.partition("/")
+            d, s = float(d_s), float(s_s) if s_s else 1.0
+            if not (0.0 <= d <= 1.0 and s >= 0.0):
+                raise ValueError
+            return lambda r, c, g: gen_skewed(r, c, d, s, g)
+    except UserError:
+        raise
+    except (ValueError, TypeError):
+        pass
+    raise UserError(f"synthetic pattern {text!r} not understood (unstructured=D, nm=N:M, skewed=D[/SIGMA], dense)")
+
+
+def _shapes(shape: str) -> list[tuple[str, int, int, str, int]]:
+    m = re.fullmatch(r"([a-z0-9.\-]+?)(?:\[(\d+)\])?", shape)
+    if m and m.group(1) in MODEL_SHAPES:
+        h, inter, blocks, kv = MODEL_SHAPES[m.group(1)]
+        if m.group(2) is not None:
+            if not 1 <= int(m.group(2)) <= blocks:
+                raise UserError(f"synthetic shape {shape!r}: {m.group(1)} has {blocks} blocks")
+            blocks = int(m.group(2))
+        dims = {"q_proj": (h, h), "k_proj": (kv, h), "v_proj": (kv, h), "o_proj": (h, h),
+                "gate_proj": (inter, h), "up_proj": (inter, h), "down_proj": (h, inter)}
+        out = []
+        for b in range(blocks):
+            for p in PROJECTIONS:
+                part = "self_attn" if p in ("q_proj", "k_proj", "v_proj", "o_proj") else "mlp"
+                out.append((f"model.layers.{b}.{part}.{p}", *dims[p], p, b))
+        return out
+    m = re.fullmatch(r"(\d+)x(\d+)(?:\*(\d+))?", shape)
+    if m:
+        rows, cols, count = int(m.group(1)), int(m.group(2)), int(m.group(3) or 1)
+        if rows < 1 or cols < 1 or count < 1:
+            raise UserError(f"synthetic shape {shape!r}: sizes must be >= 1")
+        return [(f"matrix.{i}", rows, cols, f"{rows}x{cols}", i) for i in range(count)]
+    raise UserError(f"synthetic shape {shape!r} not understood (models: {', '.join(MODEL_SHAPES)}, optionally [BLOCKS]; or MxK[*COUNT])")
+
+
+def synthetic(spec: str, seed: int = 0) -> list[LayerWorkload]:
+    """Seeded synthetic workload, e.g. ``synthetic("llama-7b:unstructured=0.5", seed=0)``."""
+    shape, _, pattern = spec.strip().partition(":")
+    gen = _parse_pattern(pattern or "unstructured=0.5")
+    out = []
+    for i, (name, rows, cols, proj, block) in enumerate(_shapes(shape.strip().lower())):
+        def loader(rows=rows, cols=cols, i=i):
+            rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), i])))
+            return gen(rows, cols, rng)
+        out.append(LayerWorkload(name, rows, cols, proj, block, loader))
+    return out
+
+
+def from_keep(name: str, keep: np.ndarray, proj: str | None = None, block: int = -1) -> LayerWorkload:
+    """A workload layer from an in-memory bool keep mask (tests, notebooks)."""
+    from simulator.masks import pack_keep
+
+    keep = np.asarray(keep, dtype=bool)
+    packed = pack_keep(keep)
+    p, b = _proj_and_block(name)
+    return LayerWorkload(name, keep.shape[0], keep.shape[1], proj or p, block if block >= 0 else b, lambda: packed)
