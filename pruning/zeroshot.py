@@ -207,6 +207,16 @@ def load_task_rows(task: str, task_data: Path) -> list[dict]:
     return _READERS[task](spec, d)
 
 
+def check_task_data(tasks: list[str], task_data: Path | None) -> None:
+    """Fail fast (before a slow model load) on unknown tasks and missing or malformed local files."""
+    tasks = parse_tasks(",".join(tasks))
+    if task_data is not None:
+        if not Path(task_data).is_dir():
+            raise UserError(f"--task-data {task_data} is not a directory")
+        for t in tasks:
+            load_task_rows(t, task_data)
+
+
 # ----------------------------------------------------------------------------- lm-eval glue
 
 
@@ -291,6 +301,8 @@ def run_tasks(
         raise UserError(f"--limit must be >= 1, got {limit}")
     if batch_size < 1:
         raise UserError(f"--zs-batch-size must be >= 1, got {batch_size}")
+    if task_data is not None and not Path(task_data).is_dir():
+        raise UserError(f"--task-data {task_data} is not a directory")
     rows = {t: load_task_rows(t, task_data) for t in tasks} if task_data is not None else {}  # check all before any model work
 
     from lm_eval import evaluator
@@ -367,6 +379,26 @@ def format_table(results: dict[str, dict], title: str = "") -> str:
     if results:
         mean = sum(r["acc"] for r in results.values()) / len(results)
         lines.append(f"{'mean acc':<14} {'':>5}  {100 * mean:>12.1f}")
+    return "\n".join(lines)
+
+
+def format_comparison(runs: dict[str, dict[str, dict]], metric: str = "acc") -> str:
+    """One row per task, one column per run (``{run name: run_tasks() result}``), ``metric`` in percent."""
+    names = list(runs)
+    tasks = list(dict.fromkeys(t for r in runs.values() for t in r))
+    lines = [f"{metric + ' %':<14} {'n':>4}  " + "  ".join(f"{n:>10}" for n in names)]
+    for t in tasks:
+        n = next((r[t]["n"] for r in runs.values() if t in r), 0)
+        cells = []
+        for name in names:
+            v = runs[name].get(t, {}).get(metric)
+            cells.append(f"{'-' if v is None else f'{100 * v:.1f}':>10}")
+        lines.append(f"{t:<14} {n:>4}  " + "  ".join(cells))
+    means = []
+    for name in names:
+        vals = [r[metric] for r in runs[name].values() if r.get(metric) is not None]
+        means.append(f"{100 * sum(vals) / len(vals):>10.1f}" if vals else f"{'-':>10}")
+    lines.append(f"{'mean':<14} {'':>4}  " + "  ".join(means))
     return "\n".join(lines)
 
 
