@@ -50,7 +50,7 @@ def add_arguments(parser) -> None:
 def prune_cmd(exp, spec, run_dir: Path) -> list[str]:
     cal = exp.calibration
     cmd = ["prune", "--model", exp.experiment.model, "--method", spec.method, "--sparsity", f"{spec.sparsity:g}",
-           "--dataset", cal.dataset, "--nsamples", str(cal.nsamples), "--seqlen", str(cal.seqlen),
+           "--calib-dataset", cal.dataset, "--no-progress", "--nsamples", str(cal.nsamples), "--seqlen", str(cal.seqlen),
            "--seed", str(exp.experiment.seed), "--out", str(run_dir)]
     if spec.pattern != "unstructured":
         cmd += ["--pattern", spec.pattern]

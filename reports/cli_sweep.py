@@ -19,6 +19,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--workers", type=int, default=None, help="LocalCluster workers (default: one per CPU core; 0 = run serially in this process)")
     parser.add_argument("--no-report", action="store_true", help="do not render DIR/report.html")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--flush-every", type=float, default=3.0, metavar="SECONDS",
+                        help="rewrite the result files (atomically) at most this often; a kill loses at most this much work (default 3)")
 
 
 def run(args) -> int:
@@ -29,7 +31,8 @@ def run(args) -> int:
         raise UserError("--workers must be >= 0")
     spec = load_sweep(args.sweep)
     t0 = time.perf_counter()
-    res = run_sweep(spec, args.out, scheduler=args.scheduler, workers=args.workers, progress=not args.no_progress)
+    res = run_sweep(spec, args.out, scheduler=args.scheduler, workers=args.workers, progress=not args.no_progress,
+                    flush_every_s=args.flush_every)
     print(f"sweep: {res.total} points ({res.skipped} already done, {res.computed} computed, {res.failed} failed) "
           f"in {time.perf_counter() - t0:.1f} s -> {args.out}/results.parquet")
     if res.failed:

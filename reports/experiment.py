@@ -161,12 +161,16 @@ def _known(kind: str) -> tuple[str, ...] | None:
         hw_dir = Path(__file__).resolve().parent.parent / "configs" / "hw"
         names = tuple(sorted(p.stem for p in hw_dir.glob("*.toml")))
         return names or None
-    try:
-        from simulator import run as simrun
-    except ImportError:
-        return None
-    modes = getattr(simrun, "MODES", None)
-    return tuple(modes) if modes else None
+    for mod in ("simulator.run", "simulator.engine"):
+        try:
+            import importlib
+
+            modes = getattr(importlib.import_module(mod), "MODES", None)
+        except ImportError:
+            continue
+        if modes:
+            return tuple(modes)
+    return None
 
 
 def parse_experiment(obj: dict[str, Any], source: str = "experiment") -> Experiment:
