@@ -16,7 +16,7 @@ def add_arguments(parser) -> None:
     from pruning.export import DTYPES, FORMATS
 
     parser.add_argument("--model", required=True, help="smollm2-135m, a local HF directory or a .gguf file")
-    parser.add_argument("--masks", required=True, type=Path, help="masks file (besa prune's DIR/masks.safetensors)")
+    parser.add_argument("--masks", required=True, type=Path, help="masks file (besa prune's DIR/masks.safetensors) or its run directory")
     parser.add_argument("--format", required=True, choices=FORMATS,
                         help="hf = plain HF directory (zeros stored, same size as dense); "
                              "compressed = compressed-tensors sparse-bitmask (non-zeros + 1 bit per weight)")

@@ -125,6 +125,9 @@ def prepare_model(model_spec: str, masks: Path, dtype: torch.dtype = torch.float
     from pruning.models import apply_masks, load_model
     from simulator.masks import read_masks
 
+    masks = Path(masks)
+    if masks.is_dir():  # a run directory
+        masks = masks / "masks.safetensors"
     keep, _ = read_masks(masks)
     model, tokenizer = load_model(model_spec, dtype=torch.float32)
     apply_masks(model, keep)
@@ -189,6 +192,7 @@ def _save_compressed(model, tmp: Path) -> float:
         else:
             tensors[name] = t.detach().cpu().contiguous()
     save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+    os.chmod(tmp / WEIGHTS_FILE, 0o644)  # safetensors creates it owner-only; save_pretrained's file is 0644
     sparsity = zeros / total if total else 0.0
     model.config.save_pretrained(str(tmp))
     if getattr(model, "generation_config", None) is not None:
