@@ -1,0 +1,60 @@
+import pytest
+
+from simulator.errors import UserError
+from simulator.hardware import load_hardware, parse_overrides, preset_names
+
+
+def test_presets_load_and_paper_numbers():
+    assert {"vitcod", "besa", "hbm-4k"} <= set(preset_names())
+    v = load_hardware("vitcod")
+    assert (v.lines, v.macs_per_line, v.macs, v.freq_mhz) == (64, 8, 512, 500.0)
+    # 76.8 GiB/s at 500 MHz
+    assert abs(v.dram_bytes_per_cycle - 76.8 * 2**30 / 500e6) < 0.01
+    assert v.weight_bits == 8 and v.memory
+    b = load_hardware("besa")
+    assert (b.lines, b.macs_per_line, b.memory) == (64, 64, False)
+    h = load_hardware("hbm-4k")
+    assert h.macs == 4096
+
+
+def test_overrides_are_typed():
+    hw = load_hardware("vitcod", parse_overrides(["lines=32", "dram_bytes_per_cycle=100", "index_format=csr", "memory=false"]))
+    assert (hw.lines, hw.dram_bytes_per_cycle, hw.index_format, hw.memory) == (32, 100.0, "csr", False)
+
+
+def test_preset_from_file(tmp_path):
+    text = (load_hardware.__globals__["PRESET_DIR"] / "vitcod.toml").read_text().replace('name = "vitcod"', 'name = "mine"')
+    p = tmp_path / "mine.toml"
+    p.write_text(text)
+    assert load_hardware(str(p)).name == "mine"
+
+
+@pytest.mark.parametrize("over, words", [
+    ({"lines": 0}, "lines"),
+    ({"dram_bytes_per_cycle": 0}, "dram_bytes_per_cycle"),
+    ({"dram_bytes_per_cycle": -3}, "dram_bytes_per_cycle"),
+    ({"weight_buffer_bytes": 100}, "weight_buffer_bytes"),
+    ({"index_buffer_bytes": 10}, "index_buffer_bytes"),
+    ({"nm_n": 5, "nm_m": 4}, "n > m"),
+    ({"tau": 1.0}, "tau"),
+    ({"index_format": "zip"}, "index_format"),
+    ({"version": 7}, "version"),
+    ({"lines": "many"}, "lines"),
+])
+def test_impossible_hardware(over, words):
+    with pytest.raises(UserError, match=words) as exc:
+        load_hardware("vitcod", over)
+    assert "\n" not in str(exc.value)
+
+
+def test_unknown_preset_and_field(tmp_path):
+    with pytest.raises(UserError, match="unknown hardware preset"):
+        load_hardware("nope")
+    with pytest.raises(UserError, match="unknown hardware field"):
+        parse_overrides(["bogus=1"])
+    with pytest.raises(UserError, match="FIELD=VALUE"):
+        parse_overrides(["lines"])
+    bad = tmp_path / "bad.toml"
+    bad.write_text("lines = [")
+    with pytest.raises(UserError, match="TOML"):
+        load_hardware(str(bad))
