@@ -1,0 +1,127 @@
+"""Workloads and mask statistics: synthetic generators, masks files, numba statistics vs numpy."""
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra.numpy import arrays
+
+from simulator import reference as ref
+from simulator import stats
+from simulator import workload as wl
+from simulator.errors import UserError
+from simulator.masks import pack_keep, write_masks
+
+
+@settings(max_examples=80, deadline=None)
+@given(arrays(bool, st.tuples(st.integers(1, 300), st.integers(1, 70))), st.integers(1, 8), st.integers(1, 5))
+def test_numba_statistics_match_numpy(keep, m, bits):
+    p = pack_keep(keep)
+    rows, cols = keep.shape
+    assert np.array_equal(stats.col_counts(p, cols), keep.sum(0))
+    sel = np.arange(cols) % 3 != 0
+    assert np.array_equal(stats.row_counts(p, sel), keep[:, sel].sum(1))
+    assert np.array_equal(stats.row_counts(p), keep.sum(1))
+    assert stats.nm_group_max(p, cols, m) == ref.nm_group_max(keep, m)
+    pads = stats.rle_pads(p, cols, sel, bits)
+    assert list(pads) == [ref.rle_pads(keep[i, sel], bits) for i in range(rows)]
+    costs = keep.sum(1)
+    for lines in (1, 3):
+        assert stats.line_loads(costs, lines, "lpt").max() == ref.max_line_load(list(costs), lines, "lpt")
+        assert stats.line_loads(costs, lines, "round_robin").max() == ref.max_line_load(list(costs), lines, "round_robin")
+
+
+def test_col_counts_survive_more_than_255_rows():
+    keep = np.ones((1000, 9), bool)
+    assert list(stats.col_counts(pack_keep(keep), 9)) == [1000] * 9
+
+
+def test_synthetic_shapes_and_determinism():
+    layers = wl.synthetic("llama-7b:unstructured=0.5", 0)
+    assert len(layers) == 32 * 7
+    shapes = {(l.proj, l.rows, l.cols) for l in layers}
+    assert ("gate_proj", 11008, 4096) in shapes and ("down_proj", 4096, 11008) in shapes
+    l70 = {(l.proj, l.rows, l.cols) for l in wl.synthetic("llama-70b[1]", 0)}
+    assert ("k_proj", 1024, 8192) in l70
+    assert len(wl.synthetic("smollm2-135m", 0)) == 30 * 7
+    a = wl.synthetic("llama-7b[1]:unstructured=0.3", 7)[1].load()
+    b = wl.synthetic("llama-7b[1]:unstructured=0.3", 7)[1].load()
+    c = wl.synthetic("llama-7b[1]:unstructured=0.3", 8)[1].load()
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("density", [0.0, 0.25, 0.5, 0.7, 1.0])
+def test_unstructured_density(density):
+    layer = wl.synthetic(f"512x1000:unstructured={density}", 1)[0]
+    keep = layer.keep()
+    assert abs(keep.mean() - round(density * 256) / 256) < 0.01
+    # pad bits are zero
+    assert not np.unpackbits(layer.load(), axis=1, bitorder="little")[:, 1000:].any()
+
+
+@pytest.mark.parametrize("spec, n, m", [("64x64:nm=2:4", 2, 4), ("16x30:nm=1:3", 1, 3), ("8x64:nm=4:8", 4, 8)])
+def test_nm_masks_are_exact(spec, n, m):
+    keep = wl.synthetic(spec, 0)[0].keep()
+    cols = keep.shape[1]
+    for g0 in range(0, cols - cols % m, m):
+        assert (keep[:, g0:g0 + m].sum(1) == n).all()
+
+
+def test_skewed_has_dense_columns():
+    keep = wl.synthetic("512x512:skewed=0.5", 0)[0].keep()
+    frac = keep.mean(0)
+    assert abs(keep.mean() - 0.5) < 0.1
+    assert frac.max() > 0.95 and frac.min() < 0.2
+
+
+@pytest.mark.parametrize("spec", ["gpt-9:unstructured=0.5", "llama-7b:sparse=0.5", "llama-7b:unstructured=2",
+                                  "llama-7b:nm=5:4", "llama-7b[99]", "0x5"])
+def test_bad_synthetic_specs(spec):
+    with pytest.raises(UserError):
+        wl.synthetic(spec, 0)
+
+
+def _masks_file(tmp_path):
+    rng = np.random.default_rng(0)
+    keep = {"model.layers.0.self_attn.q_proj": rng.random((16, 24)) < 0.5,
+            "model.layers.0.mlp.down_proj": rng.random((16, 40)) < 0.5,
+            "model.layers.1.self_attn.q_proj": rng.random((16, 24)) < 0.5}
+    path = tmp_path / "masks.safetensors"
+    write_masks(path, keep, {"method": "test"})
+    return path, keep
+
+
+def test_from_masks_order_and_content(tmp_path):
+    path, keep = _masks_file(tmp_path)
+    layers = wl.from_masks(path)
+    assert [l.name for l in layers] == ["model.layers.0.self_attn.q_proj", "model.layers.0.mlp.down_proj",
+                                        "model.layers.1.self_attn.q_proj"]
+    assert layers[1].proj == "down_proj" and layers[2].block == 1
+    for l in layers:
+        assert np.array_equal(l.keep(), keep[l.name])
+
+
+def test_bad_masks_files(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    path, keep = _masks_file(tmp_path)
+    data = path.read_bytes()
+    (tmp_path / "trunc.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match="truncated or corrupt"):
+        wl.from_masks(tmp_path / "trunc.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as fh:
+        meta = fh.metadata()
+    tensors = load_file(str(path))
+    save_file(tensors, str(tmp_path / "v9.safetensors"), metadata=dict(meta, version="9"))
+    with pytest.raises(UserError, match="unknown masks format version"):
+        wl.from_masks(tmp_path / "v9.safetensors")
+    manifest = json.loads(meta["manifest"])
+    manifest["layers"]["model.layers.0.self_attn.q_proj"]["shape"] = [16, 64]
+    save_file(tensors, str(tmp_path / "shape.safetensors"), metadata=dict(meta, manifest=json.dumps(manifest)))
+    with pytest.raises(UserError, match="manifest says"):
+        wl.from_masks(tmp_path / "shape.safetensors")
+    with pytest.raises(UserError, match="not found"):
+        wl.from_masks(tmp_path / "missing.safetensors")
