@@ -63,7 +63,7 @@ def prune_cmd(exp, spec, run_dir: Path) -> list[str]:
 
 def eval_cmd(exp, spec, run_dir: Path) -> list[str]:
     ev = exp.eval
-    cmd = ["eval", "--model", exp.experiment.model, "--dataset", ev.dataset, "--seqlen", str(ev.seqlen), "--out", str(run_dir)]
+    cmd = ["eval", "--model", exp.experiment.model, "--dataset", ev.dataset, "--seqlen", str(ev.seqlen), "--no-progress", "--out", str(run_dir)]
     if ev.max_windows:
         cmd += ["--max-windows", str(ev.max_windows)]
     if not spec.dense:
@@ -72,7 +72,7 @@ def eval_cmd(exp, spec, run_dir: Path) -> list[str]:
 
 
 def sim_cmd(masks: Path, preset: str, mode: str, tokens, out: Path, wbits: int) -> list[str]:
-    cmd = ["simulate", str(masks), "--preset", preset, "--mode", mode, "--tokens", ",".join(str(t) for t in tokens), "--out", str(out)]
+    cmd = ["simulate", "--masks", str(masks), "--hw", preset, "--mode", mode, "--tokens", ",".join(str(t) for t in tokens), "--out", str(out)]
     if wbits != 16:
         # a quantized run moves wbits-wide weights: simulate it with its real width
         cmd += ["--set", f"weight_bits={wbits}"]

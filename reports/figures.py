@@ -4,7 +4,9 @@
 :func:`sweep_heatmap`), ``ax`` a matplotlib Axes to draw on; the return value is a one-line
 caption saying what was drawn (and what was chosen when the table holds several options).
 A function that finds nothing to draw raises :class:`NoData` with the reason, and the HTML page
-says so instead of showing an empty frame.  Agg backend only: no display is ever needed.
+says so instead of showing an empty frame.  The report draws on bare ``matplotlib.figure.Figure``
+objects rendered by the Agg canvas (no pyplot, no display, no global backend switch), so
+importing this module in a notebook leaves its inline backend alone.
 
 Conventions: sparsity = fraction of weights pruned; speedup = dense cycles / cycles on the same
 machine; ``tokens`` = N, the tokens in flight (1 = a decode step, seqlen = prefill).
@@ -12,14 +14,10 @@ machine; ``tokens`` = N, the tokens in flight (1 = a decode step, seqlen = prefi
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from reports.table import PROJECTIONS, summary_table  # noqa: E402
+from reports.table import PROJECTIONS, summary_table
 
 METHOD_COLORS = {"dense": "#444444", "magnitude": "#8c564b", "wanda": "#1f77b4", "sparsegpt": "#2ca02c", "owl": "#9467bd", "besa": "#d62728"}
 

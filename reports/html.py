@@ -42,16 +42,15 @@ def _png(fig) -> str:
 
 def figure_html(fig_id: str, title: str, draw, df: pd.DataFrame | None, size=(8.0, 4.6)) -> str:
     """One ``<section>``: the rendered figure, or a note saying why there is none."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=size)
+    fig = Figure(figsize=size)  # rendered by the Agg canvas on savefig; no pyplot state
+    ax = fig.subplots()
     try:
         caption = draw(df, ax)
         body = f'<figure><img id="img-{fig_id}" alt="{html.escape(title)}" src="data:image/png;base64,{_png(fig)}"><figcaption class="caption">{html.escape(caption)}</figcaption></figure>'
     except NoData as exc:
         body = f'<p class="note missing">Not shown: {html.escape(str(exc))}.</p>'
-    finally:
-        plt.close(fig)
     return body
 
 

@@ -111,7 +111,7 @@ def load_run(path: str | Path) -> RunInfo:
     info.allocation = _read_json(path / "allocation.json", info.missing)
     if (path / "status.json").is_file():
         info.status = _read_json(path / "status.json", [])
-    if info.manifest.get("method") == "dense" or info.status.get("method") == "dense":
+    if "dense" in (info.manifest.get("method"), info.status.get("method"), info.eval.get("method")):
         # A dense run has no masks, hence no manifest / allocation of its own: not a gap.
         info.missing = [m for m in info.missing if m not in ("no manifest.json", "no allocation.json")]
     sim_root = path / "sim"
@@ -173,7 +173,7 @@ def _first_ppl(ev: dict[str, Any]) -> dict[str, Any]:
 def run_meta(info: RunInfo) -> dict[str, Any]:
     """Run-level columns: method, sparsity target, pattern, wbits, model, perplexity."""
     man, st = info.manifest, info.status
-    method = man.get("method") or st.get("method") or info.allocation.get("method") or info.name.split("-")[0]
+    method = man.get("method") or st.get("method") or info.allocation.get("method") or info.eval.get("method") or info.name.split("-")[0]
     sparsity = man.get("target", man.get("sparsity", st.get("sparsity", info.allocation.get("target"))))
     if method == "dense":
         sparsity = 0.0

@@ -1,0 +1,96 @@
+"""``besa run``: step isolation, resume after a kill, the report at the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TINY = """
+[experiment]
+name = "tiny"
+model = "{model}"
+seed = 0
+
+[calibration]
+dataset = "wiki"
+nsamples = 2
+seqlen = 32
+
+[eval]
+dataset = "wiki"
+seqlen = 64
+max_windows = 1
+
+[[runs]]
+methods = ["dense", "magnitude", "wanda"]
+sparsities = [0.5]
+
+[[simulate]]
+preset = "vitcod"
+modes = ["cycle"]
+tokens = [1, 64]
+"""
+
+
+def _besa(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "pruning.cli", *args], capture_output=True, text=True, **kw)
+
+
+def test_failed_steps_are_recorded_and_reported(tmp_path):
+    """A model that does not exist: every prune / eval step fails, the run goes on, the report says so."""
+    exp = tmp_path / "bad-model.toml"
+    exp.write_text(TINY.format(model=str(tmp_path / "no-such-model")))
+    out = tmp_path / "out"
+    r = _besa("run", str(exp), "--out", str(out), timeout=600)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "FAILED" in r.stdout and "step(s) failed" in r.stdout
+    st = json.loads((out / "wanda-s50" / "status.json").read_text())
+    assert st["steps"]["prune"]["done"] is False and st["steps"]["prune"]["error"]
+    assert (out / "wanda-s50" / "logs" / "prune.log").is_file()
+    page = (out / "report.html").read_text()
+    assert "step prune failed" in page and "Missing pieces" in page
+    assert f"report: {(out / 'report.html').resolve()}" in r.stdout and "total wall time" in r.stdout
+
+
+@pytest.mark.slow
+def test_run_kill_midway_then_resume(tmp_path):
+    """Kill ``besa run`` after its first finished step; the rerun skips it and finishes the rest."""
+    exp = tmp_path / "tiny.toml"
+    exp.write_text(TINY.format(model="smollm2-135m"))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "pruning.cli", "run", str(exp), "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    marker = out / "magnitude-s50" / "status.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if marker.is_file() and json.loads(marker.read_text())["steps"].get("prune", {}).get("done"):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stdout.read()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    masks_mtime = (out / "magnitude-s50" / "masks.safetensors").stat().st_mtime_ns
+    assert not (out / "report.html").exists()
+
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "magnitude-s50: prune - already done, skipped" in r.stdout
+    assert (out / "magnitude-s50" / "masks.safetensors").stat().st_mtime_ns == masks_mtime  # not redone
+    for run in ("dense", "magnitude-s50", "wanda-s50"):
+        d = out / run
+        assert (d / "eval.json").is_file() and (d / "sim" / "vitcod-cycle" / "layers.csv").is_file()
+    page = (out / "report.html").read_text()
+    assert 'id="img-allocation-wanda-s50"' in page and 'id="img-layer_cycles"' in page and 'id="img-ppl_vs_speedup"' in page
+    assert not [p for p in out.rglob("*.tmp")]
+    # a third run has nothing left to do
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.count("already done, skipped") == 2 + 3 + 3
