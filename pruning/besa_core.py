@@ -68,7 +68,7 @@ def row_counts(s: torch.Tensor, C: int, R: int) -> torch.Tensor:
 
 def hard_keep(rank: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Bool keep mask ``[R, C]``: entry (r, c) is pruned iff ``rank[r, c] < k_r`` (the k_r lowest scores)."""
-    return rank >= k.to(rank.device).reshape(-1, 1)
+    return rank >= k.to(rank.device, rank.dtype).reshape(-1, 1)
 
 
 def soft_index(rank: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:

@@ -130,7 +130,7 @@ class _Layer:
 
     name: str
     W: torch.Tensor  # (R, C) frozen weight on the device
-    rank: torch.Tensor  # (R, C) int64 sorted position of each entry (ascending score)
+    rank: torch.Tensor  # (R, C) int32 sorted position of each entry (ascending score)
     index: torch.Tensor  # (R, C) int64 index into the cumulative coefficients (soft mask)
     target: float  # this layer's target sparsity
     logits: torch.Tensor  # (R or 1, D) learnable
@@ -252,8 +252,8 @@ class Besa(PruningMethod):
             W = mods[n].weight.detach()
             R, C = W.shape
             rank = core.sort_ranks(core.wanda_score(W, stats[n]))
-            L = _Layer(
-                name=n, W=W, rank=rank, index=core.soft_index(rank, core.candidate_counts(C, D)),
+            L = _Layer(  # rank kept as int32: half the memory of int64, only compared, never gathered with
+                name=n, W=W, rank=rank.to(torch.int32), index=core.soft_index(rank, core.candidate_counts(C, D)),
                 target=float(job.sparsity[n]),
                 logits=torch.zeros(R if cfg.granularity == "row" else 1, D, device=dev, requires_grad=True),
             )
