@@ -20,6 +20,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -167,7 +168,7 @@ def _convert_gguf(gguf_path: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers import logging as hf_logging
 
-    print(f"[besa] converting {gguf_path.name} once into {out.parent} (about 30 s)", flush=True)
+    print(f"[besa] converting {gguf_path.name} once into {out.parent} (about 30 s)", file=sys.stderr, flush=True)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
@@ -286,3 +287,32 @@ def apply_masks(model, keep: Mapping[str, Any]) -> None:
         if tuple(k.shape) != tuple(w.shape):
             raise UserError(f"mask for {name!r} has shape {tuple(k.shape)}, the layer's weight is {tuple(w.shape)} (masks from another model?)")
         w.mul_(k.to(device=w.device, dtype=torch.bool).to(w.dtype))
+
+
+def save_model(model, tokenizer, out: str | os.PathLike) -> Path:
+    """Save ``model`` (e.g. pruned in place) + tokenizer as a plain HF directory, atomically.
+
+    Written into a temporary sibling directory and renamed; an existing ``out`` is replaced only
+    if it is itself an HF model directory (has ``config.json``), never an arbitrary folder.
+    """
+    out = Path(out)
+    if out.exists() and not (out / "config.json").is_file():
+        raise UserError(f"--save-model {out}: exists and is not a model directory; choose another path")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp.chmod(0o755)
+    try:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(out, old)
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

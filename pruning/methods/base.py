@@ -100,6 +100,7 @@ class PruningMethod(ABC):
     name: ClassVar[str] = ""
     needs_targets: ClassVar[bool] = False  # does prune_block use the dense targets?
     handles_quant: ClassVar[bool] = False  # does it return its own quantization parameters?
+    needs_inputs: ClassVar[bool] = True  # False (magnitude): no calibration forward passes; inputs are empty
 
     @classmethod
     def add_arguments(cls, parser) -> None:

@@ -1,0 +1,135 @@
+"""``besa eval``: perplexity of a model, optionally with a masks file applied.
+
+    besa eval --model smollm2-135m [--masks DIR/masks.safetensors] [--dataset wiki] [--seqlen 512]
+              [--max-windows 40] --json [--out DIR | FILE.json]
+
+``--json`` prints ONE JSON object on stdout: ``ppl``, ``dataset``, ``split``, ``seqlen``,
+``windows``, ``tokens``, ``sparsity`` (realised over the masked layers; 0.0 without masks),
+``model``, ``masks``, ``method``.  ``--out`` writes the same object atomically (``FILE.json``, or
+``DIR/eval.json`` for a directory).  When ``quant.safetensors`` sits next to the masks file its
+parameters are applied after the masks.
+
+Structure (so other evaluations can be added with a small edit): :func:`add_arguments` builds the
+parser, :func:`prepare_model` loads and masks the model, :func:`compute` returns the results dict,
+:func:`emit` prints/writes it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from simulator.errors import UserError
+
+HELP = "perplexity (and zero-shot accuracy) of a model with optional masks"
+
+
+def add_arguments(parser) -> None:
+    from pruning.data import DATASETS
+
+    parser.add_argument("--model", default="smollm2-135m", help="smollm2-135m (default), a local HF directory or a .gguf file")
+    parser.add_argument("--masks", default=None, metavar="FILE", help="masks.safetensors to apply (or its run directory)")
+    parser.add_argument("--no-quant", action="store_true", help="ignore a quant.safetensors next to the masks file")
+    ppl = parser.add_argument_group("perplexity")
+    ppl.add_argument("--dataset", default="wiki", choices=DATASETS, help="perplexity text (default wiki: the offline Wikipedia test split)")
+    ppl.add_argument("--split", default="test", choices=["train", "validation", "test"], help="split of the dataset (default test)")
+    ppl.add_argument("--data-path", default=None, help="local files for wikitext2/ptb/c4 in their native formats")
+    ppl.add_argument("--seqlen", type=int, default=2048, help="window length in tokens (paper: 2048)")
+    ppl.add_argument("--max-windows", type=int, default=None, help="evaluate at most this many windows (from the start)")
+    ppl.add_argument("--no-ppl", action="store_true", help="skip perplexity")
+    run = parser.add_argument_group("execution")
+    run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="compute device")
+    run.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32", help="compute dtype (16-bit = autocast)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    out = parser.add_argument_group("output")
+    out.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    out.add_argument("--out", default=None, metavar="DIR|FILE.json", help="also write the JSON object (FILE.json, or DIR/eval.json)")
+    # Other evaluations (zero-shot) add their flags below this line.
+
+
+def _masks_path(text: str | None) -> Path | None:
+    if text is None:
+        return None
+    p = Path(text)
+    if p.is_dir():
+        p = p / "masks.safetensors"
+    if not p.is_file():
+        raise UserError(f"masks file not found: {p}")
+    return p
+
+
+def prepare_model(model_spec: str, masks: Path | None, use_quant: bool = True):
+    """Load the model, apply masks (and quantization saved next to them).
+
+    Returns ``(model, tokenizer, info)``; ``info`` has ``sparsity`` (realised over the masked layers),
+    ``method`` and ``quant``.
+    """
+    from pruning.models import apply_masks, load_model
+    from simulator.masks import read_masks
+
+    keep = manifest = None
+    if masks is not None:
+        keep, manifest = read_masks(masks)  # validate before the slow model load
+    model, tokenizer = load_model(model_spec)
+    info = {"sparsity": 0.0, "method": None, "quant": None}
+    if keep is not None:
+        apply_masks(model, keep)
+        total = sum(k.size for k in keep.values())
+        kept = sum(int(k.sum()) for k in keep.values())
+        info["sparsity"] = 1.0 - kept / total
+        info["method"] = manifest.get("method")
+        qpath = masks.parent / "quant.safetensors"
+        if use_quant and qpath.is_file():
+            from pruning.quant import apply_quant, load_quant
+
+            qparams, qmeta = load_quant(qpath)
+            apply_quant(model, qparams, qmeta)
+            info["quant"] = {"path": str(qpath), "wbits": int(qmeta["wbits"]), "group_size": int(qmeta["group_size"])}
+    return model, tokenizer, info
+
+
+def compute(args) -> dict:
+    """The results dict of one ``besa eval`` invocation."""
+    from pruning.data import eval_tokens
+    from pruning.driver import DTYPES, resolve_device
+    from pruning.evaluate import perplexity
+
+    if args.seqlen < 2:
+        raise UserError(f"--seqlen must be at least 2, got {args.seqlen}")
+    if args.max_windows is not None and args.max_windows < 1:
+        raise UserError(f"--max-windows must be positive, got {args.max_windows}")
+    device = resolve_device(args.device)
+    masks = _masks_path(args.masks)
+    model, tokenizer, info = prepare_model(args.model, masks, use_quant=not args.no_quant)
+    results: dict = {
+        "model": str(args.model),
+        "masks": None if masks is None else str(masks),
+        "method": info["method"] or ("dense" if masks is None else None),
+        "sparsity": info["sparsity"],
+        "quant": info["quant"],
+    }
+    if not args.no_ppl:
+        tokens = eval_tokens(tokenizer, args.dataset, args.split, args.data_path, seqlen=args.seqlen)
+        res = perplexity(model, tokens, args.seqlen, args.max_windows, device, DTYPES[args.dtype], progress=not args.no_progress)
+        results.update({"ppl": res["ppl"], "nll": res["nll"], "dataset": args.dataset, "split": args.split, "seqlen": res["seqlen"], "windows": res["windows"], "tokens": res["tokens"]})
+    # Other evaluations (zero-shot) add their results here, e.g. results["zeroshot"] = ...
+    return results
+
+
+def emit(results: dict, as_json: bool, out: str | None) -> None:
+    from simulator.fileio import atomic_write_json
+
+    if out is not None:
+        p = Path(out)
+        atomic_write_json(p if p.suffix == ".json" else p / "eval.json", results)
+    if as_json:
+        print(json.dumps(results, sort_keys=True))
+    elif "ppl" in results:
+        print(f"ppl {results['ppl']:.3f}  ({results['dataset']} {results['split']}, seqlen {results['seqlen']}, {results['windows']} windows, sparsity {results['sparsity']:.4f})")
+    sys.stdout.flush()
+
+
+def run(args) -> int:
+    emit(compute(args), args.json, args.out)
+    return 0

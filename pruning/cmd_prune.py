@@ -1,0 +1,149 @@
+"""``besa prune``: prune a model block by block and write the run directory.
+
+    besa prune --model smollm2-135m --method wanda --sparsity 0.5 [--pattern 2:4] --out DIR
+
+writes ``DIR/masks.safetensors``, ``DIR/manifest.json``, ``DIR/allocation.json`` (and
+``DIR/quant.safetensors`` with ``--wbits``).  Defaults are the papers': 128 calibration windows of
+2048 tokens, seed 0 — slow on a CPU; ``--nsamples 64 --seqlen 512`` is a practical CPU setting.
+Rerunning the same command after an interruption resumes at the first unfinished block.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from simulator.errors import UserError
+
+HELP = "prune a model block by block and write DIR/masks.safetensors"
+
+
+def _methods():
+    import pruning.methods  # noqa: F401  (fills the registry)
+    from pruning.methods.base import METHODS
+
+    return METHODS
+
+
+def parse_pattern(text: str | None) -> tuple[int, int] | None:
+    """``"2:4"`` -> ``(2, 4)`` (n of every m pruned); None stays None."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", text)
+    if not m:
+        raise UserError(f"--pattern must look like N:M (e.g. 2:4), got {text!r}")
+    n, mm = int(m.group(1)), int(m.group(2))
+    if not 0 < n < mm:
+        raise UserError(f"--pattern {text}: needs 0 < N < M (N of every M weights are pruned)")
+    return n, mm
+
+
+def add_arguments(parser) -> None:
+    from pruning.data import DATASETS
+
+    methods = _methods()
+    parser.add_argument("--model", default="smollm2-135m", help="smollm2-135m (default), a local HF directory or a .gguf file")
+    parser.add_argument("--method", required=True, metavar="METHOD", help=f"pruning method: {', '.join(sorted(methods))}")
+    parser.add_argument("--sparsity", type=float, default=None, help="fraction of weights pruned per layer, in (0, 1); default 0.5 (n/m with --pattern)")
+    parser.add_argument("--pattern", default=None, metavar="N:M", help="semi-structured: N of every M consecutive input weights pruned (2:4, 4:8)")
+    parser.add_argument("--layer-sparsity", default=None, metavar="FILE", help="JSON {HF module name: sparsity} overriding --sparsity per layer")
+    parser.add_argument("--out", required=True, metavar="DIR", help="run directory to write")
+    cal = parser.add_argument_group("calibration")
+    cal.add_argument("--calib-dataset", default="wiki", choices=DATASETS, help="calibration text (train split); default wiki (offline)")
+    cal.add_argument("--data-path", default=None, help="local files for wikitext2/ptb/c4 in their native formats")
+    cal.add_argument("--nsamples", type=int, default=128, help="calibration windows (paper: 128)")
+    cal.add_argument("--seqlen", type=int, default=2048, help="tokens per window (paper: 2048)")
+    cal.add_argument("--seed", type=int, default=0, help="calibration sampling and method seed")
+    run = parser.add_argument_group("execution")
+    run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="compute device; with cuda only one block is on the GPU at a time")
+    run.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32", help="compute dtype (16-bit = autocast; weights stay fp32)")
+    run.add_argument("--target", choices=["pruned", "dense"], default="pruned", help="reconstruction targets for methods that use them: dense block on pruned inputs (default) or the dense trajectory")
+    run.add_argument("--offload-acts", action="store_true", help="keep activation buffers on CPU (saves GPU memory)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--save-model", default=None, metavar="DIR", help="also save the pruned model as a HF directory (safetensors + tokenizer)")
+    q = parser.add_argument_group("quantization")
+    q.add_argument("--wbits", type=int, default=None, help="weight-only quantization bits after pruning (e.g. 4)")
+    q.add_argument("--group-size", type=int, default=128, help="quantization group along in-features (must divide them)")
+    for name in sorted(methods):
+        group = parser.add_argument_group(f"{name} options")
+        methods[name].add_arguments(group)
+
+
+def _read_layer_sparsity(path: str | None) -> dict[str, float]:
+    if path is None:
+        return {}
+    p = Path(path)
+    try:
+        obj = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise UserError(f"--layer-sparsity: {p} not found") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--layer-sparsity: {p} is not valid JSON ({exc})") from None
+    if isinstance(obj, dict) and "layers" in obj and isinstance(obj["layers"], dict):  # an allocation.json
+        obj = {k: v.get("realised", v.get("target")) if isinstance(v, dict) else v for k, v in obj["layers"].items()}
+    if not isinstance(obj, dict) or not all(isinstance(v, (int, float)) for v in obj.values()):
+        raise UserError(f"--layer-sparsity: {p} must hold a JSON object {{layer name: sparsity}}")
+    return {str(k): float(v) for k, v in obj.items()}
+
+
+def run(args) -> int:
+    if args.method not in _methods():
+        raise UserError(f"unknown method {args.method!r} (known: {', '.join(sorted(_methods()))})")
+    pattern = parse_pattern(args.pattern)
+    sparsity = args.sparsity
+    if sparsity is not None and not 0.0 < sparsity < 1.0:
+        raise UserError(f"--sparsity must be in (0, 1), got {sparsity}")
+    if pattern is not None:
+        implied = pattern[0] / pattern[1]
+        if sparsity is not None and abs(sparsity - implied) > 1e-9:
+            raise UserError(f"--sparsity {sparsity} contradicts --pattern {args.pattern} (which prunes {implied:g}); drop one")
+        sparsity = implied
+    if sparsity is None:
+        sparsity = 0.5
+    if args.nsamples < 1 or args.seqlen < 2:
+        raise UserError(f"--nsamples must be >= 1 and --seqlen >= 2 (got {args.nsamples}, {args.seqlen})")
+    layer_sparsity = _read_layer_sparsity(args.layer_sparsity)
+    methods = _methods()
+    if args.method not in methods:
+        raise UserError(f"unknown method {args.method!r} (known: {', '.join(sorted(methods))})")
+    method = methods[args.method].from_args(args)
+
+    import torch
+
+    from pruning.data import calibration_with_info
+    from pruning.driver import DriverConfig, check_group_size, prune_model, resolve_device
+    from pruning.models import linear_layers, load_model
+
+    config = DriverConfig(
+        sparsity=sparsity,
+        pattern=pattern,
+        layer_sparsity=layer_sparsity,
+        device=args.device,
+        dtype=args.dtype,
+        target=args.target,
+        offload_acts=args.offload_acts,
+        wbits=args.wbits,
+        group_size=args.group_size,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    resolve_device(args.device)  # fail before the slow model load
+    model, tokenizer = load_model(args.model, dtype=torch.float32)
+    if pattern is not None:
+        bad = [n for n, lin in linear_layers(model).items() if lin.in_features % pattern[1]]
+        if bad:
+            raise UserError(f"--pattern {args.pattern}: in-features of {bad[0]} are not a multiple of {pattern[1]}")
+    if args.wbits is not None:
+        check_group_size(model, args.group_size)
+    calib, info = calibration_with_info(tokenizer, args.calib_dataset, args.nsamples, args.seqlen, args.seed, args.data_path)
+    if info.note:
+        print(f"[besa prune] note: {info.note}")
+    meta = {"model": str(args.model), "calibration": {**info.__dict__}}
+    manifest = prune_model(model, method, calib, args.out, config, meta=meta)
+    if args.save_model:
+        from pruning.models import save_model
+
+        save_model(model, tokenizer, args.save_model)
+    print(f"[besa prune] {args.method} sparsity target {sparsity:g}{'' if pattern is None else f' ({args.pattern})'}: realised {manifest['realised_sparsity']:.4f} -> {Path(args.out) / 'masks.safetensors'} ({manifest['wall_s']:.0f} s)")
+    return 0

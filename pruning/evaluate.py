@@ -1,0 +1,62 @@
+"""Perplexity by the standard protocol (besa.md): non-overlapping windows of ``seqlen`` tokens.
+
+``ppl = exp(Σ_w NLL_w / (windows × seqlen))`` where ``NLL_w`` is the window's mean next-token
+cross-entropy (nats) times ``seqlen`` — the reference's arithmetic, so numbers compare with the
+papers'.  Windows that do not fit are dropped (``windows = tokens // seqlen``, optionally capped
+by ``max_windows``, taken from the start of the text).  Always report dataset, seqlen and windows
+beside a ppl.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import torch
+
+from simulator.errors import UserError
+
+
+@torch.no_grad()
+def perplexity(
+    model,
+    tokens: torch.Tensor,
+    seqlen: int,
+    max_windows: int | None = None,
+    device: str | torch.device = "cpu",
+    autocast_dtype: torch.dtype | None = None,
+    progress: bool = True,
+) -> dict:
+    """Perplexity of ``model`` on ``tokens`` ``(1, L)``: ``{"ppl", "seqlen", "windows", "tokens", "nll"}``.
+
+    ``tokens`` = the number of tokens scored (windows × seqlen); ``nll`` = mean NLL per token (nats).
+    The model is moved to ``device`` for the evaluation.
+    """
+    from tqdm import tqdm
+
+    from pruning.driver import autocast_context
+
+    if seqlen < 2:
+        raise UserError(f"seqlen must be at least 2, got {seqlen}")
+    if max_windows is not None and max_windows < 1:
+        raise UserError(f"max-windows must be positive, got {max_windows}")
+    tokens = tokens.reshape(1, -1)
+    windows = tokens.shape[1] // seqlen
+    if max_windows is not None:
+        windows = min(windows, max_windows)
+    if windows == 0:
+        raise UserError(f"the text has {tokens.shape[1]} tokens, fewer than one window of seqlen={seqlen}")
+    device = torch.device(device)
+    model.eval()
+    model.to(device)
+    total = 0.0
+    for w in tqdm(range(windows), desc="ppl", unit="window", disable=not progress, file=sys.stderr):
+        batch = tokens[:, w * seqlen : (w + 1) * seqlen].to(device)  # (1, T)
+        with autocast_context(device, autocast_dtype):
+            logits = model(input_ids=batch, use_cache=False).logits  # (1, T, V)
+        shift_logits = logits[:, :-1, :].float()
+        shift_labels = batch[:, 1:]
+        loss = torch.nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1))
+        total += float(loss) * seqlen
+    nll = total / (windows * seqlen)
+    return {"ppl": math.exp(nll), "seqlen": seqlen, "windows": windows, "tokens": windows * seqlen, "nll": nll}
