@@ -46,6 +46,9 @@ def add_arguments(parser) -> None:
     out.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     out.add_argument("--out", default=None, metavar="DIR|FILE.json", help="also write the JSON object (FILE.json, or DIR/eval.json)")
     # Other evaluations (zero-shot) add their flags below this line.
+    from pruning.zeroshot import add_arguments as add_zeroshot_arguments
+
+    add_zeroshot_arguments(parser)  # --tasks, --task-data, --zs-batch-size, --limit
 
 
 def _masks_path(text: str | None) -> Path | None:
@@ -101,6 +104,10 @@ def compute(args) -> dict:
         raise UserError(f"--max-windows must be positive, got {args.max_windows}")
     device = resolve_device(args.device)
     masks = _masks_path(args.masks)
+    if args.tasks:
+        from pruning.zeroshot import check_task_data, parse_tasks
+
+        check_task_data(parse_tasks(args.tasks), args.task_data)  # bad task names / files fail before the model load
     model, tokenizer, info = prepare_model(args.model, masks, use_quant=not args.no_quant)
     results: dict = {
         "model": str(args.model),
@@ -114,6 +121,10 @@ def compute(args) -> dict:
         res = perplexity(model, tokens, args.seqlen, args.max_windows, device, DTYPES[args.dtype], progress=not args.no_progress)
         results.update({"ppl": res["ppl"], "nll": res["nll"], "dataset": args.dataset, "split": args.split, "seqlen": res["seqlen"], "windows": res["windows"], "tokens": res["tokens"]})
     # Other evaluations (zero-shot) add their results here, e.g. results["zeroshot"] = ...
+    if args.tasks:
+        from pruning.zeroshot import parse_tasks, run_tasks
+
+        results["tasks"] = run_tasks(model, tokenizer, parse_tasks(args.tasks), args.task_data, args.zs_batch_size, args.limit, device=device)
     return results
 
 
@@ -127,6 +138,10 @@ def emit(results: dict, as_json: bool, out: str | None) -> None:
         print(json.dumps(results, sort_keys=True))
     elif "ppl" in results:
         print(f"ppl {results['ppl']:.3f}  ({results['dataset']} {results['split']}, seqlen {results['seqlen']}, {results['windows']} windows, sparsity {results['sparsity']:.4f})")
+    if not as_json and "tasks" in results:
+        from pruning.zeroshot import format_table
+
+        print(format_table(results["tasks"]))
     sys.stdout.flush()
 
 

@@ -287,6 +287,7 @@ def run_tasks(
     batch_size: int = 8,
     limit: int | None = None,
     per_example: bool = False,
+    device=None,
 ) -> dict[str, dict]:
     """Zero-shot accuracy of ``model`` (already masked / quantized, in memory) on ``tasks``.
 
@@ -295,6 +296,7 @@ def run_tasks(
     not define it; ``n`` = examples evaluated (``limit`` caps it), ``n_total`` = examples in the data;
     ``data`` = the local file or ``hub:<dataset>``.  Zero-shot, lm-eval's default seeds, no cache.
     ``per_example``: also return ``"correct"`` (and ``"correct_norm"``): 0/1 per example, in file order.
+    ``device``: move the model there first (None = leave it where it is); HFLM runs on the model's device.
     """
     tasks = parse_tasks(",".join(tasks))
     if limit is not None and limit < 1:
@@ -325,6 +327,8 @@ def run_tasks(
             task_objs.append(_build_task(t, cfg, sources[t]))
         was_training = model.training
         model.eval()
+        if device is not None:
+            model.to(device)
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
         try:
             out = evaluator.simple_evaluate(

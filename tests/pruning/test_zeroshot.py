@@ -252,3 +252,56 @@ def test_every_task_end_to_end_on_smollm2():
     # (chance over the six: 1/2, 1/2, 1/4, 1/2, 1/4, 1/4 -> mean 0.375), a random one does not.
     mean = sum(v["acc"] for v in r.values()) / len(r)
     assert mean > 0.45, zeroshot.format_table(r)
+
+
+# ----------------------------------------------------------------------------- besa eval
+
+
+def test_besa_eval_tasks_cli_tiny(tiny_llama, tmp_path, capsys):
+    """``besa eval --tasks`` on a saved tiny model with a masks file: results under "tasks" in the JSON."""
+    import numpy as np
+
+    from pruning.cli import main
+    from simulator.masks import write_masks
+
+    d = tmp_path / "tiny"
+    tiny_llama.config.max_position_embeddings = 512
+    tiny_llama.save_pretrained(str(d))
+    byte_tokenizer().save_pretrained(str(d))
+    rng = np.random.default_rng(0)
+    keep = {f"model.layers.{i}.mlp.up_proj": rng.random((160, 64)) < 0.5 for i in range(2)}
+    write_masks(tmp_path / "run" / "masks.safetensors", keep, {"method": "random-test"})
+    rc = main(["eval", "--model", str(d), "--masks", str(tmp_path / "run"), "--no-ppl", "--tasks", "piqa,winogrande",
+               "--task-data", str(FIXTURES), "--limit", "4", "--zs-batch-size", "2", "--out", str(tmp_path / "run"), "--no-progress"])
+    assert rc == 0
+    table = capsys.readouterr().out
+    assert "piqa" in table and "winogrande" in table and "acc_norm" in table
+    res = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert list(res["tasks"]) == ["piqa", "winogrande"]
+    assert res["tasks"]["piqa"]["n"] == 4 and res["tasks"]["piqa"]["n_total"] == 10
+    assert res["method"] == "random-test"
+
+
+def test_besa_eval_bad_task_data_fails_before_model_load(tmp_path, capsys):
+    from pruning.cli import main
+
+    d = tmp_path / "data"
+    shutil.copytree(FIXTURES, d)
+    (d / "hellaswag" / "hellaswag_val.jsonl").write_text('{"ctx": "x"}\n')
+    rc = main(["eval", "--model", str(tmp_path / "no-such-model"), "--no-ppl", "--tasks", "all", "--task-data", str(d)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1
+    assert "task hellaswag" in err and "hellaswag_val.jsonl line 1" in err
+
+
+@pytest.mark.slow
+def test_besa_eval_all_tasks_cli_smollm2(tmp_path, capsys):
+    """The documented command on the real model (fixtures, --limit 3 to stay short)."""
+    from pruning.cli import main
+
+    rc = main(["eval", "--model", "smollm2-135m", "--no-ppl", "--tasks", "all", "--task-data", str(FIXTURES),
+               "--limit", "3", "--json", "--no-progress"])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert list(res["tasks"]) == list(zeroshot.TASKS)
+    assert all(v["n"] == 3 for v in res["tasks"].values())
