@@ -203,15 +203,16 @@ def _digest(obj: Any, n: int = 16) -> str:
 
 
 def expand(spec: SweepSpec) -> list[Point]:
-    """All points of the grid, in a stable order (workload-major so each worker reuses its workload)."""
+    """All points of the grid, in a stable order: workload-major (each worker reuses its workload),
+    token counts innermost (the points of one machine are simulated together)."""
     keys = [k for k, _ in spec.grid]
     combos = list(itertools.product(*[v for _, v in spec.grid])) if spec.grid else [()]
     points = []
     for wl in spec.workloads:
         ident = wl.identity(spec.base)
         wkey = _digest(ident, 12)
-        for tokens in spec.settings.tokens:
-            for combo in combos:
+        for combo in combos:
+            for tokens in spec.settings.tokens:  # innermost: one simulate() call serves all token counts
                 hw = tuple(zip(keys, combo))
                 pid = _digest({"preset": spec.settings.preset, "mode": spec.settings.mode, "hw": sorted(hw), "workload": ident,
                                "tokens": tokens, "seed": spec.settings.seed})
@@ -276,29 +277,45 @@ def totals(layers: pd.DataFrame, summary: dict[str, Any] | None = None) -> dict[
     return out
 
 
-def run_point(p: Point) -> dict[str, Any]:
-    """Simulate one point; never raises (an error becomes the row's ``status``/``error``)."""
+def run_group(points: list[Point]) -> list[dict[str, Any]]:
+    """Simulate points that differ only in ``tokens`` with ONE simulator call (the mask statistics
+    and the machine are shared; only the token count changes); never raises — an error becomes
+    every point's ``status``/``error``."""
     t0 = time.perf_counter()
-    row = point_row(p)
+    p0 = points[0]
+    rows = [point_row(p) for p in points]
     try:
         from simulator import hardware, run as simrun
 
-        hw = hardware.load_hardware(p.preset, dict(p.hw) or None)
-        wl = _build_workload(p)
-        layers = simrun.simulate(wl, hw, p.mode, [p.tokens])
-        row.update(totals(layers))
-        row["status"], row["error"] = "ok", ""
+        hw = hardware.load_hardware(p0.preset, dict(p0.hw) or None)
+        wl = _build_workload(p0)
+        layers = simrun.simulate(wl, hw, p0.mode, sorted({p.tokens for p in points}))
+        for row, p in zip(rows, points):
+            row.update(totals(layers[layers["tokens"] == p.tokens]))
+            row["status"], row["error"] = "ok", ""
     except Exception as exc:  # recorded, never fatal: one bad point must not kill the sweep
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        row["status"], row["error"] = "error", f"{type(exc).__name__}: {msg}"[:500]
-    row["wall_s"] = round(time.perf_counter() - t0, 4)
-    row["finished_at"] = time.time()
-    return row
+        for row in rows:
+            row["status"], row["error"] = "error", f"{type(exc).__name__}: {msg}"[:500]
+    wall = round((time.perf_counter() - t0) / len(points), 4)
+    for row in rows:
+        row["wall_s"] = wall  # seconds per point (the group's time shared out)
+        row["finished_at"] = time.time()
+    return rows
+
+
+def run_point(p: Point) -> dict[str, Any]:
+    """Simulate one point (see :func:`run_group`)."""
+    return run_group([p])[0]
 
 
 def run_points(points: list[Point]) -> list[dict[str, Any]]:
-    """Run a batch of points in one task (amortises Dask's per-task overhead for fast points)."""
-    return [run_point(p) for p in points]
+    """Run a batch of points in one task (amortises Dask's per-task overhead), grouping the token
+    counts of each machine into one simulator call."""
+    groups: dict[tuple, list[Point]] = {}
+    for p in points:
+        groups.setdefault((p.workload_key, p.preset, p.mode, p.hw, p.seed), []).append(p)
+    return [row for g in groups.values() for row in run_group(g)]
 
 
 # ---------------------------------------------------------------- results store
@@ -382,9 +399,17 @@ def _make_client(scheduler: str | None, workers: int | None, processes: bool):
 
 
 def _chunks(points: list[Point], n_chunks: int) -> list[list[Point]]:
-    """Split workload-major points into contiguous chunks (a chunk mostly shares one workload)."""
-    size = max(1, -(-len(points) // max(1, n_chunks)))
-    return [points[i : i + size] for i in range(0, len(points), size)]
+    """Split workload-major points into about ``n_chunks`` contiguous chunks, never separating the
+    token counts of one machine (they share one simulator call)."""
+    machines: list[list[Point]] = []
+    for p in points:
+        key = (p.workload_key, p.hw)
+        if machines and (machines[-1][0].workload_key, machines[-1][0].hw) == key:
+            machines[-1].append(p)
+        else:
+            machines.append([p])
+    size = max(1, -(-len(machines) // max(1, n_chunks)))
+    return [[p for m in machines[i : i + size] for p in m] for i in range(0, len(machines), size)]
 
 
 def run_sweep(spec: SweepSpec, out: str | Path, scheduler: str | None = None, workers: int | None = None,
@@ -424,8 +449,8 @@ def run_sweep(spec: SweepSpec, out: str | Path, scheduler: str | None = None, wo
 
     try:
         if todo and workers == 0:
-            for p in todo:
-                record([run_point(p)])
+            for chunk in _chunks(todo, len(todo)):  # one machine (all its token counts) at a time
+                record(run_points(chunk))
         elif todo:
             from distributed import as_completed
 
@@ -433,7 +458,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, scheduler: str | None = None, wo
             try:
                 n_workers = max(1, len(client.scheduler_info().get("workers", {})) or (workers or 1))
                 # ~8 chunks per worker: good load balance, negligible scheduling overhead
-                chunks = _chunks(todo, n_workers * 8) if len(todo) > n_workers * 8 else [[p] for p in todo]
+                chunks = _chunks(todo, n_workers * 8)
                 futures = {client.submit(run_points, c, pure=False): c for c in chunks}
                 for fut in as_completed(futures):
                     try:
