@@ -86,5 +86,7 @@ def run(args) -> int:
         bound = f", {t['layers_memory_bound']}/{t['layers']} layers memory-bound" if "layers_memory_bound" in t else ""
         print(f"N={n}: {t['cycles']} cycles ({t['time_ms']:.3f} ms at {hw.freq_mhz:g} MHz), "
               f"speedup vs dense {t['speedup_vs_dense']:.3f}x{extra}{bound}")
+    if summary.get("ridge_tokens") is not None and args.mode in ("cycle", "dense", "nm"):
+        print(f"ridge point of {hw.name}: ~{summary['ridge_tokens']:.1f} tokens (fewer tokens in flight -> weight streaming is memory-bound)")
     print(f"wrote {csv_path} and {json_path}")
     return 0

@@ -134,6 +134,7 @@ def summarize(df: pd.DataFrame, hw: Hardware) -> dict:
                 t[c] = int(part[c].sum())
         if part["bound"].notna().all():
             t["layers_memory_bound"] = int((part["bound"] == "memory").sum())
+            t["bound"] = "memory" if 2 * t["layers_memory_bound"] > t["layers"] else "compute"
         nnz_macs = float((part["density"] * part["rows"] * part["cols"]).sum()) * int(n)
         t["utilization"] = _ratio(nnz_macs, hw.macs * t["cycles"])
         totals[str(int(n))] = {k: _clean(v) for k, v in t.items()}
@@ -155,6 +156,8 @@ def summarize(df: pd.DataFrame, hw: Hardware) -> dict:
         "preset": hw.name,
         "hardware": hw.as_dict(),
         "tokens": [int(x) for x in sorted(df["tokens"].unique())],
+        # tokens at which dense int8 weight streaming stops being memory-bound: P * b_w / (8 * B)
+        "ridge_tokens": (hw.macs * hw.weight_bits / (8.0 * hw.dram_bytes_per_cycle)) if hw.memory else None,
         "totals": totals,
         "per_projection": per_proj,
     }

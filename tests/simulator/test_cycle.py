@@ -177,3 +177,21 @@ def test_index_formats_bound_memory_side_speedup():
         out[fmt] = r["dense_cycles"] / r["cycles"]
     assert 1.5 < out["bitmap"] < 1.62
     assert 0.64 < out["csr"] < 0.68
+
+
+def test_pencil_nm_engine():
+    # 2 x 8 mask, 2 kept in every group of 4; 2 lines x 2 MACs, one 2 x 8 tile, 1 token
+    keep = np.array([[1, 1, 0, 0, 0, 1, 0, 1],
+                     [0, 1, 1, 0, 1, 0, 1, 0]], bool)
+    hw = small_hw(**dict(TINY, tile_k=8, memory=False))
+    assert ref.nm_group_max(keep, 4) == 2
+    # dense chunk: ceil(2/2)*1*ceil(8/2) = 4 cycles; 2:4 engine: ceil(4*2/4) = 2
+    assert ref.dense_layer(2, 8, 1, hw)["cycles"] == 4
+    assert ref.nm_layer(2, 8, 1, 2, hw)["cycles"] == 2
+    hw = small_hw(**dict(TINY, tile_k=8, memory=True))
+    # n:m bits: 2 rows x 2 groups x 2 values x (8 + 2 metadata) = 80, acts 8*8 = 64, outputs 16 -> 160 = 20 B
+    r = ref.nm_layer(2, 8, 1, 2, hw)
+    assert (r["cycles"], r["bits_index"], r["bound"]) == (20, 16, "memory")
+    assert ref.dense_layer(2, 8, 1, hw)["cycles"] == 26  # 128 + 64 + 16 bits = 26 B
+    # a group with 3 kept: covering 3:4 -> ceil(4*3/4) = 3 compute cycles
+    assert ref.nm_layer(2, 8, 1, 3, small_hw(**dict(TINY, tile_k=8, memory=False)))["cycles"] == 3
