@@ -3,8 +3,9 @@
 
 Lifecycle of one ``prune_block`` call (the driver owns the block loop, propagation and resume):
 
-1. ``collect_stats``: run the dense block over the calibration inputs with hooks on its 7 linears,
-   accumulating the Wanda statistic (running mean over samples of ||X_c||^2, fp32).
+1. Statistics: run the dense block over the calibration inputs with hooks on its 7 linears,
+   accumulating the Wanda statistic (running mean over samples of ||X_c||^2, fp32) with the same
+   code as ``--method wanda`` (:mod:`pruning.methods.scoring`).
 2. Score ``|W| sqrt(stat)``, rank every row (stable ascending sort) -> ``rank`` and the soft-mask index.
 3. Learn: one logit vector over the D = 101 candidate sparsities per row (or per layer), init zeros;
    each step builds straight-through masks from ``p = softmax(sigmoid(logits))``, runs the block with
@@ -31,6 +32,7 @@ from torch import nn
 
 from pruning import besa_core as core
 from pruning.methods.base import LINEAR_NAMES, BlockInputs, BlockJob, BlockResult, PruningMethod, register
+from pruning.methods.scoring import InputNormStat, accumulate_inputs
 from pruning.quant import LOWER_LOGIT, LWC_INIT, UPPER_LOGIT, QuantSpec, fake_quant, group_params
 from simulator.errors import UserError
 
@@ -74,35 +76,6 @@ class BesaConfig:
             raise UserError(f"--beta must be >= 0, got {self.beta}")
         if self.candidates < 2:
             raise UserError(f"--candidates must be >= 2, got {self.candidates}")
-
-
-def collect_stats(block: nn.Module, inputs: BlockInputs, names, device: torch.device, autocast_dtype=None) -> dict[str, torch.Tensor]:
-    """Wanda statistic per linear: mean over calibration samples of ``||X_c||^2`` (sum over a sample's
-    tokens), fp32 ``[in]``, accumulated as a running mean exactly like the Wanda reference."""
-    mods = dict(block.named_modules())
-    stats = {n: torch.zeros(mods[n].weight.shape[1], dtype=torch.float32, device=device) for n in names}
-    seen = {n: 0 for n in names}
-
-    def hook(name):
-        def fn(_mod, args, _out):
-            x = args[0].detach()
-            tmp = x.shape[0] if x.dim() == 3 else 1
-            x = x.reshape(-1, x.shape[-1]).t().float()  # (C, tokens)
-            stats[name] *= seen[name] / (seen[name] + tmp)
-            seen[name] += tmp
-            stats[name] += torch.norm(x, p=2, dim=1) ** 2 / seen[name]
-
-        return fn
-
-    handles = [mods[n].register_forward_hook(hook(n)) for n in names]
-    try:
-        with torch.no_grad(), _autocast(device, autocast_dtype):
-            for i in range(len(inputs)):
-                inputs.run(block, i, device)
-    finally:
-        for h in handles:
-            h.remove()
-    return stats
 
 
 def _autocast(device: torch.device, dtype):
@@ -244,7 +217,10 @@ class Besa(PruningMethod):
             for n in names:
                 spec.check(f"{job.prefix}{n}", mods[n].weight.shape[1])
 
-        stats = collect_stats(block, inputs, names, dev, job.autocast_dtype)
+        # Wanda's statistic, computed by the same code as --method wanda (frozen BESA == Wanda bit for bit).
+        norm_stat = InputNormStat()
+        accumulate_inputs(block, inputs, job, tuple(names), norm_stat.update)
+        stats = norm_stat.stat
         D = cfg.candidates
         cands = core.candidates(D).to(dev)
         layers: list[_Layer] = []
