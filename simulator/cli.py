@@ -30,9 +30,10 @@ def add_arguments(parser) -> None:
                         help="hardware preset in configs/hw (vitcod, besa, hbm-4k) or a TOML file (default vitcod)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a hardware field, repeatable (e.g. --set lines=32 --set index_format=csr)")
-    parser.add_argument("--mode", default="cycle", choices=["besa-compat", "corrected", "cycle", "dense", "nm"],
-                        help="besa-compat (the BESA authors' method, quirks included), corrected, cycle "
-                             "(cycle-level model, default), dense or nm baselines")
+    parser.add_argument("--mode", default="cycle", choices=["besa-compat", "besa-code", "corrected", "cycle", "dense", "nm"],
+                        help="besa-compat (the BESA authors' method as specified, quirks included), besa-code "
+                             "(also their column-reordering bug, bit for bit), corrected, cycle (cycle-level "
+                             "model, default), dense or nm baselines")
     parser.add_argument("--tokens", default="1", metavar="N[,N...]",
                         help="tokens in flight: 1 = decode, seqlen = prefill; comma-separated list (default 1)")
     parser.add_argument("--out", metavar="DIR", help="output directory (default: next to the masks, sim/<preset>-<mode>)")

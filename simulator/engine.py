@@ -16,7 +16,7 @@ from simulator import stats
 from simulator.errors import UserError
 from simulator.hardware import GATHER_SCALE, Hardware
 
-MODES = ("besa-compat", "corrected", "cycle", "dense", "nm")
+MODES = ("besa-compat", "besa-code", "corrected", "cycle", "dense", "nm")
 ENGINES = ("cpp", "python", "reference")
 
 try:  # the compiled core is optional at import time so that a broken build still gives a clear error
@@ -48,14 +48,72 @@ def hw_params(hw: Hardware) -> dict:
 
 
 # ---------------------------------------------------------------------------- compute-only modes
-def compat_from_counts(counts: np.ndarray, rows: int, cols: int, tokens: int, hw: Hardware) -> dict:
-    """``besa-compat`` from column counts (same code path as reference.compat_layer after the counts)."""
+def reorder_sparse_nnz_packed(packed: np.ndarray, col0: int, cols: int, dense: np.ndarray, counts: np.ndarray) -> int:
+    """Fast :func:`simulator.reference.reorder_sparse_nnz` on columns [col0, col0+cols) of a packed mask.
+
+    Cells of rows and columns whose id is not merged with another map one to one; only the few merged
+    rows / columns (ids 0, 200, h_0, h_200 ...) are unpacked to count the cells that collapse.
+    """
+    rows = packed.shape[0]
+    high = np.flatnonzero(dense).astype(np.int64)
+    G = high.size
+    n = max(rows, cols, 201)
+    lab = stats.reorder_labels(high, n)
+    rl, cl = lab[:rows], lab[:cols]
+
+    def merged(labels):
+        _, inv, cnt = np.unique(labels, return_inverse=True, return_counts=True)
+        return np.flatnonzero(cnt[inv] > 1)
+
+    mr, mc = merged(rl), merged(cl)
+    # cells (r, c) with neither r nor c merged: one to one; count those landing in columns >= G in range
+    col_ok = (cl >= G) & (cl < cols)
+    col_ok[mc] = False
+    row_ok = rl < rows
+    row_ok[mr] = False
+    def col_bits(c_idx):  # (rows, len(c_idx)) bool
+        c = c_idx + col0
+        return ((packed[:, c >> 3] >> (c & 7).astype(np.uint8)) & 1).astype(bool)
+
+    total = 0
+    good_cols = np.flatnonzero(col_ok)
+    if row_ok.all():
+        total = int(counts[good_cols].sum())
+    else:
+        bad_rows = np.flatnonzero(~row_ok)
+        sub = np.unpackbits(packed[bad_rows], axis=1, bitorder="little")[:, col0:col0 + cols].astype(bool)
+        total = int(counts[good_cols].sum() - sub[:, good_cols].sum())
+    # cells touching a merged row or column: collapse duplicates
+    cells = []
+    if mr.size:
+        sub = np.unpackbits(packed[mr], axis=1, bitorder="little")[:, col0:col0 + cols].astype(bool)
+        rr, cc = np.nonzero(sub)
+        cells.append((mr[rr], cc))
+    if mc.size:
+        rr, cc = np.nonzero(col_bits(mc))
+        cells.append((rr, mc[cc]))
+    if cells:
+        r = np.concatenate([x[0] for x in cells])
+        c = np.concatenate([x[1] for x in cells])
+        fr, fc = rl[r], cl[c]
+        keep = (fr < rows) & (fc < cols) & (fc >= G)
+        total += int(np.unique(fr[keep] * n + fc[keep]).size)
+    return total
+
+
+def compat_from_counts(counts: np.ndarray, rows: int, cols: int, tokens: int, hw: Hardware,
+                       packed: np.ndarray | None = None) -> dict:
+    """``besa-compat`` from column counts (same code path as reference.compat_layer after the counts);
+    with ``packed`` given, ``besa-code`` (their column reordering reproduced bit for bit)."""
     L, H = hw.lines, hw.macs_per_line
     patches = [(b, min(cols, b + rows)) for b in range(0, cols, rows)] if cols > rows else [(0, cols)]
     out = {"cycles": 0, "dense_cycles": 0, "dense_engine_cycles": 0, "sparse_engine_cycles": 0, "G": 0,
            "lines_dense": None, "lines_sparse": None, "tau": None, "tries": 0}
     for b, e in patches:
-        r = ref.compat_matrix(counts[b:e], rows, e - b, tokens, L, H)
+        fn = None
+        if packed is not None:
+            fn = lambda dense, b=b, e=e: reorder_sparse_nnz_packed(packed, b, e - b, dense, counts[b:e])
+        r = ref.compat_matrix(counts[b:e], rows, e - b, tokens, L, H, fn)
         for k in ("cycles", "dense_engine_cycles", "sparse_engine_cycles", "G", "tries"):
             out[k] += r[k]
         if len(patches) == 1:
@@ -145,6 +203,9 @@ def evaluate(packed: np.ndarray, rows: int, cols: int, mode: str, tokens: list[i
         counts = stats.col_counts(packed, cols)
         fn = compat_from_counts if mode == "besa-compat" else corrected_from_counts
         return [fn(counts, rows, cols, n, hw) for n in tokens]
+    if mode == "besa-code":
+        counts = stats.col_counts(packed, cols)
+        return [compat_from_counts(counts, rows, cols, n, hw, packed) for n in tokens]
     if mode == "dense":
         nnz = int(stats.col_counts(packed, cols).sum())
         for n in tokens:
@@ -172,6 +233,8 @@ def _evaluate_reference(keep: np.ndarray, mode: str, tokens: int, hw: Hardware) 
     M, K = keep.shape
     if mode == "besa-compat":
         return ref.compat_layer(keep, tokens, hw)
+    if mode == "besa-code":
+        return ref.compat_layer(keep, tokens, hw, code=True)
     if mode == "corrected":
         return ref.corrected_layer(keep, tokens, hw)
     d = ref.dense_layer(M, K, tokens, hw)

@@ -33,10 +33,13 @@ def cdiv(a: int, b: int) -> int:
 
 
 # ============================================================================ besa-compat / corrected
-def compat_try(counts: np.ndarray, rows: int, cols: int, tokens: int, tau: float, lines: int, height: int) -> dict:
+def compat_try(counts: np.ndarray, rows: int, cols: int, tokens: int, tau: float, lines: int, height: int,
+               sparse_nnz=None) -> dict:
     """One threshold try of the BESA authors' ``sparse_linear_simulate`` (after their ``reorder.calc``).
 
     ``counts[j]`` = kept entries of column j.  Returns cycles and the partition numbers.
+    ``sparse_nnz(dense)``, when given, replaces nnz_s = E - D by what their column reordering leaves
+    in the columns >= G (mode ``besa-code``, see :func:`reorder_sparse_nnz`).
     """
     # Their threshold test runs in torch: an int64 degree tensor compared with a Python float promotes
     # both to float32, so the threshold is float32(tau * M).  (Matters only when tau*M sits within
@@ -46,7 +49,7 @@ def compat_try(counts: np.ndarray, rows: int, cols: int, tokens: int, tau: float
     G = int(dense.sum())
     D = int(counts[dense].sum())  # kept entries in dense ("global") columns
     E = int(counts.sum())  # all kept entries
-    nnz_s = E - D
+    nnz_s = E - D if sparse_nnz is None or G == 0 else sparse_nnz(dense)
     den = nnz_s + G * rows
     # QUIRK (all-pruned matrix): their code divides by zero here; we define the ratio as 0.
     dense_ratio = (G * rows) / den if den else 0.0
@@ -78,7 +81,8 @@ def _de_ratio_step(D: int, E: int) -> int:
     return 0
 
 
-def compat_matrix(counts: np.ndarray, rows: int, cols: int, tokens: int, lines: int, height: int) -> dict:
+def compat_matrix(counts: np.ndarray, rows: int, cols: int, tokens: int, lines: int, height: int,
+                  sparse_nnz=None) -> dict:
     """Their ``process_layer_loop``: the retry loop over tau, keeping the minimum cycles seen.
 
     QUIRK (retry loop): tau starts at 0.5 and moves by +-0.1 (float accumulation, as in Python) while
@@ -88,7 +92,7 @@ def compat_matrix(counts: np.ndarray, rows: int, cols: int, tokens: int, lines: 
     tau, adjustments, best = 0.5, 0, None
     tries = 0
     while True:
-        r = compat_try(counts, rows, cols, tokens, tau, lines, height)
+        r = compat_try(counts, rows, cols, tokens, tau, lines, height, sparse_nnz)
         tries += 1
         if best is None or r["cycles"] < best["cycles"]:
             best = r
@@ -102,13 +106,15 @@ def compat_matrix(counts: np.ndarray, rows: int, cols: int, tokens: int, lines: 
     return dict(best, tries=tries)
 
 
-def compat_layer(keep: np.ndarray, tokens: int, hw: Hardware) -> dict:
+def compat_layer(keep: np.ndarray, tokens: int, hw: Hardware, code: bool = False) -> dict:
     """``besa-compat`` cycles of one matrix and their dense baseline, exactly as the BESA authors.
 
     QUIRK (patching): a wide matrix (K > M, e.g. down_proj 4096x11008) is cut into column patches of
     width M, each patch runs its own retry loop, and the patch minima are summed.  (Their code patches
     by name, down_proj only; the spec's rule K > M is the same thing for LLaMA-1/2 and also patches
     GQA k/v projections of LLaMA-70B.)
+    ``code=True`` (mode ``besa-code``) also reproduces their column reordering bit for bit, see
+    :func:`reorder_sparse_nnz`.
     QUIRK (dense baseline): the same formula on an all-kept matrix with G = K: ceil(K*K*N/(L*H)) per
     (patch) matrix, an undercount for tall matrices (gate/up 11008x4096 -> 4096 cycles, not 11008).
     """
@@ -120,7 +126,8 @@ def compat_layer(keep: np.ndarray, tokens: int, hw: Hardware) -> dict:
            "lines_dense": None, "lines_sparse": None, "tau": None, "tries": 0}
     for b, e in patches:
         width = e - b
-        r = compat_matrix(counts[b:e], M, width, tokens, L, H)
+        fn = (lambda dense, part=keep[:, b:e]: reorder_sparse_nnz(part, dense)) if code else None
+        r = compat_matrix(counts[b:e], M, width, tokens, L, H, fn)
         out["cycles"] += r["cycles"]
         out["dense_engine_cycles"] += r["dense_engine_cycles"]
         out["sparse_engine_cycles"] += r["sparse_engine_cycles"]
@@ -132,6 +139,33 @@ def compat_layer(keep: np.ndarray, tokens: int, hw: Hardware) -> dict:
         out["dense_cycles"] += cdiv(width * tokens * width, L * H)
     out["nnz"] = int(keep.sum())
     return out
+
+
+def reorder_sparse_nnz(keep: np.ndarray, dense: np.ndarray) -> int:
+    """Kept entries their ``reorder.calc`` leaves in columns >= G (``len(sparser)`` in ViTCoD_comp.py).
+
+    A literal transcription (dgl/torch tensor ops as numpy): the edge lists (column ids ``a``, row ids
+    ``b``) go through, for each dense column h_i, "i -> 200, h_i -> i, 200 -> h_i" on BOTH lists, then
+    ``new_graph[b, a] = 0`` (out-of-range writes skipped by their try/except).  The spec's nnz_s is the
+    kept count of the non-dense columns; their code differs in two ways (BUG, reproduced only in
+    ``besa-code``): the temporary id 200 is a real node id, so in the first swap node 200 (column 200
+    AND row 200) is merged into h_0, and at i = 200 node 200 is merged into h_200; rows share the
+    node ids, so rows are permuted and merged too and merged cells collapse into one.
+    """
+    b, a = np.nonzero(keep)  # row-major edge order: b = rows (dst), a = columns (src)
+    tmp = 200
+    for i, h in enumerate(np.flatnonzero(dense)):
+        a[a == i] = tmp
+        b[b == i] = tmp
+        a[a == h] = i
+        b[b == h] = i
+        a[a == tmp] = h
+        b[b == tmp] = h
+    M, K = keep.shape
+    ok = (b < M) & (a < K)
+    new_kept = np.zeros((M, K), bool)
+    new_kept[b[ok], a[ok]] = True
+    return int(new_kept[:, int(dense.sum()):].sum())
 
 
 def corrected_split(G: int, nnz_s: int, rows: int, lines: int) -> tuple[int, int]:

@@ -55,7 +55,7 @@ def _row(layer: LayerWorkload, mode: str, n: int, hw: Hardware, r: dict) -> dict
         row.update(stall_cycles=r["stall_cycles"], bound=r["bound"],
                    bytes_weights=-(-r["bits_weights"] // 8), bytes_index=-(-r["bits_index"] // 8),
                    bytes_act=-(-r["bits_act"] // 8), bytes_out=-(-r["bits_out"] // 8))
-    if mode == "besa-compat" or mode == "corrected":
+    if mode in ("besa-compat", "besa-code", "corrected"):
         row["bound"] = "compute"
     if mode == "cycle":
         row.update(nm_cycles=r["nm_cycles"], speedup_vs_nm=_ratio(r["nm_cycles"], r["cycles"]), nm_n=r["nm_n"],

@@ -175,3 +175,38 @@ def line_loads(costs: np.ndarray, lines: int, assign: str) -> np.ndarray:
     else:
         line_of = lpt_assign(costs, lines)
     return np.bincount(line_of, weights=costs, minlength=lines).astype(np.int64)
+
+
+@njit(cache=True, nogil=True)
+def reorder_labels(high, n):
+    """Where the BESA authors' reorder.calc sends each node id (rows and columns share ids 0..n-1).
+
+    Their loop does, for each dense column h_i: "replace i by 200, h_i by i, 200 by h_i" on the edge
+    lists; as a map on ids that is three merges per step (id 200 is a real node, hence the merges).
+    Members of each current id are kept as linked lists so a step costs O(ids moved).
+    """
+    label = np.arange(n)
+    head = np.arange(n)  # first original id whose current label is v (-1: none)
+    nxt = np.full(n, -1)  # next original id with the same label
+    tail = np.arange(n)
+
+    def replace(a, c):
+        if a == c or head[a] < 0:
+            return
+        o = head[a]
+        while o >= 0:
+            label[o] = c
+            o = nxt[o]
+        if head[c] < 0:
+            head[c] = head[a]
+        else:
+            nxt[tail[c]] = head[a]
+        tail[c] = tail[a]
+        head[a] = -1
+
+    for i in range(high.shape[0]):
+        h = high[i]
+        replace(i, 200)
+        replace(h, i)
+        replace(200, h)
+    return label

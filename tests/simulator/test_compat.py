@@ -136,3 +136,38 @@ def test_corrected_is_never_worse_than_the_proportional_tau_partition():
     one = ref.corrected_cycles(G, int(keep[:, ~dense_cols].sum()), 64, 1, 8, 8)
     assert c["cycles"] <= one["cycles"]
     assert c["dense_cycles"] == 64 * 64 // 64
+
+
+def test_besa_code_reproduces_their_node_200_merge():
+    """Their reorder uses id 200 as a temporary although it is a real node: in the first swap column 200
+    (and row 200) is merged into h_0.  256 x 256, column 0 fully kept, column 200 kept in rows 1..10."""
+    keep = np.zeros((256, 256), bool)
+    keep[:, 0] = True
+    keep[1:11, 200] = True
+    hw = load_hardware("besa", {"lines": 4, "macs_per_line": 1})
+    # spec: G = 1, nnz_s = 10: ratio 256/266 -> Ld = 3, Ls = 1: max(ceil(256/3), 10) = 86
+    assert compat(keep, hw)["cycles"] == 86
+    # their code: column 200 lands on column 0 (inside the dense part): nnz_s = 0 -> Ld = 4: 256/4 = 64
+    dense = np.zeros(256, bool)
+    dense[0] = True
+    assert ref.reorder_sparse_nnz(keep, dense) == 0
+    assert ref.compat_layer(keep, 1, hw, code=True)["cycles"] == 64
+    assert eng.evaluate(pack_keep(keep), 256, 256, "besa-code", [1], hw, "cpp" if eng.have_core() else "python")[0]["cycles"] == 64
+    # below 201 ids the bug cannot trigger: besa-code == besa-compat
+    small = keep[:150, :150]
+    assert ref.compat_layer(small, 1, hw, code=True)["cycles"] == compat(small, hw)["cycles"]
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(190, 300), st.integers(190, 300), st.floats(0.05, 0.8), st.integers(0, 2**31 - 1))
+def test_besa_code_fast_equals_transcription(rows, cols, density, seed):
+    rng = np.random.default_rng(seed)
+    keep = rng.random((rows, cols)) < density
+    nd = int(rng.integers(0, cols))
+    keep[:, rng.choice(cols, nd, replace=False)] |= rng.random((rows, nd)) < 0.95
+    hw = load_hardware("besa", {"lines": 8, "macs_per_line": 4})
+    p = pack_keep(keep)
+    fast = eng.evaluate(p, rows, cols, "besa-code", [1], hw, "cpp" if eng.have_core() else "python")[0]
+    spec = eng.evaluate(p, rows, cols, "besa-code", [1], hw, "reference")[0]
+    assert (fast["cycles"], fast["sparse_engine_cycles"], fast["dense_cycles"]) == \
+        (spec["cycles"], spec["sparse_engine_cycles"], spec["dense_cycles"])
