@@ -20,7 +20,6 @@ Modes (``/work/shared/spec/simulator.md``):
 from __future__ import annotations
 
 import heapq
-import math
 
 import numpy as np
 
