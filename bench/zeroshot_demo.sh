@@ -26,7 +26,8 @@ for method in wanda besa; do
   if [ ! -f "$OUT/$method/masks.safetensors" ]; then
     echo "== prune: $method ($SPARSITY, $NSAMPLES x $SEQLEN calibration tokens)" >&2
     "$BESA" prune --model "$MODEL" --method "$method" --sparsity "$SPARSITY" \
-      --nsamples "$NSAMPLES" --seqlen "$SEQLEN" --no-progress --out "$OUT/$method"
+      --nsamples "$NSAMPLES" --seqlen "$SEQLEN" --no-progress --out "$OUT/$method" 2> "$OUT/$method.prune.log" \
+      || { tail -5 "$OUT/$method.prune.log" >&2; exit 1; }
   fi
 done
 
@@ -34,8 +35,9 @@ evaluate() {  # name, extra args
   local name=$1; shift
   if [ ! -f "$OUT/$name.eval.json" ]; then
     echo "== zero-shot: $name" >&2
+    # lm-eval and datasets log and draw progress bars on stderr: keep them in a file, show it on failure
     "$BESA" eval --model "$MODEL" "$@" --no-ppl --tasks all --task-data "$TASK_DATA" --no-progress \
-      --out "$OUT/$name.eval.json" > /dev/null
+      --out "$OUT/$name.eval.json" > /dev/null 2> "$OUT/$name.eval.log" || { tail -5 "$OUT/$name.eval.log" >&2; exit 1; }
   fi
 }
 evaluate dense

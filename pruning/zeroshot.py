@@ -389,7 +389,8 @@ def format_table(results: dict[str, dict], title: str = "") -> str:
 def format_comparison(runs: dict[str, dict[str, dict]], metric: str = "acc") -> str:
     """One row per task, one column per run (``{run name: run_tasks() result}``), ``metric`` in percent."""
     names = list(runs)
-    tasks = list(dict.fromkeys(t for r in runs.values() for t in r))
+    seen = {t for r in runs.values() for t in r}
+    tasks = [t for t in TASKS if t in seen] + sorted(seen - set(TASKS))  # paper order, whatever order the JSON had
     lines = [f"{metric + ' %':<14} {'n':>4}  " + "  ".join(f"{n:>10}" for n in names)]
     for t in tasks:
         n = next((r[t]["n"] for r in runs.values() if t in r), 0)
