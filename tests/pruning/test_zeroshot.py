@@ -305,3 +305,14 @@ def test_besa_eval_all_tasks_cli_smollm2(tmp_path, capsys):
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert sorted(res["tasks"]) == sorted(zeroshot.TASKS)  # --json sorts keys
     assert all(v["n"] == 3 and v["n_total"] == 10 for v in res["tasks"].values())
+
+
+def test_format_comparison_hand_case():
+    a = {"boolq": {"acc": 0.7, "n": 10, "acc_norm": None}, "piqa": {"acc": 0.5, "n": 10, "acc_norm": 0.6}}
+    b = {"piqa": {"acc": 0.25, "n": 10, "acc_norm": 0.5}}
+    lines = zeroshot.format_comparison({"dense": a, "wanda": b}).splitlines()
+    assert lines[0].split() == ["acc", "%", "n", "dense", "wanda"]
+    assert lines[1].split() == ["piqa", "10", "50.0", "25.0"]  # paper order, not the JSON's key order
+    assert lines[2].split() == ["boolq", "10", "70.0", "-"]
+    assert lines[3].split() == ["mean", "60.0", "25.0"]
+    assert zeroshot.format_comparison({"dense": a}, "acc_norm").splitlines()[-1].split() == ["mean", "60.0"]
