@@ -190,6 +190,11 @@ def run_experiment(exp, out: Path, dry_run: bool = False, report: bool = True, e
     out.mkdir(parents=True, exist_ok=True)
     if experiment_text is not None:
         atomic_write_text(out / "experiment.toml", experiment_text)
+    # A step killed mid-write leaves the temp file of an atomic write behind (the real file is
+    # intact, or absent): remove such leftovers of earlier invocations before resuming.
+    for stale in out.rglob(".*.tmp"):
+        if stale.is_file():
+            stale.unlink(missing_ok=True)
     runner = Runner(out, n_steps)
     statuses: dict[str, dict] = {}
     prune_digest: dict[str, str | None] = {}

@@ -319,6 +319,14 @@ def run_points(points: list[Point]) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------- results store
+def read_parquet_once(path: Path) -> pd.DataFrame:
+    """Read a Parquet file through ONE open() (pyarrow may reopen a path, and a concurrent atomic
+    replace would then mix the old and the new file)."""
+    import io
+
+    return pd.read_parquet(io.BytesIO(Path(path).read_bytes()))
+
+
 class ResultStore:
     """``OUT/results.parquet`` (+ ``results.csv`` mirror): the tidy results, rewritten atomically."""
 
@@ -327,13 +335,16 @@ class ResultStore:
         self.parquet = self.out / "results.parquet"
         self.csv = self.out / "results.csv"
         self.rows: list[dict[str, Any]] = []
+        # A writer killed mid-write leaves its temp file (the real file is intact): clear them.
+        for stale in self.out.glob(".results.*.tmp"):
+            stale.unlink(missing_ok=True)
         self.frame = self._read()
         self.dirty = False
 
     def _read(self) -> pd.DataFrame:
         if self.parquet.is_file():
             try:
-                return pd.read_parquet(self.parquet)
+                return read_parquet_once(self.parquet)
             except Exception as exc:
                 raise UserError(f"{self.parquet} is unreadable ({type(exc).__name__}); move it away to start the sweep afresh") from None
         if self.csv.is_file():

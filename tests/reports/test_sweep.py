@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("simulator.run", reason="the simulator's run API is not in this checkout yet")
 
-from reports.sweep import expand, load_sweep, run_sweep  # noqa: E402
+from reports.sweep import expand, load_sweep, read_parquet_once, run_sweep  # noqa: E402
 
 TINY = """
 [sweep]
@@ -88,7 +88,7 @@ def test_kill_midway_and_rerun(tmp_path):
     n_before = 0
     while time.time() < deadline and proc.poll() is None:
         if (out / "results.parquet").is_file():
-            n_before = len(pd.read_parquet(out / "results.parquet"))
+            n_before = len(read_parquet_once(out / "results.parquet"))
             if n_before >= 3:
                 break
         time.sleep(0.05)
