@@ -295,9 +295,31 @@ def _finalise_block(block: nn.Module, keep: dict[str, torch.Tensor], weights: di
         lin.weight.data.mul_(k.to(lin.weight.device).to(lin.weight.dtype))
 
 
-def block_sparsity_targets(config: DriverConfig, prefix: str) -> dict[str, float]:
-    """Local linear name -> target sparsity for the block whose HF prefix is ``prefix``."""
-    return {n: float(config.layer_sparsity.get(prefix + n, config.sparsity)) for n in LINEAR_NAMES}
+def layer_targets(config: DriverConfig, n_blocks: int) -> dict[str, float]:
+    """HF module name -> target sparsity for every prunable linear (``layer_sparsity`` or uniform)."""
+    return {
+        f"model.layers.{i}.{n}": float(config.layer_sparsity.get(f"model.layers.{i}.{n}", config.sparsity))
+        for i in range(n_blocks)
+        for n in LINEAR_NAMES
+    }
+
+
+@torch.no_grad()
+def _prepass(method: PruningMethod, layers, inputs: BlockInputs, device, config: DriverConfig, autocast_dtype) -> None:
+    """Show every block of the DENSE model to ``method.observe_block`` (dense propagation, one buffer)."""
+    from tqdm import tqdm
+
+    hidden = inputs.hidden.clone()
+    for i in tqdm(range(len(layers)), desc=f"{method.name} pre-pass", unit="block", disable=not config.progress, file=sys.stderr):
+        block = layers[i]
+        block.to(device)
+        job = BlockJob(index=i, prefix=f"model.layers.{i}.", sparsity={}, pattern=config.pattern, device=device,
+                       autocast_dtype=autocast_dtype, seed=config.seed, wbits=config.wbits, group_size=config.group_size)
+        method.observe_block(block, BlockInputs(hidden=hidden, kwargs=inputs.kwargs), job)
+        forward_block(block, hidden, hidden, inputs.kwargs, device, autocast_dtype)
+        if device.type != "cpu":
+            block.to("cpu")
+    del hidden
 
 
 def check_group_size(model, group_size: int) -> None:
@@ -368,10 +390,17 @@ def prune_model(
     dense = hidden.clone() if use_dense else None  # the dense model's own trajectory
     scratch = torch.empty_like(hidden) if method.needs_targets else None  # targets
 
+    targets_all = layer_targets(config, len(layers))
+    if getattr(method, "needs_prepass", False):  # e.g. OWL: allocation from the dense model first
+        _prepass(method, layers, inputs, device, config, autocast_dtype)
+        targets_all = {k: float(v) for k, v in method.plan_sparsity(targets_all).items()}
+        bad = {k: v for k, v in targets_all.items() if not 0.0 <= v < 1.0}
+        if bad:
+            raise UserError(f"{method.name} planned an impossible sparsity {next(iter(bad.items()))}; lower --sparsity or the method's spread")
+
     keep_all: dict[str, torch.Tensor] = {}
     records: dict[int, dict] = {}
     qparams_all: dict[str, torch.Tensor] = {}
-    targets_all: dict[str, float] = {}
     bar = tqdm(range(len(layers)), desc=f"prune {method.name}", unit="block", disable=not config.progress, file=sys.stderr)
     for i in bar:
         block = layers[i]
@@ -380,7 +409,7 @@ def prune_model(
         job = BlockJob(
             index=i,
             prefix=prefix,
-            sparsity=block_sparsity_targets(config, prefix),
+            sparsity={n: targets_all[prefix + n] for n in LINEAR_NAMES},
             pattern=config.pattern,
             device=device,
             autocast_dtype=autocast_dtype,
@@ -388,7 +417,6 @@ def prune_model(
             wbits=config.wbits,
             group_size=config.group_size,
         )
-        targets_all.update({prefix + n: s for n, s in job.sparsity.items()})
         if use_dense:  # the dense block on the dense trajectory: targets, and the next dense inputs
             forward_block(block, dense, scratch, kwargs, device, autocast_dtype)
         if i < ckpt.done:
@@ -507,6 +535,7 @@ def _write_run(out: Path, model, method, config, meta, keep_all, records, qparam
             "version": 1,
             "target_mode": config.target if method.needs_targets else None,
             "layer_sparsity": dict(config.layer_sparsity) or None,
+            "planned_sparsity": targets_all if getattr(method, "needs_prepass", False) else None,
             "device": resolve_device(config.device).type,
             "dtype": config.dtype,
             "seed": config.seed,

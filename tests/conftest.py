@@ -25,3 +25,11 @@ def tiny_llama():
     )
     model = LlamaForCausalLM(cfg).eval()
     return model
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The HF directory of the real SmolLM2-135M (converted once into $BESA_CACHE); load it per test."""
+    from pruning.models import resolve_model
+
+    return resolve_model("smollm2-135m")

@@ -4,4 +4,4 @@ Adding a method = one module with a ``@register("name")`` class + one import lin
 driver and the CLI never change.
 """
 
-from pruning.methods import besa, magnitude, sparsegpt, wanda  # noqa: F401  (registration side effects)
+from pruning.methods import besa, magnitude, owl, sparsegpt, wanda  # noqa: F401  (registration side effects)

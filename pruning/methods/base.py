@@ -101,6 +101,11 @@ class PruningMethod(ABC):
     needs_targets: ClassVar[bool] = False  # does prune_block use the dense targets?
     handles_quant: ClassVar[bool] = False  # does it return its own quantization parameters?
     needs_inputs: ClassVar[bool] = True  # False (magnitude): no calibration forward passes; inputs are empty
+    # Optional pre-pass (OWL): with needs_prepass the driver first calls
+    # ``observe_block(block, inputs, job)`` for every block of the DENSE model in order (dense
+    # propagation), then ``plan_sparsity(targets) -> targets`` ({HF module name: sparsity}) once,
+    # and prunes with the planned per-layer targets.
+    needs_prepass: ClassVar[bool] = False
 
     @classmethod
     def add_arguments(cls, parser) -> None:
