@@ -274,4 +274,9 @@ def run(args) -> int:
 
     path = Path(args.experiment) if args.experiment else DEFAULT_EXPERIMENT
     exp = load_experiment(path)
+
+    def on_term(signum, frame):  # SIGTERM unwinds like Ctrl-C (children die with us: PDEATHSIG)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
     return run_experiment(exp, Path(args.out), dry_run=args.dry_run, report=not args.no_report, experiment_text=path.read_text())

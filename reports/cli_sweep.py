@@ -23,6 +23,17 @@ def add_arguments(parser) -> None:
                         help="rewrite the result files (atomically) at most this often; a kill loses at most this much work (default 3)")
 
 
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (kill, a scheduler's stop) unwinds like Ctrl-C: the finished points are flushed and
+    the cluster shut down instead of the process vanishing mid-way."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def run(args) -> int:
     from reports.sweep import load_sweep, run_sweep
     from simulator.errors import UserError
@@ -30,6 +41,7 @@ def run(args) -> int:
     if args.workers is not None and args.workers < 0:
         raise UserError("--workers must be >= 0")
     spec = load_sweep(args.sweep)
+    _terminate_as_interrupt()
     t0 = time.perf_counter()
     res = run_sweep(spec, args.out, scheduler=args.scheduler, workers=args.workers, progress=not args.no_progress,
                     flush_every_s=args.flush_every)
