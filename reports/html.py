@@ -81,6 +81,24 @@ def _decode_note(summ: pd.DataFrame) -> str:
             f'and reproduces the BESA authors\' quirks; do not read it as a decode speedup.</p>')
 
 
+# Preferred axes of the sweep heatmaps, when swept (the most asked what-if questions first).
+_AXES = ["lines", "dram_bytes_per_cycle", "macs_per_line", "index_format", "split", "tau", "weight_buffer_bytes", "index_buffer_bytes"]
+
+
+def sweep_views(sweep: pd.DataFrame | None) -> list[tuple[str, str, int]]:
+    """(x, y, tokens) of the sweep heatmaps to draw: up to two pairs of swept fields × each token count."""
+    from reports.sweep import RESULT_FIELDS
+
+    if sweep is None or sweep.empty or "tokens" not in sweep.columns:
+        return []
+    ok = sweep[sweep["status"] == "ok"] if "status" in sweep.columns else sweep
+    swept = [c for c in ok.columns if c not in RESULT_FIELDS and c not in ("tokens", "workload", "mode", "preset", "sweep")
+             and ok[c].nunique(dropna=True) > 1]
+    swept.sort(key=lambda c: _AXES.index(c) if c in _AXES else len(_AXES))
+    pairs = [(swept[i], swept[i + 1]) for i in (0, 2) if i + 1 < len(swept)]
+    return [(x, y, int(t)) for x, y in pairs for t in sorted(ok["tokens"].dropna().unique())]
+
+
 def render_report(runs: list[RunInfo], out_dir: str | Path, sweep: pd.DataFrame | None = None, title: str = "besa report",
                   notes: Iterable[str] = ()) -> Path:
     """Write ``out_dir/report.html`` (+ table.csv, summary.csv, report.md) and return the HTML path."""
@@ -93,8 +111,16 @@ def render_report(runs: list[RunInfo], out_dir: str | Path, sweep: pd.DataFrame 
     parts.append(f"<h1>{html.escape(title)}</h1>")
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     models = ", ".join(sorted({str(m) for m in df["model"].dropna().unique()})) or "unknown model"
-    parts.append(f"<p>{len(runs)} run(s) of {html.escape(models)}; generated {stamp} by <code>besa report</code>. "
+    what = f"{len(runs)} run(s) of {html.escape(models)}" if runs else "what-if sweep results"
+    parts.append(f"<p>{what}; generated {stamp} by <code>besa report</code>. "
                  "Sparsity = fraction of weights pruned; speedup = dense cycles / cycles on the same simulated machine.</p>")
+    if sweep is not None and not sweep.empty:
+        bad = sweep[sweep["status"] != "ok"] if "status" in sweep.columns else sweep.iloc[0:0]
+        wls = ", ".join(map(str, pd.unique(sweep["workload"]))) if "workload" in sweep.columns else "?"
+        msg = f"Sweep: {len(sweep)} points over workload(s) {wls}; {len(bad)} failed"
+        if len(bad):
+            msg += f" (e.g. {bad['error'].astype(str).iloc[0]}; rerun the sweep to retry them)"
+        parts.append(f"<p class='note'>{html.escape(msg)}.</p>")
     if any(r.manifest.get("fixture") for r in runs):
         parts.append('<p class="note">FIXTURE data: hand-made files for tests, not measurements.</p>')
     if "smollm2" in models.lower():
@@ -109,13 +135,17 @@ def render_report(runs: list[RunInfo], out_dir: str | Path, sweep: pd.DataFrame 
         parts += [f"<li class='missing'>{html.escape(n)}: step {html.escape(s)} failed: {html.escape(str(e))}</li>" for n, s, e in failures]
         parts.append("</ul>")
 
-    parts.append("<h2 id='summary'>Summary</h2>")
+    if runs:
+        parts.append("<h2 id='summary'>Summary</h2>")
     show = [c for c in ("run", "method", "sparsity", "pattern", "wbits", "realised_sparsity", "ppl", "ppl_dataset", "ppl_seqlen", "ppl_windows",
                         "preset", "mode", "tokens", "cycles", "dense_cycles", "speedup", "speedup_vs_nm") if c in summ.columns]
-    parts.append(_table_html(summ[show]))
-    parts.append(_decode_note(summ))
+    if runs:
+        parts.append(_table_html(summ[show]))
+        parts.append(_decode_note(summ))
 
     for fig_id, (draw, fig_title) in FIGURES.items():
+        if not runs and fig_id != "sweep_heatmap":
+            continue  # a sweep-only page (besa sweep): no run directories to plot
         parts.append(f"<h2 id='fig-{fig_id}'>{html.escape(fig_title)}</h2>")
         if fig_id == "allocation":
             pruned = [r for r in df.dropna(subset=["layer_sparsity", "block"])["run"].unique() if (df.loc[df["run"] == r, "method"] != "dense").all()]
@@ -126,7 +156,13 @@ def render_report(runs: list[RunInfo], out_dir: str | Path, sweep: pd.DataFrame 
                 parts.append(figure_html(f"{fig_id}-{run}", f"{fig_title}: {run}", lambda d, ax, r=run: allocation_heatmap(d, ax, run=r), df,
                                          size=(7.0, max(2.5, min(9.0, 0.25 * blocks + 1.5)))))
         elif fig_id == "sweep_heatmap":
-            parts.append(figure_html(fig_id, fig_title, draw, sweep))
+            views = sweep_views(sweep)
+            if not views:
+                parts.append(figure_html(fig_id, fig_title, draw, sweep))
+            for i, (x, y, tokens) in enumerate(views):
+                vid = fig_id if i == 0 else f"{fig_id}-{x}-{y}-n{tokens}"
+                parts.append(figure_html(vid, f"{fig_title}: {x} × {y}, N = {tokens}",
+                                         lambda d, ax, x=x, y=y, t=tokens: draw(d, ax, x=x, y=y, tokens=t), sweep))
         else:
             parts.append(figure_html(fig_id, fig_title, draw, df))
     parts.append("<h2 id='files'>Files</h2><p>Every row of the tidy table: <code>table.csv</code>; whole-model totals: "
