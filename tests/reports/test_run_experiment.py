@@ -94,3 +94,20 @@ def test_run_kill_midway_then_resume(tmp_path):
     # a third run has nothing left to do
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.count("already done, skipped") == 1 + 2 + 2
+
+
+def test_dry_run_lists_every_step_with_real_weight_width(tmp_path):
+    exp = tmp_path / "q.toml"
+    exp.write_text(TINY.format(model="smollm2-135m", methods='["dense", "besa"]') + "\n[options.besa]\nd_coef = 5\nsmoothing = false\n")
+    text = exp.read_text().replace('sparsities = [0.5]', 'sparsities = [0.5]\nwbits = [16, 4]')
+    exp.write_text(text)
+    r = _besa("run", str(exp), "--out", str(tmp_path / "o"), "--dry-run")
+    assert r.returncode == 0, r.stderr
+    lines = [l.strip() for l in r.stdout.splitlines() if l.startswith("  besa ")]
+    # dense: eval + 1 sim; besa-s50 and besa-s50-w4: prune + eval + 1 sim each
+    assert len(lines) == 2 + 3 + 3
+    w4 = [l for l in lines if "besa-s50-w4" in l]
+    assert any(l.startswith("besa prune") and "--wbits 4" in l and "--d-coef 5" in l and "--no-smoothing" in l for l in w4)
+    assert any(l.startswith("besa simulate") and "--set weight_bits=4" in l for l in w4)
+    assert not any("weight_bits" in l for l in lines if "besa-s50-w4" not in l)
+    assert not (tmp_path / "o").exists()  # a dry run writes nothing
