@@ -205,7 +205,7 @@ def run_experiment(exp, out: Path, dry_run: bool = False, report: bool = True, e
         d.mkdir(parents=True, exist_ok=True)
         st = statuses[s.name] = runner.load_status(d, s, exp.experiment.model)
         if s.dense:
-            prune_digest[s.name] = "dense"
+            prune_digest[s.name] = _digest("dense", exp.experiment.model)
             continue
         prune_digest[s.name] = runner.step(d, st, "prune", prune_cmd(exp, s, d), [d / "masks.safetensors", d / "manifest.json"])
     for s in specs:
