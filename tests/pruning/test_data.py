@@ -144,3 +144,34 @@ def test_offline_corpora_prepare_deterministic(tmp_path, monkeypatch):
     # Longer than any news story -> documents are joined and the info says so.
     calib, info = data.calibration_with_info(WordTokenizer(), "news", 2, 3000, seed=0)
     assert info.sampling == "stream" and "joined" in info.note
+
+
+def test_hf_datasets_path_uses_reference_names(monkeypatch):
+    """Without --data-path the loaders ask `datasets` for the reference's dataset names and splits."""
+    import datasets
+
+    calls = []
+
+    def fake_load(*args, **kwargs):
+        calls.append((args, kwargs))
+        if args[0] == "wikitext":
+            return {"text": [" = A = \n", " b \n"]}
+        if args[0] == "ptb_text_only":
+            return {"sentence": ["a b", "c d"]}
+        return {"text": ["c4 doc one", "c4 doc two"]}
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    assert data.eval_text("wikitext2") == " = A = \n\n\n b \n"
+    assert data.eval_text("ptb") == "a b c d"
+    assert data.eval_text("c4") == "c4 doc one c4 doc two"
+    assert calls[0] == (("wikitext", "wikitext-2-raw-v1"), {"split": "test"})
+    assert calls[1] == (("ptb_text_only", "penn_treebank"), {"split": "test"})
+    assert calls[2] == (("allenai/c4",), {"data_files": {"validation": "en/c4-validation.00000-of-00008.json.gz"}, "split": "validation"})
+
+    def offline(*a, **k):
+        raise ConnectionError("no network\nsecond line")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(UserError, match="--data-path") as exc:
+        data.eval_text("wikitext2")
+    assert "\n" not in str(exc.value)
