@@ -257,7 +257,9 @@ class Besa(PruningMethod):
                 tensors[f"{L.name}.{UPPER_LOGIT}"] = L.upper.detach().float().cpu()
                 tensors[f"{L.name}.{LOWER_LOGIT}"] = L.lower.detach().float().cpu()
         if cfg.verbose:
-            print(self._log_line(job, record), file=sys.stderr, flush=True)
+            from tqdm import tqdm
+
+            tqdm.write(self._log_line(job, record), file=sys.stderr)  # does not break the driver's bar
         return BlockResult(keep=keep, record=record, tensors=tensors)
 
     def _learn(self, block, inputs, targets, job, layers, cands, S, spec):
