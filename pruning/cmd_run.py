@@ -198,33 +198,11 @@ def run_experiment(exp, out: Path, dry_run: bool = False, report: bool = True, e
     runner = Runner(out, n_steps)
     statuses: dict[str, dict] = {}
     prune_digest: dict[str, str | None] = {}
-    # Phase 1: prune (the long part); phase 2: eval; phase 3: simulate.  Phases, not run by run, so
-    # that the dense run's workload can take its shapes from any pruned masks file.
-    for s in specs:
-        d = out / s.name
-        d.mkdir(parents=True, exist_ok=True)
-        st = statuses[s.name] = runner.load_status(d, s, exp.experiment.model)
-        if s.dense:
-            prune_digest[s.name] = _digest("dense", exp.experiment.model)
-            continue
-        prune_digest[s.name] = runner.step(d, st, "prune", prune_cmd(exp, s, d), [d / "masks.safetensors", d / "manifest.json"])
-    for s in specs:
-        d = out / s.name
-        if prune_digest[s.name] is None:
-            runner.count += 1
-            continue
-        runner.step(d, statuses[s.name], "eval", eval_cmd(exp, s, d), [d / "eval.json"], upstream=prune_digest[s.name] or "")
-    template = next((out / s.name / "masks.safetensors" for s in specs if not s.dense and prune_digest[s.name]), None)
-    for s in specs:
-        d = out / s.name
+    # Run by run (prune -> eval -> simulate), cheapest first in file order, so a long experiment
+    # has complete runs early and an interrupted one keeps them.  The dense run is evaluated first
+    # and simulated last: its all-kept workload takes the layer shapes from a pruned masks file.
+    def simulate_run(s, d: Path) -> None:
         masks = d / "masks.safetensors"
-        if s.dense and sims:
-            if template is None:
-                print(f"{s.name}: no pruned masks file to take the layer shapes from; dense simulation skipped", flush=True)
-                runner.count += len(sims)
-                continue
-            if not masks.is_file():
-                _write_dense_masks(masks, template)
         for preset, mode, tokens in sims:
             if prune_digest[s.name] is None:
                 runner.count += 1
@@ -232,6 +210,34 @@ def run_experiment(exp, out: Path, dry_run: bool = False, report: bool = True, e
             sd = d / "sim" / f"{preset}-{mode}"
             runner.step(d, statuses[s.name], f"sim/{preset}-{mode}", sim_cmd(masks, preset, mode, tokens, sd, s.wbits),
                         [sd / "layers.csv", sd / "summary.json"], upstream=prune_digest[s.name] or "")
+
+    for s in sorted(specs, key=lambda s: not s.dense):
+        d = out / s.name
+        d.mkdir(parents=True, exist_ok=True)
+        st = statuses[s.name] = runner.load_status(d, s, exp.experiment.model)
+        if s.dense:
+            prune_digest[s.name] = _digest("dense", exp.experiment.model)
+        else:
+            prune_digest[s.name] = runner.step(d, st, "prune", prune_cmd(exp, s, d), [d / "masks.safetensors", d / "manifest.json"])
+        if prune_digest[s.name] is None:
+            runner.count += 1 + len(sims)
+            continue
+        runner.step(d, st, "eval", eval_cmd(exp, s, d), [d / "eval.json"], upstream=prune_digest[s.name] or "")
+        if not s.dense:
+            simulate_run(s, d)
+    for s in specs:
+        if not (s.dense and sims):
+            continue
+        d = out / s.name
+        template = next((out / p.name / "masks.safetensors" for p in specs if not p.dense and prune_digest.get(p.name)), None)
+        if template is None:
+            print(f"{s.name}: no pruned masks file to take the layer shapes from; dense simulation skipped", flush=True)
+            runner.count += len(sims)
+            runner.failed.append(f"{s.name}: simulation (no pruned masks for the shapes)")
+            continue
+        if not (d / "masks.safetensors").is_file():
+            _write_dense_masks(d / "masks.safetensors", template)
+        simulate_run(s, d)
     if exp.whatif:
         runner.count += 1
         _run_whatif(exp, out, runner)
