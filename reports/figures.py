@@ -209,7 +209,7 @@ def roofline(df: pd.DataFrame, ax, phase: str = "prefill", preset: str | None = 
     peak, bw = _hw_roofs(sim)
     note = ""
     if peak and bw:
-        lo = max(1e-3, float(np.nanmin(sim["oi"])) / 4)
+        lo = max(1e-3, min(float(np.nanmin(sim["oi"])), peak / bw) / 4)  # show both sides of the ridge
         hi = max(float(np.nanmax(sim["oi"])) * 4, peak / bw * 4)
         xs = np.logspace(np.log10(lo), np.log10(hi), 200)
         ax.plot(xs, np.minimum(peak, bw * xs), color="k", lw=1.2, label=f"roof: {peak:g} MACs/cycle, {bw:g} B/cycle")
