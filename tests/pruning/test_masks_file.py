@@ -1,6 +1,5 @@
 """The masks file: bit-exact round trip, corruption detection, and a torch-free import."""
 
-import json
 import subprocess
 import sys
 import textwrap
