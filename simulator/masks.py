@@ -70,8 +70,22 @@ def write_masks(path: str | os.PathLike, keep: dict[str, np.ndarray], meta: dict
     except TypeError as exc:
         raise UserError(f"write_masks: meta is not JSON-serialisable: {exc}") from None
     data = save(tensors, metadata={"format": FORMAT, "version": VERSION, "manifest": text})
-    atomic_write_bytes(path, data)
+    atomic_write_bytes(path, _canonical_header(data))
     return manifest
+
+
+def _canonical_header(data: bytes) -> bytes:
+    """Re-serialise the safetensors JSON header with sorted keys.
+
+    safetensors writes its metadata map in hash order, so two writes of the same masks differed in
+    their header bytes; sorted keys make identical masks give identical files (same layout:
+    u64 little-endian header length, JSON padded with spaces to 8 bytes, then the data).
+    """
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + n :]
 
 
 def read_masks_packed(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, tuple[int, int]], dict]:
