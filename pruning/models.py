@@ -213,6 +213,15 @@ def load_model(spec: str | os.PathLike, dtype: torch.dtype = torch.float32):
 
     path = resolve_model(spec)
     _check_hf_dir(path)
+    if _is_sparse_bitmask(path):
+        # `besa export --format compressed` output: transformers would load it WITHOUT error but with
+        # random linear weights (it no longer decompresses sparse-bitmask), so decompress ourselves.
+        from pruning.export import load_exported
+
+        model, tokenizer = load_exported(path, dtype=dtype)
+        check_structure(model)
+        model.config.use_cache = False
+        return model, tokenizer
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
@@ -234,6 +243,16 @@ def load_model(spec: str | os.PathLike, dtype: torch.dtype = torch.float32):
     model.eval()
     model.config.use_cache = False
     return model, tokenizer
+
+
+def _is_sparse_bitmask(path: Path) -> bool:
+    """True for a compressed-tensors sparse-bitmask checkpoint (config.json's sparsity_config)."""
+    try:
+        raw = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    sparsity = (raw.get("quantization_config") or {}).get("sparsity_config") or {}
+    return sparsity.get("format") == "sparse-bitmask"
 
 
 def decoder_layers(model) -> torch.nn.ModuleList:

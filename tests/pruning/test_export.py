@@ -167,6 +167,9 @@ def test_cli_export_and_quant_params(tiny_dir, tmp_path, capsys):
         assert "fake-quantized" in line and "vs dense" in line
         back, _ = export.load_exported(tmp_path / fmt)
         assert torch.allclose(_logits(back, ids), ref, atol=1e-6, rtol=0)
+        # the generic loader (what `besa eval --model DIR` uses) must decompress too, not load random weights
+        generic, _ = load_model(str(tmp_path / fmt))
+        assert torch.allclose(_logits(generic, ids), ref, atol=1e-6, rtol=0)
         w = back.model.layers[0].mlp.up_proj.weight  # at most 2**4 distinct values per group of 32
         assert all(len(torch.unique(g)) <= 16 for g in w.reshape(-1, 32))
     # --no-quant: masks only
