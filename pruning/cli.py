@@ -33,8 +33,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is ONE line on stderr (exit 2), like every other bad input."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser_for(command: str | None) -> tuple[argparse.ArgumentParser, object | None]:
-    parser = argparse.ArgumentParser(prog="besa", description="Prune LLaMA-family models (BESA and baselines) and simulate them on a sparse accelerator.")
+    parser = _Parser(prog="besa", description="Prune LLaMA-family models (BESA and baselines) and simulate them on a sparse accelerator.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     module = None
     for name, (modname, help_) in COMMANDS.items():
