@@ -24,7 +24,6 @@ documents are joined into one stream first, and :func:`calibration_with_info` sa
 from __future__ import annotations
 
 import bz2
-import contextlib
 import glob
 import gzip
 import importlib.util
@@ -40,7 +39,7 @@ from typing import Iterator
 import torch
 
 from simulator.errors import UserError
-from simulator.fileio import atomic_write_json, atomic_write_text
+from simulator.fileio import atomic_write_json, atomic_write_text, file_lock
 
 OFFLINE = ("wiki", "news", "novel")
 BENCHMARKS = ("wikitext2", "ptb", "c4")
@@ -128,17 +127,6 @@ def _novel_split(i: int, n: int) -> str:
     return "test" if i == n - 1 else "validation" if i == n - 2 else "train"
 
 
-@contextlib.contextmanager
-def _lock(path: Path):
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _write_corpus(name: str, docs: list[str], split_of, source: str) -> dict:
@@ -167,7 +155,7 @@ def prepare(names: tuple[str, ...] = OFFLINE, force: bool = False, quiet: bool =
     done: dict[str, dict] = {}
     for name in names:
         meta = data_root() / name / "meta.json"
-        with _lock(data_root() / f".{name}.lock"):
+        with file_lock(data_root() / f".{name}.lock"):
             if meta.is_file() and not force:
                 done[name] = json.loads(meta.read_text())
                 continue

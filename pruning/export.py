@@ -43,6 +43,7 @@ from pathlib import Path
 import torch
 
 from simulator.errors import UserError
+from simulator.fileio import replace_dir
 
 FORMATS = ("hf", "compressed")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -233,13 +234,7 @@ def export_model(model, tokenizer, out: Path, fmt: str, quantized: bool = False,
         weights = sum(f.stat().st_size for f in tmp.glob("*.safetensors"))
         total = _dir_bytes(tmp)
         dense = total - weights + _dense_weights_bytes(model)
-        if out.is_dir():  # only reached with overwrite
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)  # an existing out only with overwrite
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

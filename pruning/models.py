@@ -14,7 +14,6 @@ user can cause (unknown name, missing or corrupt file, another architecture) is 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import json
@@ -23,12 +22,13 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 
 from simulator.errors import UserError
+from simulator.fileio import file_lock, replace_dir
 
 # model_type values (HF config / GGUF general.architecture) whose decoder blocks have the seven
 # linears the driver prunes (q,k,v,o,gate,up,down).
@@ -126,18 +126,6 @@ def _gguf_architecture(path: Path) -> str:
         raise UserError(f"{path} is not a readable GGUF file ({msg})") from None
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock: several processes may ask for the same conversion at once."""
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _converted_dir(gguf_path: Path, dest: Path) -> Path:
@@ -146,7 +134,7 @@ def _converted_dir(gguf_path: Path, dest: Path) -> Path:
         return dest
     arch = _gguf_architecture(gguf_path)
     _check_architecture(arch, str(gguf_path))
-    with _file_lock(dest.parent / f".{dest.name}.lock"):
+    with file_lock(dest.parent / f".{dest.name}.lock"):
         if (dest / _DONE).is_file():  # another process finished while we waited
             return dest
         if dest.exists():  # a leftover without the marker: an interrupted old layout; rebuild
@@ -323,14 +311,7 @@ def save_model(model, tokenizer, out: str | os.PathLike) -> Path:
     try:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.rename(out, old)
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
