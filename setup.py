@@ -26,7 +26,7 @@ setup(
     name="besa-toolkit",
     version="0.1.0",
     description="Prune LLaMA-family models with BESA and baselines; simulate them on a sparse accelerator.",
-    packages=find_packages(include=["pruning*", "simulator*", "reports*"]),
+    packages=find_packages(include=["besa", "besa.*", "besa_common", "besa_common.*", "pruning*", "simulator*", "reports*"]),
     package_data={"simulator": ["*.pyi", "py.typed"], "pruning": ["data/*.json", "tasks/**/*"], "reports": ["*.css"]},
     include_package_data=True,
     ext_modules=ext_modules,
@@ -35,5 +35,5 @@ setup(
     # Torch is NOT listed: a bare requirement would pull a multi-GB CUDA build.  Install
     # torch==2.13.0 first (scripts/setup.sh does); exact pins live in requirements.txt.
     install_requires=["numpy", "safetensors", "numba", "tqdm"],
-    entry_points={"console_scripts": ["besa=pruning.cli:main"]},
+    entry_points={"console_scripts": ["besa=besa.cli:main"]},
 )

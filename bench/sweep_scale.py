@@ -29,7 +29,7 @@ def main() -> int:
 
     from distributed import Client, LocalCluster, as_completed
 
-    from reports.sweep import _build_workload, _chunks, expand, load_sweep, run_points
+    from simulator.sweep import _build_workload, _chunks, expand, load_sweep, run_points
 
     spec = load_sweep(args.points_from)
     points = expand(spec)[: args.limit]

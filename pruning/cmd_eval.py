@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from simulator.errors import UserError
+from besa_common.errors import UserError
 
 HELP = "perplexity (and zero-shot accuracy) of a model with optional masks"
 
@@ -69,7 +69,7 @@ def prepare_model(model_spec: str, masks: Path | None, use_quant: bool = True):
     ``method`` and ``quant``.
     """
     from pruning.models import apply_masks, load_model
-    from simulator.masks import read_masks
+    from besa_common.masks import read_masks
 
     keep = manifest = None
     if masks is not None:
@@ -129,7 +129,7 @@ def compute(args) -> dict:
 
 
 def emit(results: dict, as_json: bool, out: str | None) -> None:
-    from simulator.fileio import atomic_write_json
+    from besa_common.fileio import atomic_write_json
 
     if out is not None:
         p = Path(out)

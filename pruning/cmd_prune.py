@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-from simulator.errors import UserError
+from besa_common.errors import UserError
 
 HELP = "prune a model block by block and write DIR/masks.safetensors"
 

@@ -38,8 +38,8 @@ from typing import Iterator
 
 import torch
 
-from simulator.errors import UserError
-from simulator.fileio import atomic_write_json, atomic_write_text, file_lock
+from besa_common.errors import UserError
+from besa_common.fileio import atomic_write_json, atomic_write_text, file_lock
 
 OFFLINE = ("wiki", "news", "novel")
 BENCHMARKS = ("wikitext2", "ptb", "c4")

@@ -43,8 +43,8 @@ import torch
 from torch import nn
 
 from pruning.methods.base import LINEAR_NAMES, BlockInputs, BlockJob, BlockResult, PruningMethod
-from simulator.errors import UserError
-from simulator.fileio import atomic_write_bytes, atomic_write_json
+from besa_common.errors import UserError
+from besa_common.fileio import atomic_write_bytes, atomic_write_json
 
 TARGET_MODES = ("pruned", "dense")
 DTYPES = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -478,7 +478,7 @@ def _versions() -> dict[str, str]:
 
 
 def _write_run(out: Path, model, method, config, meta, keep_all, records, qparams_all, targets_all, wall_s: float) -> dict:
-    from simulator.masks import write_masks
+    from besa_common.masks import write_masks
 
     opts = getattr(method, "config", None)
     options = dataclasses.asdict(opts) if dataclasses.is_dataclass(opts) else {}

@@ -14,7 +14,7 @@ import sys
 
 import torch
 
-from simulator.errors import UserError
+from besa_common.errors import UserError
 
 
 @torch.no_grad()

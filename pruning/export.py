@@ -42,8 +42,8 @@ from pathlib import Path
 
 import torch
 
-from simulator.errors import UserError
-from simulator.fileio import replace_dir
+from besa_common.errors import UserError
+from besa_common.fileio import replace_dir
 
 FORMATS = ("hf", "compressed")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -124,7 +124,7 @@ def prepare_model(model_spec: str, masks: Path, dtype: torch.dtype = torch.float
     ``False``/``None`` = none.  The model is loaded in fp32, masked/quantized, then cast to ``dtype``.
     """
     from pruning.models import apply_masks, load_model
-    from simulator.masks import read_masks
+    from besa_common.masks import read_masks
 
     masks = Path(masks)
     if masks.is_dir():  # a run directory

@@ -9,7 +9,7 @@ doing it once per machine matters.
 Supported architectures: the LLaMA family (``llama``, ``mistral``, ``qwen2``), including grouped-query
 attention (k/v projections narrower than q) and tied input/output embeddings.  Every failure a
 user can cause (unknown name, missing or corrupt file, another architecture) is a one-line
-:class:`~simulator.errors.UserError`.
+:class:`~besa_common.errors.UserError`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from simulator.errors import UserError
-from simulator.fileio import file_lock, replace_dir
+from besa_common.errors import UserError
+from besa_common.fileio import file_lock, replace_dir
 
 # model_type values (HF config / GGUF general.architecture) whose decoder blocks have the seven
 # linears the driver prunes (q,k,v,o,gate,up,down).

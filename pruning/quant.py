@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from simulator.errors import UserError
+from besa_common.errors import UserError
 
 FORMAT = "besa-quant"
 VERSION = 1
@@ -190,7 +190,7 @@ def save_quant(path: str | Path, qparams: dict[str, torch.Tensor], meta: dict[st
     """Write ``quant.safetensors`` atomically.  ``meta`` must hold ``wbits`` and ``group_size``."""
     from safetensors.torch import save
 
-    from simulator.fileio import atomic_write_bytes
+    from besa_common.fileio import atomic_write_bytes
 
     for key in ("wbits", "group_size"):
         if key not in meta:

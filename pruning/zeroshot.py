@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from simulator.errors import UserError
+from besa_common.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ def build_report(dirs: list[str | Path], out: str | Path | None = None, title: s
     from reports.html import render_report
     from reports.sweep_io import find_sweeps, load_sweep_results
     from reports.table import find_runs, load_run
-    from simulator.errors import UserError
+    from besa_common.errors import UserError
 
     dirs = [Path(d) for d in dirs]
     for d in dirs:

@@ -238,7 +238,7 @@ def sweep_heatmap(df: pd.DataFrame, ax, x: str | None = None, y: str | None = No
     ok = ok.dropna(subset=[value]) if value in ok.columns else ok.iloc[0:0]
     if ok.empty:
         raise NoData(f"no successful sweep point has {value!r}")
-    from reports.sweep import RESULT_FIELDS
+    from simulator.sweep import RESULT_FIELDS
 
     swept = [c for c in ok.columns if c not in RESULT_FIELDS and c not in ("tokens", "workload", "mode", "preset") and ok[c].nunique(dropna=True) > 1]
     if tokens is None and "tokens" in ok.columns:

@@ -21,7 +21,7 @@ import pandas as pd
 
 from reports.figures import FIGURES, NoData, allocation_heatmap
 from reports.table import RunInfo, build_table, summary_table, write_tables
-from simulator.fileio import atomic_write_text
+from besa_common.fileio import atomic_write_text
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -87,7 +87,7 @@ _AXES = ["lines", "dram_bytes_per_cycle", "macs_per_line", "index_format", "spli
 
 def sweep_views(sweep: pd.DataFrame | None) -> list[tuple[str, str, int]]:
     """(x, y, tokens) of the sweep heatmaps to draw: up to two pairs of swept fields × each token count."""
-    from reports.sweep import RESULT_FIELDS
+    from simulator.sweep import RESULT_FIELDS
 
     if sweep is None or sweep.empty or "tokens" not in sweep.columns:
         return []

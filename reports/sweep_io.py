@@ -26,7 +26,7 @@ def find_sweeps(paths: Iterable[Path]) -> list[Path]:
 
 def read_results(path: Path) -> pd.DataFrame:
     if (path / "results.parquet").is_file():
-        from reports.sweep import read_parquet_once
+        from simulator.sweep import read_parquet_once
 
         return read_parquet_once(path / "results.parquet")
     return pd.read_csv(path / "results.csv", keep_default_na=False, na_values=[""])

@@ -28,8 +28,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from simulator.errors import UserError
-from simulator.fileio import atomic_write_text
+from besa_common.errors import UserError
+from besa_common.fileio import atomic_write_text
 
 # Columns first in the tidy table, in this order; any other layers.csv column follows.
 CORE_COLUMNS = [

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from simulator.errors import UserError
+from besa_common.errors import UserError
 
 HELP = "simulate masks on a sparse accelerator, write layers.csv + summary.json"
 

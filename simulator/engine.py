@@ -13,7 +13,7 @@ import numpy as np
 
 from simulator import reference as ref
 from simulator import stats
-from simulator.errors import UserError
+from besa_common.errors import UserError
 from simulator.hardware import GATHER_SCALE, Hardware
 
 MODES = ("besa-compat", "besa-code", "corrected", "cycle", "dense", "nm")

@@ -7,7 +7,7 @@ output features), columns (``tile_k``, input features) and tokens (``tile_n``).
 
 ``load_hardware("vitcod", {"lines": 32})`` loads a preset by name (or a path to a TOML file) and applies
 overrides; an impossible machine (0 lines, bandwidth <= 0, a buffer that cannot double-buffer one tile,
-n > m ...) raises :class:`~simulator.errors.UserError` with one line.
+n > m ...) raises :class:`~besa_common.errors.UserError` with one line.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from simulator.errors import UserError
+from besa_common.errors import UserError
 
 HW_VERSION = 1
 PRESET_DIR = Path(__file__).resolve().parent.parent / "configs" / "hw"

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from simulator import engine as eng
-from simulator.errors import UserError
-from simulator.fileio import atomic_write_json, atomic_write_text
+from besa_common.errors import UserError
+from besa_common.fileio import atomic_write_json, atomic_write_text
 from simulator.hardware import Hardware
 from simulator.workload import LayerWorkload
 

@@ -1,7 +1,7 @@
 """Mask statistics on bit-packed keep masks (numba): the hot spots of the simulator.
 
 Masks are ``uint8 [rows, ceil(cols/8)]``, keep bits packed along the in-features axis, little bit
-order (column c -> byte c // 8, bit c % 8), pad bits 0, 1 = kept (see :mod:`simulator.masks`).
+order (column c -> byte c // 8, bit c % 8), pad bits 0, 1 = kept (see :mod:`besa_common.masks`).
 Every function here has a plain-numpy twin in :mod:`simulator.reference` (on unpacked bool masks);
 the tests check they agree.
 """

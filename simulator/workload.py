@@ -2,7 +2,7 @@
 
 Two sources:
 
-* :func:`from_masks` — a masks file written by ``besa prune`` (``simulator.masks`` format);
+* :func:`from_masks` — a masks file written by ``besa prune`` (``besa_common.masks`` format);
 * :func:`synthetic` — seeded masks for exploration without pruning.  ``spec`` is
   ``SHAPE[:PATTERN]`` with
 
@@ -29,8 +29,8 @@ from typing import Callable
 
 import numpy as np
 
-from simulator.errors import UserError
-from simulator.masks import read_masks_packed, unpack_keep
+from besa_common.errors import UserError
+from besa_common.masks import read_masks_packed, unpack_keep
 
 # name -> (hidden, intermediate, blocks, kv_dim): Hugging Face configs of the named models.
 MODEL_SHAPES: dict[str, tuple[int, int, int, int]] = {
@@ -47,7 +47,7 @@ class LayerWorkload:
     """One weight matrix: ``rows`` = out-features (M), ``cols`` = in-features (K).
 
     ``load()`` returns the keep mask bit-packed as ``uint8 [rows, ceil(cols/8)]`` (little bit order,
-    pad bits 0, 1 = kept) — see :mod:`simulator.masks`.
+    pad bits 0, 1 = kept) — see :mod:`besa_common.masks`.
     """
 
     name: str
@@ -235,7 +235,7 @@ def synthetic(spec: str, seed: int = 0) -> list[LayerWorkload]:
 
 def from_keep(name: str, keep: np.ndarray, proj: str | None = None, block: int = -1) -> LayerWorkload:
     """A workload layer from an in-memory bool keep mask (tests, notebooks)."""
-    from simulator.masks import pack_keep
+    from besa_common.masks import pack_keep
 
     keep = np.asarray(keep, dtype=bool)
     packed = pack_keep(keep)

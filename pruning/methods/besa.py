@@ -34,7 +34,7 @@ from pruning import besa_core as core
 from pruning.methods.base import LINEAR_NAMES, BlockInputs, BlockJob, BlockResult, PruningMethod, register
 from pruning.methods.scoring import InputNormStat, accumulate_inputs
 from pruning.quant import LOWER_LOGIT, LWC_INIT, UPPER_LOGIT, QuantSpec, fake_quant, group_params
-from simulator.errors import UserError
+from besa_common.errors import UserError
 
 GRANULARITIES = ("row", "layer")
 EXACT_BUDGETS = ("off", "layer", "model")

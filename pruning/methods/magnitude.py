@@ -15,7 +15,7 @@ from torch import nn
 
 from pruning.methods.base import LINEAR_NAMES, BlockInputs, BlockJob, BlockResult, PruningMethod, register
 from pruning.methods.scoring import mask_from_scores
-from simulator.errors import UserError
+from besa_common.errors import UserError
 
 SCOPES = ("row", "layer")
 

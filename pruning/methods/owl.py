@@ -21,7 +21,7 @@ from torch import nn
 from pruning.methods.base import LINEAR_NAMES, BlockInputs, BlockJob, BlockResult, register
 from pruning.methods.scoring import InputNormStat, accumulate_inputs, wanda_scores
 from pruning.methods.wanda import Wanda
-from simulator.errors import UserError
+from besa_common.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from torch import nn
 
 from pruning.methods.base import LINEAR_NAMES, BlockInputs, BlockJob, BlockResult, PruningMethod, register
 from pruning.methods.scoring import accumulate_inputs
-from simulator.errors import UserError
+from besa_common.errors import UserError
 
 
 @dataclass(frozen=True)

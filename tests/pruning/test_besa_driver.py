@@ -11,8 +11,8 @@ import torch
 import pruning.methods  # noqa: F401  (fills the registry)
 from pruning.driver import DriverConfig, prune_model
 from pruning.methods.besa import Besa, BesaConfig
-from simulator.errors import UserError
-from simulator.masks import read_masks
+from besa_common.errors import UserError
+from besa_common.masks import read_masks
 from tests.pruning.helpers import tiny_model
 
 
@@ -94,7 +94,7 @@ def test_bad_inputs_one_line():
 
 
 def test_cli_errors_are_one_line(capsys):
-    from pruning.cli import main
+    from besa.cli import main
 
     for argv, msg in (
         (["prune", "--method", "besa", "--sparsity", "1.5", "--out", "x"], "--sparsity must be in (0, 1)"),

@@ -8,7 +8,7 @@ import torch
 import pruning.methods  # noqa: F401  (fills the registry)
 from pruning.methods.base import LINEAR_NAMES, METHODS, BlockInputs, BlockJob
 from pruning.methods.besa import Besa, BesaConfig
-from simulator.errors import UserError
+from besa_common.errors import UserError
 
 
 def block_inputs(model, n=4, T=16, seed=0):

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from pruning.cli import main
-from simulator.masks import read_masks
+from besa.cli import main
+from besa_common.masks import read_masks
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pruning.cli import main
+from besa.cli import main
 from tests.pruning.helpers import save_tiny_hf_dir, tiny_model
 
 

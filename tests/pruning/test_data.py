@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pruning import data
-from simulator.errors import UserError
+from besa_common.errors import UserError
 from tests.pruning.helpers import CharTokenizer, WordTokenizer
 
 WT2_TEST = " \n = Robert Boulter = \n \n Robert Boulter is an English film , television and theatre actor . \n \n = = Career = = \n"

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pruning import export
-from simulator.errors import UserError
+from besa_common.errors import UserError
 from tests.pruning.test_zeroshot import byte_tokenizer
 
 
@@ -129,7 +129,7 @@ def test_failed_export_leaves_nothing(tiny_llama, tmp_path, monkeypatch):
 @pytest.fixture
 def tiny_dir(tiny_llama, tmp_path):
     """The tiny model saved as an HF directory, plus a 50% masks file for it."""
-    from simulator.masks import write_masks
+    from besa_common.masks import write_masks
 
     d = tmp_path / "tiny"
     tiny_llama.save_pretrained(str(d))
@@ -141,7 +141,7 @@ def tiny_dir(tiny_llama, tmp_path):
 
 def test_cli_export_and_quant_params(tiny_dir, tmp_path, capsys):
     """``besa export`` end to end; with quant.safetensors next to the masks both formats store the fake-quantized weights."""
-    from pruning.cli import main
+    from besa.cli import main
     from pruning.models import load_model
     from pruning.quant import QuantSpec, apply_quant, quantize_weight, save_quant
 
@@ -178,14 +178,14 @@ def test_cli_export_and_quant_params(tiny_dir, tmp_path, capsys):
 
 
 def test_cli_errors_are_one_line(tiny_dir, tmp_path, capsys):
-    from pruning.cli import main
+    from besa.cli import main
 
     d, masks, _ = tiny_dir
     assert main(["export", "--model", str(d), "--masks", str(tmp_path / "nope.safetensors"), "--format", "hf", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "masks file not found" in err and err.count("\n") == 1
     # masks from another model (shape mismatch)
-    from simulator.masks import write_masks
+    from besa_common.masks import write_masks
 
     bad = tmp_path / "bad.safetensors"
     write_masks(bad, {"model.layers.0.mlp.up_proj": np.ones((3, 3), bool)}, {})

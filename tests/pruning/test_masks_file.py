@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.errors import UserError
-from simulator.masks import pack_keep, read_masks, read_masks_packed, unpack_keep, write_masks
+from besa_common.errors import UserError
+from besa_common.masks import pack_keep, read_masks, read_masks_packed, unpack_keep, write_masks
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,7 +98,7 @@ def test_corrupt_files_are_user_errors(tmp_path):
 
 
 def test_masks_module_imports_without_torch(tmp_path):
-    """simulator.masks must work where torch cannot be imported at all."""
+    """besa_common.masks must work where torch cannot be imported at all."""
     keep = {"model.layers.0.mlp.up_proj": np.eye(4, 12, dtype=bool)}
     write_masks(tmp_path / "m.safetensors", keep, {"method": "t"})
     code = textwrap.dedent(
@@ -110,7 +110,7 @@ def test_masks_module_imports_without_torch(tmp_path):
                     raise ImportError("torch is blocked in this test")
                 return None
         sys.meta_path.insert(0, Block())
-        import simulator.masks as m
+        import besa_common.masks as m
         keep, manifest = m.read_masks({str(tmp_path / 'm.safetensors')!r})
         assert keep["model.layers.0.mlp.up_proj"].sum() == 4
         assert "torch" not in sys.modules

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pruning.models import apply_masks, linear_layers, load_model, resolve_model, save_model
-from simulator.errors import UserError
+from besa_common.errors import UserError
 from tests.pruning.helpers import save_tiny_hf_dir, tiny_model
 
 

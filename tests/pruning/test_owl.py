@@ -10,8 +10,8 @@ import pruning.methods  # noqa: F401
 from pruning.driver import DriverConfig, prune_model
 from pruning.methods.base import METHODS
 from pruning.methods.owl import OWL, OWLConfig, outlier_ratio, owl_sparsities
-from simulator.errors import UserError
-from simulator.masks import read_masks
+from besa_common.errors import UserError
+from besa_common.masks import read_masks
 from tests.pruning.helpers import tiny_model
 
 

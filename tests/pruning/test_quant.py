@@ -18,7 +18,7 @@ from pruning.quant import (
     quantize_weight,
     save_quant,
 )
-from simulator.errors import UserError
+from besa_common.errors import UserError
 
 
 def test_hand_computed_group():

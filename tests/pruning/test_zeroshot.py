@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pruning import zeroshot
-from simulator.errors import UserError
+from besa_common.errors import UserError
 
 FIXTURES = zeroshot.FIXTURES
 
@@ -261,8 +261,8 @@ def test_besa_eval_tasks_cli_tiny(tiny_llama, tmp_path, capsys):
     """``besa eval --tasks`` on a saved tiny model with a masks file: results under "tasks" in the JSON."""
     import numpy as np
 
-    from pruning.cli import main
-    from simulator.masks import write_masks
+    from besa.cli import main
+    from besa_common.masks import write_masks
 
     d = tmp_path / "tiny"
     tiny_llama.config.max_position_embeddings = 512
@@ -283,7 +283,7 @@ def test_besa_eval_tasks_cli_tiny(tiny_llama, tmp_path, capsys):
 
 
 def test_besa_eval_bad_task_data_fails_before_model_load(tmp_path, capsys):
-    from pruning.cli import main
+    from besa.cli import main
 
     d = tmp_path / "data"
     shutil.copytree(FIXTURES, d)
@@ -297,7 +297,7 @@ def test_besa_eval_bad_task_data_fails_before_model_load(tmp_path, capsys):
 @pytest.mark.slow
 def test_besa_eval_all_tasks_cli_smollm2(tmp_path, capsys):
     """The documented command on the real model (fixtures, --limit 3 to stay short)."""
-    from pruning.cli import main
+    from besa.cli import main
 
     rc = main(["eval", "--model", "smollm2-135m", "--no-ppl", "--tasks", "all", "--task-data", str(FIXTURES),
                "--limit", "3", "--json", "--no-progress"])

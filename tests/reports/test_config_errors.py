@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from reports.experiment import KNOWN_METHODS, load_experiment, parse_experiment, run_name
-from reports.sweep import expand, load_sweep, parse_sweep
-from simulator.errors import UserError
+from besa.experiment import KNOWN_METHODS, load_experiment, parse_experiment, run_name
+from simulator.sweep import expand, load_sweep, parse_sweep
+from besa_common.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = ROOT / "configs" / "experiments" / "default.toml"
@@ -133,14 +133,14 @@ def test_shipped_sweeps_parse():
 def test_cli_bad_files_one_line(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text(DEFAULT.read_text().replace("nsamples = 32", "nsamples = 32\nnsampels = 4"))
-    r = subprocess.run([sys.executable, "-m", "pruning.cli", "run", str(bad), "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "besa.cli", "run", str(bad), "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert r.returncode == 2 and "[calibration].nsampels: unknown key" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
     sw = tmp_path / "s.toml"
     sw.write_text(SWEEP.replace("lines = [16, 32]", "lines = [16, 32]\nflux = [1]"))
-    r = subprocess.run([sys.executable, "-m", "pruning.cli", "sweep", str(sw), "--out", str(tmp_path / "so")], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "besa.cli", "sweep", str(sw), "--out", str(tmp_path / "so")], capture_output=True, text=True)
     assert r.returncode == 2 and "[grid].flux: unknown hardware field" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     sw.write_text("[sweep\n")
-    r = subprocess.run([sys.executable, "-m", "pruning.cli", "sweep", str(sw), "--out", str(tmp_path / "so")], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "besa.cli", "sweep", str(sw), "--out", str(tmp_path / "so")], capture_output=True, text=True)
     assert r.returncode == 2 and "not valid TOML" in r.stderr and len(r.stderr.strip().splitlines()) == 1

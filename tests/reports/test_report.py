@@ -81,19 +81,19 @@ def test_report_without_sweep_or_sim_says_so(tmp_path):
 
 
 def test_cli_report_and_bad_dir(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "pruning.cli", "report", str(FIX / "runs"), "--out", str(tmp_path)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "besa.cli", "report", str(FIX / "runs"), "--out", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert f"report: {tmp_path / 'report.html'}" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "pruning.cli", "report", str(tmp_path / "nope")], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "besa.cli", "report", str(tmp_path / "nope")], capture_output=True, text=True)
     assert r.returncode == 2 and "not a directory" in r.stderr and "Traceback" not in r.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
-    r = subprocess.run([sys.executable, "-m", "pruning.cli", "report", str(empty)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "besa.cli", "report", str(empty)], capture_output=True, text=True)
     assert r.returncode == 2 and "nothing to report" in r.stderr
 
 
 def test_reports_never_import_torch():
-    code = ("import sys; import reports.cli, reports.table, reports.figures, reports.html, reports.sweep, reports.cli_sweep; "
+    code = ("import sys; import reports.cli, reports.table, reports.figures, reports.html, simulator.sweep, besa.cmd_sweep; "
             "from reports.cli import build_report; build_report([%r], %r); assert 'torch' not in sys.modules, 'torch imported'") % (
         str(FIX / "runs"), "/tmp/_besa_report_notorch")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -42,7 +42,7 @@ tokens = [1, 64]
 
 
 def _besa(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "pruning.cli", *args], capture_output=True, text=True, **kw)
+    return subprocess.run([sys.executable, "-m", "besa.cli", *args], capture_output=True, text=True, **kw)
 
 
 def test_failed_steps_are_recorded_and_reported(tmp_path):
@@ -67,7 +67,7 @@ def test_run_kill_midway_then_resume(tmp_path):
     exp = tmp_path / "tiny.toml"
     exp.write_text(TINY.format(model="smollm2-135m", methods='["dense", "magnitude"]'))
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "pruning.cli", "run", str(exp), "--out", str(out)]
+    cmd = [sys.executable, "-m", "besa.cli", "run", str(exp), "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     marker = out / "magnitude-s50" / "status.json"
     deadline = time.time() + 300

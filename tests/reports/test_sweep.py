@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("simulator.run", reason="the simulator's run API is not in this checkout yet")
 
-from reports.sweep import expand, load_sweep, read_parquet_once, run_sweep  # noqa: E402
+from simulator.sweep import expand, load_sweep, read_parquet_once, run_sweep  # noqa: E402
 
 TINY = """
 [sweep]
@@ -81,7 +81,7 @@ def test_kill_midway_and_rerun(tmp_path):
     sweep = _write(tmp_path, text)
     total = len(expand(load_sweep(sweep)))
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "pruning.cli", "sweep", str(sweep), "--out", str(out), "--workers", "1",
+    cmd = [sys.executable, "-m", "besa.cli", "sweep", str(sweep), "--out", str(out), "--workers", "1",
            "--flush-every", "0", "--no-progress", "--no-report"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 120

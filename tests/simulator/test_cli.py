@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pruning.cli import main
-from simulator.masks import write_masks
+from besa.cli import main
+from besa_common.masks import write_masks
 from simulator.run import COLUMNS
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -121,7 +121,7 @@ def test_bad_masks_file_exit_2(tmp_path, capsys):
 
 
 def test_never_imports_torch():
-    code = ("import sys; from pruning.cli import main; "
+    code = ("import sys; from besa.cli import main; "
             "main(['simulate', '--synthetic', '64x64', '--out', sys.argv[1]]); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     import tempfile

@@ -7,7 +7,7 @@ from hypothesis.extra.numpy import arrays
 from simulator import engine as eng
 from simulator import reference as ref
 from simulator.hardware import load_hardware
-from simulator.masks import pack_keep
+from besa_common.masks import pack_keep
 
 BESA = load_hardware("besa")
 

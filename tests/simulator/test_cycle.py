@@ -86,7 +86,7 @@ masks = arrays(bool, st.tuples(st.integers(1, 24), st.integers(1, 40)))
 def test_cpp_equals_reference(keep, tokens, data):
     """The C++ engine (on numba statistics) returns exactly the reference's integers in every mode."""
     hw = _random_hw(data)
-    from simulator.masks import pack_keep
+    from besa_common.masks import pack_keep
 
     M, K = keep.shape
     p = pack_keep(keep)

@@ -1,6 +1,6 @@
 import pytest
 
-from simulator.errors import UserError
+from besa_common.errors import UserError
 from simulator.hardware import load_hardware, parse_overrides, preset_names
 
 

@@ -10,8 +10,8 @@ from hypothesis.extra.numpy import arrays
 from simulator import reference as ref
 from simulator import stats
 from simulator import workload as wl
-from simulator.errors import UserError
-from simulator.masks import pack_keep, write_masks
+from besa_common.errors import UserError
+from besa_common.masks import pack_keep, write_masks
 
 
 @settings(max_examples=80, deadline=None)

@@ -43,9 +43,9 @@ from typing import Any, Callable, Iterable
 
 import pandas as pd
 
-from reports.tomlconf import build, check_value, read_toml
-from simulator.errors import UserError
-from simulator.fileio import atomic_write_bytes, atomic_write_text
+from besa_common.tomlconf import build, check_value, read_toml
+from besa_common.errors import UserError
+from besa_common.fileio import atomic_write_bytes, atomic_write_text
 
 # Columns that are results, not swept parameters (the heatmap uses this to find the swept axes).
 RESULT_FIELDS = {

@@ -1,6 +1,6 @@
 """``besa sweep SWEEP.toml --out DIR``: a what-if hardware grid on Dask distributed.
 
-See :mod:`reports.sweep` for the file format and the guarantees (stable point ids, skip on
+See :mod:`simulator.sweep` for the file format and the guarantees (stable point ids, skip on
 rerun, failed points recorded, atomic result files).  Writes DIR/results.parquet,
 DIR/results.csv and, unless ``--no-report``, DIR/report.html with the sweep heatmaps.
 """
@@ -35,8 +35,8 @@ def _terminate_as_interrupt() -> None:
 
 
 def run(args) -> int:
-    from reports.sweep import load_sweep, run_sweep
-    from simulator.errors import UserError
+    from simulator.sweep import load_sweep, run_sweep
+    from besa_common.errors import UserError
 
     if args.workers is not None and args.workers < 0:
         raise UserError("--workers must be >= 0")

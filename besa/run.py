@@ -1,7 +1,7 @@
 """``besa run [EXPERIMENT.toml] --out DIR``: the whole job — prune -> eval -> simulate -> report.
 
 With no file it runs the shipped default experiment (``configs/experiments/default.toml``).
-Every step is one ``besa`` subcommand run in a CHILD PROCESS (``python -m pruning.cli ...``):
+Every step is one ``besa`` subcommand run in a CHILD PROCESS (``python -m besa.cli ...``):
 
 * error isolation — a step that fails (or crashes) is recorded in its run's ``status.json`` with
   the last line of its log, the runs that do not depend on it go on, and the report lists it;
@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from simulator.errors import UserError
-from simulator.fileio import atomic_write_json, atomic_write_text
+from besa_common.errors import UserError
+from besa_common.fileio import atomic_write_json, atomic_write_text
 
 HELP = "run a whole experiment (prune -> eval -> simulate -> report)"
 DEFAULT_EXPERIMENT = Path(__file__).resolve().parent.parent / "configs" / "experiments" / "default.toml"
@@ -56,7 +56,7 @@ def prune_cmd(exp, spec, run_dir: Path) -> list[str]:
         cmd += ["--pattern", spec.pattern]
     if spec.wbits != 16:
         cmd += ["--wbits", str(spec.wbits)]
-    from reports.experiment import option_flags
+    from besa.experiment import option_flags
 
     return cmd + option_flags(exp.options.get(spec.method, {}))
 
@@ -136,7 +136,7 @@ class Runner:
             fh.write("$ besa " + " ".join(args) + "\n")
             fh.flush()
             env = dict(os.environ, PYTHONUNBUFFERED="1")
-            proc = subprocess.run([sys.executable, "-m", "pruning.cli", *args], stdout=fh, stderr=subprocess.STDOUT, env=env,
+            proc = subprocess.run([sys.executable, "-m", "besa.cli", *args], stdout=fh, stderr=subprocess.STDOUT, env=env,
                                   preexec_fn=_die_with_parent)
         wall = time.perf_counter() - t0
         if proc.returncode == 0 and all(p.exists() for p in outputs):
@@ -162,7 +162,7 @@ def _write_dense_masks(path: Path, template: Path) -> None:
     """An all-kept masks file with the layer shapes of ``template`` (the dense run's workload)."""
     import numpy as np
 
-    from simulator.masks import read_masks_packed, write_masks
+    from besa_common.masks import read_masks_packed, write_masks
 
     _, shapes, manifest = read_masks_packed(template)
     keep = {n: np.ones(s, dtype=bool) for n, s in shapes.items()}
@@ -257,7 +257,7 @@ def run_experiment(exp, out: Path, dry_run: bool = False, report: bool = True, e
 
 def _run_whatif(exp, out: Path, runner: Runner) -> None:
     """The experiment's small hardware sweep over one run's masks (the report's sweep heatmap)."""
-    from reports.sweep import SweepSettings, SweepSpec, WorkloadSpec, parse_sweep, run_sweep
+    from simulator.sweep import SweepSettings, SweepSpec, WorkloadSpec, parse_sweep, run_sweep
 
     w = exp.whatif
     masks = out / w.run / "masks.safetensors"
@@ -276,7 +276,7 @@ def _run_whatif(exp, out: Path, runner: Runner) -> None:
 
 
 def run(args) -> int:
-    from reports.experiment import load_experiment
+    from besa.experiment import load_experiment
 
     path = Path(args.experiment) if args.experiment else DEFAULT_EXPERIMENT
     exp = load_experiment(path)

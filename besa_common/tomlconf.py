@@ -14,7 +14,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from simulator.errors import UserError
+from besa_common.errors import UserError
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:

@@ -7,7 +7,7 @@ Each subcommand lives in its own module, imported only when it runs, so ``besa s
     def add_arguments(parser) -> None          # its flags
     def run(args) -> int                       # exit status; raise UserError for bad input
 
-Bad input anywhere raises :class:`simulator.errors.UserError`; it is printed as one line on
+Bad input anywhere raises :class:`besa_common.errors.UserError`; it is printed as one line on
 stderr and the exit status is 2.  Adding a command = one line in :data:`COMMANDS`.
 """
 
@@ -18,7 +18,7 @@ import importlib
 import signal
 import sys
 
-from simulator.errors import UserError
+from besa_common.errors import UserError
 
 # name -> (module, one-line help).  The module is imported lazily.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -27,9 +27,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("pruning.cmd_eval", "perplexity (and zero-shot accuracy) of a model with optional masks"),
     "export": ("pruning.cmd_export", "save a pruned model as a HF directory or compressed-tensors"),
     "simulate": ("simulator.cli", "simulate masks on a sparse accelerator, write layers.csv + summary.json"),
-    "run": ("pruning.cmd_run", "run a whole experiment (prune -> eval -> simulate -> report)"),
+    "run": ("besa.run", "run a whole experiment (prune -> eval -> simulate -> report)"),
     "report": ("reports.cli", "regenerate the tables and the HTML report from run directories"),
-    "sweep": ("reports.cli_sweep", "what-if hardware sweep on Dask"),
+    "sweep": ("besa.cmd_sweep", "what-if hardware sweep on Dask"),
 }
 
 
@@ -42,6 +42,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser_for(command: str | None) -> tuple[argparse.ArgumentParser, object | None]:
     parser = _Parser(prog="besa", description="Prune LLaMA-family models (BESA and baselines) and simulate them on a sparse accelerator.")
+    from besa import __version__
+
+    parser.add_argument("--version", action="version", version=f"besa {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     module = None
     for name, (modname, help_) in COMMANDS.items():

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reports.tomlconf import build, check_value, read_toml
-from simulator.errors import UserError
+from besa_common.tomlconf import build, check_value, read_toml
+from besa_common.errors import UserError
 
 
 

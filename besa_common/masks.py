@@ -13,7 +13,7 @@ On disk (safetensors):
   plus ``layers = {name: {"shape": [out, in], "density": kept / (out * in)}}``.
 
 :func:`read_masks` rejects a truncated or corrupt file, an unknown version, and a tensor that
-disagrees with its manifest entry, with a :class:`~simulator.errors.UserError` (one line).
+disagrees with its manifest entry, with a :class:`~besa_common.errors.UserError` (one line).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from simulator.errors import UserError
-from simulator.fileio import atomic_write_bytes
+from besa_common.errors import UserError
+from besa_common.fileio import atomic_write_bytes
 
 FORMAT = "besa-masks"
 VERSION = "1"
