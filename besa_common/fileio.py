@@ -1,25 +1,40 @@
-"""Atomic file writes: every output goes to a temporary name in the same folder, then is renamed.
+"""Atomic file writes, per-directory writer locks and output-path checks.
 
-A reader therefore sees either the old file or the complete new one, never a half-written one,
-even when the writer is killed midway.
+* Atomic writes: every output goes to a temporary name in the same folder, then is renamed, so a
+  reader sees either the old file or the complete new one, never a half-written one, even when the
+  writer is killed midway.  Temporary names carry the writer's pid (``.NAME.pidPID.XXXX.tmp``) so
+  that a later writer can tell a dead writer's leftovers from a live one's work in progress.
+* :func:`dir_lock`: an advisory lock per output directory (``filelock``; ``flock`` on Linux).  A
+  second writer on the same directory fails at once with ONE line naming the holder (pid, host,
+  start time, command), or waits for it (``wait=True``, the CLI's ``--wait``).  Readers never take
+  it, so they are never blocked.  Only the holder may clean temporary files (:meth:`DirLock.clean_temps`).
+* :func:`check_output_path`: the one check every command runs on its output path BEFORE slow work.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
+import errno
 import json
 import os
+import re
 import shutil
+import socket
+import sys
 import tempfile
+import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
+
+from besa_common.errors import UserError
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -67,13 +82,185 @@ def replace_dir(tmp: str | os.PathLike, out: str | os.PathLike) -> None:
     """Move the finished directory ``tmp`` to ``out``, replacing an existing ``out`` (its old copy is removed).
 
     Readers see the old directory or the new one, never a mix; a crash in between leaves the old copy under a
-    hidden ``.NAME.old-PID`` sibling, never a half-written ``out``.
+    hidden ``.NAME.pidPID.old.tmp`` sibling, never a half-written ``out``.
     """
     tmp, out = Path(tmp), Path(out)
     if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        old = out.with_name(f"{temp_prefix(out.name)}old.tmp")
         os.replace(out, old)
         os.replace(tmp, out)
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, out)
+
+
+# ----------------------------------------------------------------------------- temp names
+_TEMP_RE = re.compile(r"^\..+\.pid(\d+)\.[^/]*tmp$")
+
+
+def temp_prefix(name: str) -> str:
+    """Prefix of a temporary sibling of ``name`` written by this process: ``.NAME.pidPID.``."""
+    return f".{name}.pid{os.getpid()}."
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (a pid we may not signal still exists)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OverflowError:
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------- directory locks
+LOCK_SUFFIX = ".lock"
+INFO_SUFFIX = ".lock.info"
+
+
+def lock_paths(directory: str | os.PathLike) -> tuple[Path, Path]:
+    """``(lock file, holder-info file)`` of ``directory``: hidden SIBLINGS ``.NAME.lock``/``.NAME.lock.info``.
+
+    Siblings, not files inside, because some writers replace the whole directory by a rename
+    (``besa export``, ``besa simulate``): a lock inside would be renamed away with the old copy.
+    """
+    d = Path(os.path.abspath(directory))
+    return d.with_name(f".{d.name}{LOCK_SUFFIX}"), d.with_name(f".{d.name}{INFO_SUFFIX}")
+
+
+def _holder_text(info_path: Path) -> str:
+    """One phrase naming the holder from its info file (written right after it took the lock)."""
+    try:
+        info = json.loads(info_path.read_text())
+        pid, host, started = int(info["pid"]), str(info["host"]), str(info["started"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process (its pid is not recorded yet)"
+    text = f"pid {pid} on {host} since {started}"
+    if info.get("command"):
+        text += f" ({str(info['command'])[:120]})"
+    if host == socket.gethostname() and not pid_alive(pid):
+        text += f"; pid {pid} no longer runs, so a process it started still holds the lock"
+    return text
+
+
+class DirLock:
+    """A held directory lock (see :func:`dir_lock`)."""
+
+    def __init__(self, directory: Path, lock_path: Path, info_path: Path):
+        self.directory, self.lock_path, self.info_path = directory, lock_path, info_path
+
+    def clean_temps(self, recursive: bool = True) -> list[Path]:
+        """Remove temporary files/dirs (``.NAME.pidPID.*tmp``) under the directory whose writer is dead.
+
+        Only a lock holder may do this: a live writer's temp file (any pid that still runs) is never
+        touched, so an unlocked writer (``besa simulate`` into a run directory) keeps its work.
+        Returns what was removed.
+        """
+        removed: list[Path] = []
+        if not self.directory.is_dir():
+            return removed
+        walker = os.walk(self.directory) if recursive else [(str(self.directory), [], os.listdir(self.directory))]
+        for root, dirs, files in walker:
+            for name in list(dirs) + list(files):
+                m = _TEMP_RE.match(name)
+                if not m or pid_alive(int(m.group(1))):
+                    continue
+                p = Path(root) / name
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
+                    if name in dirs:
+                        dirs.remove(name)
+                else:
+                    p.unlink(missing_ok=True)
+                removed.append(p)
+        return removed
+
+
+@contextlib.contextmanager
+def dir_lock(directory: str | os.PathLike, wait: bool = False, command: str | None = None) -> Iterator[DirLock]:
+    """Hold the advisory writer lock of ``directory`` for the ``with`` block.
+
+    A second writer fails at once with a :class:`UserError` naming the holder (pid, host, start
+    time, command), or with ``wait=True`` blocks until the holder is done (one notice on stderr).
+    Stale locks: the OS lock (``flock``) dies with its holder, so a killed writer never blocks the
+    next one; its leftover info file is simply overwritten.  The directory's parent is created.
+    """
+    from filelock import FileLock, Timeout
+
+    directory = Path(os.path.abspath(directory))
+    lock_path, info_path = lock_paths(directory)
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {directory.parent}: {exc.strerror or exc}") from None
+    lock = FileLock(str(lock_path))
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        holder = _holder_text(info_path)
+        if not wait:
+            time.sleep(0.2)  # a holder that just took the lock writes its info file within ms
+            raise UserError(f"{directory} is being written by {_holder_text(info_path)}; "
+                            f"wait for it to finish or pass --wait") from None
+        print(f"besa: {directory} is being written by {holder}; waiting for it (--wait)", file=sys.stderr, flush=True)
+        lock.acquire()
+    except OSError as exc:
+        raise UserError(f"cannot lock {directory}: {exc.strerror or exc} ({lock_path})") from None
+    try:
+        info = {"pid": os.getpid(), "host": socket.gethostname(),
+                "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "command": command if command is not None else " ".join(["besa", *sys.argv[1:]])}
+        atomic_write_json(info_path, info)
+        yield DirLock(directory, lock_path, info_path)
+    finally:
+        with contextlib.suppress(OSError):
+            info_path.unlink()
+        lock.release()
+
+
+# ----------------------------------------------------------------------------- output checks
+def _within(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def check_output_path(path: str | os.PathLike, *, flag: str = "--out", kind: str = "dir",
+                      inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
+    """Check an output path BEFORE any slow work; return it.  One-line :class:`UserError` when:
+
+    * it exists but is of the wrong kind (``kind="dir"``: a file; ``kind="file"``: a directory);
+    * a component above it is a file (``out.json/x``);
+    * the directory that would receive it is not writable;
+    * it is, or contains, one of ``inputs`` (writing it would destroy the input: ``besa export
+      --masks RUN --out RUN --overwrite``).  Paths are compared after resolving symlinks.
+    """
+    p = Path(path)
+    if str(path) == "":
+        raise UserError(f"{flag}: empty path")
+    if kind == "dir" and p.exists() and not p.is_dir():
+        raise UserError(f"{flag} {p} exists and is not a directory")
+    if kind == "file" and p.is_dir():
+        raise UserError(f"{flag} {p} is a directory, expected a file")
+    probe = p if p.exists() else p.parent
+    while not probe.exists():
+        if probe.is_symlink():
+            raise UserError(f"{flag} {p}: {probe} is a dangling symbolic link")
+        probe = probe.parent
+    if not probe.is_dir() and probe != p:
+        raise UserError(f"{flag} {p}: {probe} is a file, not a directory")
+    target = probe if probe.is_dir() else probe.parent
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {p}: {target} is not writable")
+    resolved = p.resolve()
+    for q in inputs:
+        if q is None or str(q) == "":
+            continue
+        qr = Path(q).resolve()
+        if _within(qr, resolved):
+            what = "is" if qr == resolved else "contains"
+            raise UserError(f"{flag} {p} {what} the input {q}; writing it would destroy the input (choose another {flag})")
+    return p
