@@ -29,13 +29,13 @@ def timed(fn, repeat=1):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="llama-7b:unstructured=0.5", help="whole-model synthetic spec")
+    ap.add_argument("--model", default="llama-7b:sparsity=0.5", help="whole-model synthetic spec")
     ap.add_argument("--hw", default="vitcod")
     args = ap.parse_args()
     engine = eng.default_engine()
     print(f"engine: {engine}")
     vitcod, besa = load_hardware(args.hw), load_hardware("besa")
-    layers = wl.synthetic("4096x4096*3:unstructured=0.5", 0)
+    layers = wl.synthetic("4096x4096*3:sparsity=0.5", 0)
     # warm numba's cache and the core
     simulate(layers[:1], besa, "besa-compat", [1], engine=engine)
     simulate(layers[:1], vitcod, "cycle", [1], engine=engine)

@@ -7,6 +7,9 @@ An experiment (TOML, see ``configs/experiments/default.toml``)::
     [calibration]       dataset, nsamples (windows), seqlen (tokens per window)
     [eval]              dataset, seqlen, max_windows (0 = the whole test split)
     [[runs]]            one or more grids: methods × sparsities × patterns × wbits
+                        (sparsity = fraction PRUNED; pattern "N:M" = at most N of every M consecutive
+                        input weights KEPT, whose sparsity is 1 - N/M: ``sparsities`` apply to
+                        ``unstructured`` only)
                         (``dense`` = no pruning: eval + dense simulation only; wbits 16 = no quantization)
     [[simulate]]        preset, modes, tokens: every run is simulated on each
     [options.<method>]  extra ``besa prune`` flags for that method (``d_coef = 5`` -> ``--d-coef 5``)
@@ -98,7 +101,7 @@ class RunSpec:
     name: str
     method: str
     sparsity: float
-    pattern: str  # "unstructured" or "n:m"
+    pattern: str  # "unstructured" or "n:m" (n KEPT of every m; sparsity = 1 - n/m)
     wbits: int  # 16 = no quantization
 
     @property
@@ -127,14 +130,23 @@ class Experiment:
                     continue
                 for s in g.sparsities:
                     for pat in g.patterns:
+                        s_run = s if pat == "unstructured" else pattern_sparsity(pat)
                         for wb in g.wbits:
-                            spec = RunSpec(run_name(method, s, pat, wb), method, s, pat, wb)
+                            spec = RunSpec(run_name(method, s_run, pat, wb), method, s_run, pat, wb)
                             out.setdefault(spec.name, spec)
         return list(out.values())
 
 
+def pattern_sparsity(pattern: str) -> float:
+    """Sparsity (fraction pruned) of an ``"n:m"`` pattern: n KEPT of every m -> ``1 - n/m``."""
+    n, m = (int(x) for x in pattern.split(":"))
+    return 1.0 - n / m
+
+
 def run_name(method: str, sparsity: float, pattern: str, wbits: int) -> str:
-    """``besa-s50``, ``wanda-s50-2x4``, ``besa-s50-w4``: the run's folder name."""
+    """``besa-s50``, ``wanda-s50-2x4``, ``wanda-s75-1x4``, ``besa-s50-w4``: the run's folder name.
+
+    ``s<percent>`` is always the fraction PRUNED; ``<n>x<m>`` = n KEPT of every m (so 1:4 is s75)."""
     name = f"{method}-s{round(sparsity * 100):d}" if round(sparsity * 100) == sparsity * 100 else f"{method}-s{sparsity:g}"
     if pattern != "unstructured":
         name += "-" + pattern.replace(":", "x")
@@ -204,7 +216,13 @@ def parse_experiment(obj: dict[str, Any], source: str = "experiment") -> Experim
         for j, p in enumerate(g.patterns):
             m = _PATTERN_RE.match(p)
             if p != "unstructured" and not (m and 0 < int(m.group(1)) < int(m.group(2))):
-                raise UserError(f"{where}.patterns[{j}]: expected \"unstructured\" or \"n:m\" (n of every m pruned, 0 < n < m), got {p!r}")
+                raise UserError(f"{where}.patterns[{j}]: expected \"unstructured\" or \"n:m\" (at most n of every m consecutive weights KEPT, 0 < n < m), got {p!r}")
+        if "sparsities" in t and "unstructured" not in g.patterns:
+            implied = {round(pattern_sparsity(p), 9) for p in g.patterns}
+            for j, s in enumerate(g.sparsities):
+                if round(s, 9) not in implied:
+                    raise UserError(f"{where}.sparsities[{j}]: {s:g} is not the sparsity of any of its n:m patterns "
+                                    f"({', '.join(f'{p} = {pattern_sparsity(p):g}' for p in g.patterns)}; n:m = n KEPT of m); drop `sparsities`")
         for j, b in enumerate(g.wbits):
             if not 2 <= b <= 16:
                 raise UserError(f"{where}.wbits[{j}]: weight bits must be in 2..16 (16 = no quantization), got {b}")
@@ -269,4 +287,4 @@ def option_flags(options: dict[str, Any]) -> list[str]:
     return flags
 
 
-__all__ = ["Experiment", "RunSpec", "load_experiment", "parse_experiment", "run_name", "option_flags", "KNOWN_METHODS", "check_value"]
+__all__ = ["Experiment", "RunSpec", "load_experiment", "parse_experiment", "run_name", "pattern_sparsity", "option_flags", "KNOWN_METHODS", "check_value"]

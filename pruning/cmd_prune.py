@@ -27,7 +27,8 @@ def _methods():
 
 
 def parse_pattern(text: str | None) -> tuple[int, int] | None:
-    """``"2:4"`` -> ``(2, 4)`` (n of every m pruned); None stays None."""
+    """``"2:4"`` -> ``(2, 4)``: at most N of every M consecutive input weights KEPT (the N:M
+    literature's and the simulator's convention; implied sparsity 1 - N/M).  None stays None."""
     if text is None:
         return None
     m = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", text)
@@ -35,7 +36,7 @@ def parse_pattern(text: str | None) -> tuple[int, int] | None:
         raise UserError(f"--pattern must look like N:M (e.g. 2:4), got {text!r}")
     n, mm = int(m.group(1)), int(m.group(2))
     if not 0 < n < mm:
-        raise UserError(f"--pattern {text}: needs 0 < N < M (N of every M weights are pruned)")
+        raise UserError(f"--pattern {text}: needs 0 < N < M (N of every M consecutive input weights are KEPT)")
     return n, mm
 
 
@@ -45,8 +46,8 @@ def add_arguments(parser) -> None:
     methods = _methods()
     parser.add_argument("--model", default="smollm2-135m", help="smollm2-135m (default), a local HF directory or a .gguf file")
     parser.add_argument("--method", required=True, metavar="METHOD", help=f"pruning method: {', '.join(sorted(methods))}")
-    parser.add_argument("--sparsity", type=float, default=None, help="fraction of weights pruned per layer, in (0, 1); default 0.5 (n/m with --pattern)")
-    parser.add_argument("--pattern", default=None, metavar="N:M", help="semi-structured: N of every M consecutive input weights pruned (2:4, 4:8)")
+    parser.add_argument("--sparsity", type=float, default=None, help="fraction of weights pruned per layer, in (0, 1); default 0.5 (1 - N/M with --pattern)")
+    parser.add_argument("--pattern", default=None, metavar="N:M", help="semi-structured N:M: at most N of every M consecutive input weights KEPT (2:4, 4:8; 1:4 = 75%% sparse)")
     parser.add_argument("--layer-sparsity", default=None, metavar="FILE", help="JSON {HF module name: sparsity} overriding --sparsity per layer")
     parser.add_argument("--out", required=True, metavar="DIR", help="run directory to write")
     cal = parser.add_argument_group("calibration")
@@ -95,7 +96,7 @@ def run(args) -> int:
     if sparsity is not None and not 0.0 < sparsity < 1.0:
         raise UserError(f"--sparsity must be in (0, 1), got {sparsity}")
     if pattern is not None:
-        implied = pattern[0] / pattern[1]
+        implied = 1.0 - pattern[0] / pattern[1]
         if sparsity is not None and abs(sparsity - implied) > 1e-9:
             raise UserError(f"--sparsity {sparsity} contradicts --pattern {args.pattern} (which prunes {implied:g}); drop one")
         sparsity = implied

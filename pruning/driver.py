@@ -49,6 +49,9 @@ from besa_common.fileio import atomic_write_bytes, atomic_write_json
 TARGET_MODES = ("pruned", "dense")
 DTYPES = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
 CHECKPOINT_VERSION = 1
+# Manifest / masks-meta ``pattern`` "N:M" = at most N KEPT of every M consecutive input weights.
+# Manifests without this key (version 1) meant N PRUNED of M.
+PATTERN_CONVENTION = "n_kept_of_m"
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,8 @@ class DriverConfig:
 
     ``sparsity``: target fraction PRUNED per linear, in [0, 1); ``layer_sparsity`` overrides it per
     HF module name (``model.layers.3.mlp.up_proj``), e.g. OWL's allocation.  ``pattern``: (n, m) =
-    n of every m consecutive input columns pruned, or None (unstructured).  ``dtype``: compute
+    at most n of every m consecutive input columns KEPT (N:M convention; sparsity
+    1 - n/m), or None (unstructured).  ``dtype``: compute
     dtype; float16/bfloat16 = autocast (weights and buffers stay fp32).  ``target``: ``pruned``
     (dense block on the pruned-propagated inputs, the reference default) or ``dense`` (the dense
     model's own trajectory; a third buffer).
@@ -515,6 +519,7 @@ def _write_run(out: Path, model, method, config, meta, keep_all, records, qparam
         "options": options,
         "target": config.sparsity,
         "pattern": None if config.pattern is None else f"{config.pattern[0]}:{config.pattern[1]}",
+        "pattern_convention": PATTERN_CONVENTION,
         "calibration": meta.get("calibration"),
         "wbits": config.wbits,
         "group_size": config.group_size if config.wbits is not None else None,
@@ -531,7 +536,7 @@ def _write_run(out: Path, model, method, config, meta, keep_all, records, qparam
     manifest = dict(run_meta)
     manifest.update(
         {
-            "version": 1,
+            "version": 2,  # 2: ``pattern`` means N kept of M (see PATTERN_CONVENTION)
             "target_mode": config.target if method.needs_targets else None,
             "layer_sparsity": dict(config.layer_sparsity) or None,
             "planned_sparsity": targets_all if getattr(method, "needs_prepass", False) else None,

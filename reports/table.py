@@ -134,12 +134,18 @@ def load_run(path: str | Path) -> RunInfo:
     return info
 
 
-def _pattern(value: Any) -> str:
-    """Normalise a pattern to ``"unstructured"`` or ``"n:m"`` (n of every m pruned)."""
+def _pattern(value: Any, convention: Any = "n_kept_of_m") -> str:
+    """Normalise a pattern to ``"unstructured"`` or ``"n:m"`` (at most n of every m KEPT).
+
+    Manifests before ``pattern_convention`` (version 1) wrote n PRUNED of m: converted to m-n:m."""
     if value in (None, "", "unstructured", "none"):
         return "unstructured"
     if isinstance(value, (list, tuple)) and len(value) == 2:
-        return f"{int(value[0])}:{int(value[1])}"
+        value = f"{int(value[0])}:{int(value[1])}"
+    parts = str(value).split(":")
+    if convention is None and len(parts) == 2 and all(p.strip().isdigit() for p in parts):
+        n, m = int(parts[0]), int(parts[1])
+        return f"{m - n}:{m}"
     return str(value)
 
 
@@ -183,7 +189,7 @@ def run_meta(info: RunInfo) -> dict[str, Any]:
         "run": info.name,
         "method": method,
         "sparsity": float(sparsity) if sparsity is not None else math.nan,
-        "pattern": "dense" if method == "dense" else _pattern(man.get("pattern", st.get("pattern"))),
+        "pattern": "dense" if method == "dense" else _pattern(man.get("pattern", st.get("pattern")), man.get("pattern_convention", "n_kept_of_m" if not man else None)),
         "wbits": int(wbits) if wbits not in (None, "", 0) else 16,
         "model": man.get("model") or st.get("model") or info.eval.get("model"),
         "ppl": ppl["ppl"],

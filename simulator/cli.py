@@ -1,7 +1,7 @@
 """``besa simulate``: run masks (or a synthetic workload) on an accelerator preset.
 
     besa simulate --masks DIR/masks.safetensors --hw vitcod --mode cycle --tokens 1,2048
-    besa simulate --synthetic llama-7b:unstructured=0.5 --hw besa --mode besa-compat --out OUT
+    besa simulate --synthetic llama-7b:sparsity=0.5 --hw besa --mode besa-compat --out OUT
     besa simulate --synthetic 4096x4096:nm=2:4 --hw vitcod --mode nm --set lines=32 --set dram_bytes_per_cycle=100
 
 Writes ``OUT/layers.csv`` and ``OUT/summary.json`` (default OUT: ``DIR/sim/<preset>-<mode>/`` next to
@@ -23,8 +23,9 @@ def add_arguments(parser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--masks", metavar="PATH", help="masks file (DIR/masks.safetensors) or a run directory")
     src.add_argument("--synthetic", metavar="SPEC",
-                     help="seeded synthetic workload SHAPE[:PATTERN], e.g. llama-7b:unstructured=0.5, "
-                          "llama-7b[2]:nm=2:4, 4096x4096*3:skewed=0.5, smollm2-135m:dense")
+                     help="seeded synthetic workload SHAPE[:PATTERN], e.g. llama-7b:sparsity=0.5, "
+                          "llama-7b[2]:nm=2:4, 4096x4096*3:skewed=0.5, smollm2-135m:dense "
+                          "(sparsity = fraction pruned; N:M = N kept of every M)")
     parser.add_argument("--seed", type=int, default=0, help="seed of --synthetic masks (default 0)")
     parser.add_argument("--hw", default="vitcod", metavar="PRESET|FILE",
                         help="hardware preset in configs/hw (vitcod, besa, hbm-4k) or a TOML file (default vitcod)")

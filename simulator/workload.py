@@ -9,11 +9,12 @@ Two sources:
   - ``SHAPE``: a named model (``llama-7b``, ``llama-13b``, ``llama-70b``, ``smollm2-135m``),
     optionally ``[B]`` to keep only the first B transformer blocks (``llama-7b[2]``), or one matrix
     ``MxK`` (out x in features), optionally ``*COUNT`` (``4096x4096*3``);
-  - ``PATTERN``: ``unstructured=D`` (each weight kept with probability D, D rounded to a multiple
-    of 1/256), ``nm=N:M`` (exactly N kept in every group of M consecutive input features),
-    ``skewed=D[/SIGMA]`` (column j kept with probability D*w_j, w_j log-normal(0, SIGMA) normalised
-    to mean 1, SIGMA = 1 by default: a few near-dense columns, like real LLM masks), or ``dense``.
-    Default ``unstructured=0.5``.
+  - ``PATTERN`` (S = sparsity = fraction PRUNED; N:M = N KEPT of M, the hardware convention):
+    ``sparsity=S`` (each weight kept with probability 1-S, rounded to a multiple of 1/256),
+    ``nm=N:M`` (exactly N kept in every group of M consecutive input features, sparsity 1-N/M),
+    ``skewed=S[/SIGMA]`` (column j kept with probability (1-S)*w_j, w_j log-normal(0, SIGMA)
+    normalised to mean 1, SIGMA = 1 by default: a few near-dense columns, like real LLM masks), or
+    ``dense``.  Default ``sparsity=0.5``.  The old density spelling ``unstructured=D`` is refused.
 
 Masks of a synthetic workload are generated lazily, one layer at a time, from a per-layer seed
 ``SeedSequence([seed, layer_index])``: same seed -> bit-identical masks, and a whole LLaMA-70B never
@@ -165,6 +166,20 @@ def gen_skewed(rows: int, cols: int, density: float, sigma: float, rng: np.rando
 
 
 # ---------------------------------------------------------------------------- spec parsing
+PATTERN_HELP = "sparsity=S, nm=N:M, skewed=S[/SIGMA], dense (S = fraction pruned, N:M = N kept of M)"
+
+
+def _refuse_old(kind: str, arg: str) -> None:
+    """The pre-convention spelling ``unstructured=D`` / ``random=D`` gave the DENSITY kept: refuse it
+    (no silent reinterpretation) and name the new spelling."""
+    try:
+        hint = f"sparsity={1.0 - float(arg):g}"
+    except ValueError:
+        hint = "sparsity=S"
+    raise UserError(f"synthetic pattern {kind}={arg}: the density spelling was removed; write {hint} "
+                    f"(S = fraction of weights pruned)")
+
+
 def _parse_pattern(text: str) -> Callable[[int, int, np.random.Generator], np.ndarray]:
     kind, _, arg = text.partition("=")
     kind = kind.strip().lower()
@@ -172,10 +187,12 @@ def _parse_pattern(text: str) -> Callable[[int, int, np.random.Generator], np.nd
         if kind == "dense":
             return lambda r, c, g: gen_unstructured(r, c, 1.0, g)
         if kind in ("unstructured", "random"):
-            d = float(arg)
-            if not 0.0 <= d <= 1.0:
+            _refuse_old(kind, arg)
+        if kind == "sparsity":
+            s = float(arg)
+            if not 0.0 <= s <= 1.0:
                 raise ValueError
-            return lambda r, c, g: gen_unstructured(r, c, d, g)
+            return lambda r, c, g: gen_unstructured(r, c, 1.0 - s, g)
         if kind == "nm":
             n_s, m_s = arg.split(":")
             n, m = int(n_s), int(m_s)
@@ -183,16 +200,16 @@ def _parse_pattern(text: str) -> Callable[[int, int, np.random.Generator], np.nd
                 raise UserError(f"synthetic pattern {text!r}: n:m needs 1 <= n <= m")
             return lambda r, c, g: gen_nm(r, c, n, m, g)
         if kind == "skewed":
-            d_s, _, s_s = arg.partition("/")
-            d, s = float(d_s), float(s_s) if s_s else 1.0
-            if not (0.0 <= d <= 1.0 and s >= 0.0):
+            sp_s, _, sg_s = arg.partition("/")
+            sp, sg = float(sp_s), float(sg_s) if sg_s else 1.0
+            if not (0.0 <= sp <= 1.0 and sg >= 0.0):
                 raise ValueError
-            return lambda r, c, g: gen_skewed(r, c, d, s, g)
+            return lambda r, c, g: gen_skewed(r, c, 1.0 - sp, sg, g)
     except UserError:
         raise
     except (ValueError, TypeError):
         pass
-    raise UserError(f"synthetic pattern {text!r} not understood (unstructured=D, nm=N:M, skewed=D[/SIGMA], dense)")
+    raise UserError(f"synthetic pattern {text!r} not understood ({PATTERN_HELP})")
 
 
 def _shapes(shape: str) -> list[tuple[str, int, int, str, int]]:
@@ -221,9 +238,9 @@ def _shapes(shape: str) -> list[tuple[str, int, int, str, int]]:
 
 
 def synthetic(spec: str, seed: int = 0) -> list[LayerWorkload]:
-    """Seeded synthetic workload, e.g. ``synthetic("llama-7b:unstructured=0.5", seed=0)``."""
+    """Seeded synthetic workload, e.g. ``synthetic("llama-7b:sparsity=0.5", seed=0)``."""
     shape, _, pattern = spec.strip().partition(":")
-    gen = _parse_pattern(pattern or "unstructured=0.5")
+    gen = _parse_pattern(pattern or "sparsity=0.5")
     out = []
     for i, (name, rows, cols, proj, block) in enumerate(_shapes(shape.strip().lower())):
         def loader(rows=rows, cols=cols, i=i):

@@ -68,7 +68,7 @@ class BlockJob:
     index: int  # block number, 0-based
     prefix: str  # HF module prefix of the block, e.g. "model.layers.3."
     sparsity: dict[str, float]  # local linear name -> target sparsity (fraction pruned) in [0, 1)
-    pattern: tuple[int, int] | None  # (n, m): n of every m consecutive input columns pruned; None = unstructured
+    pattern: tuple[int, int] | None  # (n, m): at most n of every m consecutive input columns KEPT; None = unstructured
     device: torch.device
     autocast_dtype: torch.dtype | None  # fp16/bf16 autocast on CUDA, None = fp32
     seed: int

@@ -3,8 +3,8 @@
 ``scope="row"`` (default) prunes ``int(C * S)`` smallest entries of every output row, the variant
 whose SmolLM2 number assets.md quotes (~390 ppl at 50%); ``scope="layer"`` prunes exactly
 ``int(out * in * S)`` smallest entries of the whole layer (one threshold per layer, ties broken by
-position so the count is exact).  n:m (``pattern``) prunes the ``n`` smallest of every ``m``
-consecutive input columns.  Masks: 1 = kept.
+position so the count is exact).  n:m (``pattern``) keeps the ``n`` largest of every ``m``
+consecutive input columns (prunes the ``m - n`` smallest).  Masks: 1 = kept.
 """
 
 from __future__ import annotations

@@ -45,12 +45,13 @@ def layer_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
 
 
 def nm_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
-    """Prune the ``n`` lowest scores of every ``m`` consecutive input columns of every row."""
+    """Keep the ``n`` highest scores of every ``m`` consecutive input columns of every row (N:M =
+    n KEPT of m), i.e. prune the ``m - n`` lowest (stable ascending sort, so ties prune the earlier column)."""
     rows, cols = scores.shape
     if cols % m:
         raise ValueError(f"n:m pattern {n}:{m} needs in-features divisible by {m}, got {cols}")
     groups = scores.reshape(rows, cols // m, m)  # (out, in/m, m)
-    idx = torch.sort(groups, dim=2, stable=True)[1][:, :, :n]  # (out, in/m, n)
+    idx = torch.sort(groups, dim=2, stable=True)[1][:, :, : m - n]  # (out, in/m, m - n) pruned
     keep = torch.ones_like(groups, dtype=torch.bool)
     keep.scatter_(2, idx, False)
     return keep.reshape(rows, cols)

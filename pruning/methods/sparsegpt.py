@@ -12,8 +12,8 @@ The maths, per linear ``W [out, in]`` with inputs ``X [in, tokens]``:
 * damping ``λ = percdamp · mean(diag H)`` (1 %), ``Hinv = cholesky(H⁻¹, upper)``; if a Cholesky
   factorisation fails, the damping is multiplied by 10 and it is retried (recorded as ``damp``);
 * columns in blocks of ``blocksize`` (128): unstructured selects, ONCE per block and over ALL rows,
-  the lowest ``W² / diag(Hinv)²`` — so per-row sparsity varies; n:m selects the ``n`` lowest of every
-  ``m`` columns from the already-updated weights when the loop reaches them;
+  the lowest ``W² / diag(Hinv)²`` — so per-row sparsity varies; n:m (``n`` KEPT of ``m``) selects the
+  ``m - n`` lowest of every ``m`` columns from the already-updated weights when the loop reaches them;
 * column by column: zero the pruned weights, ``err = (w − q) / Hinv_ii``, update the rest of the block
   ``W[:, i:] −= err · Hinv[i, i:]``; after the block, ``W[:, i2:] −= Err · Hinv[i1:i2, i2:]``.
 
@@ -99,7 +99,7 @@ class SparseGPTLayer:
         H[dead, dead] = 1
         W[:, dead] = 0
         Hinv, damp = self._hinv(H, percdamp, max_retries)
-        prunen, prunem = pattern if pattern is not None else (0, 0)
+        prunen, prunem = (pattern[1] - pattern[0], pattern[1]) if pattern is not None else (0, 0)  # pattern = (kept, m)
         if prunem and self.columns % prunem:
             raise UserError(f"sparsegpt: in-features {self.columns} not divisible by m={prunem}")
         pruned = torch.zeros_like(W, dtype=torch.bool)  # True = pruned (internal)

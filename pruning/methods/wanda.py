@@ -2,8 +2,8 @@
 
 Lifecycle per block: one dense forward over the calibration inputs with hooks on the seven linears
 (:class:`~pruning.methods.scoring.InputNormStat`), then per layer the score and the mask:
-unstructured prunes ``int(C * S)`` entries of every row (stable ascending sort), n:m prunes the
-``n`` lowest of every ``m`` consecutive input columns of every row.  Masks: 1 = kept.
+unstructured prunes ``int(C * S)`` entries of every row (stable ascending sort), n:m keeps the
+``n`` highest of every ``m`` consecutive input columns of every row (prunes the ``m - n`` lowest).  Masks: 1 = kept.
 """
 
 from __future__ import annotations

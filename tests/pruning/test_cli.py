@@ -31,6 +31,7 @@ def _one_line_error(capsys, argv):
         (["prune", "--method", "wanda", "--pattern", "4:2", "--out", "X"], "0 < N < M"),
         (["prune", "--method", "wanda", "--pattern", "2-4", "--out", "X"], "N:M"),
         (["prune", "--method", "wanda", "--pattern", "2:4", "--sparsity", "0.7", "--out", "X"], "contradicts"),
+        (["prune", "--method", "wanda", "--pattern", "1:4", "--sparsity", "0.25", "--out", "X"], "prunes 0.75"),  # N:M = N kept
         (["prune", "--method", "nosuch", "--out", "X"], "unknown method"),
         (["prune", "--method", "wanda", "--model", "no-such-model", "--out", "X"], "unknown model"),
         (["prune", "--method", "wanda", "--model", "/nonexistent/m.gguf", "--out", "X"], "not found"),

@@ -35,11 +35,12 @@ def test_capture_has_every_kwarg_and_matches_hf_hidden_states():
 
 
 @pytest.mark.parametrize("method", ["magnitude", "wanda", "sparsegpt"])
-@pytest.mark.parametrize("pattern", [None, (2, 4), (4, 8)])
+@pytest.mark.parametrize("pattern", [None, (2, 4), (4, 8), (1, 4)])
 def test_methods_through_driver_gqa(tmp_path, method, pattern):
     model = tiny_model()
     dense = {n: p.detach().clone() for n, p in model.named_parameters()}
-    cfg = DriverConfig(sparsity=0.5 if pattern is None else pattern[0] / pattern[1], pattern=pattern, **CFG)
+    target = 0.5 if pattern is None else 1 - pattern[0] / pattern[1]  # N:M = N kept of M
+    cfg = DriverConfig(sparsity=target, pattern=pattern, **CFG)
     manifest = prune_model(model, METHODS[method](), _calib(), tmp_path, cfg, meta={"model": "tiny"})
     keep, mf = read_masks(tmp_path / "masks.safetensors")
     assert len(keep) == 14 and mf["method"] == method
@@ -47,20 +48,21 @@ def test_methods_through_driver_gqa(tmp_path, method, pattern):
     for name, k in keep.items():
         w = model.get_submodule(name).weight.detach()
         assert (w[~torch.from_numpy(k)] == 0).all()  # masks are in the weights
-        if pattern is not None:  # n:m exact in every group
+        if pattern is not None:  # n:m exact in every group: n kept
             n, m = pattern
-            assert ((~k).reshape(k.shape[0], -1, m).sum(-1) == n).all()
+            assert (k.reshape(k.shape[0], -1, m).sum(-1) == n).all()
         elif method in ("magnitude", "wanda"):  # int(C * S) per row
             assert ((~k).sum(1) == int(k.shape[1] * 0.5)).all()
         else:  # sparsegpt: per-row varies, the layer hits the target exactly
             assert (~k).sum() == int(k.size * 0.5) or abs((~k).mean() - 0.5) < 1e-3
         if method != "sparsegpt":  # masking-only: kept weights untouched
             assert torch.equal(w[torch.from_numpy(k)], dense[name + ".weight"][torch.from_numpy(k)])
-    assert manifest["realised_sparsity"] == pytest.approx(0.5, abs=1e-3)
+    assert manifest["realised_sparsity"] == pytest.approx(target, abs=1e-3)
+    assert manifest["version"] == 2 and manifest["pattern_convention"] == "n_kept_of_m"
     alloc = json.loads((tmp_path / "allocation.json").read_text())
     entry = alloc["layers"]["model.layers.0.mlp.down_proj"]
     assert entry["block"] == 0 and entry["proj"] == "down_proj" and entry["shape"] == [64, 160]
-    assert entry["target"] == 0.5 and len(entry["row_sparsity"]) == 64
+    assert entry["target"] == pytest.approx(target) and len(entry["row_sparsity"]) == 64
     assert entry["realised"] == pytest.approx(float(1 - keep["model.layers.0.mlp.down_proj"].mean()))
     man = json.loads((tmp_path / "manifest.json").read_text())
     assert man["layers"]["model.layers.0.mlp.down_proj"]["realised"] == entry["realised"]

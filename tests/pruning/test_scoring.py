@@ -1,5 +1,6 @@
 """Hand-computed masks for magnitude, Wanda and n:m (1 = kept)."""
 
+import pytest
 import torch
 
 from pruning.methods.scoring import InputNormStat, layer_mask, mask_from_scores, nm_mask, row_mask, wanda_scores
@@ -69,10 +70,17 @@ def test_wanda_statistic_and_mask_by_hand():
 def test_nm_realised_exact_per_group_random():
     g = torch.Generator().manual_seed(0)
     scores = torch.rand(16, 64, generator=g)
-    for n, m in [(2, 4), (4, 8), (1, 4)]:
-        keep = nm_mask(scores, n, m)
-        per_group = (~keep).reshape(16, 64 // m, m).sum(-1)
+    for n, m in [(2, 4), (4, 8), (1, 4), (3, 4)]:
+        keep = nm_mask(scores, n, m)  # n KEPT of every m
+        per_group = keep.reshape(16, 64 // m, m).sum(-1)
         assert (per_group == n).all()
+        assert (~keep).float().mean().item() == pytest.approx(1 - n / m)
+
+
+def test_nm_mask_1_of_4_keeps_the_largest():
+    w = torch.tensor([[0.5, 3.0, 1.0, 2.0, 9.0, 8.0, 7.0, 6.0]])
+    assert nm_mask(w, 1, 4).int().tolist() == [[0, 1, 0, 0, 1, 0, 0, 0]]
+    assert nm_mask(w, 3, 4).int().tolist() == [[0, 1, 1, 1, 1, 1, 1, 0]]
 
 
 def test_row_mask_realised_is_int_c_s_per_row():

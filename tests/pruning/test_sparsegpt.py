@@ -37,8 +37,8 @@ def test_reconstruction_error_not_worse_than_wanda(pattern):
         # ... while rows differ
         assert len(set((~keep_s).sum(1).tolist())) > 1
     else:
-        n, m = pattern
-        assert ((~keep_s).reshape(out, -1, m).sum(-1) == n).all()
+        n, m = pattern  # n kept of every m
+        assert (keep_s.reshape(out, -1, m).sum(-1) == n).all()
 
 
 def test_hessian_is_two_over_n_sum_xxt():

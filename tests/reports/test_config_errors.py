@@ -38,6 +38,16 @@ def test_run_names():
     assert run_name("wanda", 0.625, "unstructured", 16) == "wanda-s0.625"
 
 
+def test_nm_runs_take_the_sparsity_of_n_kept_of_m():
+    d = _default()
+    d["runs"][1].update(patterns=["1:4", "2:4"], sparsities=[0.75, 0.5])
+    specs = {r.name: r for r in parse_experiment(d, source="x.toml").run_specs()}
+    assert specs["wanda-s75-1x4"].sparsity == 0.75 and specs["wanda-s50-2x4"].sparsity == 0.5
+    d["runs"][1].update(patterns=["1:4"], sparsities=[0.25])  # the old "1 of 4 pruned" reading
+    with pytest.raises(UserError, match=r"sparsities\[0\].*1:4 = 0.75"):
+        parse_experiment(d, source="x.toml")
+
+
 @pytest.mark.parametrize("mutate, key", [
     (lambda d: d["calibration"].update(nsampels=3), "[calibration].nsampels: unknown key"),
     (lambda d: d.update(extra={}), "extra: unknown key"),
@@ -87,7 +97,7 @@ lines = [16, 32]
 dram_bytes_per_cycle = [82.5, 164.93]
 [[workload]]
 name = "w"
-synthetic = "64x64*2:unstructured=0.5"
+synthetic = "64x64*2:sparsity=0.5"
 """
 
 

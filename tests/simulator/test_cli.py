@@ -42,7 +42,7 @@ def test_golden_layers_csv(case, tmp_path, capsys):
 
 
 def test_outputs(tmp_path, capsys):
-    code, out, _ = run_cli(["--synthetic", "llama-7b[1]:unstructured=0.5", "--hw", "vitcod", "--mode", "cycle",
+    code, out, _ = run_cli(["--synthetic", "llama-7b[1]:sparsity=0.5", "--hw", "vitcod", "--mode", "cycle",
                             "--tokens", "1,2048", "--set", "lines=32", "--set", "dram_bytes_per_cycle=100",
                             "--out", str(tmp_path)], capsys)
     assert code == 0

@@ -155,14 +155,14 @@ def test_two_four_is_exactly_twice_dense_when_compute_bound():
     assert d["bound"] == "compute" and nm["bound"] == "compute"
     assert d["cycles"] == 2 * nm["cycles"]
     # and a mask that is not 2:4 is reported at its smallest covering n:m
-    r = _one("64x64:unstructured=0.5", hw, "nm", [1])[0]
+    r = _one("64x64:sparsity=0.5", hw, "nm", [1])[0]
     assert r["nm_n"] > 2
 
 
 def test_decode_is_memory_bound_on_vitcod():
     hw = load_hardware("vitcod")
     for mode in ("cycle", "dense", "nm"):
-        assert _one("4096x4096:unstructured=0.5", hw, mode, [1])[0]["bound"] == "memory"
+        assert _one("4096x4096:sparsity=0.5", hw, mode, [1])[0]["bound"] == "memory"
     # the ridge point: P*b_w/B = 512/165 ~ 3 tokens; by 64 tokens the dense engine is compute-bound
     assert _one("4096x4096:dense", hw, "dense", [64])[0]["bound"] == "compute"
 
@@ -172,7 +172,7 @@ def test_index_formats_bound_memory_side_speedup():
     out = {}
     for fmt in ("bitmap", "csr"):
         hw = load_hardware("vitcod", {"tau": 0.99, "index_format": fmt, "index_bits": 16})
-        r = _one("4096x4096:unstructured=0.5", hw, "cycle", [1])[0]
+        r = _one("4096x4096:sparsity=0.5", hw, "cycle", [1])[0]
         assert r["bound"] == "memory"
         out[fmt] = r["dense_cycles"] / r["cycles"]
     assert 1.5 < out["bitmap"] < 1.62

@@ -38,24 +38,24 @@ def test_col_counts_survive_more_than_255_rows():
 
 
 def test_synthetic_shapes_and_determinism():
-    layers = wl.synthetic("llama-7b:unstructured=0.5", 0)
+    layers = wl.synthetic("llama-7b:sparsity=0.5", 0)
     assert len(layers) == 32 * 7
     shapes = {(l.proj, l.rows, l.cols) for l in layers}
     assert ("gate_proj", 11008, 4096) in shapes and ("down_proj", 4096, 11008) in shapes
     l70 = {(l.proj, l.rows, l.cols) for l in wl.synthetic("llama-70b[1]", 0)}
     assert ("k_proj", 1024, 8192) in l70
     assert len(wl.synthetic("smollm2-135m", 0)) == 30 * 7
-    a = wl.synthetic("llama-7b[1]:unstructured=0.3", 7)[1].load()
-    b = wl.synthetic("llama-7b[1]:unstructured=0.3", 7)[1].load()
-    c = wl.synthetic("llama-7b[1]:unstructured=0.3", 8)[1].load()
+    a = wl.synthetic("llama-7b[1]:sparsity=0.7", 7)[1].load()
+    b = wl.synthetic("llama-7b[1]:sparsity=0.7", 7)[1].load()
+    c = wl.synthetic("llama-7b[1]:sparsity=0.7", 8)[1].load()
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
-@pytest.mark.parametrize("density", [0.0, 0.25, 0.5, 0.7, 1.0])
-def test_unstructured_density(density):
-    layer = wl.synthetic(f"512x1000:unstructured={density}", 1)[0]
+@pytest.mark.parametrize("sparsity", [0.0, 0.25, 0.5, 0.7, 1.0])
+def test_unstructured_sparsity(sparsity):
+    layer = wl.synthetic(f"512x1000:sparsity={sparsity}", 1)[0]
     keep = layer.keep()
-    assert abs(keep.mean() - round(density * 256) / 256) < 0.01
+    assert abs((1 - keep.mean()) - sparsity) < 0.01
     # pad bits are zero
     assert not np.unpackbits(layer.load(), axis=1, bitorder="little")[:, 1000:].any()
 
@@ -75,11 +75,23 @@ def test_skewed_has_dense_columns():
     assert frac.max() > 0.95 and frac.min() < 0.2
 
 
-@pytest.mark.parametrize("spec", ["gpt-9:unstructured=0.5", "llama-7b:sparse=0.5", "llama-7b:unstructured=2",
+@pytest.mark.parametrize("spec", ["gpt-9:sparsity=0.5", "llama-7b:sparse=0.5", "llama-7b:sparsity=2",
                                   "llama-7b:nm=5:4", "llama-7b[99]", "0x5"])
 def test_bad_synthetic_specs(spec):
     with pytest.raises(UserError):
         wl.synthetic(spec, 0)
+
+
+@pytest.mark.parametrize("old, new", [("unstructured=0.3", "sparsity=0.7"), ("random=0.5", "sparsity=0.5")])
+def test_old_density_spelling_is_refused_naming_the_new_one(old, new):
+    with pytest.raises(UserError, match=new) as e:
+        wl.synthetic(f"64x64:{old}", 0)
+    assert "\n" not in str(e.value)
+
+
+def test_nm_1_of_4_is_75_percent_sparse():
+    keep = wl.synthetic("64x64:nm=1:4", 0)[0].keep()  # N:M = N kept of M
+    assert keep.mean() == 0.25
 
 
 def _masks_file(tmp_path):
