@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from besa_common.errors import UserError
-from besa_common.fileio import atomic_write_json, atomic_write_text
+from besa_common.fileio import atomic_write_json, atomic_write_text, check_output_path, dir_lock
 
 HELP = "run a whole experiment (prune -> eval -> simulate -> report)"
 DEFAULT_EXPERIMENT = Path(__file__).resolve().parent.parent / "configs" / "experiments" / "default.toml"
@@ -44,6 +44,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="output folder: one sub-folder per run, report.html at the top")
     parser.add_argument("--dry-run", action="store_true", help="validate the file and print the steps without running them")
     parser.add_argument("--no-report", action="store_true", help="skip the final report")
+    parser.add_argument("--wait", action="store_true", help="if another writer holds --out, wait for it instead of failing at once")
 
 
 # ---------------------------------------------------------------- commands of each step
@@ -170,8 +171,21 @@ def _write_dense_masks(path: Path, template: Path) -> None:
                              "note": "all weights kept: the dense run's simulation workload"})
 
 
-def run_experiment(exp, out: Path, dry_run: bool = False, report: bool = True, experiment_text: str | None = None) -> int:
-    """Run (or resume) every step of ``exp`` into ``out``; return 0, or 1 when some step failed."""
+def run_experiment(exp, out: Path, dry_run: bool = False, report: bool = True, experiment_text: str | None = None,
+                   wait: bool = False) -> int:
+    """Run (or resume) every step of ``exp`` into ``out``; return 0, or 1 when some step failed.
+
+    ``out`` is checked (writable, not a file) in a dry run too; a real run holds its writer lock
+    (a second ``besa run`` on the same folder fails at once, or waits with ``wait=True``).
+    """
+    check_output_path(out)
+    if dry_run:
+        return _run_experiment(exp, out, True, report, experiment_text, None)
+    with dir_lock(out, wait=wait) as lock:
+        return _run_experiment(exp, out, False, report, experiment_text, lock)
+
+
+def _run_experiment(exp, out: Path, dry_run: bool, report: bool, experiment_text: str | None, lock) -> int:
     t0 = time.perf_counter()
     specs = exp.run_specs()
     sims = [(t.preset, m, t.tokens) for t in exp.simulate for m in t.modes]
@@ -191,10 +205,9 @@ def run_experiment(exp, out: Path, dry_run: bool = False, report: bool = True, e
     if experiment_text is not None:
         atomic_write_text(out / "experiment.toml", experiment_text)
     # A step killed mid-write leaves the temp file of an atomic write behind (the real file is
-    # intact, or absent): remove such leftovers of earlier invocations before resuming.
-    for stale in out.rglob(".*.tmp"):
-        if stale.is_file():
-            stale.unlink(missing_ok=True)
+    # intact, or absent): remove such leftovers of earlier, dead writers before resuming (only the
+    # lock holder may, and only temps whose writer pid no longer runs).
+    lock.clean_temps()
     runner = Runner(out, n_steps)
     statuses: dict[str, dict] = {}
     prune_digest: dict[str, str | None] = {}
@@ -285,4 +298,5 @@ def run(args) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    return run_experiment(exp, Path(args.out), dry_run=args.dry_run, report=not args.no_report, experiment_text=path.read_text())
+    return run_experiment(exp, Path(args.out), dry_run=args.dry_run, report=not args.no_report, experiment_text=path.read_text(),
+                          wait=args.wait)

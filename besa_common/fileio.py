@@ -78,20 +78,86 @@ def file_lock(path: str | os.PathLike) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    AT_FDCWD, RENAME_EXCHANGE = -100, 2
+    rc = fn(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EPERM, errno.ENOTSUP):
+        return False  # this filesystem cannot exchange: fall back to two renames
+    raise OSError(err, os.strerror(err), str(b))
+
+
 def replace_dir(tmp: str | os.PathLike, out: str | os.PathLike) -> None:
     """Move the finished directory ``tmp`` to ``out``, replacing an existing ``out`` (its old copy is removed).
 
-    Readers see the old directory or the new one, never a mix; a crash in between leaves the old copy under a
-    hidden ``.NAME.pidPID.old.tmp`` sibling, never a half-written ``out``.
+    On Linux the two directories are exchanged in one atomic step, so a reader sees the old
+    directory or the new one, never a mix and never nothing.  Elsewhere it is two renames: a crash
+    in between leaves the old copy under a hidden ``.NAME.pidPID.old.tmp`` sibling, never a
+    half-written ``out``.
     """
     tmp, out = Path(tmp), Path(out)
     if out.exists():
+        if _exchange(tmp, out):
+            shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old copy
+            return
         old = out.with_name(f"{temp_prefix(out.name)}old.tmp")
         os.replace(out, old)
         os.replace(tmp, out)
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, out)
+
+
+def write_dir_unit(out: str | os.PathLike, files: dict[str, bytes | str]) -> Path:
+    """Write ``files`` (name -> content) as ONE unit: into a fresh temporary sibling directory, then
+    swapped in for ``out`` (:func:`replace_dir`).  A reader, or a writer killed at any moment, never
+    leaves a new file beside an old one.  ``out`` may hold only these names (plus hidden entries,
+    which are carried over): see :func:`check_output_path` ``replaces=``.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), suffix=".tmp", dir=out.parent))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it owner-only; the result is an ordinary directory
+        for name, content in files.items():
+            _write_member(tmp / name, content.encode("utf-8") if isinstance(content, str) else content)
+        if out.is_dir():
+            for p in out.iterdir():  # keep hidden entries (e.g. a reader's notes) with the directory
+                if p.name.startswith(".") and p.name not in files and not (tmp / p.name).exists():
+                    os.link(p, tmp / p.name) if p.is_file() else shutil.copytree(p, tmp / p.name, symlinks=True)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        with dir_lock(out, wait=True, command="write_dir_unit"):  # two writers: one swap at a time
+            replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _write_member(path: Path, data: bytes) -> None:
+    """One file of :func:`write_dir_unit` (a separate function so a test can stop a writer midway)."""
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 # ----------------------------------------------------------------------------- temp names
@@ -229,14 +295,16 @@ def _within(child: Path, parent: Path) -> bool:
 
 
 def check_output_path(path: str | os.PathLike, *, flag: str = "--out", kind: str = "dir",
-                      inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
+                      inputs: Iterable[str | os.PathLike | None] = (), replaces: Iterable[str] | None = None) -> Path:
     """Check an output path BEFORE any slow work; return it.  One-line :class:`UserError` when:
 
     * it exists but is of the wrong kind (``kind="dir"``: a file; ``kind="file"``: a directory);
     * a component above it is a file (``out.json/x``);
     * the directory that would receive it is not writable;
     * it is, or contains, one of ``inputs`` (writing it would destroy the input: ``besa export
-      --masks RUN --out RUN --overwrite``).  Paths are compared after resolving symlinks.
+      --masks RUN --out RUN --overwrite``).  Paths are compared after resolving symlinks;
+    * ``replaces`` (the file names of a directory written as a unit, :func:`write_dir_unit`) is
+      given and the existing directory holds anything else (it would be lost).
     """
     p = Path(path)
     if str(path) == "":
@@ -263,4 +331,9 @@ def check_output_path(path: str | os.PathLike, *, flag: str = "--out", kind: str
         if _within(qr, resolved):
             what = "is" if qr == resolved else "contains"
             raise UserError(f"{flag} {p} {what} the input {q}; writing it would destroy the input (choose another {flag})")
+    if replaces is not None and p.is_dir():
+        other = sorted(c.name for c in p.iterdir() if not c.name.startswith(".") and c.name not in set(replaces))
+        if other:
+            raise UserError(f"{flag} {p} holds other files ({', '.join(other[:3])}{' ...' if len(other) > 3 else ''}); "
+                            f"it is replaced as a whole: choose a new or empty directory")
     return p

@@ -10,10 +10,14 @@ On disk (safetensors):
   the in-features axis with ``np.packbits(..., axis=1, bitorder="little")``; pad bits are 0;
 * safetensors metadata ``format = "besa-masks"``, ``version = "1"`` and ``manifest`` = a JSON
   object: whatever the writer passed as ``meta`` (model, method, target, pattern, calibration ...)
-  plus ``layers = {name: {"shape": [out, in], "density": kept / (out * in)}}``.
+  plus ``layers = {name: {"shape": [out, in], "kept": K, "density": K / (out * in)}}`` (``kept`` =
+  the exact number of 1 bits; files written before it existed have only ``density``).
 
-:func:`read_masks` rejects a truncated or corrupt file, an unknown version, and a tensor that
-disagrees with its manifest entry, with a :class:`~besa_common.errors.UserError` (one line).
+Every reader (``besa simulate``, ``eval``, ``export``, ``run``) goes through ONE check,
+:func:`validate_masks`: a truncated or corrupt file, an unknown version, a NaN/Infinity anywhere in
+the manifest, an empty layer (``[0, 8]``), a tensor that disagrees with its manifest shape, non-zero
+pad bits, or a kept count that disagrees with the bits (exactly, or within float tolerance of
+``density`` for old files) is a :class:`~besa_common.errors.UserError` (one line).
 """
 
 from __future__ import annotations
@@ -62,12 +66,13 @@ def write_masks(path: str | os.PathLike, keep: dict[str, np.ndarray], meta: dict
             raise UserError(f"write_masks: mask {name!r} must be a non-empty 2-D [out, in] array, got {k.shape}")
         k = k.astype(bool, copy=False)
         tensors[name] = np.ascontiguousarray(pack_keep(k))
-        layers[name] = {"shape": [int(k.shape[0]), int(k.shape[1])], "density": float(k.mean())}
+        kept = int(np.count_nonzero(k))
+        layers[name] = {"shape": [int(k.shape[0]), int(k.shape[1])], "kept": kept, "density": kept / k.size}
     manifest = dict(meta)
     manifest["layers"] = layers
     try:
-        text = json.dumps(manifest, sort_keys=True)
-    except TypeError as exc:
+        text = json.dumps(manifest, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
         raise UserError(f"write_masks: meta is not JSON-serialisable: {exc}") from None
     data = save(tensors, metadata={"format": FORMAT, "version": VERSION, "manifest": text})
     atomic_write_bytes(path, _canonical_header(data))
@@ -88,8 +93,69 @@ def _canonical_header(data: bytes) -> bytes:
     return len(text).to_bytes(8, "little") + text + data[8 + n :]
 
 
+def _reject_constant(name: str):
+    raise ValueError(f"non-finite number {name}")
+
+
+def _int(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"expected an integer, got {v!r}")
+    return v
+
+
+def parse_manifest(text: Any, where: str) -> tuple[dict, dict[str, tuple[int, int]]]:
+    """Strictly parse the manifest JSON: ``(manifest, {name: (out, in)})``.  NaN/Infinity, a missing
+    or empty ``layers`` table, a non-positive shape or a density outside [0, 1] is corruption."""
+    try:
+        manifest = json.loads(text, parse_constant=_reject_constant)
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("layers"), dict) or not manifest["layers"]:
+            raise ValueError("no layers table")
+        shapes = {}
+        for n, v in manifest["layers"].items():
+            if not isinstance(v, dict) or not isinstance(v.get("shape"), list) or len(v["shape"]) != 2:
+                raise ValueError(f"layer {n!r}: no [out, in] shape")
+            rows, cols = _int(v["shape"][0]), _int(v["shape"][1])
+            if rows < 1 or cols < 1:
+                raise UserError(f"{where}: layer {n!r} has shape [{rows}, {cols}]; every layer needs out >= 1 and in >= 1")
+            d = v.get("density")
+            if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0.0 <= d <= 1.0:
+                raise ValueError(f"layer {n!r}: density {d!r} not in [0, 1]")
+            if "kept" in v and not 0 <= _int(v["kept"]) <= rows * cols:
+                raise ValueError(f"layer {n!r}: kept {v['kept']} not in [0, {rows * cols}]")
+            shapes[n] = (rows, cols)
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(f"{where}: masks manifest is missing or corrupt ({str(exc)[:120] or type(exc).__name__})") from None
+    return manifest, shapes
+
+
+def validate_masks(packed: dict[str, np.ndarray], shapes: dict[str, tuple[int, int]], manifest: dict, where: str) -> None:
+    """THE check of a masks file's contents, shared by every reader (see the module docstring).
+
+    ``packed``: name -> uint8 ``[out, ceil(in/8)]``; ``shapes`` and ``manifest`` from :func:`parse_manifest`.
+    """
+    if set(shapes) != set(packed):
+        missing = sorted(set(shapes) ^ set(packed))
+        raise UserError(f"{where}: manifest and tensors disagree on layers (e.g. {missing[0]!r})")
+    for n, (rows, cols) in shapes.items():
+        p = packed[n]
+        want = (rows, (cols + 7) // 8)
+        if p.dtype != np.uint8 or p.shape != want:
+            raise UserError(f"{where}: layer {n!r} has packed shape {tuple(p.shape)} {p.dtype}, manifest says [{rows}, {cols}] -> {want} uint8")
+        if cols % 8 and (p[:, -1] & np.uint8(0xFF ^ ((1 << (cols % 8)) - 1))).any():
+            raise UserError(f"{where}: layer {n!r} has non-zero pad bits (corrupt file)")
+        kept = int(np.bitwise_count(p).sum(dtype=np.int64))
+        entry = manifest["layers"][n]
+        if "kept" in entry:
+            if kept != entry["kept"]:
+                raise UserError(f"{where}: layer {n!r} has {kept} kept weights but its manifest says {entry['kept']} (corrupt file)")
+        elif abs(kept / (rows * cols) - float(entry["density"])) > 1e-9:
+            raise UserError(f"{where}: layer {n!r} density {kept / (rows * cols):.6f} disagrees with its manifest ({float(entry['density']):.6f})")
+
+
 def read_masks_packed(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, tuple[int, int]], dict]:
-    """Read a masks file without unpacking: ``(packed uint8 arrays, {name: (out, in)}, manifest)``.
+    """Read and validate a masks file without unpacking: ``(packed uint8 arrays, {name: (out, in)}, manifest)``.
 
     The simulator's numba statistics work on the packed bits directly.
     """
@@ -109,36 +175,15 @@ def read_masks_packed(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], d
         raise UserError(f"{path} is not a masks file (format {header.get('format')!r}, expected {FORMAT!r})")
     if header.get("version") != VERSION:
         raise UserError(f"{path}: unknown masks format version {header.get('version')!r} (this build reads {VERSION!r})")
-    try:
-        manifest = json.loads(header["manifest"])
-        layers = manifest["layers"]
-        shapes = {n: (int(v["shape"][0]), int(v["shape"][1])) for n, v in layers.items()}
-    except Exception:
-        raise UserError(f"{path}: masks manifest is missing or corrupt") from None
-    if set(shapes) != set(packed):
-        missing = sorted(set(shapes) ^ set(packed))
-        raise UserError(f"{path}: manifest and tensors disagree on layers (e.g. {missing[0]!r})")
-    for n, (rows, cols) in shapes.items():
-        p = packed[n]
-        want = (rows, (cols + 7) // 8)
-        if p.dtype != np.uint8 or p.shape != want:
-            raise UserError(f"{path}: layer {n!r} has packed shape {tuple(p.shape)} {p.dtype}, manifest says [{rows}, {cols}] -> {want} uint8")
+    manifest, shapes = parse_manifest(header.get("manifest"), str(path))
+    validate_masks(packed, shapes, manifest, str(path))
     return packed, shapes, manifest
 
 
 def read_masks(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
     """Read a masks file: ``(keep, manifest)`` with ``keep[name]`` bool ``[out, in]``, 1 = kept.
 
-    Checks each layer's realised density against the manifest, so flipped bits are caught.
+    Validated by :func:`validate_masks` (kept counts vs the bits, pad bits, shapes, finite manifest).
     """
     packed, shapes, manifest = read_masks_packed(path)
-    keep: dict[str, np.ndarray] = {}
-    for n, (rows, cols) in shapes.items():
-        k = unpack_keep(packed[n], cols)
-        if cols % 8 and np.unpackbits(packed[n], axis=1, bitorder="little")[:, cols:].any():
-            raise UserError(f"{path}: layer {n!r} has non-zero pad bits (corrupt file)")
-        density = float(k.mean())
-        if abs(density - float(manifest["layers"][n]["density"])) > 1e-9:
-            raise UserError(f"{path}: layer {n!r} density {density:.6f} disagrees with its manifest ({manifest['layers'][n]['density']:.6f})")
-        keep[n] = k
-    return keep, manifest
+    return {n: unpack_keep(packed[n], cols) for n, (rows, cols) in shapes.items()}, manifest

@@ -104,6 +104,7 @@ def compute(args) -> dict:
         raise UserError(f"--max-windows must be positive, got {args.max_windows}")
     device = resolve_device(args.device)
     masks = _masks_path(args.masks)
+    check_eval_out(args.out, masks)  # a bad --out must not cost the evaluation
     if args.tasks:
         from pruning.zeroshot import check_task_data, parse_tasks
 
@@ -128,12 +129,30 @@ def compute(args) -> dict:
     return results
 
 
+def _eval_json(out: str) -> Path:
+    p = Path(out)
+    return p if p.suffix == ".json" else p / "eval.json"
+
+
+def check_eval_out(out: str | None, masks: Path | None) -> None:
+    """``--out FILE.json`` or ``DIR`` (-> DIR/eval.json): writable, right kind, not the masks file."""
+    from besa_common.fileio import check_output_path
+
+    if out is None:
+        return
+    p = Path(out)
+    if p.suffix == ".json":
+        check_output_path(p, kind="file", inputs=[masks])
+    else:
+        check_output_path(p)
+        check_output_path(p / "eval.json", kind="file")
+
+
 def emit(results: dict, as_json: bool, out: str | None) -> None:
     from besa_common.fileio import atomic_write_json
 
     if out is not None:
-        p = Path(out)
-        atomic_write_json(p if p.suffix == ".json" else p / "eval.json", results)
+        atomic_write_json(_eval_json(out), results)
     if as_json:
         print(json.dumps(results, sort_keys=True))
     elif "ppl" in results:

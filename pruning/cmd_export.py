@@ -26,12 +26,19 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-quant", action="store_true",
                         help="ignore quant.safetensors next to the masks (default: apply it, storing fake-quantized weights)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    parser.add_argument("--wait", action="store_true", help="if another writer holds --out, wait for it instead of failing at once")
 
 
 def run(args) -> int:
-    from pruning.export import DTYPES, export_model, prepare_model
+    from besa_common.fileio import dir_lock
+    from pruning.export import DTYPES, check_export_out, export_model, prepare_model
 
-    model, tokenizer, quantized = prepare_model(args.model, args.masks, DTYPES[args.dtype], quant=not args.no_quant)
-    report = export_model(model, tokenizer, args.out, args.format, quantized=quantized, overwrite=args.overwrite)
+    masks = args.masks / "masks.safetensors" if args.masks.is_dir() else args.masks
+    # Every check before the model load: the output path (never the input: --out RUN_DIR --overwrite
+    # would delete the masks it reads), then the masks file itself (inside prepare_model).
+    check_export_out(args.out, args.overwrite, inputs=[masks, args.model if Path(args.model).exists() else None])
+    with dir_lock(args.out, wait=args.wait):
+        model, tokenizer, quantized = prepare_model(args.model, masks, DTYPES[args.dtype], quant=not args.no_quant)
+        report = export_model(model, tokenizer, args.out, args.format, quantized=quantized, overwrite=args.overwrite)
     print(report.summary())
     return 0

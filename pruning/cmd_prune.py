@@ -63,6 +63,7 @@ def add_arguments(parser) -> None:
     run.add_argument("--offload-acts", action="store_true", help="keep activation buffers on CPU (saves GPU memory)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--save-model", default=None, metavar="DIR", help="also save the pruned model as a HF directory (safetensors + tokenizer)")
+    run.add_argument("--wait", action="store_true", help="if another writer holds --out, wait for it instead of failing at once")
     q = parser.add_argument_group("quantization")
     q.add_argument("--wbits", type=int, default=None, help="weight-only quantization bits after pruning (e.g. 4)")
     q.add_argument("--group-size", type=int, default=128, help="quantization group along in-features (must divide them)")
@@ -109,7 +110,28 @@ def run(args) -> int:
     if args.method not in methods:
         raise UserError(f"unknown method {args.method!r} (known: {', '.join(sorted(methods))})")
     method = methods[args.method].from_args(args)
+    _check_outputs(args)
+    from besa_common.fileio import dir_lock
 
+    with dir_lock(args.out, wait=args.wait):  # one writer per run directory; taken before the slow model load
+        return _prune(args, method, sparsity, pattern, layer_sparsity)
+
+
+def _check_outputs(args) -> None:
+    """--out and --save-model: writable, not files, not the model (checked before the model load)."""
+    from besa_common.fileio import check_output_path
+
+    model_dir = args.model if Path(args.model).exists() else None
+    check_output_path(args.out, inputs=[model_dir])
+    if args.save_model:
+        check_output_path(args.save_model, flag="--save-model", inputs=[model_dir, args.out])
+        save = Path(args.save_model)
+        if save.exists() and not (save / "config.json").is_file():
+            raise UserError(f"--save-model {save}: exists and is not a model directory; choose another path")
+
+
+def _prune(args, method, sparsity: float, pattern, layer_sparsity: dict[str, float]) -> int:
+    """The slow part of ``besa prune`` (the caller holds the --out lock)."""
     import torch
 
     from pruning.data import calibration_with_info

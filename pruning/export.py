@@ -43,7 +43,7 @@ from pathlib import Path
 import torch
 
 from besa_common.errors import UserError
-from besa_common.fileio import replace_dir
+from besa_common.fileio import check_output_path, replace_dir, temp_prefix
 
 FORMATS = ("hf", "compressed")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -211,17 +211,21 @@ def _save_compressed(model, tmp: Path) -> float:
     return sparsity
 
 
+def check_export_out(out, overwrite: bool, inputs=()) -> Path:
+    """The export directory's checks (path kind, writable, not an input; non-empty needs ``overwrite``)."""
+    out = check_output_path(out, inputs=inputs)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"--out {out} exists and is not empty (pass --overwrite to replace it)")
+    return out
+
+
 def export_model(model, tokenizer, out: Path, fmt: str, quantized: bool = False, overwrite: bool = False) -> ExportReport:
     """Write the (already masked) ``model`` + ``tokenizer`` to ``out`` in format ``fmt`` atomically."""
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"--out {out} exists and is not empty (pass --overwrite to replace it)")
+    out = check_export_out(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), suffix=".tmp", dir=out.parent))
     os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only; the result is an ordinary directory
     try:
         tokenizer.save_pretrained(str(tmp))

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from besa_common.errors import UserError
-from besa_common.fileio import file_lock, replace_dir
+from besa_common.fileio import file_lock, replace_dir, temp_prefix
 
 # model_type values (HF config / GGUF general.architecture) whose decoder blocks have the seven
 # linears the driver prunes (q,k,v,o,gate,up,down).
@@ -306,7 +306,7 @@ def save_model(model, tokenizer, out: str | os.PathLike) -> Path:
     if out.exists() and not (out / "config.json").is_file():
         raise UserError(f"--save-model {out}: exists and is not a model directory; choose another path")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), suffix=".tmp", dir=out.parent))
     tmp.chmod(0o755)
     try:
         model.save_pretrained(str(tmp), safe_serialization=True)

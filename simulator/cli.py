@@ -43,13 +43,15 @@ def add_arguments(parser) -> None:
 
 
 def parse_tokens(text: str) -> list[int]:
+    from simulator.workload import MAX_TOKENS, check_tokens
+
     try:
         out = [int(x) for x in str(text).split(",") if x.strip()]
     except ValueError:
         raise UserError(f"--tokens expects N[,N...] positive integers, got {text!r}") from None
-    if not out or any(n < 1 for n in out):
-        raise UserError(f"--tokens expects N[,N...] positive integers, got {text!r}")
-    return out
+    if not out or any(not 1 <= n <= MAX_TOKENS for n in out):
+        raise UserError(f"--tokens expects N[,N...] integers in [1, {MAX_TOKENS}], got {text!r}")
+    return check_tokens(out)
 
 
 def run(args) -> int:
@@ -57,18 +59,19 @@ def run(args) -> int:
     from simulator.hardware import load_hardware, parse_overrides
     from simulator.run import simulate, summarize, write_results
 
+    from besa_common.fileio import check_output_path
+    from simulator.run import RESULT_FILES
+
     tokens = parse_tokens(args.tokens)
     hw = load_hardware(args.hw, parse_overrides(args.overrides))
+    path = None
     if args.masks:
         path = Path(args.masks)
         if path.is_dir():
             path = path / "masks.safetensors"
-        layers = wl.from_masks(path)
-        source = {"masks": str(path)}
         default_out = path.parent / "sim" / f"{hw.name}-{args.mode}"
     else:
-        layers = wl.synthetic(args.synthetic, args.seed)
-        source = {"synthetic": args.synthetic, "seed": args.seed}
+        wl.check_seed(args.seed)
         default_out = None
     if args.out:
         out = Path(args.out)
@@ -76,6 +79,14 @@ def run(args) -> int:
         out = default_out
     else:
         raise UserError("--out DIR is required with --synthetic")
+    # The output directory is replaced as a unit: it must not be (or hold) the masks, nor hold other files.
+    check_output_path(out, inputs=[path], replaces=RESULT_FILES)
+    if path is not None:
+        layers = wl.from_masks(path)
+        source = {"masks": str(path)}
+    else:
+        layers = wl.synthetic(args.synthetic, args.seed)
+        source = {"synthetic": args.synthetic, "seed": args.seed}
     t0 = time.perf_counter()
     df = simulate(layers, hw, args.mode, tokens, engine=args.engine, progress=sys.stderr.isatty())
     summary = summarize(df, hw)

@@ -93,6 +93,38 @@ class Hardware:
 
 _FIELD_TYPES = {f.name: f.type for f in fields(Hardware)}
 
+# Declared range (inclusive) of every numeric field, checked in Python before anything reaches the
+# C++ core (int64 arithmetic): values outside are a one-line UserError, never a pybind cast
+# traceback, an overflow or a silent clamp.  A numeric field not listed here must still be finite
+# and within +-2**53.
+RANGES: dict[str, tuple[float, float]] = {
+    "lines": (1, 1 << 16), "macs_per_line": (1, 1 << 16),
+    "freq_mhz": (1e-3, 1e7),  # 1 kHz .. 10 THz
+    "dram_bytes_per_cycle": (1e-3, 1e9),  # above 1e-3 the fixed-point bandwidth (BW_SCALE) is exact to 0.1 %
+    "weight_buffer_bytes": (1, 1 << 48), "act_buffer_bytes": (1, 1 << 48),
+    "out_buffer_bytes": (1, 1 << 48), "index_buffer_bytes": (1, 1 << 48),
+    "weight_bits": (1, 64), "act_bits": (1, 64), "out_bits": (1, 64), "acc_bits": (1, 64),
+    "index_bits": (1, 64), "rowptr_bits": (1, 64), "rle_bits": (1, 64),
+    "pipeline_fill": (0, 1 << 24),
+    "tile_m": (1, 1 << 20), "tile_k": (1, 1 << 20), "tile_n": (1, 1 << 20),
+    "tau": (0.0, 1.0), "gather_factor": (1.0, 1e3),
+    "nm_n": (1, 1024), "nm_m": (1, 1024),
+}
+
+
+def check_ranges(hw: "Hardware") -> None:
+    """Every numeric field finite and inside :data:`RANGES` (one-line UserError naming the field)."""
+    src = f"hardware {hw.name!r}"
+    for f in fields(hw):
+        v = getattr(hw, f.name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if isinstance(v, float) and not math.isfinite(v):
+            raise UserError(f"{src}: {f.name} must be a finite number, got {v}")
+        lo, hi = RANGES.get(f.name, (-(2.0 ** 53), 2.0 ** 53))
+        if not lo <= v <= hi:
+            raise UserError(f"{src}: {f.name}={v:g} is outside its range [{lo:g}, {hi:g}]")
+
 
 def _coerce(key: str, value: Any, source: str) -> Any:
     kind = _FIELD_TYPES[key]
@@ -153,6 +185,7 @@ def validate(hw: Hardware) -> Hardware:
         raise UserError(f"{src}: n:m needs n >= 1 and m >= 1, got {hw.nm_n}:{hw.nm_m}")
     if hw.nm_n > hw.nm_m:
         raise UserError(f"{src}: n:m engine with n > m ({hw.nm_n}:{hw.nm_m}) is impossible")
+    check_ranges(hw)
     # Each operand buffer must double-buffer one tile (load tile i+1 while tile i computes).
     need = {
         "weight_buffer_bytes": hw.tile_m * hw.tile_k * hw.weight_bits,

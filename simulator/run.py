@@ -8,6 +8,7 @@ files atomically.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pandas as pd
 
 from simulator import engine as eng
 from besa_common.errors import UserError
-from besa_common.fileio import atomic_write_json, atomic_write_text
+from besa_common.fileio import write_dir_unit
 from simulator.hardware import Hardware
 from simulator.workload import LayerWorkload
 
@@ -66,10 +67,9 @@ def _row(layer: LayerWorkload, mode: str, n: int, hw: Hardware, r: dict) -> dict
 
 
 def _check_tokens(tokens) -> list[int]:
-    out = [int(t) for t in tokens]
-    if not out or any(t < 1 for t in out):
-        raise UserError(f"tokens must be positive integers, got {list(tokens)}")
-    return out
+    from simulator.workload import check_tokens
+
+    return check_tokens(list(tokens), "tokens")
 
 
 def simulate(workload: list[LayerWorkload], hw: Hardware, mode: str, tokens: list[int], engine: str | None = None,
@@ -84,6 +84,9 @@ def simulate(workload: list[LayerWorkload], hw: Hardware, mode: str, tokens: lis
         raise UserError(f"unknown mode {mode!r} (modes: {', '.join(eng.MODES)})")
     if not workload:
         raise UserError("empty workload: no layers to simulate")
+    from simulator.workload import check_magnitudes
+
+    check_magnitudes(workload, hw, tokens)  # before any layer reaches the int64 engine
     engine = engine or eng.default_engine()
     rows = []
     it = workload
@@ -163,10 +166,35 @@ def summarize(df: pd.DataFrame, hw: Hardware) -> dict:
     }
 
 
+RESULT_FILES = ("layers.csv", "summary.json")
+
+
+def check_results(df: pd.DataFrame, summary: dict) -> str:
+    """Refuse to write impossible numbers; return summary.json's text (strict JSON: no NaN/Infinity).
+
+    Cycle and byte counts must be non-negative integers (an int64 overflow in the engine shows up as a
+    negative count) and every float finite; an empty cell (None) is fine.
+    """
+    for c in df.columns:
+        col = df[c]
+        if not pd.api.types.is_numeric_dtype(col):
+            continue
+        vals = pd.to_numeric(col, errors="coerce").dropna().to_numpy(dtype=float)
+        if not np.isfinite(vals).all():
+            raise UserError(f"simulation result {c!r} is not finite (inputs beyond the model's range?); nothing written")
+        if c in INT_COLUMNS and (vals < 0).any():
+            raise UserError(f"simulation result {c!r} is negative (an integer overflow: inputs too large); nothing written")
+    try:
+        return json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    except ValueError:
+        raise UserError("simulation summary holds a non-finite number (inputs beyond the model's range?); nothing written") from None
+
+
 def write_results(out_dir, df: pd.DataFrame, summary: dict) -> tuple[Path, Path]:
-    """Write ``out_dir/layers.csv`` and ``out_dir/summary.json`` atomically; return their paths."""
+    """Write ``out_dir/layers.csv`` and ``out_dir/summary.json`` as ONE unit (a temporary directory
+    swapped in, :func:`besa_common.fileio.write_dir_unit`): a kill never leaves a new layers.csv
+    beside an old summary.json.  ``out_dir`` may hold only these two files.  Returns their paths."""
     out_dir = Path(out_dir)
-    csv_path, json_path = out_dir / "layers.csv", out_dir / "summary.json"
-    atomic_write_text(csv_path, df.to_csv(index=False, float_format="%.6g", lineterminator="\n"))
-    atomic_write_json(json_path, summary)
-    return csv_path, json_path
+    text = check_results(df, summary)
+    write_dir_unit(out_dir, {"layers.csv": df.to_csv(index=False, float_format="%.6g", lineterminator="\n"), "summary.json": text})
+    return out_dir / "layers.csv", out_dir / "summary.json"

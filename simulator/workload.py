@@ -42,6 +42,61 @@ MODEL_SHAPES: dict[str, tuple[int, int, int, int]] = {
 }
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
+# Input ranges, checked in Python before anything reaches the C++ core (int64 counters).
+MAX_DIM = 1 << 20  # rows or cols of one matrix (LLaMA-70B's largest is 28672)
+MAX_WEIGHTS = 1 << 32  # rows * cols of one matrix (512 MiB of packed bits)
+MAX_COUNT = 1 << 16  # matrices of one MxK*COUNT synthetic workload
+MAX_TOKENS = 1 << 24  # tokens in flight (16.7 M)
+MAX_SEED = (1 << 63) - 1
+INT64_BUDGET = 1 << 62  # every count the engine forms must stay below this (int64 with headroom)
+
+
+def check_tokens(tokens, where: str = "--tokens") -> list[int]:
+    """Token counts: integers in [1, MAX_TOKENS] (one-line UserError otherwise)."""
+    out = []
+    for t in tokens:
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 1 <= int(t) <= MAX_TOKENS:
+            raise UserError(f"{where}: token counts must be integers in [1, {MAX_TOKENS}], got {t!r}")
+        out.append(int(t))
+    if not out:
+        raise UserError(f"{where}: no token counts given")
+    return out
+
+
+def check_seed(seed, where: str = "--seed") -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= MAX_SEED:
+        raise UserError(f"{where} must be an integer in [0, 2**63 - 1], got {seed!r}")
+    return int(seed)
+
+
+def check_shape(rows: int, cols: int, where: str) -> None:
+    if not (1 <= rows <= MAX_DIM and 1 <= cols <= MAX_DIM and rows * cols <= MAX_WEIGHTS):
+        raise UserError(f"{where}: a {rows}x{cols} matrix is outside the supported range "
+                        f"(1..{MAX_DIM} rows and columns, at most {MAX_WEIGHTS} weights)")
+
+
+def check_magnitudes(workload, hw, tokens) -> None:
+    """Refuse a (workload, machine, tokens) whose counts could overflow the engine's int64.
+
+    Conservative upper bounds, computed exactly with Python integers: the bits one tile moves times
+    the bandwidth scale, a layer's total bits and MACs, and its cycles at the slowest bandwidth.
+    """
+    from simulator.hardware import BW_SCALE, GATHER_SCALE
+
+    bw = hw.bw_bits_scaled
+    for layer in workload:
+        m, k = layer.rows, layer.cols
+        for n in tokens:
+            tm, tn = min(hw.tile_m, m), min(hw.tile_n, n)
+            tile_bits = (tm * k + k * tn + tm * tn) * 64 * 2
+            tiles = -(-m // hw.tile_m) * -(-n // hw.tile_n) * -(-k // min(hw.tile_k, k))
+            total_bits = (m * k * -(-n // hw.tile_n) + k * n * -(-m // hw.tile_m) + m * n) * 64 * 2
+            worst = max(tile_bits * BW_SCALE, total_bits * BW_SCALE // bw + m * k * n * GATHER_SCALE,
+                        tiles * (hw.pipeline_fill + 1) * hw.tile_m * hw.tile_n)
+            if worst >= INT64_BUDGET:
+                raise UserError(f"layer {layer.name!r} ({m}x{k}) at {n} tokens on {hw.name!r}: the simulator's counts "
+                                f"would overflow 64-bit integers; use fewer tokens, a smaller shape or more bandwidth")
+
 
 @dataclass(frozen=True)
 class LayerWorkload:
@@ -91,6 +146,7 @@ def from_masks(path) -> list[LayerWorkload]:
     out = []
     for name in sorted(shapes, key=order):
         rows, cols = shapes[name]
+        check_shape(rows, cols, f"{path}: layer {name!r}")
         proj, block = _proj_and_block(name)
         arr = packed[name]
         out.append(LayerWorkload(name, rows, cols, proj, block, (lambda a=arr: a)))
@@ -233,12 +289,16 @@ def _shapes(shape: str) -> list[tuple[str, int, int, str, int]]:
         rows, cols, count = int(m.group(1)), int(m.group(2)), int(m.group(3) or 1)
         if rows < 1 or cols < 1 or count < 1:
             raise UserError(f"synthetic shape {shape!r}: sizes must be >= 1")
+        check_shape(rows, cols, f"synthetic shape {shape!r}")
+        if count > MAX_COUNT:
+            raise UserError(f"synthetic shape {shape!r}: at most {MAX_COUNT} matrices")
         return [(f"matrix.{i}", rows, cols, f"{rows}x{cols}", i) for i in range(count)]
     raise UserError(f"synthetic shape {shape!r} not understood (models: {', '.join(MODEL_SHAPES)}, optionally [BLOCKS]; or MxK[*COUNT])")
 
 
 def synthetic(spec: str, seed: int = 0) -> list[LayerWorkload]:
     """Seeded synthetic workload, e.g. ``synthetic("llama-7b:sparsity=0.5", seed=0)``."""
+    seed = check_seed(seed)
     shape, _, pattern = spec.strip().partition(":")
     gen = _parse_pattern(pattern or "sparsity=0.5")
     out = []
