@@ -146,10 +146,20 @@ def write_dir_unit(out: str | os.PathLike, files: dict[str, bytes | str]) -> Pat
             os.close(fd)
         with dir_lock(out, wait=True, command="write_dir_unit"):  # two writers: one swap at a time
             replace_dir(tmp, out)
+            _clean_dead_siblings(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _clean_dead_siblings(out: Path) -> None:
+    """Remove temporary siblings of ``out`` left by writers that were killed (caller holds the lock)."""
+    prefix = f".{out.name}.pid"
+    for p in out.parent.iterdir():
+        m = _TEMP_RE.match(p.name)
+        if p.name.startswith(prefix) and m and not pid_alive(int(m.group(1))):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
 
 
 def _write_member(path: Path, data: bytes) -> None:

@@ -25,10 +25,13 @@ def build_report(dirs: list[str | Path], out: str | Path | None = None, title: s
     from reports.table import find_runs, load_run
     from besa_common.errors import UserError
 
+    from besa_common.fileio import check_output_path
+
     dirs = [Path(d) for d in dirs]
     for d in dirs:
         if not d.is_dir():
             raise UserError(f"not a directory: {d}")
+    check_output_path(Path(out) if out else dirs[0])  # before reading anything
     sweeps = find_sweeps(dirs)
     run_dirs = find_runs([d for d in dirs if d not in sweeps])
     if not run_dirs and not sweeps:

@@ -90,16 +90,58 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
     return unique
 
 
+_NUM = (int, float)
+# The keys the report reads from each run-directory file and the JSON types they may have (null is
+# always allowed).  A file that is not a JSON object, or a key of another type, is a one-line
+# UserError naming the file and the key, before anything is written.
+_SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
+    "manifest.json": {"method": (str,), "target": _NUM, "sparsity": _NUM, "pattern": (str, list), "wbits": (int,), "model": (str,)},
+    "allocation.json": {"layers": (dict,), "method": (str,), "target": _NUM},
+    "status.json": {"method": (str,), "sparsity": _NUM, "pattern": (str, list), "wbits": (int,), "model": (str,), "steps": (dict,)},
+    "eval.json": {"method": (str,), "model": (str,), "ppl": _NUM},
+    "summary.json": {"preset": (str,), "mode": (str,), "hardware": (dict,)},
+}
+_LAYER_SCHEMA: dict[str, tuple[type, ...]] = {"shape": (list,), "target": _NUM, "expected": _NUM, "realised": _NUM,
+                                              "block": (int,), "proj": (str,)}
+
+
+def _jsontype(v: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(type(v), type(v).__name__)
+
+
+def _check_types(obj: dict, schema: dict[str, tuple[type, ...]], where: str) -> None:
+    for key, types in schema.items():
+        v = obj.get(key)
+        if v is None:
+            continue
+        ok = isinstance(v, types) and not (isinstance(v, bool) and bool not in types)
+        if ok and isinstance(v, float) and not math.isfinite(v):
+            ok = False
+        if ok and key in ("pattern", "shape") and isinstance(v, list):
+            ok = len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool) or x is None for x in v)
+        if not ok:
+            want = " or ".join(sorted({_jsontype(tp()) if tp is not float else "a number" for tp in types}))
+            raise UserError(f"{where}: {key!r} must be {want}, got {_jsontype(v)} {json.dumps(v)[:40]}")
+
+
 def _read_json(path: Path, missing: list[str]) -> dict[str, Any]:
+    """A run-directory JSON file, type-checked against :data:`_SCHEMAS` ({} and a note when absent)."""
     if not path.is_file():
         missing.append(f"no {path.name}")
         return {}
     try:
-        obj = json.loads(path.read_text())
+        obj = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
-        missing.append(f"{path.name} unreadable ({type(exc).__name__})")
-        return {}
-    return obj if isinstance(obj, dict) else {}
+        raise UserError(f"{path}: not valid JSON ({type(exc).__name__}); fix or remove it") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path}: expected a JSON object, got {_jsontype(obj)}")
+    _check_types(obj, _SCHEMAS.get(path.name, {}), str(path))
+    if path.name == "allocation.json":
+        for name, rec in (obj.get("layers") or {}).items():
+            if not isinstance(rec, dict):
+                raise UserError(f"{path}: layers[{name!r}] must be an object, got {_jsontype(rec)}")
+            _check_types(rec, _LAYER_SCHEMA, f"{path}: layers[{name!r}]")
+    return obj
 
 
 def load_run(path: str | Path) -> RunInfo:
@@ -202,6 +244,7 @@ def run_meta(info: RunInfo) -> dict[str, Any]:
 def hw_numbers(summary: dict[str, Any]) -> tuple[float | None, float | None]:
     """(peak MACs per cycle, DRAM bytes per cycle) from a simulation summary, for the roofline."""
     hw = summary.get("hardware") if isinstance(summary.get("hardware"), dict) else summary
+    hw = {k: v for k, v in hw.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
     peak = hw.get("peak_macs_per_cycle") or hw.get("macs")
     if not peak and hw.get("lines") and hw.get("macs_per_line"):
         peak = float(hw["lines"]) * float(hw["macs_per_line"])
