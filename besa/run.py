@@ -72,6 +72,22 @@ def eval_cmd(exp, spec, run_dir: Path) -> list[str]:
     return cmd
 
 
+def prune_outputs(run_dir: Path) -> list[Path]:
+    """Files a finished prune step leaves: masks, manifest, and ``weights.safetensors`` when the run
+    changed weights (an older run directory of SparseGPT lacks it, so its prune step runs again)."""
+    outs = [run_dir / "masks.safetensors", run_dir / "manifest.json"]
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return outs
+    updated = manifest.get("updated_weights")
+    if updated is None:  # written before the key existed: ask the method (imports torch, old dirs only)
+        from pruning.runfiles import updates_weights
+
+        updated = updates_weights(manifest)
+    return outs + [run_dir / "weights.safetensors"] if updated else outs
+
+
 def sim_cmd(masks: Path, preset: str, mode: str, tokens, out: Path, wbits: int) -> list[str]:
     cmd = ["simulate", "--masks", str(masks), "--hw", preset, "--mode", mode, "--tokens", ",".join(str(t) for t in tokens), "--out", str(out)]
     if wbits != 16:
@@ -231,11 +247,14 @@ def _run_experiment(exp, out: Path, dry_run: bool, report: bool, experiment_text
         if s.dense:
             prune_digest[s.name] = _digest("dense", exp.experiment.model)
         else:
-            prune_digest[s.name] = runner.step(d, st, "prune", prune_cmd(exp, s, d), [d / "masks.safetensors", d / "manifest.json"])
+            prune_digest[s.name] = runner.step(d, st, "prune", prune_cmd(exp, s, d), prune_outputs(d))
         if prune_digest[s.name] is None:
             runner.count += 1 + len(sims)
             continue
-        runner.step(d, st, "eval", eval_cmd(exp, s, d), [d / "eval.json"], upstream=prune_digest[s.name] or "")
+        # The evaluation depends on the updated weights too: a run directory pruned before they were
+        # stored re-prunes (prune_outputs) and must then re-evaluate.
+        weights = "+weights" if (d / "weights.safetensors").is_file() else ""
+        runner.step(d, st, "eval", eval_cmd(exp, s, d), [d / "eval.json"], upstream=(prune_digest[s.name] or "") + weights)
         if not s.dense:
             simulate_run(s, d)
     for s in specs:

@@ -49,10 +49,11 @@ def unpack_keep(packed: np.ndarray, cols: int) -> np.ndarray:
     return np.unpackbits(packed, axis=1, count=cols, bitorder="little").astype(bool)
 
 
-def write_masks(path: str | os.PathLike, keep: dict[str, np.ndarray], meta: dict[str, Any]) -> dict:
-    """Write keep masks (bool ``[out, in]``, 1 = kept) and a JSON-able ``meta`` to ``path`` atomically.
+def encode_masks(keep: dict[str, np.ndarray], meta: dict[str, Any]) -> tuple[bytes, dict]:
+    """The bytes of a masks file for ``keep`` (bool ``[out, in]``, 1 = kept) and ``meta``, and its manifest.
 
-    Returns the manifest that was stored (``meta`` plus the per-layer ``layers`` table).
+    Deterministic: the same masks and meta give the same bytes (so a digest of the file identifies
+    the masks; ``besa_common.weights`` ties a weights file to it that way).
     """
     from safetensors.numpy import save
 
@@ -75,7 +76,16 @@ def write_masks(path: str | os.PathLike, keep: dict[str, np.ndarray], meta: dict
     except (TypeError, ValueError) as exc:
         raise UserError(f"write_masks: meta is not JSON-serialisable: {exc}") from None
     data = save(tensors, metadata={"format": FORMAT, "version": VERSION, "manifest": text})
-    atomic_write_bytes(path, _canonical_header(data))
+    return _canonical_header(data), manifest
+
+
+def write_masks(path: str | os.PathLike, keep: dict[str, np.ndarray], meta: dict[str, Any]) -> dict:
+    """Write keep masks (bool ``[out, in]``, 1 = kept) and a JSON-able ``meta`` to ``path`` atomically.
+
+    Returns the manifest that was stored (``meta`` plus the per-layer ``layers`` table).
+    """
+    data, manifest = encode_masks(keep, meta)
+    atomic_write_bytes(path, data)
     return manifest
 
 

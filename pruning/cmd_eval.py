@@ -6,8 +6,9 @@
 ``--json`` prints ONE JSON object on stdout: ``ppl``, ``dataset``, ``split``, ``seqlen``,
 ``windows``, ``tokens``, ``sparsity`` (realised over the masked layers; 0.0 without masks),
 ``model``, ``masks``, ``method``.  ``--out`` writes the same object atomically (``FILE.json``, or
-``DIR/eval.json`` for a directory).  When ``quant.safetensors`` sits next to the masks file its
-parameters are applied after the masks.
+``DIR/eval.json`` for a directory).  The pruned model is rebuilt by :mod:`pruning.runfiles`: masks,
+then ``weights.safetensors`` (the kept weights a weight-changing run such as SparseGPT updated; masks
+of such a run without it are refused), then ``quant.safetensors`` when it sits next to the masks.
 
 Structure (so other evaluations can be added with a small edit): :func:`add_arguments` builds the
 parser, :func:`prepare_model` loads and masks the model, :func:`compute` returns the results dict,
@@ -54,41 +55,31 @@ def add_arguments(parser) -> None:
 def _masks_path(text: str | None) -> Path | None:
     if text is None:
         return None
-    p = Path(text)
-    if p.is_dir():
-        p = p / "masks.safetensors"
-    if not p.is_file():
-        raise UserError(f"masks file not found: {p}")
-    return p
+    from pruning.runfiles import masks_file
+
+    return masks_file(text)
 
 
 def prepare_model(model_spec: str, masks: Path | None, use_quant: bool = True):
-    """Load the model, apply masks (and quantization saved next to them).
+    """Load the model and rebuild the pruned one from its run directory (``pruning.runfiles``):
+    masks, the updated weights of a weight-changing run, quantization saved next to them.
 
     Returns ``(model, tokenizer, info)``; ``info`` has ``sparsity`` (realised over the masked layers),
-    ``method`` and ``quant``.
+    ``method``, ``weights`` and ``quant``.
     """
-    from pruning.models import apply_masks, load_model
-    from besa_common.masks import read_masks
+    from pruning.models import load_model
 
-    keep = manifest = None
+    run = None
     if masks is not None:
-        keep, manifest = read_masks(masks)  # validate before the slow model load
-    model, tokenizer = load_model(model_spec)
-    info = {"sparsity": 0.0, "method": None, "quant": None}
-    if keep is not None:
-        apply_masks(model, keep)
-        total = sum(k.size for k in keep.values())
-        kept = sum(int(k.sum()) for k in keep.values())
-        info["sparsity"] = 1.0 - kept / total
-        info["method"] = manifest.get("method")
-        qpath = masks.parent / "quant.safetensors"
-        if use_quant and qpath.is_file():
-            from pruning.quant import apply_quant, load_quant
+        from pruning.runfiles import open_run
 
-            qparams, qmeta = load_quant(qpath)
-            apply_quant(model, qparams, qmeta)
-            info["quant"] = {"path": str(qpath), "wbits": int(qmeta["wbits"]), "group_size": int(qmeta["group_size"])}
+        run = open_run(masks, quant=use_quant)  # validate before the slow model load
+    model, tokenizer = load_model(model_spec)
+    info = {"sparsity": 0.0, "method": None, "weights": None, "quant": None}
+    if run is not None:
+        from pruning.runfiles import apply_run
+
+        info.update(apply_run(model, run))
     return model, tokenizer, info
 
 
@@ -115,6 +106,7 @@ def compute(args) -> dict:
         "masks": None if masks is None else str(masks),
         "method": info["method"] or ("dense" if masks is None else None),
         "sparsity": info["sparsity"],
+        "weights": info["weights"],
         "quant": info["quant"],
     }
     if not args.no_ppl:

@@ -11,15 +11,18 @@ Every method runs through :func:`prune_model`; the lifecycle is the one in
    ``target="dense"``) when the method ``needs_targets``; ``method.prune_block``; copy its updated
    weights (if any), multiply the keep masks in, quantize when ``wbits`` is set; checkpoint; run
    the pruned block to get block ``i + 1``'s inputs (pruned propagation).
-3. **Write** ``DIR/masks.safetensors``, ``DIR/manifest.json``, ``DIR/allocation.json`` (and
+3. **Write** ``DIR/weights.safetensors`` when any weights were updated (the changed linears' kept
+   values before quantization, tied to the masks by their SHA-256; ``besa_common.weights``), then
+   ``DIR/masks.safetensors``, ``DIR/manifest.json``, ``DIR/allocation.json`` (and
    ``DIR/quant.safetensors``), then remove ``DIR/checkpoint/``.
 
 Activation buffers (``(n, T, C)`` fp32, on the device, or on CPU with ``offload_acts``): the
 inputs (updated in place, window by window), the targets, and the dense trajectory: at most three.
 
-Resume: each finished block's masks (and its final weights when the method or the quantizer
-changed them) go to ``DIR/checkpoint/block-NNN.safetensors``.  A rerun with the same settings
-(checked by a fingerprint) re-applies finished blocks and recomputes their outputs with the same
+Resume: each finished block's masks (plus the weights the method updated, before quantization,
+and with ``wbits`` the final quantized weights) go to ``DIR/checkpoint/block-NNN.safetensors``.  A
+rerun with the same settings (checked by a fingerprint) re-applies finished blocks and recomputes
+their outputs with the same
 operations, so it continues at the first unfinished block with bit-identical masks.  Activations
 are recomputed rather than stored: a forward pass is cheap next to pruning, and
 ``n × T × C`` fp32 per block would be gigabytes at the paper's settings.
@@ -48,7 +51,7 @@ from besa_common.fileio import atomic_write_bytes, atomic_write_json
 
 TARGET_MODES = ("pruned", "dense")
 DTYPES = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: pre-quantization updated weights ("update.") stored apart from final ones
 # Manifest / masks-meta ``pattern`` "N:M" = at most N KEPT of every M consecutive input weights.
 # Manifests without this key (version 1) meant N PRUNED of M.
 PATTERN_CONVENTION = "n_kept_of_m"
@@ -236,11 +239,14 @@ class _Checkpoint:
     def path(self, i: int) -> Path:
         return self.root / f"block-{i:03d}.safetensors"
 
-    def save(self, i: int, keep: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], qparams: dict[str, torch.Tensor], record: dict) -> None:
+    def save(self, i: int, keep: dict[str, torch.Tensor], updates: dict[str, torch.Tensor], finals: dict[str, torch.Tensor], qparams: dict[str, torch.Tensor], record: dict) -> None:
+        """``updates``: weights the method changed, after masking, before quantization (what
+        ``DIR/weights.safetensors`` stores); ``finals``: every linear's final weights when quantized."""
         from safetensors.torch import save
 
         tensors = {f"keep.{n}": k.to(torch.uint8).contiguous() for n, k in keep.items()}
-        tensors.update({f"weight.{n}": w.detach().cpu().contiguous() for n, w in weights.items()})
+        tensors.update({f"update.{n}": w.detach().cpu().contiguous() for n, w in updates.items()})
+        tensors.update({f"weight.{n}": w.detach().cpu().contiguous() for n, w in finals.items()})
         tensors.update({f"quant.{n}": q.detach().cpu().contiguous() for n, q in qparams.items()})
         atomic_write_bytes(self.path(i), save(tensors, metadata={"record": json.dumps(record, default=float)}))
         self.done = i + 1
@@ -249,7 +255,7 @@ class _Checkpoint:
     def load(self, i: int):
         from safetensors import safe_open
 
-        keep, weights, qparams = {}, {}, {}
+        keep, updates, finals, qparams = {}, {}, {}, {}
         try:
             with safe_open(str(self.path(i)), framework="pt") as fh:
                 record = json.loads((fh.metadata() or {}).get("record", "{}"))
@@ -258,15 +264,24 @@ class _Checkpoint:
                     t = fh.get_tensor(key)
                     if kind == "keep":
                         keep[name] = t.bool()
+                    elif kind == "update":
+                        updates[name] = t
                     elif kind == "weight":
-                        weights[name] = t
+                        finals[name] = t
                     else:
                         qparams[name] = t
         except UserError:
             raise
         except Exception as exc:
             raise UserError(f"checkpoint {self.path(i)} is unreadable ({type(exc).__name__}); delete {self.root} to start over") from None
-        return keep, weights, qparams, record
+        return keep, updates, finals, qparams, record
+
+    def update_value(self, i: int, name: str):
+        """Block ``i``'s saved pre-quantization weight of local linear ``name`` as a numpy array."""
+        from safetensors import safe_open
+
+        with safe_open(str(self.path(i)), framework="numpy") as fh:
+            return fh.get_tensor(f"update.{name}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -404,6 +419,7 @@ def prune_model(
     keep_all: dict[str, torch.Tensor] = {}
     records: dict[int, dict] = {}
     qparams_all: dict[str, torch.Tensor] = {}
+    updated_all: dict[str, tuple[int, str]] = {}  # HF name -> (block, local name) of changed weights
     bar = tqdm(range(len(layers)), desc=f"prune {method.name}", unit="block", disable=not config.progress, file=sys.stderr)
     for i in bar:
         block = layers[i]
@@ -423,8 +439,8 @@ def prune_model(
         if use_dense:  # the dense block on the dense trajectory: targets, and the next dense inputs
             forward_block(block, dense, scratch, kwargs, device, autocast_dtype)
         if i < ckpt.done:
-            keep, weights, qparams, record = ckpt.load(i)
-            _finalise_block(block, keep, weights)  # weights saved here are already final
+            keep, updates, finals, qparams, record = ckpt.load(i)
+            _finalise_block(block, keep, finals or updates)  # finals are already masked and quantized
         else:
             targets = None
             if method.needs_targets:
@@ -437,15 +453,16 @@ def prune_model(
             _check_result(res, block, job, method.name)
             keep = {n: k.detach().cpu().bool() for n, k in res.keep.items()}
             _finalise_block(block, keep, res.weights)
-            qparams = {}
+            # clone: on CPU .float().cpu() aliases the weight, which quantization overwrites next
+            updates = {n: block.get_submodule(n).weight.detach().float().cpu().clone() for n in res.weights}
+            qparams, finals = {}, {}
             if config.wbits is not None:
                 from pruning.quant import quantize_block
 
                 qparams = quantize_block(block, keep, job, res.tensors)
-            changed = bool(res.weights) or config.wbits is not None
-            weights = {n: block.get_submodule(n).weight.detach().float().cpu() for n in keep} if changed else {}
+                finals = {n: block.get_submodule(n).weight.detach().float().cpu() for n in keep}
             record = json.loads(json.dumps(res.record, default=float))
-            ckpt.save(i, keep, weights, qparams, record)
+            ckpt.save(i, keep, updates, finals, qparams, record)
         if use_dense:
             dense, scratch = scratch, dense  # targets of block i are the dense inputs of block i + 1
         if needs_inputs:
@@ -455,11 +472,13 @@ def prune_model(
         for n, k in keep.items():
             keep_all[prefix + n] = k
         qparams_all.update({prefix + n: q for n, q in qparams.items()})
+        updated_all.update({prefix + n: (i, n) for n in updates})
         records[i] = record
         if on_block_done is not None:
             on_block_done(i)
     bar.close()
-    manifest = _write_run(out, model, method, config, meta, keep_all, records, qparams_all, targets_all, time.time() - t_start)
+    manifest = _write_run(out, model, method, config, meta, keep_all, records, qparams_all, targets_all, time.time() - t_start,
+                          updated_all, ckpt)
     shutil.rmtree(ckpt.root, ignore_errors=True)
     return manifest
 
@@ -481,8 +500,10 @@ def _versions() -> dict[str, str]:
     return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__, "besa-toolkit": besa}
 
 
-def _write_run(out: Path, model, method, config, meta, keep_all, records, qparams_all, targets_all, wall_s: float) -> dict:
-    from besa_common.masks import write_masks
+def _write_run(out: Path, model, method, config, meta, keep_all, records, qparams_all, targets_all, wall_s: float,
+               updated_all: dict[str, tuple[int, str]], ckpt: _Checkpoint) -> dict:
+    from besa_common.masks import encode_masks
+    from besa_common.weights import FILENAME, write_weights
 
     opts = getattr(method, "config", None)
     options = dataclasses.asdict(opts) if dataclasses.is_dataclass(opts) else {}
@@ -523,9 +544,24 @@ def _write_run(out: Path, model, method, config, meta, keep_all, records, qparam
         "calibration": meta.get("calibration"),
         "wbits": config.wbits,
         "group_size": config.group_size if config.wbits is not None else None,
+        "updated_weights": bool(updated_all),
     }
-    write_masks(out / "masks.safetensors", {n: k.numpy() for n, k in keep_all.items()}, run_meta)
-    if config.wbits is not None:
+    masks_bytes, _ = encode_masks({n: k.numpy() for n, k in keep_all.items()}, run_meta)
+    # weights.safetensors first: a masks file saying updated_weights never appears without them.
+    if updated_all:
+        write_weights(
+            out / FILENAME,
+            {n: keep_all[n].numpy() for n in updated_all},
+            lambda n: ckpt.update_value(*updated_all[n]),
+            hashlib.sha256(masks_bytes).hexdigest(),
+            {"model": meta.get("model"), "method": method.name},
+        )
+    else:  # a stale file from an earlier run into this directory
+        (out / FILENAME).unlink(missing_ok=True)
+    atomic_write_bytes(out / "masks.safetensors", masks_bytes)
+    if config.wbits is None:
+        (out / "quant.safetensors").unlink(missing_ok=True)
+    else:
         from pruning.quant import save_quant
 
         save_quant(out / "quant.safetensors", qparams_all, {"wbits": config.wbits, "group_size": config.group_size, "method": "lwc" if any(k.endswith(".clip_upper") for k in qparams_all) else "rtn"})

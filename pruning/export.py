@@ -22,8 +22,9 @@ dropped its sparse compressor, and transformers 5 no longer decompresses sparse 
 load; so this module writes the format with those helpers and reads it back with
 :func:`load_exported` (decompress, then a plain ``from_config`` model).
 
-Quantization: when ``quant.safetensors`` sits next to the masks file, its parameters are applied
-(``pruning.quant.apply_quant``) after the masks, so both formats store the fake-quantized weights
+Updated weights: the run directory's ``weights.safetensors`` (SparseGPT, ``--weight-update``) is
+applied after the masks (``pruning.runfiles``).  Quantization: when ``quant.safetensors`` sits next to
+the masks file, its parameters are applied (``pruning.quant.apply_quant``) after the masks, so both formats store the fake-quantized weights
 (values on the 2**wbits grid, still as floats).  ``compressed`` therefore shrinks with the sparsity
 only; packing the values to ``wbits`` integers is not done (compressed-tensors does not combine its
 sparse and packed-int formats either).
@@ -118,32 +119,19 @@ def _compressible(model) -> list[str]:
 
 
 def prepare_model(model_spec: str, masks: Path, dtype: torch.dtype = torch.float32, quant: Path | None | bool = True):
-    """Load ``model_spec``, apply ``masks`` (1 = kept) and, if present, quantization; return (model, tokenizer, quantized).
+    """Load ``model_spec`` and rebuild the pruned model (``pruning.runfiles``: masks (1 = kept), the
+    updated weights of a weight-changing run, quantization); return (model, tokenizer, quantized).
 
     ``quant``: a ``quant.safetensors`` path, ``True`` = use the one next to ``masks`` if it exists,
-    ``False``/``None`` = none.  The model is loaded in fp32, masked/quantized, then cast to ``dtype``.
+    ``False``/``None`` = none.  The model is loaded in fp32, rebuilt, then cast to ``dtype``.
     """
-    from pruning.models import apply_masks, load_model
-    from besa_common.masks import read_masks
+    from pruning.models import load_model
+    from pruning.runfiles import apply_run, open_run
 
-    masks = Path(masks)
-    if masks.is_dir():  # a run directory
-        masks = masks / "masks.safetensors"
-    keep, _ = read_masks(masks)
+    run = open_run(masks, quant=quant if quant else False)  # validate before the slow model load
     model, tokenizer = load_model(model_spec, dtype=torch.float32)
-    apply_masks(model, keep)
-    qpath = Path(masks).with_name("quant.safetensors") if quant is True else (Path(quant) if quant else None)
-    quantized = False
-    if qpath is not None and qpath.is_file():
-        from pruning.quant import apply_quant, load_quant
-
-        qparams, qmeta = load_quant(qpath)
-        apply_quant(model, qparams, qmeta)
-        apply_masks(model, keep)  # quantization keeps zeros at zero; re-masking makes it a guarantee
-        quantized = True
-    elif qpath is not None and quant is not True:
-        raise UserError(f"no quantization file at {qpath}")
-    return model.to(dtype), tokenizer, quantized
+    info = apply_run(model, run)
+    return model.to(dtype), tokenizer, info["quant"] is not None
 
 
 def _dir_bytes(path: Path) -> int:

@@ -101,6 +101,10 @@ class PruningMethod(ABC):
     needs_targets: ClassVar[bool] = False  # does prune_block use the dense targets?
     handles_quant: ClassVar[bool] = False  # does it return its own quantization parameters?
     needs_inputs: ClassVar[bool] = True  # False (magnitude): no calibration forward passes; inputs are empty
+    # Does prune_block return updated weights (BlockResult.weights)?  The driver records what actually
+    # happened in the manifest (``updated_weights``); this flag only tells consumers of masks files
+    # written before that key existed that such masks are useless without their weights.
+    updates_weights: ClassVar[bool] = False
     # Optional pre-pass (OWL): with needs_prepass the driver first calls
     # ``observe_block(block, inputs, job)`` for every block of the DENSE model in order (dense
     # propagation), then ``plan_sparsity(targets) -> targets`` ({HF module name: sparsity}) once,

@@ -149,6 +149,7 @@ class SparseGPTLayer:
 @register("sparsegpt")
 class SparseGPT(PruningMethod):
     needs_targets = False
+    updates_weights = True
 
     def __init__(self, config: SparseGPTConfig = SparseGPTConfig()):
         self.config = config

@@ -131,7 +131,7 @@ class _Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("method,wbits", [("wanda", None), ("sparsegpt", None), ("wanda", 4)])
+@pytest.mark.parametrize("method,wbits", [("wanda", None), ("sparsegpt", None), ("wanda", 4), ("sparsegpt", 4)])
 def test_resume_after_interruption_gives_identical_masks(tmp_path, method, wbits):
     calib = _calib(n=3, T=16)
     cfg = DriverConfig(sparsity=0.5, wbits=wbits, group_size=32, **CFG)

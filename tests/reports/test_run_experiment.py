@@ -111,3 +111,15 @@ def test_dry_run_lists_every_step_with_real_weight_width(tmp_path):
     assert any(l.startswith("besa simulate") and "--set weight_bits=4" in l for l in w4)
     assert not any("weight_bits" in l for l in lines if "besa-s50-w4" not in l)
     assert not (tmp_path / "o").exists()  # a dry run writes nothing
+
+
+def test_prune_outputs_require_weights_of_weight_changing_runs(tmp_path):
+    """A SparseGPT run dir pruned before weights.safetensors existed is re-pruned (and so re-evaluated)."""
+    from besa.run import prune_outputs
+
+    base = [tmp_path / "masks.safetensors", tmp_path / "manifest.json"]
+    assert prune_outputs(tmp_path) == base  # nothing yet
+    for manifest, needs in (({"method": "wanda", "updated_weights": False}, False), ({"method": "sparsegpt", "updated_weights": True}, True),
+                            ({"method": "sparsegpt"}, True), ({"method": "wanda"}, False)):
+        (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+        assert prune_outputs(tmp_path) == base + ([tmp_path / "weights.safetensors"] if needs else []), manifest
