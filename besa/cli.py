@@ -8,7 +8,13 @@ Each subcommand lives in its own module, imported only when it runs, so ``besa s
     def run(args) -> int                       # exit status; raise UserError for bad input
 
 Bad input anywhere raises :class:`besa_common.errors.UserError`; it is printed as one line on
-stderr and the exit status is 2.  Adding a command = one line in :data:`COMMANDS`.
+stderr and the exit status is 2.  Adding a command = one line in :data:`COMMANDS` (and one in
+:data:`NEEDS` when it needs an optional extra).
+
+A command whose optional dependencies are missing says which extra to install, in one line
+(``besa prune needs: pip install 'besa-toolkit[prune]'``), exit 2: checked from :data:`NEEDS`
+before its module is imported, and for an import that fails later (``besa eval --tasks`` without
+lm-eval) from the module name (:mod:`besa_common.extras`).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import signal
 import sys
 
 from besa_common.errors import UserError
+from besa_common.extras import MissingExtra, extra_for_module, install_hint, require
 
 # name -> (module, one-line help).  The module is imported lazily.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -30,6 +37,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("besa.run", "run a whole experiment (prune -> eval -> simulate -> report)"),
     "report": ("reports.cli", "regenerate the tables and the HTML report from run directories"),
     "sweep": ("besa.cmd_sweep", "what-if hardware sweep on Dask"),
+}
+# name -> extras checked before the command's module is imported (the rest of the torch-free
+# commands run on the core install; ``besa run`` checks ``prune`` itself, after --dry-run).
+NEEDS: dict[str, tuple[str, ...]] = {
+    "data": ("prune",),
+    "prune": ("prune",),
+    "eval": ("prune",),
+    "export": ("prune",),
 }
 
 
@@ -50,6 +65,7 @@ def _parser_for(command: str | None) -> tuple[argparse.ArgumentParser, object | 
     for name, (modname, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         if name == command:
+            require(name, *NEEDS.get(name, ()))
             module = importlib.import_module(modname)
             module.add_arguments(p)
     return parser, module
@@ -68,8 +84,17 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 2
         return int(module.run(args) or 0)
+    except MissingExtra as exc:
+        print(exc, file=sys.stderr)
+        return 2
     except UserError as exc:
         print(f"besa {command or ''}: error: {exc}".replace("  ", " "), file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        extra = extra_for_module(exc.name)
+        if extra is None:
+            raise  # not an optional dependency: a broken install or a bug, keep the traceback
+        print(f"besa {command} needs: {install_hint(extra)} (module {exc.name} is not installed)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("besa: interrupted (finished work is kept; rerun the same command to resume)", file=sys.stderr)

@@ -40,6 +40,10 @@ def run(args) -> int:
 
     if args.workers is not None and args.workers < 0:
         raise UserError("--workers must be >= 0")
+    if args.workers != 0:  # --workers 0 runs the points serially in this process: no Dask needed
+        from besa_common.extras import require
+
+        require("sweep", "sweep")
     spec = load_sweep(args.sweep)
     _terminate_as_interrupt()
     t0 = time.perf_counter()

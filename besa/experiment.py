@@ -28,23 +28,10 @@ from typing import Any
 
 from besa_common.tomlconf import build, check_value, read_toml
 from besa_common.errors import UserError
+from pruning.method_names import METHOD_NAMES
 
-
-
-def _registered_methods() -> tuple[str, ...]:
-    """Method names registered with ``@register("...")`` in ``pruning/methods/*.py``.
-
-    Read from the source text, not by importing the registry: importing it imports torch, and
-    validating a file should take a second (tests check this equals ``METHODS``).
-    """
-    found = []
-    for f in sorted((Path(__file__).resolve().parent.parent / "pruning" / "methods").glob("*.py")):
-        found += re.findall(r"""^@register\(\s*["']([\w-]+)["']\s*\)""", f.read_text(errors="replace"), flags=re.M)
-    order = ["magnitude", "wanda", "sparsegpt", "owl", "besa"]
-    return tuple(sorted(set(found), key=lambda m: (order.index(m) if m in order else len(order), m)))
-
-
-KNOWN_METHODS = ("dense",) + _registered_methods()
+# "dense" = no pruning; the method names come from the light registry (no torch imported).
+KNOWN_METHODS = ("dense",) + METHOD_NAMES
 _PATTERN_RE = re.compile(r"^(\d+):(\d+)$")
 
 
@@ -170,8 +157,9 @@ def _known(kind: str) -> tuple[str, ...] | None:
                         return tuple(sorted(fn()))
                     except Exception:
                         pass
-        hw_dir = Path(__file__).resolve().parent.parent / "configs" / "hw"
-        names = tuple(sorted(p.stem for p in hw_dir.glob("*.toml")))
+        from besa_common.resources import config_names
+
+        names = tuple(config_names("hw"))
         return names or None
     for mod in ("simulator.run", "simulator.engine"):
         try:

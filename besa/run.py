@@ -33,14 +33,15 @@ from typing import Any
 
 from besa_common.errors import UserError
 from besa_common.fileio import atomic_write_json, atomic_write_text, check_output_path, dir_lock
+from besa_common.resources import config_file
 
 HELP = "run a whole experiment (prune -> eval -> simulate -> report)"
-DEFAULT_EXPERIMENT = Path(__file__).resolve().parent.parent / "configs" / "experiments" / "default.toml"
+DEFAULT_EXPERIMENT = config_file("experiments", "default")  # shipped as package data (besa_configs)
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("experiment", nargs="?", default=None, metavar="EXPERIMENT.toml",
-                        help=f"experiment file (default: the shipped {DEFAULT_EXPERIMENT.relative_to(DEFAULT_EXPERIMENT.parents[2])})")
+                        help="experiment file (default: the shipped experiments/default.toml)")
     parser.add_argument("--out", required=True, help="output folder: one sub-folder per run, report.html at the top")
     parser.add_argument("--dry-run", action="store_true", help="validate the file and print the steps without running them")
     parser.add_argument("--no-report", action="store_true", help="skip the final report")
@@ -312,6 +313,12 @@ def run(args) -> int:
 
     path = Path(args.experiment) if args.experiment else DEFAULT_EXPERIMENT
     exp = load_experiment(path)
+    if not args.dry_run:  # validating and listing the steps needs no torch; running them does
+        from besa_common.extras import require
+
+        require("run", "prune")
+        if exp.whatif is not None and exp.whatif.workers != 0:
+            require("run ([whatif] on Dask; workers = 0 runs it serially)", "sweep")
 
     def on_term(signum, frame):  # SIGTERM unwinds like Ctrl-C (children die with us: PDEATHSIG)
         raise KeyboardInterrupt

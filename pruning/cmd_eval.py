@@ -97,8 +97,10 @@ def compute(args) -> dict:
     masks = _masks_path(args.masks)
     check_eval_out(args.out, masks)  # a bad --out must not cost the evaluation
     if args.tasks:
+        from besa_common.extras import require
         from pruning.zeroshot import check_task_data, parse_tasks
 
+        require("eval --tasks", "zeroshot")
         check_task_data(parse_tasks(args.tasks), args.task_data)  # bad task names / files fail before the model load
     model, tokenizer, info = prepare_model(args.model, masks, use_quant=not args.no_quant)
     results: dict = {

@@ -30,9 +30,12 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from besa_common.extras import require
     from besa_common.fileio import dir_lock
     from pruning.export import DTYPES, check_export_out, export_model, prepare_model
 
+    if args.format == "compressed":
+        require("export --format compressed", "export")  # before the slow model load
     masks = args.masks / "masks.safetensors" if args.masks.is_dir() else args.masks
     # Every check before the model load: the output path (never the input: --out RUN_DIR --overwrite
     # would delete the masks it reads), then the masks file itself (inside prepare_model).

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from besa_common.errors import UserError
+from besa_common.resources import config_dir
 
 HW_VERSION = 1
-PRESET_DIR = Path(__file__).resolve().parent.parent / "configs" / "hw"
+PRESET_DIR = config_dir("hw")  # configs/hw in a checkout, besa_configs/hw in an installed wheel
 INDEX_FORMATS = ("bitmap", "csr", "rle")
 SPLITS = ("proportional", "optimal")
 ASSIGNS = ("lpt", "round_robin")

@@ -73,7 +73,7 @@ def test_bad_experiment_names_the_key(mutate, key):
 
 
 def test_known_methods_match_the_registry():
-    """KNOWN_METHODS (read from the sources, without torch) must be exactly the registry plus 'dense'."""
+    """KNOWN_METHODS (the light registry pruning.method_names, no torch) must be exactly the registry plus 'dense'."""
     pytest.importorskip("torch")
     import importlib
     import pkgutil
@@ -86,6 +86,10 @@ def test_known_methods_match_the_registry():
     if not METHODS:
         pytest.skip("no pruning method registered yet")
     assert set(KNOWN_METHODS) - {"dense"} == set(METHODS)
+    from pruning.method_names import METHOD_MODULES
+
+    for name, cls in METHODS.items():  # each name is registered by the module the light registry names
+        assert cls.__module__ == METHOD_MODULES[name], name
 
 
 SWEEP = """
