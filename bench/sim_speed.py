@@ -42,7 +42,7 @@ def main() -> None:
     print("seconds per 4096x4096 layer (50% unstructured, incl. mask generation; best of 3 layers x 2):")
     for mode, hw, tokens in [("besa-compat", besa, [1]), ("corrected", besa, [1]), ("cycle", vitcod, [1]),
                              ("cycle", vitcod, [2048]), ("dense", vitcod, [2048]), ("nm", vitcod, [2048])]:
-        t = timed(lambda: simulate(layers, hw, mode, tokens, engine=engine), repeat=2) / len(layers)
+        t = timed(lambda hw=hw, mode=mode, tokens=tokens: simulate(layers, hw, mode, tokens, engine=engine), repeat=2) / len(layers)
         print(f"  {mode:12s} N={tokens[0]:<5d} {t:.4f} s")
     model = wl.synthetic(args.model, 0)
     print(f"whole model {args.model} ({len(model)} matrices), cycle mode on {vitcod.name}:")

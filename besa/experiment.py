@@ -182,8 +182,8 @@ def parse_experiment(obj: dict[str, Any], source: str = "experiment") -> Experim
     exp = build(ExperimentSection, obj.get("experiment", {}), f"{source}: [experiment]")
     cal = build(Calibration, obj.get("calibration", {}), f"{source}: [calibration]")
     ev = build(EvalSettings, obj.get("eval", {}), f"{source}: [eval]")
-    for where, v, lo in ((f"[calibration].nsamples", cal.nsamples, 1), (f"[calibration].seqlen", cal.seqlen, 8),
-                         (f"[eval].seqlen", ev.seqlen, 8), (f"[eval].max_windows", ev.max_windows, 0)):
+    for where, v, lo in (("[calibration].nsamples", cal.nsamples, 1), ("[calibration].seqlen", cal.seqlen, 8),
+                         ("[eval].seqlen", ev.seqlen, 8), ("[eval].max_windows", ev.max_windows, 0)):
         if v < lo:
             raise UserError(f"{source}: {where}: must be >= {lo}, got {v}")
     runs_tbl = obj.get("runs")

@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from besa_common.errors import UserError
 from besa_common.fileio import atomic_write_json, atomic_write_text, check_output_path, dir_lock
 from besa_common.resources import config_file
 
@@ -290,7 +289,7 @@ def _run_experiment(exp, out: Path, dry_run: bool, report: bool, experiment_text
 
 def _run_whatif(exp, out: Path, runner: Runner) -> None:
     """The experiment's small hardware sweep over one run's masks (the report's sweep heatmap)."""
-    from simulator.sweep import SweepSettings, SweepSpec, WorkloadSpec, parse_sweep, run_sweep
+    from simulator.sweep import parse_sweep, run_sweep
 
     w = exp.whatif
     masks = out / w.run / "masks.safetensors"

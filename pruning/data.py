@@ -12,7 +12,7 @@ Datasets (``--dataset`` / ``--calib-dataset``):
   native formats (``data_path``); nothing here reaches the hub by itself, so offline use needs
   ``data_path`` (or a populated ``datasets`` cache).
 
-Protocols (besa.md): perplexity text is WikiText-2 test joined with ``"\\n\\n"``; PTB test sentences
+Protocols (``docs/besa.md``, section 6): perplexity text is WikiText-2 test joined with ``"\\n\\n"``; PTB test sentences
 joined with ``" "``; C4 = first 1100 validation documents joined with ``" "``, truncated to 256
 windows.  Calibration follows the reference sampler: pick a random training document whose
 tokenized length exceeds ``seqlen``, take a random ``seqlen`` window (C4 and our document corpora);
@@ -274,7 +274,7 @@ def _iter_jsonl(path: str) -> Iterator[dict]:
     opener = gzip.open if path.endswith(".gz") else open
     try:
         with opener(path, "rt", encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
+            for line in fh:
                 if line.strip():
                     yield json.loads(line)
     except (OSError, EOFError, ValueError, UnicodeDecodeError) as exc:

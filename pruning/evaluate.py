@@ -1,4 +1,4 @@
-"""Perplexity by the standard protocol (besa.md): non-overlapping windows of ``seqlen`` tokens.
+"""Perplexity by the standard protocol (``docs/besa.md``, section 6): non-overlapping windows of ``seqlen`` tokens.
 
 ``ppl = exp(Σ_w NLL_w / (windows × seqlen))`` where ``NLL_w`` is the window's mean next-token
 cross-entropy (nats) times ``seqlen`` — the reference's arithmetic, so numbers compare with the

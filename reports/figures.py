@@ -103,7 +103,7 @@ def layer_cycles(df: pd.DataFrame, ax, preset: str | None = None, tokens: int | 
         nm = sim.dropna(subset=["nm_cycles"]).drop_duplicates("layer").sort_values("order")
         ax.plot([pos[n] for n in nm["layer"]], nm["nm_cycles"].to_numpy(), color="#ff7f0e", lw=1.2, ls="--", label="2:4 engine (n:m)")
     runs = sim[sim["method"] != "dense"]
-    for run, g in runs.groupby("run", sort=True):
+    for _run, g in runs.groupby("run", sort=True):
         g = g.sort_values("order")
         r0 = g.iloc[0]
         ls = ":" if r0["pattern"] not in ("unstructured",) else "-"
@@ -203,7 +203,7 @@ def roofline(df: pd.DataFrame, ax, phase: str = "prefill", preset: str | None = 
         nbytes = nbytes + sim["bytes_out"].fillna(0)
     sim["oi"] = macs / nbytes.where(nbytes > 0)
     sim["perf"] = macs / sim["cycles"]
-    for run, g in sim.groupby("run", sort=True):
+    for _run, g in sim.groupby("run", sort=True):
         r0 = g.iloc[0]
         ax.scatter(g["oi"], g["perf"], s=12, alpha=0.75, color=_color(r0["method"]), marker="s" if r0["pattern"] not in ("unstructured", "dense") else "o", label=_label(r0))
     peak, bw = _hw_roofs(sim)

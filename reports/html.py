@@ -162,7 +162,7 @@ def render_report(runs: list[RunInfo], out_dir: str | Path, sweep: pd.DataFrame 
             for i, (x, y, tokens) in enumerate(views):
                 vid = fig_id if i == 0 else f"{fig_id}-{x}-{y}-n{tokens}"
                 parts.append(figure_html(vid, f"{fig_title}: {x} × {y}, N = {tokens}",
-                                         lambda d, ax, x=x, y=y, t=tokens: draw(d, ax, x=x, y=y, tokens=t), sweep))
+                                         lambda d, ax, x=x, y=y, t=tokens, draw=draw: draw(d, ax, x=x, y=y, tokens=t), sweep))
         else:
             parts.append(figure_html(fig_id, fig_title, draw, df))
     parts.append("<h2 id='files'>Files</h2><p>Every row of the tidy table: <code>table.csv</code>; whole-model totals: "

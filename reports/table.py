@@ -28,6 +28,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from besa_common import llama
 from besa_common.errors import UserError
 from besa_common.fileio import atomic_write_text
 
@@ -39,7 +40,7 @@ CORE_COLUMNS = [
     "ppl", "ppl_dataset", "ppl_seqlen", "ppl_windows",
 ]
 # Order of the projections of a LLaMA decoder block (heatmap columns).
-PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+PROJECTIONS = list(llama.PROJECTIONS)
 _LAYER_RE = re.compile(r"layers\.(\d+)\.(?:[\w]+\.)*?(\w+)$")
 
 

@@ -5,7 +5,7 @@ All functions take a bool keep mask ``keep[M, K]`` (1 = kept; M = out-features =
 integers (cycles, bits).  Use it on small matrices (tests, hand checks); :mod:`simulator.engine` is the
 fast path (numba statistics + the C++ core) and must agree with this file exactly.
 
-Modes (``/work/shared/spec/simulator.md``):
+Modes (written out in ``docs/simulator.md``):
 
 ``besa-compat``  section 2 — exactly how the BESA authors computed their ViTCoD table (hw_sim/ in
                  OpenGVLab/LLMPrune-BESA), quirks included; each quirk is marked ``QUIRK`` below next to
@@ -334,7 +334,7 @@ def nm_layer(M: int, K: int, N: int, group_max: int, hw: Hardware) -> dict:
         res["nm_n"] = hw.nm_m
         return res
     groups = cdiv(K, hw.nm_m)
-    tiles, wb, ib, ab, ob, dsum = [], 0, 0, 0, 0, 0
+    tiles, wb, ib, ab, ob = [], 0, 0, 0, 0
     for r0, r1, tn in _tiles(M, N, hw):
         tm = r1 - r0
         c = 0

@@ -30,6 +30,7 @@ from typing import Callable
 
 import numpy as np
 
+from besa_common import llama
 from besa_common.errors import UserError
 from besa_common.masks import read_masks_packed, unpack_keep
 
@@ -40,7 +41,7 @@ MODEL_SHAPES: dict[str, tuple[int, int, int, int]] = {
     "llama-70b": (8192, 28672, 80, 1024),  # GQA: 8 KV heads of 128
     "smollm2-135m": (576, 1536, 30, 192),  # GQA: 3 KV heads of 64
 }
-PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+PROJECTIONS = llama.PROJECTIONS
 
 # Input ranges, checked in Python before anything reaches the C++ core (int64 counters).
 MAX_DIM = 1 << 20  # rows or cols of one matrix (LLaMA-70B's largest is 28672)
@@ -276,13 +277,11 @@ def _shapes(shape: str) -> list[tuple[str, int, int, str, int]]:
             if not 1 <= int(m.group(2)) <= blocks:
                 raise UserError(f"synthetic shape {shape!r}: {m.group(1)} has {blocks} blocks")
             blocks = int(m.group(2))
-        dims = {"q_proj": (h, h), "k_proj": (kv, h), "v_proj": (kv, h), "o_proj": (h, h),
-                "gate_proj": (inter, h), "up_proj": (inter, h), "down_proj": (h, inter)}
+        dims = llama.linear_shapes(h, inter, kv)
         out = []
         for b in range(blocks):
             for p in PROJECTIONS:
-                part = "self_attn" if p in ("q_proj", "k_proj", "v_proj", "o_proj") else "mlp"
-                out.append((f"model.layers.{b}.{part}.{p}", *dims[p], p, b))
+                out.append((f"model.layers.{b}.{llama.LINEAR_OF[p]}", *dims[p], p, b))
         return out
     m = re.fullmatch(r"(\d+)x(\d+)(?:\*(\d+))?", shape)
     if m:

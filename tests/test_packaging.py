@@ -141,3 +141,24 @@ def test_version_and_python_m_besa(argv):
 def test_python_m_besa_without_command_prints_help_and_exits_2():
     r = subprocess.run([sys.executable, "-m", "besa"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 2 and "simulate" in r.stdout
+
+
+def test_repository_references_only_its_own_files():
+    """Code, docs and scripts point at files inside the repository (docs/), never at an outside spec."""
+    try:
+        files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    pattern = re.compile(r"(\.\./shared/|shared/spec/|/work/)")
+    bad = []
+    for name in files:
+        if name.startswith("tests/") or not (ROOT / name).is_file():
+            continue
+        try:
+            text = (ROOT / name).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        bad += [f"{name}:{i}: {line.strip()[:80]}" for i, line in enumerate(text.splitlines(), 1) if pattern.search(line)]
+    assert not bad, "references outside the repository:\n" + "\n".join(bad)
+    for doc in ("docs/besa.md",):
+        assert (ROOT / doc).is_file(), doc

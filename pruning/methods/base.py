@@ -26,16 +26,7 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import nn
 
-# The seven linear layers of a LLaMA-family decoder block, by local module name.
-LINEAR_NAMES: tuple[str, ...] = (
-    "self_attn.q_proj",
-    "self_attn.k_proj",
-    "self_attn.v_proj",
-    "self_attn.o_proj",
-    "mlp.gate_proj",
-    "mlp.up_proj",
-    "mlp.down_proj",
-)
+from besa_common.llama import LINEAR_NAMES as LINEAR_NAMES  # the seven linears of a block (re-exported)
 
 
 @dataclass
@@ -111,7 +102,7 @@ class PruningMethod(ABC):
     # and prunes with the planned per-layer targets.
     needs_prepass: ClassVar[bool] = False
 
-    @classmethod
+    @classmethod  # noqa: B027  (an optional hook; the default adds no flags)
     def add_arguments(cls, parser) -> None:
         """Add this method's own flags to ``besa prune`` (an argparse group); default: none."""
 

@@ -1,7 +1,7 @@
 """Magnitude pruning: ``|W|`` only, no calibration statistics.
 
 ``scope="row"`` (default) prunes ``int(C * S)`` smallest entries of every output row, the variant
-whose SmolLM2 number assets.md quotes (~390 ppl at 50%); ``scope="layer"`` prunes exactly
+whose SmolLM2 number ``docs/besa.md`` quotes (~390 ppl at 50%); ``scope="layer"`` prunes exactly
 ``int(out * in * S)`` smallest entries of the whole layer (one threshold per layer, ties broken by
 position so the count is exact).  n:m (``pattern``) keeps the ``n`` largest of every ``m``
 consecutive input columns (prunes the ``m - n`` smallest).  Masks: 1 = kept.

@@ -246,7 +246,7 @@ def test_every_task_end_to_end_on_smollm2():
     model, tok = load_model("smollm2-135m")
     r = zeroshot.run_tasks(model, tok, list(zeroshot.TASKS), FIXTURES, batch_size=8)
     assert list(r) == list(zeroshot.TASKS)
-    for t, v in r.items():
+    for v in r.values():
         assert v["n"] == 10 and 0.0 <= v["acc"] <= 1.0 and v["acc_stderr"] is not None
     # The fixtures are easy common-sense items: a trained model beats chance on them overall
     # (chance over the six: 1/2, 1/2, 1/4, 1/2, 1/4, 1/4 -> mean 0.375), a random one does not.
