@@ -45,6 +45,9 @@ def run(args) -> int:
 
         require("sweep", "sweep")
     spec = load_sweep(args.sweep)
+    from besa_common.fileio import check_output_path
+
+    check_output_path(args.out)  # not a file, not under one, writable: before any point runs
     _terminate_as_interrupt()
     t0 = time.perf_counter()
     res = run_sweep(spec, args.out, scheduler=args.scheduler, workers=args.workers, progress=not args.no_progress,

@@ -18,6 +18,9 @@ def run(args) -> int:
 
     names = tuple(args.only) if args.only else data.OFFLINE
     if args.action == "prepare":
+        from besa_common.fileio import check_output_path
+
+        check_output_path(data.data_root(), flag="the data folder ($BESA_CACHE/data)")  # before extracting anything
         data.prepare(names, force=args.force)
         return 0
     out = {}

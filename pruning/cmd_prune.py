@@ -84,8 +84,11 @@ def _read_layer_sparsity(path: str | None) -> dict[str, float]:
         raise UserError(f"--layer-sparsity: {p} is not valid JSON ({exc})") from None
     if isinstance(obj, dict) and "layers" in obj and isinstance(obj["layers"], dict):  # an allocation.json
         obj = {k: v.get("realised", v.get("target")) if isinstance(v, dict) else v for k, v in obj["layers"].items()}
-    if not isinstance(obj, dict) or not all(isinstance(v, (int, float)) for v in obj.values()):
-        raise UserError(f"--layer-sparsity: {p} must hold a JSON object {{layer name: sparsity}}")
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in obj.values()):
+        raise UserError(f"--layer-sparsity: {p} must hold a non-empty JSON object {{layer name: sparsity}}")
+    bad = next((k for k, v in obj.items() if not 0.0 <= float(v) < 1.0), None)
+    if bad is not None:
+        raise UserError(f"--layer-sparsity: {p}: sparsity of {bad!r} is {obj[bad]}, expected a fraction in [0, 1)")
     return {str(k): float(v) for k, v in obj.items()}
 
 
