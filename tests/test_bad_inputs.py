@@ -203,10 +203,10 @@ def test_report_bad_input(case, P, capsys):
 PR = ["prune", "--method", "magnitude", "--no-progress"]
 PRUNE_CASES = {
     "layer-sparsity nonexistent": (lambda P: [*PR, "--layer-sparsity", P.tmp / "nope.json", "--out", P.tmp / "o"], "not found"),
-    "layer-sparsity empty": (lambda P: (P.tmp / "e.json").write_text("") and [*PR, "--layer-sparsity", P.tmp / "e.json", "--out", P.tmp / "o"], "not valid JSON"),
-    "layer-sparsity truncated": (lambda P: (P.tmp / "t.json").write_text('{"a": 0.') and [*PR, "--layer-sparsity", P.tmp / "t.json", "--out", P.tmp / "o"], "not valid JSON"),
-    "layer-sparsity wrong type": (lambda P: (P.tmp / "w.json").write_text('["a"]') and [*PR, "--layer-sparsity", P.tmp / "w.json", "--out", P.tmp / "o"], "JSON object"),
-    "layer-sparsity out of range": (lambda P: (P.tmp / "r.json").write_text('{"a": 1.5}') and [*PR, "--layer-sparsity", P.tmp / "r.json", "--out", P.tmp / "o"], "[0, 1)"),
+    "layer-sparsity empty": (lambda P: [*PR, "--layer-sparsity", _w(P.tmp / "e.json", ""), "--out", P.tmp / "o"], "not valid JSON"),
+    "layer-sparsity truncated": (lambda P: [*PR, "--layer-sparsity", _w(P.tmp / "t.json", '{"a": 0.'), "--out", P.tmp / "o"], "not valid JSON"),
+    "layer-sparsity wrong type": (lambda P: [*PR, "--layer-sparsity", _w(P.tmp / "w.json", '["a"]'), "--out", P.tmp / "o"], "JSON object"),
+    "layer-sparsity out of range": (lambda P: [*PR, "--layer-sparsity", _w(P.tmp / "r.json", '{"a": 1.5}'), "--out", P.tmp / "o"], "[0, 1)"),
     "sparsity out of range": (lambda P: [*PR, "--sparsity", "1.5", "--out", P.tmp / "o"], "(0, 1)"),
     "sparsity wrong type": (lambda P: [*PR, "--sparsity", "abc", "--out", P.tmp / "o"], "invalid float"),
     "nsamples out of range": (lambda P: [*PR, "--nsamples", "0", "--out", P.tmp / "o"], "--nsamples"),
