@@ -9,12 +9,9 @@ Two sources:
   - ``SHAPE``: a named model (``llama-7b``, ``llama-13b``, ``llama-70b``, ``smollm2-135m``),
     optionally ``[B]`` to keep only the first B transformer blocks (``llama-7b[2]``), or one matrix
     ``MxK`` (out x in features), optionally ``*COUNT`` (``4096x4096*3``);
-  - ``PATTERN`` (S = sparsity = fraction PRUNED; N:M = N KEPT of M, the hardware convention):
-    ``sparsity=S`` (each weight kept with probability 1-S, rounded to a multiple of 1/256),
-    ``nm=N:M`` (exactly N kept in every group of M consecutive input features, sparsity 1-N/M),
-    ``skewed=S[/SIGMA]`` (column j kept with probability (1-S)*w_j, w_j log-normal(0, SIGMA)
-    normalised to mean 1, SIGMA = 1 by default: a few near-dense columns, like real LLM masks), or
-    ``dense``.  Default ``sparsity=0.5``.  The old density spelling ``unstructured=D`` is refused.
+  - ``PATTERN``: see :mod:`simulator.synth` — ``sparsity=S`` (default ``sparsity=0.5``), ``nm=N:M``,
+    ``skewed=S[/SIGMA]``, ``like=MASKS_FILE[@S]``, ``dense``.  S = fraction PRUNED, N:M = N KEPT of
+    every M; each generator keeps exactly ``round((1-S) * rows * cols)`` weights per layer.
 
 Masks of a synthetic workload are generated lazily, one layer at a time, from a per-layer seed
 ``SeedSequence([seed, layer_index])``: same seed -> bit-identical masks, and a whole LLaMA-70B never
@@ -25,7 +22,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from itertools import combinations
 from typing import Callable
 
 import numpy as np
@@ -154,119 +150,8 @@ def from_masks(path) -> list[LayerWorkload]:
     return out
 
 
-# ---------------------------------------------------------------------------- mask generators
-def _clear_pad(packed: np.ndarray, cols: int) -> np.ndarray:
-    if cols % 8:
-        packed[:, -1] &= np.uint8((1 << (cols % 8)) - 1)
-    return packed
-
-
-def gen_unstructured(rows: int, cols: int, density: float, rng: np.random.Generator) -> np.ndarray:
-    """Each weight kept with probability round(density*256)/256, built from random bytes.
-
-    Bernoulli(q/256) by the binary expansion of q: walking q's bits from least to most significant,
-    x := x | r for a 1 bit and x := x & r for a 0 bit (r fresh uniform bytes) — 8 random bytes per
-    8 weights at most, one for density 0.5.
-    """
-    nb = (cols + 7) // 8
-    q = int(round(density * 256))
-    if q >= 256:
-        return _clear_pad(np.full((rows, nb), 0xFF, np.uint8), cols)
-    x = np.zeros((rows, nb), np.uint8)
-    if q <= 0:
-        return x
-    low = (q & -q).bit_length() - 1  # trailing zero bits leave x = 0: skip them
-    for bit in range(low, 8):
-        r = rng.integers(0, 256, size=(rows, nb), dtype=np.uint8)
-        if (q >> bit) & 1:
-            np.bitwise_or(x, r, out=x)
-        else:
-            np.bitwise_and(x, r, out=x)
-    return _clear_pad(x, cols)
-
-
-def gen_nm(rows: int, cols: int, n: int, m: int, rng: np.random.Generator) -> np.ndarray:
-    """Exactly ``n`` kept in every group of ``m`` consecutive input features (a last partial group
-    keeps min(n, its width))."""
-    if not 1 <= n <= m:
-        raise UserError(f"n:m pattern needs 1 <= n <= m, got {n}:{m}")
-    nb = (cols + 7) // 8
-    if 8 % m == 0 and cols % 8 == 0:
-        patterns = np.array([sum(1 << i for i in c) for c in combinations(range(m), n)], np.uint8)
-        per_byte = 8 // m
-        idx = rng.integers(0, len(patterns), size=(rows, nb, per_byte), dtype=np.uint8)
-        bits = patterns[idx]  # (rows, nb, per_byte): group g of byte b covers bits g*m..g*m+m-1
-        out = np.zeros((rows, nb), np.uint8)
-        for g in range(per_byte):
-            out |= bits[:, :, g] << np.uint8(g * m)
-        return out
-    # generic path (odd m or ragged width): one random permutation rank per group
-    groups = -(-cols // m)
-    keys = rng.random((rows, groups, m))
-    width = np.minimum(m, cols - np.arange(groups) * m)
-    keys = np.where(np.arange(m)[None, None, :] >= width[None, :, None], np.inf, keys)  # (rows, groups, m)
-    rank = keys.argsort(axis=2).argsort(axis=2)
-    keep = (rank < n).reshape(rows, groups * m)[:, :cols]
-    return np.packbits(keep, axis=1, bitorder="little")
-
-
-def gen_skewed(rows: int, cols: int, density: float, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """Column j kept with probability clip(density * w_j, 0, 1), w_j ~ lognormal(0, sigma)/mean."""
-    w = rng.lognormal(0.0, sigma, size=cols)
-    p = np.clip(density * w / w.mean(), 0.0, 1.0)
-    out = np.empty((rows, (cols + 7) // 8), np.uint8)
-    step = max(1, (1 << 22) // max(cols, 1))
-    for r0 in range(0, rows, step):
-        r1 = min(rows, r0 + step)
-        out[r0:r1] = np.packbits(rng.random((r1 - r0, cols)) < p, axis=1, bitorder="little")
-    return out
-
-
-# ---------------------------------------------------------------------------- spec parsing
-PATTERN_HELP = "sparsity=S, nm=N:M, skewed=S[/SIGMA], dense (S = fraction pruned, N:M = N kept of M)"
-
-
-def _refuse_old(kind: str, arg: str) -> None:
-    """The pre-convention spelling ``unstructured=D`` / ``random=D`` gave the DENSITY kept: refuse it
-    (no silent reinterpretation) and name the new spelling."""
-    try:
-        hint = f"sparsity={1.0 - float(arg):g}"
-    except ValueError:
-        hint = "sparsity=S"
-    raise UserError(f"synthetic pattern {kind}={arg}: the density spelling was removed; write {hint} "
-                    f"(S = fraction of weights pruned)")
-
-
-def _parse_pattern(text: str) -> Callable[[int, int, np.random.Generator], np.ndarray]:
-    kind, _, arg = text.partition("=")
-    kind = kind.strip().lower()
-    try:
-        if kind == "dense":
-            return lambda r, c, g: gen_unstructured(r, c, 1.0, g)
-        if kind in ("unstructured", "random"):
-            _refuse_old(kind, arg)
-        if kind == "sparsity":
-            s = float(arg)
-            if not 0.0 <= s <= 1.0:
-                raise ValueError
-            return lambda r, c, g: gen_unstructured(r, c, 1.0 - s, g)
-        if kind == "nm":
-            n_s, m_s = arg.split(":")
-            n, m = int(n_s), int(m_s)
-            if not 1 <= n <= m:
-                raise UserError(f"synthetic pattern {text!r}: n:m needs 1 <= n <= m")
-            return lambda r, c, g: gen_nm(r, c, n, m, g)
-        if kind == "skewed":
-            sp_s, _, sg_s = arg.partition("/")
-            sp, sg = float(sp_s), float(sg_s) if sg_s else 1.0
-            if not (0.0 <= sp <= 1.0 and sg >= 0.0):
-                raise ValueError
-            return lambda r, c, g: gen_skewed(r, c, 1.0 - sp, sg, g)
-    except UserError:
-        raise
-    except (ValueError, TypeError):
-        pass
-    raise UserError(f"synthetic pattern {text!r} not understood ({PATTERN_HELP})")
+# Generators and pattern parsing live in simulator.synth; re-exported for callers of the old names.
+from simulator.synth import PATTERN_HELP, gen_nm, gen_skewed, gen_unstructured, parse_pattern  # noqa: E402,F401
 
 
 def _shapes(shape: str) -> list[tuple[str, int, int, str, int]]:
@@ -299,10 +184,11 @@ def synthetic(spec: str, seed: int = 0) -> list[LayerWorkload]:
     """Seeded synthetic workload, e.g. ``synthetic("llama-7b:sparsity=0.5", seed=0)``."""
     seed = check_seed(seed)
     shape, _, pattern = spec.strip().partition(":")
-    gen = _parse_pattern(pattern or "sparsity=0.5")
+    shapes = _shapes(shape.strip().lower())
+    gens = parse_pattern(pattern or "sparsity=0.5", shapes)
     out = []
-    for i, (name, rows, cols, proj, block) in enumerate(_shapes(shape.strip().lower())):
-        def loader(rows=rows, cols=cols, i=i):
+    for i, ((name, rows, cols, proj, block), gen) in enumerate(zip(shapes, gens)):
+        def loader(rows=rows, cols=cols, i=i, gen=gen):
             rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), i])))
             return gen(rows, cols, rng)
         out.append(LayerWorkload(name, rows, cols, proj, block, loader))
