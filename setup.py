@@ -41,6 +41,7 @@ CORE = [
     "tqdm>=4.66",
     "pyarrow>=14",
     "filelock>=3.12",
+    "gguf>=0.10",  # numpy-only GGUF reader: model shapes from .gguf metadata (simulator.modelcfg)
 ]
 EXTRAS = {
     # torch: install the build you want FIRST (scripts/setup.sh: torch==2.13.0, the CPU build); a bare
@@ -74,7 +75,7 @@ setup(
     package_dir={"besa_configs": "configs"},
     package_data={
         "besa_configs": ["hw/*.toml", "experiments/*.toml", "sweeps/*.toml"],
-        "simulator": ["_core.pyi"],
+        "simulator": ["_core.pyi", "models/*.json"],
         "pruning": ["tasks/fixtures/*.md", "tasks/fixtures/*/*"],
     },
     ext_modules=ext_modules,

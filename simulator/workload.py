@@ -6,9 +6,11 @@ Two sources:
 * :func:`synthetic` — seeded masks for exploration without pruning.  ``spec`` is
   ``SHAPE[:PATTERN]`` with
 
-  - ``SHAPE``: a named model (``llama-7b``, ``llama-13b``, ``llama-70b``, ``smollm2-135m``),
-    optionally ``[B]`` to keep only the first B transformer blocks (``llama-7b[2]``), or one matrix
-    ``MxK`` (out x in features), optionally ``*COUNT`` (``4096x4096*3``);
+  - ``SHAPE``: a model — a shipped config name (``llama-3-8b``, ``mistral-7b``, ``smollm2-135m``, the
+    old ``llama-7b`` ...), a Hugging Face ``config.json`` or a directory holding one, or a ``.gguf``
+    file (:func:`simulator.modelcfg.model_shape`) — optionally ``[B]`` to keep only the first B
+    transformer blocks (``llama-7b[2]``); or one matrix ``MxK`` (out x in features), optionally
+    ``*COUNT`` (``4096x4096*3``);
   - ``PATTERN``: see :mod:`simulator.synth` — ``sparsity=S`` (default ``sparsity=0.5``), ``nm=N:M``,
     ``skewed=S[/SIGMA]``, ``like=MASKS_FILE[@S]``, ``dense``.  S = fraction PRUNED, N:M = N KEPT of
     every M; each generator keeps exactly ``round((1-S) * rows * cols)`` weights per layer.
@@ -29,14 +31,6 @@ import numpy as np
 from besa_common import llama
 from besa_common.errors import UserError
 from besa_common.masks import read_masks_packed, unpack_keep
-
-# name -> (hidden, intermediate, blocks, kv_dim): Hugging Face configs of the named models.
-MODEL_SHAPES: dict[str, tuple[int, int, int, int]] = {
-    "llama-7b": (4096, 11008, 32, 4096),
-    "llama-13b": (5120, 13824, 40, 5120),
-    "llama-70b": (8192, 28672, 80, 1024),  # GQA: 8 KV heads of 128
-    "smollm2-135m": (576, 1536, 30, 192),  # GQA: 3 KV heads of 64
-}
 PROJECTIONS = llama.PROJECTIONS
 
 # Input ranges, checked in Python before anything reaches the C++ core (int64 counters).
@@ -155,20 +149,10 @@ from simulator.synth import PATTERN_HELP, gen_nm, gen_skewed, gen_unstructured, 
 
 
 def _shapes(shape: str) -> list[tuple[str, int, int, str, int]]:
-    m = re.fullmatch(r"([a-z0-9.\-]+?)(?:\[(\d+)\])?", shape)
-    if m and m.group(1) in MODEL_SHAPES:
-        h, inter, blocks, kv = MODEL_SHAPES[m.group(1)]
-        if m.group(2) is not None:
-            if not 1 <= int(m.group(2)) <= blocks:
-                raise UserError(f"synthetic shape {shape!r}: {m.group(1)} has {blocks} blocks")
-            blocks = int(m.group(2))
-        dims = llama.linear_shapes(h, inter, kv)
-        out = []
-        for b in range(blocks):
-            for p in PROJECTIONS:
-                out.append((f"model.layers.{b}.{llama.LINEAR_OF[p]}", *dims[p], p, b))
-        return out
-    m = re.fullmatch(r"(\d+)x(\d+)(?:\*(\d+))?", shape)
+    """``(name, rows, cols, proj, block)`` of every layer of a SHAPE: ``MxK[*COUNT]`` or a model
+    (:func:`simulator.modelcfg.model_shape`: shipped name, config.json, directory, .gguf) with an
+    optional ``[B]`` = its first B blocks."""
+    m = re.fullmatch(r"(\d+)x(\d+)(?:\*(\d+))?", shape.lower())
     if m:
         rows, cols, count = int(m.group(1)), int(m.group(2)), int(m.group(3) or 1)
         if rows < 1 or cols < 1 or count < 1:
@@ -177,14 +161,26 @@ def _shapes(shape: str) -> list[tuple[str, int, int, str, int]]:
         if count > MAX_COUNT:
             raise UserError(f"synthetic shape {shape!r}: at most {MAX_COUNT} matrices")
         return [(f"matrix.{i}", rows, cols, f"{rows}x{cols}", i) for i in range(count)]
-    raise UserError(f"synthetic shape {shape!r} not understood (models: {', '.join(MODEL_SHAPES)}, optionally [BLOCKS]; or MxK[*COUNT])")
+    from simulator.modelcfg import model_shape
+
+    m = re.fullmatch(r"(.+?)(?:\[(\d+)\])?", shape)
+    ms = model_shape(m.group(1))
+    blocks = ms.layers
+    if m.group(2) is not None:
+        if not 1 <= int(m.group(2)) <= blocks:
+            raise UserError(f"synthetic shape {shape!r}: {m.group(1)} has {blocks} blocks")
+        blocks = int(m.group(2))
+    dims = ms.linear_shapes()
+    for p, (rows, cols) in dims.items():
+        check_shape(rows, cols, f"synthetic shape {shape!r} ({p})")
+    return [(f"model.layers.{b}.{llama.LINEAR_OF[p]}", *dims[p], p, b) for b in range(blocks) for p in PROJECTIONS]
 
 
 def synthetic(spec: str, seed: int = 0) -> list[LayerWorkload]:
     """Seeded synthetic workload, e.g. ``synthetic("llama-7b:sparsity=0.5", seed=0)``."""
     seed = check_seed(seed)
     shape, _, pattern = spec.strip().partition(":")
-    shapes = _shapes(shape.strip().lower())
+    shapes = _shapes(shape.strip())
     gens = parse_pattern(pattern or "sparsity=0.5", shapes)
     out = []
     for i, ((name, rows, cols, proj, block), gen) in enumerate(zip(shapes, gens)):
