@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -124,7 +125,6 @@ def _proj_and_block(name: str) -> tuple[str, int]:
 def from_masks(path) -> list[LayerWorkload]:
     """The layers of a masks file (or a run directory holding ``masks.safetensors``), in block order
     then projection order (q k v o gate up down)."""
-    from pathlib import Path
 
     if Path(path).is_dir():
         path = Path(path) / "masks.safetensors"
@@ -164,7 +164,12 @@ def _shapes(shape: str) -> list[tuple[str, int, int, str, int]]:
     from simulator.modelcfg import model_shape
 
     m = re.fullmatch(r"(.+?)(?:\[(\d+)\])?", shape)
-    ms = model_shape(m.group(1))
+    try:
+        ms = model_shape(m.group(1))
+    except UserError as exc:
+        if Path(m.group(1)).expanduser().exists():
+            raise
+        raise UserError(f"synthetic shape {shape!r} not understood: {exc}; or a matrix MxK[*COUNT]") from None
     blocks = ms.layers
     if m.group(2) is not None:
         if not 1 <= int(m.group(2)) <= blocks:
