@@ -125,7 +125,6 @@ def _proj_and_block(name: str) -> tuple[str, int]:
 def from_masks(path) -> list[LayerWorkload]:
     """The layers of a masks file (or a run directory holding ``masks.safetensors``), in block order
     then projection order (q k v o gate up down)."""
-
     if Path(path).is_dir():
         path = Path(path) / "masks.safetensors"
     packed, shapes, _manifest = read_masks_packed(path)
