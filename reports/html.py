@@ -1,10 +1,18 @@
-"""The self-contained HTML report: every figure PNG base64-embedded, tables inline, no external files.
+"""The report page: one self-contained HTML file (figures embedded as PNG), plus every figure as a
+file for papers.
 
-``render_report(runs, out_dir, sweep=None)`` writes ``OUT/report.html`` (plus the CSV/Markdown
-tables of :mod:`reports.table`) and returns its path.  Each figure of
-:data:`reports.figures.FIGURES` gets a section with ``id="fig-<name>"``; a figure that has no
-data gets the section too, saying why, and every gap found in the run directories (a run with no
-simulation, no eval ...) is listed at the top, so a partial experiment still gives an honest page.
+``render_report(runs, out_dir, sweep=None, formats=("svg",))`` writes:
+
+* ``OUT/report.html`` — a table of contents, the "at a glance" table (one row per run: realised
+  sparsity, perplexity, decode / prefill speedup per machine, energy when simulated), flags the
+  reader must not miss, every figure of :func:`reports.figures.build_figures` with its caption,
+  the table of every simulation, and the gaps found in the run directories;
+* ``OUT/figures/<figure id>.<fmt>`` for every drawn figure and every format in ``formats``
+  (``svg`` always; ``pdf`` / ``png`` on request);
+* ``OUT/table.csv``, ``OUT/summary.csv``, ``OUT/report.md`` (:func:`reports.table.write_tables`).
+
+Every section has an ``id`` the table of contents links to; a figure with no data keeps its
+section and says why, so a partial experiment still gives an honest page.
 """
 
 from __future__ import annotations
@@ -12,65 +20,43 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
-import io
-import math
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import pandas as pd
 
-from reports.figures import FIGURES, NoData, allocation_heatmap
-from reports.table import RunInfo, build_table, summary_table, write_tables
+from besa_common.errors import UserError
 from besa_common.fileio import atomic_write_text
+from reports.figures import FigureData, build_figures
+from reports.fmt import cell
+from reports.plotkit import FIGURE_FORMATS, write_figure
+from reports.table import SUMMARY_SHOW, RunInfo, build_table, glance_table, row_sparsity_table, summary_table, write_tables
 
 CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;font-size:.8em;margin:1em 0}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+.wide{overflow-x:auto}.glance td,.glance th{padding:3px 8px;font-size:1.05em}
 .note{background:#fff8e1;border-left:4px solid #f0b400;padding:.4em .8em;margin:.5em 0}
-.missing{color:#a00}.caption{color:#555;font-size:.9em}img{max-width:100%}
-figure{margin:1em 0}
+.flag{background:#ffecec;border-left:4px solid #c00000;padding:.4em .8em;margin:.5em 0;color:#700}
+.missing{color:#a00}.caption{color:#555;font-size:.9em}img{max-width:100%;height:auto}
+nav#toc{background:#f7f7f7;padding:.4em 1em;border:1px solid #e3e3e3}nav#toc li{margin:.1em 0}
+figure{margin:1em 0}.files{font-size:.85em}
 """
 
 
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def figure_html(fig_id: str, title: str, draw, df: pd.DataFrame | None, size=(8.0, 4.6)) -> str:
-    """One ``<section>``: the rendered figure, or a note saying why there is none."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=size)  # rendered by the Agg canvas on savefig; no pyplot state
-    ax = fig.subplots()
-    try:
-        caption = draw(df, ax)
-        body = f'<figure><img id="img-{fig_id}" alt="{html.escape(title)}" src="data:image/png;base64,{_png(fig)}"><figcaption class="caption">{html.escape(caption)}</figcaption></figure>'
-    except NoData as exc:
-        body = f'<p class="note missing">Not shown: {html.escape(str(exc))}.</p>'
-    return body
-
-
-def _table_html(df: pd.DataFrame) -> str:
-    def cell(v):
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return ""
-        if isinstance(v, float):
-            return f"{v:.4g}"
-        return html.escape(str(v))
-
+def _table_html(df: pd.DataFrame, cls: str = "") -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in r) + "</tr>" for r in df.itertuples(index=False))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(cell(c, v))}</td>" for c, v in zip(df.columns, r)) + "</tr>"
+                   for r in df.itertuples(index=False))
+    return f"<div class='wide'><table class='{cls}'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>"
 
 
 def _decode_note(summ: pd.DataFrame) -> str:
-    """The simulator spec asks the report to say when decode is memory-bound, not quote compute-only speedups alone."""
-    cyc = summ[(summ["mode"] == "cycle") & summ["speedup"].notna()] if "mode" in summ.columns else summ.iloc[0:0]
-    if cyc.empty:
+    """Say that decode is memory-bound and besa-compat is compute-only, next to the numbers."""
+    cyc = summ[(summ["mode"] == "cycle") & summ["speedup"].notna() & (summ["method"] != "dense")] if "mode" in summ.columns else summ.iloc[0:0]
+    if cyc.empty or cyc["tokens"].nunique() < 2:
         return ""
     lo, hi = cyc["tokens"].min(), cyc["tokens"].max()
     dec = cyc[cyc["tokens"] == lo]["speedup"]
@@ -78,42 +64,29 @@ def _decode_note(summ: pd.DataFrame) -> str:
     return (f'<p class="note">Decode (N = {int(lo)}) is usually memory-bound on these presets: its speedup comes from fewer bytes '
             f'(kept values + index metadata), not fewer MACs. Pruned-run speedups here: decode {dec.min():.2f}–{dec.max():.2f}×, '
             f'prefill (N = {int(hi)}) {pre.min():.2f}–{pre.max():.2f}×. The besa-compat mode is compute-only (N = 1, no memory model) '
-            f'and reproduces the BESA authors\' quirks; do not read it as a decode speedup.</p>')
+            f'and reproduces the BESA authors\' formula; do not read it as a decode speedup.</p>')
 
 
-# Preferred axes of the sweep heatmaps, when swept (the most asked what-if questions first).
-_AXES = ["lines", "dram_bytes_per_cycle", "macs_per_line", "index_format", "split", "tau", "weight_buffer_bytes", "index_buffer_bytes"]
+def _figure_block(fd: FigureData, files: dict[str, Path], out_dir: Path) -> str:
+    png = base64.b64encode(fd.to_bytes("png")).decode("ascii")
+    links = " · ".join(f'<a href="{html.escape(p.relative_to(out_dir).as_posix())}">{fmt.upper()}</a>' for fmt, p in files.items())
+    flags = "".join(f"<p class='flag'>⚠ {html.escape(f)}</p>" for f in fd.flags)
+    return (f'<figure id="figure-{html.escape(fd.fig_id)}"><img id="img-{html.escape(fd.fig_id)}" alt="{html.escape(fd.title)}" '
+            f'src="data:image/png;base64,{png}"><figcaption class="caption">{html.escape(fd.caption)}'
+            f'{" <span class=files>(" + links + ")</span>" if links else ""}</figcaption></figure>{flags}')
 
 
-def sweep_views(sweep: pd.DataFrame | None) -> list[tuple[str, str, int]]:
-    """(x, y, tokens) of the sweep heatmaps to draw: up to two pairs of swept fields × each token count."""
-    from simulator.sweep import RESULT_FIELDS
-
-    if sweep is None or sweep.empty or "tokens" not in sweep.columns:
-        return []
-    ok = sweep[sweep["status"] == "ok"] if "status" in sweep.columns else sweep
-    swept = [c for c in ok.columns if c not in RESULT_FIELDS and c not in ("tokens", "workload", "mode", "preset", "sweep")
-             and ok[c].nunique(dropna=True) > 1]
-    swept.sort(key=lambda c: _AXES.index(c) if c in _AXES else len(_AXES))
-    pairs = [(swept[i], swept[i + 1]) for i in (0, 2) if i + 1 < len(swept)]
-    return [(x, y, int(t)) for x, y in pairs for t in sorted(ok["tokens"].dropna().unique())]
-
-
-def render_report(runs: list[RunInfo], out_dir: str | Path, sweep: pd.DataFrame | None = None, title: str = "besa report",
-                  notes: Iterable[str] = ()) -> Path:
-    """Write ``out_dir/report.html`` (+ table.csv, summary.csv, report.md) and return the HTML path."""
-    out_dir = Path(out_dir)
-    df = build_table(runs)
-    write_tables(df, out_dir)
-    summ = summary_table(df)
-
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>"]
-    parts.append(f"<h1>{html.escape(title)}</h1>")
+def _header(runs: list[RunInfo], df: pd.DataFrame, sweep: pd.DataFrame | None, title: str, notes: Iterable[str]) -> list[str]:
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<link rel='icon' href='data:,'><style>{CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    models = ", ".join(sorted({str(m) for m in df["model"].dropna().unique()})) or "unknown model"
-    what = f"{len(runs)} run(s) of {html.escape(models)}" if runs else "what-if sweep results"
-    parts.append(f"<p>{what}; generated {stamp} by <code>besa report</code>. "
-                 "Sparsity = fraction of weights pruned; speedup = dense cycles / cycles on the same simulated machine.</p>")
+    models = ", ".join(sorted({str(m) for m in df["model"].dropna().unique()})) if not df.empty else ""
+    exps = list(dict.fromkeys(r.experiment for r in runs))
+    what = (f"{len(runs)} run(s) of {html.escape(models or 'unknown model')}" + (f" from {len(exps)} experiments ({html.escape(', '.join(exps))})" if len(exps) > 1 else "")
+            if runs else "what-if sweep results")
+    parts.append(f"<p>{what}; generated {stamp} by <code>besa report</code>. Sparsity = fraction of weights pruned; speedup = dense "
+                 "cycles / cycles on the same simulated machine (&gt; 1 = faster); decode = the smallest token count N simulated, "
+                 "prefill = the largest.</p>")
     if sweep is not None and not sweep.empty:
         bad = sweep[sweep["status"] != "ok"] if "status" in sweep.columns else sweep.iloc[0:0]
         wls = ", ".join(map(str, pd.unique(sweep["workload"]))) if "workload" in sweep.columns else "?"
@@ -125,49 +98,76 @@ def render_report(runs: list[RunInfo], out_dir: str | Path, sweep: pd.DataFrame 
         parts.append('<p class="note">FIXTURE data: hand-made files for tests, not measurements.</p>')
     if "smollm2" in models.lower():
         parts.append('<p class="note">SmolLM2-135M weights come from a Q4_1 GGUF file dequantized to fp32: a trained model with a little quantization noise.</p>')
-    for n in notes:
-        parts.append(f'<p class="note">{html.escape(n)}</p>')
-    gaps = [(r.name, m) for r in runs for m in r.missing]
-    failures = [(r.name, step, rec.get("error")) for r in runs for step, rec in (r.status.get("steps") or {}).items() if isinstance(rec, dict) and rec.get("error")]
-    if gaps or failures:
-        parts.append("<h2 id='gaps'>Missing pieces</h2><ul>")
-        parts += [f"<li class='missing'>{html.escape(n)}: {html.escape(m)}</li>" for n, m in gaps]
-        parts += [f"<li class='missing'>{html.escape(n)}: step {html.escape(s)} failed: {html.escape(str(e))}</li>" for n, s, e in failures]
-        parts.append("</ul>")
+    parts += [f'<p class="note">{html.escape(n)}</p>' for n in notes]
+    return parts
 
-    if runs:
-        parts.append("<h2 id='summary'>Summary</h2>")
-    show = [c for c in ("run", "method", "sparsity", "pattern", "wbits", "realised_sparsity", "ppl", "ppl_dataset", "ppl_seqlen", "ppl_windows",
-                        "preset", "mode", "tokens", "cycles", "dense_cycles", "speedup", "speedup_vs_nm") if c in summ.columns]
-    if runs:
-        parts.append(_table_html(summ[show]))
-        parts.append(_decode_note(summ))
 
-    for fig_id, (draw, fig_title) in FIGURES.items():
-        if not runs and fig_id != "sweep_heatmap":
-            continue  # a sweep-only page (besa sweep): no run directories to plot
-        parts.append(f"<h2 id='fig-{fig_id}'>{html.escape(fig_title)}</h2>")
-        if fig_id == "allocation":
-            pruned = [r for r in df.dropna(subset=["layer_sparsity", "block"])["run"].unique() if (df.loc[df["run"] == r, "method"] != "dense").all()]
-            if not pruned:
-                parts.append(figure_html(fig_id, fig_title, draw, df))
-            for run in pruned:
-                blocks = df.loc[df["run"] == run, "block"].nunique()
-                parts.append(figure_html(f"{fig_id}-{run}", f"{fig_title}: {run}", lambda d, ax, r=run: allocation_heatmap(d, ax, run=r), df,
-                                         size=(7.0, max(2.5, min(9.0, 0.25 * blocks + 1.5)))))
-        elif fig_id == "sweep_heatmap":
-            views = sweep_views(sweep)
-            if not views:
-                parts.append(figure_html(fig_id, fig_title, draw, sweep))
-            for i, (x, y, tokens) in enumerate(views):
-                vid = fig_id if i == 0 else f"{fig_id}-{x}-{y}-n{tokens}"
-                parts.append(figure_html(vid, f"{fig_title}: {x} × {y}, N = {tokens}",
-                                         lambda d, ax, x=x, y=y, t=tokens, draw=draw: draw(d, ax, x=x, y=y, tokens=t), sweep))
-        else:
-            parts.append(figure_html(fig_id, fig_title, draw, df))
-    parts.append("<h2 id='files'>Files</h2><p>Every row of the tidy table: <code>table.csv</code>; whole-model totals: "
-                 "<code>summary.csv</code>; Markdown: <code>report.md</code> (next to this page). Regenerate with "
-                 "<code>besa report DIR...</code>.</p></body></html>")
+def _gaps(runs: list[RunInfo]) -> str:
+    gaps = [(r.label or r.name, m) for r in runs for m in r.missing]
+    failures = [(r.label or r.name, step, rec.get("error")) for r in runs for step, rec in (r.status.get("steps") or {}).items()
+                if isinstance(rec, dict) and rec.get("error")]
+    if not gaps and not failures:
+        return ""
+    items = [f"<li class='missing'>{html.escape(n)}: {html.escape(m)}</li>" for n, m in gaps]
+    items += [f"<li class='missing'>{html.escape(n)}: step {html.escape(s)} failed: {html.escape(str(e))}</li>" for n, s, e in failures]
+    return "<ul>" + "".join(items) + "</ul>"
+
+
+def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
+    """SVG always, plus the requested formats (pdf, png); unknown ones are a one-line error."""
+    fmts = ["svg"] + [f.strip().lower() for f in formats if f.strip()]
+    bad = [f for f in fmts if f not in FIGURE_FORMATS]
+    if bad:
+        raise UserError(f"--format {bad[0]!r}: choose from {', '.join(FIGURE_FORMATS)}")
+    return tuple(dict.fromkeys(fmts))
+
+
+def render_report(runs: list[RunInfo], out_dir: str | Path, sweep: pd.DataFrame | None = None, title: str = "besa report",
+                  notes: Iterable[str] = (), formats: Sequence[str] = ("svg",)) -> Path:
+    """Write the page, the figure files and the tables (see the module docstring); return the HTML path."""
+    out_dir = Path(out_dir)
+    fmts = check_formats(formats)
+    df = build_table(runs) if runs else pd.DataFrame(columns=["model", "experiment"])
+    figures = build_figures(df if runs else None, row_sparsity_table(runs) if runs else None, sweep)
+    sections: list[tuple[str, str, str]] = []  # (id, title, html)
+    if runs:
+        write_tables(df, out_dir)
+        summ = summary_table(df)
+        sections.append(("glance", "At a glance", "<p class='caption'>One row per run. Speedups are whole-model (Σ dense cycles / Σ cycles) per "
+                         "simulated machine; energy columns are the fraction of the dense run's energy, when the simulator reports it.</p>"
+                         + _table_html(glance_table(summ), "glance") + _decode_note(summ)))
+    gaps = _gaps(runs)
+    if gaps:
+        sections.append(("gaps", "Missing pieces", gaps))
+    flags = [f for _, _, fd in figures if isinstance(fd, FigureData) for f in fd.flags]
+    by_section: dict[str, list] = {}
+    for sec, sec_title, fd in figures:
+        by_section.setdefault(sec, [sec_title]).append(fd)
+    for sec, (sec_title, *items) in by_section.items():
+        blocks = []
+        for fd in items:
+            if isinstance(fd, FigureData):
+                files = {fmt: write_figure(fd, out_dir / "figures", fmt) for fmt in fmts}
+                blocks.append(_figure_block(fd, files, out_dir))
+            else:
+                blocks.append(f'<p class="note missing">Not shown: {html.escape(fd)}</p>')
+        sections.append((f"fig-{sec}", sec_title, "".join(blocks)))
+    if runs:
+        show = [c for c in SUMMARY_SHOW if c in summ.columns]
+        sections.append(("summary", "Every simulation", _table_html(summ[show])))
+    sections.append(("files", "Files", "<p>Every row of the tidy table: <code>table.csv</code>; whole-model totals: <code>summary.csv</code>; "
+                     "Markdown: <code>report.md</code>; every figure as SVG (and PDF / PNG with <code>--format</code>) in "
+                     "<code>figures/</code>, next to this page. Regenerate with <code>besa report DIR...</code>.</p>"))
+    parts = _header(runs, df, sweep, title, notes)
+    parts += [f"<p class='flag'>⚠ {html.escape(f)}</p>" for f in flags]
+    parts.append("<nav id='toc'><strong>Contents</strong><ol>" + "".join(
+        f"<li><a href='#{sid}'>{html.escape(t)}</a></li>" for sid, t, _ in sections) + "</ol></nav>")
+    for sid, t, body in sections:
+        parts.append(f"<section id='{sid}'><h2>{html.escape(t)}</h2>{body}</section>")
+    parts.append("</body></html>")
     path = out_dir / "report.html"
     atomic_write_text(path, "\n".join(parts))
+    for _, _, fd in figures:
+        if isinstance(fd, FigureData):
+            fd.figure.clear()  # free the figures' memory now; a long sweep page holds many
     return path

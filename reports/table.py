@@ -7,6 +7,12 @@ Reads only the files other stages write (see DESIGN.md, "Run directory"); never 
     RUN/eval.json           perplexity (``besa eval --out RUN``)
     RUN/sim/<preset>-<mode>/layers.csv + summary.json   (``besa simulate``)
 
+Runs are identified by EXPERIMENT + run name: the experiment is the folder given to
+:func:`load_runs` that holds the runs (``besa run --out DIR`` -> ``DIR``'s name), so two experiments
+with the same run names stay apart.  Columns ``experiment`` and ``run`` (the run directory's name),
+and ``label`` = ``run`` for a single experiment, ``experiment/run`` when several are loaded; every
+grouping uses ``label``.
+
 The tidy table has ONE ROW per (run, simulation config, layer, tokens).  A run without a
 simulation still contributes one row per layer (sim columns empty), and a run without any
 per-layer file contributes one row (layer empty), so nothing silently disappears from the report;
@@ -26,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 import pandas as pd
 
 from besa_common import llama
@@ -34,7 +41,7 @@ from besa_common.fileio import atomic_write_text
 
 # Columns first in the tidy table, in this order; any other layers.csv column follows.
 CORE_COLUMNS = [
-    "run", "method", "sparsity", "pattern", "wbits", "model",
+    "label", "experiment", "run", "method", "sparsity", "pattern", "wbits", "model",
     "layer", "block", "projection", "rows", "cols", "target_sparsity", "expected_sparsity", "layer_sparsity",
     "preset", "mode", "tokens", "cycles", "dense_cycles", "nm_cycles", "speedup", "speedup_vs_nm",
     "ppl", "ppl_dataset", "ppl_seqlen", "ppl_windows",
@@ -50,6 +57,8 @@ class RunInfo:
 
     name: str
     path: Path
+    experiment: str = ""
+    label: str = ""  # unique within one report: name, or experiment/name when several experiments are loaded
     manifest: dict[str, Any] = field(default_factory=dict)
     eval: dict[str, Any] = field(default_factory=dict)
     allocation: dict[str, Any] = field(default_factory=dict)
@@ -73,22 +82,48 @@ def is_run_dir(path: Path) -> bool:
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
     """Expand each path: a run directory itself, or a folder whose sub-folders are runs (``besa run --out``)."""
-    found: list[Path] = []
+    return [p for _, p in find_experiments(paths)]
+
+
+def _short_names(roots: list[Path]) -> dict[Path, str]:
+    """Name each experiment folder by the shortest tail of its path that no other folder shares."""
+    names: dict[Path, str] = {}
+    parts = {r: r.resolve().parts for r in roots}
+    for r in roots:
+        for k in range(1, len(parts[r]) + 1):
+            tail = parts[r][-k:]
+            if all(parts[o][-k:] != tail for o in roots if o != r):
+                names[r] = "/".join(tail).lstrip("/") or str(r)
+                break
+        else:
+            names[r] = str(r)
+    return names
+
+
+def find_experiments(paths: Iterable[str | Path]) -> list[tuple[str, Path]]:
+    """``(experiment, run directory)`` for every run under ``paths``.
+
+    A folder of runs is one experiment named after the folder; a run directory given directly
+    belongs to the experiment of its parent folder.  Folders sharing a name (``a/default``,
+    ``b/default``) are told apart by a longer tail of their path.
+    """
+    found: list[tuple[Path, Path]] = []  # (experiment folder, run dir)
     for p in paths:
         p = Path(p)
         if not p.is_dir():
             raise UserError(f"not a directory: {p}")
         if is_run_dir(p):
-            found.append(p)
+            found.append((p.resolve().parent, p))
         else:
-            found.extend(sorted(c for c in p.iterdir() if c.is_dir() and not c.name.startswith(".") and is_run_dir(c)))
+            found.extend((p.resolve(), c) for c in sorted(p.iterdir()) if c.is_dir() and not c.name.startswith(".") and is_run_dir(c))
     seen: set[Path] = set()
     unique = []
-    for p in found:
+    for root, p in found:
         if p.resolve() not in seen:
             seen.add(p.resolve())
-            unique.append(p)
-    return unique
+            unique.append((root, p))
+    names = _short_names(list(dict.fromkeys(r for r, _ in unique)))
+    return [(names[r], p) for r, p in unique]
 
 
 _NUM = (int, float)
@@ -145,10 +180,11 @@ def _read_json(path: Path, missing: list[str]) -> dict[str, Any]:
     return obj
 
 
-def load_run(path: str | Path) -> RunInfo:
+def load_run(path: str | Path, experiment: str | None = None) -> RunInfo:
     """Read every file of one run directory that exists; note the ones that do not."""
     path = Path(path)
-    info = RunInfo(name=path.name, path=path)
+    exp = experiment if experiment is not None else path.resolve().parent.name
+    info = RunInfo(name=path.name, path=path, experiment=exp, label=path.name)
     info.manifest = _read_json(path / "manifest.json", info.missing)
     info.eval = _read_json(path / "eval.json", info.missing)
     info.allocation = _read_json(path / "allocation.json", info.missing)
@@ -229,6 +265,8 @@ def run_meta(info: RunInfo) -> dict[str, Any]:
     wbits = man.get("wbits", st.get("wbits"))
     ppl = _first_ppl(info.eval)
     return {
+        "label": info.label or info.name,
+        "experiment": info.experiment,
         "run": info.name,
         "method": method,
         "sparsity": float(sparsity) if sparsity is not None else math.nan,
@@ -294,6 +332,10 @@ def run_table(info: RunInfo) -> pd.DataFrame:
         elif {"cycles", "dense_cycles"} <= set(df.columns):
             df["speedup"] = df["dense_cycles"] / df["cycles"]
         df["sim"] = key
+        tot = summary.get("totals") if isinstance(summary.get("totals"), dict) else {}
+        e2e = sorted({k for t in tot.values() if isinstance(t, dict) for k in t if k.startswith(("e2e_", "end_to_end"))})
+        for k in e2e:  # end-to-end totals (attention, KV cache ...) per token count, when the simulator wrote them
+            df[k] = df["tokens"].map(lambda n, k=k: (tot.get(str(int(n))) or {}).get(k) if pd.notna(n) else None)
         peak, bw = hw_numbers(summary)
         df["peak_macs_per_cycle"] = peak
         df["bandwidth_bytes_per_cycle"] = bw
@@ -321,11 +363,26 @@ def run_table(info: RunInfo) -> pd.DataFrame:
     return df
 
 
+def label_runs(runs: list[RunInfo]) -> list[RunInfo]:
+    """Give every run its unique ``label``: the run name, or ``experiment/run`` when several experiments
+    are loaded (so equal run names of two experiments never merge)."""
+    several = len({r.experiment for r in runs}) > 1
+    for r in runs:
+        r.label = f"{r.experiment}/{r.name}" if several else r.name
+    labels = [r.label for r in runs]
+    dup = sorted({x for x in labels if labels.count(x) > 1})
+    if dup:
+        raise UserError(f"two run directories would both be labelled {dup[0]!r}; give them distinct folder names")
+    return runs
+
+
 def load_runs(paths: Iterable[str | Path]) -> list[RunInfo]:
-    runs = [load_run(p) for p in find_runs(paths)]
+    """Every run under ``paths`` (see :func:`find_experiments`), labelled (see :func:`label_runs`)."""
+    paths = list(paths)
+    runs = [load_run(p, exp) for exp, p in find_experiments(paths)]
     if not runs:
         raise UserError(f"no run directories found in {', '.join(str(p) for p in paths)} (expected manifest.json, eval.json, allocation.json or sim/)")
-    return runs
+    return label_runs(runs)
 
 
 def build_table(runs: Iterable[RunInfo]) -> pd.DataFrame:
@@ -342,12 +399,26 @@ def build_table(runs: Iterable[RunInfo]) -> pd.DataFrame:
     return df
 
 
+def _energy_pair(columns: Iterable[str]) -> tuple[str, str] | None:
+    """The (energy, dense energy) layers.csv columns to total, when the simulator wrote them.
+
+    Any ``energy*`` column with a ``dense_energy*`` partner of the same unit counts; a total
+    (``energy_pj`` / ``energy_total*``) is preferred over a per-class one.
+    """
+    cols = set(columns)
+    pairs = [(c, "dense_" + c) for c in sorted(cols) if c.startswith("energy") and "vs" not in c and "dense_" + c in cols]
+    pairs.sort(key=lambda pc: (0 if pc[0] in ("energy_pj", "energy_uj", "energy_nj", "energy_j") else 1 if "total" in pc[0] else 2, pc[0]))
+    return pairs[0] if pairs else None
+
+
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Whole-model totals per (run, preset, mode, tokens): cycles summed over layers, speedup = Σdense / Σcycles.
+    """Whole-model totals per (run label, preset, mode, tokens): cycles summed over layers,
+    speedup = Σdense / Σcycles; ``energy_vs_dense`` = Σenergy / Σdense energy when the simulator
+    wrote energy columns; ``e2e_*`` columns copied from summary.json when present.
 
     Runs without a simulation keep one row (cycles empty) so their perplexity still shows.
     """
-    keys = ["run", "method", "sparsity", "pattern", "wbits"]
+    keys = ["label", "experiment", "run", "method", "sparsity", "pattern", "wbits"]
     sim = df.dropna(subset=["cycles"])
     rows = []
     if not sim.empty:
@@ -357,43 +428,123 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
         agg = {"cycles": ("cycles", total), "dense_cycles": ("dense_cycles", total), "layers": ("layer", "nunique")}
         if sim["nm_cycles"].notna().any():
             agg["nm_cycles"] = ("nm_cycles", total)
+        pair = _energy_pair(sim.columns)
+        if pair:
+            agg["energy"] = (pair[0], total)
+            agg["dense_energy"] = (pair[1], total)
+        for c in sim.columns:
+            if c.startswith("e2e_") or c.startswith("end_to_end"):
+                agg[c] = (c, "first")
         g = sim.groupby(keys + ["preset", "mode", "tokens"], dropna=False).agg(**agg).reset_index()
         g["speedup"] = g["dense_cycles"] / g["cycles"]
         if "nm_cycles" in g.columns:
             g["speedup_vs_nm"] = g["nm_cycles"] / g["cycles"]
+        if pair:
+            g["energy_vs_dense"] = g["energy"] / g["dense_energy"]
+            g = g.rename(columns={"energy": pair[0], "dense_energy": pair[1]})
         rows.append(g)
-    runs = df.groupby("run", sort=False).first().reset_index()
-    nosim = runs[~runs["run"].isin(sim["run"].unique())][keys]
+    runs = df.groupby("label", sort=False).first().reset_index()
+    nosim = runs[~runs["label"].isin(sim["label"].unique())][keys]
     if not nosim.empty:
         rows.append(nosim)
     out = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=keys)
     # the model-level realised sparsity: parameter-weighted over layers
     size = (df["rows"] * df["cols"]).where(df["layer_sparsity"].notna())
-    per_run = df.assign(_w=size, _z=size * df["layer_sparsity"]).drop_duplicates(["run", "layer"]).groupby("run")[["_w", "_z"]].sum()
-    realised = (per_run["_z"] / per_run["_w"]).rename("realised_sparsity")
-    ppl = runs.set_index("run")[["ppl", "ppl_dataset", "ppl_seqlen", "ppl_windows"]]
-    out = out.join(realised, on="run").join(ppl, on="run")
+    per_run = df.assign(_w=size, _z=size * df["layer_sparsity"]).drop_duplicates(["label", "layer"]).groupby("label")[["_w", "_z"]].sum()
+    realised = (per_run["_z"] / per_run["_w"].where(per_run["_w"] > 0)).rename("realised_sparsity")
+    ppl = runs.set_index("label")[["ppl", "ppl_dataset", "ppl_seqlen", "ppl_windows"]]
+    out = out.join(realised, on="label").join(ppl, on="label")
     for col in ("preset", "mode", "tokens", "cycles", "dense_cycles", "speedup"):
         if col not in out.columns:
             out[col] = None
-    return out.sort_values(["preset", "mode", "tokens", "method", "sparsity"], na_position="last", kind="stable").reset_index(drop=True)
+    return out.sort_values(["preset", "mode", "tokens", "experiment", "method", "sparsity"], na_position="last", kind="stable").reset_index(drop=True)
 
 
-def to_markdown(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
-    """A GitHub-flavoured Markdown table (no extra dependency: tabulate is optional)."""
+def phase_of(tokens: float, all_tokens: Iterable[float]) -> str:
+    """``decode`` for the smallest token count simulated on a machine, ``prefill`` for the largest
+    (N = 1 is a decode step; N = seqlen processes a prompt), ``N=<n>`` for any in between."""
+    ts = sorted({float(t) for t in all_tokens if pd.notna(t)})
+    if not ts or pd.isna(tokens):
+        return "?"
+    if float(tokens) == ts[0]:
+        return "decode"
+    if float(tokens) == ts[-1]:
+        return "prefill"
+    return f"N={int(tokens)}"
+
+
+def glance_table(summ: pd.DataFrame) -> pd.DataFrame:
+    """The page's first table: one row per run, one column per question.
+
+    Columns: label, method, pattern, target and realised sparsity, perplexity, then per simulated
+    machine ``<preset> decode ×`` (smallest N) and ``<preset> prefill ×`` (largest N) speedups
+    (``<preset>/<mode> ×`` for modes other than ``cycle``), and ``<preset> decode/prefill energy``
+    (fraction of the dense run's energy) and ``e2e`` speedups when the simulator wrote them.
+    Values stay numbers; :mod:`reports.fmt` makes them readable.
+    """
+    if summ.empty:
+        return pd.DataFrame()
+    base_cols = ["label", "experiment", "method", "pattern", "wbits", "sparsity", "realised_sparsity", "ppl"]
+    base = summ.groupby("label", sort=False)[[c for c in base_cols if c != "label"]].first()
+    base = base.rename(columns={"sparsity": "target_sparsity"})
+    wide = {}
+    sim = summ.dropna(subset=["speedup"])
+    for (preset, mode), g in sim.groupby(["preset", "mode"], sort=False):
+        toks = g["tokens"].unique()
+        for tokens, h in g.groupby("tokens", sort=True):
+            phase = phase_of(tokens, toks) if mode == "cycle" else f"{mode} N={int(tokens)}"
+            name = f"{preset} {phase}"
+            wide[f"{name} ×"] = h.set_index("label")["speedup"]
+            if "energy_vs_dense" in h.columns and h["energy_vs_dense"].notna().any():
+                wide[f"{name} energy"] = h.set_index("label")["energy_vs_dense"]
+            for c in [c for c in h.columns if c.startswith("e2e_speedup") or c.startswith("end_to_end_speedup")]:
+                if h[c].notna().any():
+                    wide[f"{name} e2e ×"] = h.set_index("label")[c]
+    out = base.join(pd.DataFrame(wide)) if wide else base
+    if out["experiment"].nunique(dropna=True) <= 1:
+        out = out.drop(columns="experiment")
+    if (out["wbits"] == 16).all():
+        out = out.drop(columns="wbits")
+    return out.reset_index()
+
+
+def row_sparsity_table(runs: Iterable[RunInfo]) -> pd.DataFrame:
+    """One row per (run, layer) with ``row_sparsity``: the per-output-row fraction pruned from
+    allocation.json as a float array (the distribution BESA learns; uniform runs have one value)."""
+    recs = []
+    for info in runs:
+        for name, rec in (info.allocation.get("layers") or {}).items():
+            rs = rec.get("row_sparsity")
+            if not isinstance(rs, list) or not rs:
+                continue
+            block, proj = split_layer(name)
+            recs.append({"label": info.label or info.name, "experiment": info.experiment, "run": info.name,
+                         "method": info.allocation.get("method") or info.manifest.get("method"),
+                         "target": rec.get("target", info.allocation.get("target")), "layer": name,
+                         "block": rec.get("block", block), "projection": proj,
+                         "row_sparsity": np.asarray(rs, dtype=float)})
+    return pd.DataFrame(recs, columns=["label", "experiment", "run", "method", "target", "layer", "block", "projection", "row_sparsity"])
+
+
+def to_markdown(df: pd.DataFrame, floatfmt: str | None = None) -> str:
+    """A GitHub-flavoured Markdown table (no extra dependency), numbers made readable by :func:`reports.fmt.cell`."""
+    from reports.fmt import cell as fmt_cell
+
     cols = list(df.columns)
 
-    def cell(v: Any) -> str:
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return ""
-        if isinstance(v, float):
+    def cell(col: str, v: Any) -> str:
+        if floatfmt and isinstance(v, float) and not math.isnan(v):
             return format(v, floatfmt)
-        return str(v).replace("|", "\\|")
+        return fmt_cell(col, v).replace("|", "\\|")
 
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
+        lines.append("| " + " | ".join(cell(c, v) for c, v in zip(cols, row)) + " |")
     return "\n".join(lines) + "\n"
+
+
+SUMMARY_SHOW = ("label", "method", "sparsity", "pattern", "wbits", "realised_sparsity", "ppl", "preset", "mode", "tokens",
+                "cycles", "dense_cycles", "speedup", "speedup_vs_nm", "energy_vs_dense")
 
 
 def write_tables(df: pd.DataFrame, out: str | Path) -> dict[str, Path]:
@@ -403,7 +554,9 @@ def write_tables(df: pd.DataFrame, out: str | Path) -> dict[str, Path]:
     paths = {"table": out / "table.csv", "summary": out / "summary.csv", "markdown": out / "report.md"}
     atomic_write_text(paths["table"], df.to_csv(index=False))
     atomic_write_text(paths["summary"], summ.to_csv(index=False))
-    show = [c for c in ("run", "method", "sparsity", "pattern", "wbits", "realised_sparsity", "ppl", "preset", "mode", "tokens", "cycles", "dense_cycles", "speedup", "speedup_vs_nm") if c in summ.columns]
-    md = "# besa report\n\nWhole-model totals (cycles summed over layers; speedup = dense cycles / cycles).\n\n" + to_markdown(summ[show])
+    show = [c for c in SUMMARY_SHOW if c in summ.columns]
+    md = ("# besa report\n\n## At a glance\n\n" + to_markdown(glance_table(summ))
+          + "\n## Every simulation\n\nWhole-model totals (cycles summed over layers; speedup = dense cycles / cycles).\n\n"
+          + to_markdown(summ[show]))
     atomic_write_text(paths["markdown"], md)
     return paths
