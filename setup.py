@@ -61,7 +61,8 @@ EXTRAS = {
     "export": ["compressed-tensors>=0.9"],
     "sweep": ["dask>=2024.1", "distributed>=2024.1", "bokeh>=3.1"],
     "notebooks": ["nbformat>=5.9", "nbclient>=0.10", "ipykernel>=6.29"],
-    "dev": ["pytest>=8.0", "hypothesis>=6.100", "nbformat>=5.9", "nbclient>=0.10", "ipykernel>=6.29", "ruff>=0.6"],
+    # selenium drives Debian's chromium (apt-get install chromium chromium-driver) in the report's browser test
+    "dev": ["pytest>=8.0", "hypothesis>=6.100", "nbformat>=5.9", "nbclient>=0.10", "ipykernel>=6.29", "ruff>=0.6", "selenium>=4.20"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 
