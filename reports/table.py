@@ -335,7 +335,7 @@ def run_table(info: RunInfo) -> pd.DataFrame:
         tot = summary.get("totals") if isinstance(summary.get("totals"), dict) else {}
         e2e = sorted({k for t in tot.values() if isinstance(t, dict) for k in t if k.startswith(("e2e_", "end_to_end"))})
         for k in e2e:  # end-to-end totals (attention, KV cache ...) per token count, when the simulator wrote them
-            df[k] = df["tokens"].map(lambda n, k=k: (tot.get(str(int(n))) or {}).get(k) if pd.notna(n) else None)
+            df[k] = df["tokens"].map(lambda n, k=k, tot=tot: (tot.get(str(int(n))) or {}).get(k) if pd.notna(n) else None)
         peak, bw = hw_numbers(summary)
         df["peak_macs_per_cycle"] = peak
         df["bandwidth_bytes_per_cycle"] = bw
