@@ -21,7 +21,6 @@ it is evaluated without masks and simulated on an all-kept masks file of the mod
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from besa_common.fileio import atomic_write_json, atomic_write_text, check_output_path, dir_lock
+from besa_common.digest import json_digest
 from besa_common.resources import config_file
 
 HELP = "run a whole experiment (prune -> eval -> simulate -> report)"
@@ -107,7 +107,8 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 def _digest(*parts: Any) -> str:
-    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """A step's identity in status.json (sha1, 16 hex digits: the recorded format; see besa_common.digest)."""
+    return json_digest(parts, algorithm="sha1", length=16)
 
 
 class Runner:

@@ -29,7 +29,6 @@ other masks (digest mismatch) and a tensor whose length disagrees with its mask,
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from besa_common.digest import file_sha256
 from besa_common.errors import UserError
 from besa_common.fileio import atomic_writer
 
@@ -46,13 +46,7 @@ STAGE = "before-quant"
 FILENAME = "weights.safetensors"
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes (read in 1 MiB chunks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+sha256_file = file_sha256  # hex SHA-256 of a file's bytes (one definition: besa_common.digest)
 
 
 def kept_values(w: np.ndarray, keep: np.ndarray) -> np.ndarray:
