@@ -89,3 +89,40 @@ def test_kill_at_random_moments_always_leaves_a_consistent_pair(tmp_path):
         seen.add(tuple(_consistent(out)))
         assert not [p for p in out.iterdir() if p.stat().st_size == 0]
     assert seen  # each kill left one complete pair
+
+
+def test_non_finite_or_negative_results_are_never_written(tmp_path):
+    """The last line of defence: whatever the engine returns, summary.json is strict JSON and no count is negative."""
+    import pytest
+
+    from besa_common.errors import UserError
+    from simulator.hardware import load_hardware
+    from simulator.run import check_results, simulate, summarize, write_results
+    from simulator.workload import synthetic
+
+    hw = load_hardware("vitcod")
+    df = simulate(synthetic("64x64:sparsity=0.5"), hw, "cycle", [1])
+    summary = summarize(df, hw)
+    check_results(df, summary)  # the real thing passes
+    bad = df.copy()
+    bad.loc[0, "cycles"] = -5  # what an int64 overflow looks like
+    with pytest.raises(UserError, match="negative"):
+        write_results(tmp_path / "o", bad, summary)
+    bad = df.copy()
+    bad["utilization"] = float("inf")
+    with pytest.raises(UserError, match="not finite"):
+        write_results(tmp_path / "o", bad, summary)
+    with pytest.raises(UserError, match="non-finite"):
+        write_results(tmp_path / "o", df, {**summary, "ridge_tokens": float("inf")})
+    assert not (tmp_path / "o").exists()
+
+
+def test_hardware_ranges_name_real_fields_and_admit_the_presets():
+    from dataclasses import fields
+
+    from simulator.hardware import RANGES, Hardware, load_hardware, preset_names
+
+    names = {f.name for f in fields(Hardware)}
+    assert set(RANGES) <= names
+    for p in preset_names():
+        load_hardware(p)  # every shipped preset is inside the declared ranges
