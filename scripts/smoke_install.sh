@@ -2,9 +2,10 @@
 # Install the toolkit the way a user would -- a wheel, fresh venvs, run from a folder outside the
 # checkout -- and try it.  Run by .ci/run after the tests (it needs .venv for the wheel build).
 #
-#   core venv (NO torch): pip install 'besa-toolkit[sweep]'
+#   core venv (NO torch, no Dask): pip install besa-toolkit
 #       besa --version; besa simulate --hw vitcod --synthetic; besa report on a fixture run;
-#       besa sweep (serial and on Dask); besa prune / besa run say which extra is missing, in one line
+#       besa sweep --workers 0 (serial); besa sweep (Dask) / prune / run say which extra is missing,
+#       in one line; then + the sweep extra: besa sweep on a Dask LocalCluster
 #   full venv: torch==2.13.0 first (the CPU build), then 'besa-toolkit[all]'
 #       besa --version; python -m besa; simulate; report; besa run --dry-run on the shipped default
 #       experiment; besa prune --help
@@ -55,22 +56,30 @@ expect_one_line() {
   fi
 }
 
-step "core venv without torch: pip install '$(basename "$WHEEL")[sweep]'"
+step "core venv, no torch, no Dask: pip install '$(basename "$WHEEL")'"
 "$PY" -m venv core
-qpip core/bin/pip install -q -c "$REPO/requirements.txt" "$WHEEL[sweep]"
+qpip core/bin/pip install -q -c "$REPO/requirements.txt" "$WHEEL"
 B=core/bin
-if $B/python -c "import torch" 2>/dev/null; then echo "smoke: torch is installed in the core venv" >&2; exit 1; fi
+for mod in torch transformers distributed; do
+  if $B/python -c "import $mod" 2>/dev/null; then echo "smoke: $mod is installed in the core venv" >&2; exit 1; fi
+done
 $B/besa --version
 $B/besa simulate --hw vitcod --synthetic smollm2-135m:skewed=0.5 --tokens 1,512 --out sim-core >/dev/null
 test -s sim-core/summary.json
 $B/besa report fixture-runs --out report-core >/dev/null
 test -s report-core/report.html
-$B/besa sweep tiny-sweep.toml --out sweep-serial --workers 0 --no-progress --no-report >/dev/null
-$B/besa sweep tiny-sweep.toml --out sweep-dask --workers 2 --no-progress >/dev/null
-test -s sweep-dask/results.parquet && test -s sweep-dask/report.html
+$B/besa sweep tiny-sweep.toml --out sweep-serial --workers 0 --no-progress >/dev/null  # serial: no Dask needed
+test -s sweep-serial/results.parquet && test -s sweep-serial/report.html
+expect_one_line $B/besa "besa sweep needs: pip install 'besa-toolkit[sweep]'" sweep tiny-sweep.toml --out sweep-dask
 expect_one_line $B/besa "besa prune needs: pip install 'besa-toolkit[prune]'" prune --help
 expect_one_line $B/besa "besa run needs: pip install 'besa-toolkit[prune]'" run --out run-core
 $B/besa run --out run-core --dry-run >/dev/null  # validating the shipped default experiment needs no torch
+
+step "core venv + the sweep extra (still no torch): besa sweep on a Dask LocalCluster"
+qpip core/bin/pip install -q -c "$REPO/requirements.txt" "$WHEEL[sweep]"
+if $B/python -c "import torch" 2>/dev/null; then echo "smoke: the sweep extra pulled in torch" >&2; exit 1; fi
+$B/besa sweep tiny-sweep.toml --out sweep-dask --workers 2 --no-progress >/dev/null
+test -s sweep-dask/results.parquet && test -s sweep-dask/report.html
 
 step "full venv: torch==2.13.0, then '$(basename "$WHEEL")[all]'"
 "$PY" -m venv full
