@@ -52,7 +52,6 @@ EXTRAS = {
         "tokenizers>=0.19",
         "huggingface_hub>=0.23",
         "datasets>=2.18",
-        "gguf>=0.10",
         "accelerate>=0.30",
         "prodigyopt>=1.0",
         "gensim>=4.3",

@@ -4,7 +4,7 @@ message a command gives when its extra is missing.
 ``pip install besa-toolkit`` installs only what the simulator, the reports and the sweep files
 need (no torch).  Every other job is an extra (declared in ``setup.py``, same names):
 
-    prune     torch, transformers, gguf, gensim ...   besa data / prune / eval / export / run
+    prune     torch, transformers, gensim ...         besa data / prune / eval / export / run
     zeroshot  lm-eval                                 besa eval --tasks
     export    compressed-tensors                      besa export --format compressed
     sweep     dask, distributed (+ bokeh)             besa sweep on a Dask cluster (--workers 0 runs without)
@@ -24,7 +24,7 @@ DIST = "besa-toolkit"
 
 # extra -> the top-level modules it provides (import names, not distribution names).
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "prune": ("torch", "transformers", "tokenizers", "huggingface_hub", "datasets", "gguf", "accelerate", "prodigyopt", "gensim"),
+    "prune": ("torch", "transformers", "tokenizers", "huggingface_hub", "datasets", "accelerate", "prodigyopt", "gensim"),
     "zeroshot": ("lm_eval",),
     "export": ("compressed_tensors",),
     "sweep": ("dask", "distributed"),
