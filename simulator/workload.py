@@ -70,24 +70,28 @@ def check_shape(rows: int, cols: int, where: str) -> None:
 def check_magnitudes(workload, hw, tokens) -> None:
     """Refuse a (workload, machine, tokens) whose counts could overflow the engine's int64.
 
-    Conservative upper bounds, computed exactly with Python integers: the bits one tile moves times
-    the bandwidth scale, a layer's total bits and MACs, and its cycles at the slowest bandwidth.
+    Conservative upper bounds, computed exactly with Python integers for the largest rows and the
+    largest columns of the workload (every bound grows with both, so one check per token count
+    covers every layer): the bits one tile moves times the bandwidth scale, a layer's total bits and
+    MACs, and its cycles at the slowest bandwidth.
     """
     from simulator.hardware import BW_SCALE, GATHER_SCALE
 
+    if not workload:
+        return
+    big = max(workload, key=lambda lw: lw.rows * lw.cols)
+    m, k = max(lw.rows for lw in workload), max(lw.cols for lw in workload)
     bw = hw.bw_bits_scaled
-    for layer in workload:
-        m, k = layer.rows, layer.cols
-        for n in tokens:
-            tm, tn = min(hw.tile_m, m), min(hw.tile_n, n)
-            tile_bits = (tm * k + k * tn + tm * tn) * 64 * 2
-            tiles = -(-m // hw.tile_m) * -(-n // hw.tile_n) * -(-k // min(hw.tile_k, k))
-            total_bits = (m * k * -(-n // hw.tile_n) + k * n * -(-m // hw.tile_m) + m * n) * 64 * 2
-            worst = max(tile_bits * BW_SCALE, total_bits * BW_SCALE // bw + m * k * n * GATHER_SCALE,
-                        tiles * (hw.pipeline_fill + 1) * hw.tile_m * hw.tile_n)
-            if worst >= INT64_BUDGET:
-                raise UserError(f"layer {layer.name!r} ({m}x{k}) at {n} tokens on {hw.name!r}: the simulator's counts "
-                                f"would overflow 64-bit integers; use fewer tokens, a smaller shape or more bandwidth")
+    for n in tokens:
+        tm, tn = min(hw.tile_m, m), min(hw.tile_n, n)
+        tile_bits = (tm * k + k * tn + tm * tn) * 64 * 2
+        tiles = -(-m // hw.tile_m) * -(-n // hw.tile_n) * -(-k // min(hw.tile_k, k))
+        total_bits = (m * k * -(-n // hw.tile_n) + k * n * -(-m // hw.tile_m) + m * n) * 64 * 2
+        worst = max(tile_bits * BW_SCALE, total_bits * BW_SCALE // bw + m * k * n * GATHER_SCALE,
+                    tiles * (hw.pipeline_fill + 1) * hw.tile_m * hw.tile_n)
+        if worst >= INT64_BUDGET:
+            raise UserError(f"layer {big.name!r} ({big.rows}x{big.cols}) at {n} tokens on {hw.name!r}: the simulator's counts "
+                            f"would overflow 64-bit integers; use fewer tokens, a smaller shape or more bandwidth")
 
 
 @dataclass(frozen=True)
