@@ -140,6 +140,14 @@ def parse_manifest(text: Any, where: str) -> tuple[dict, dict[str, tuple[int, in
     return manifest, shapes
 
 
+def _popcount(packed: np.ndarray) -> int:
+    """Number of 1 bits in a uint8 array (counted 64 bits at a time: ~8x fewer elements)."""
+    flat = np.ascontiguousarray(packed).reshape(-1)
+    head = flat.size - flat.size % 8
+    return int(np.bitwise_count(flat[:head].view(np.uint64)).sum(dtype=np.int64)
+               + np.bitwise_count(flat[head:]).sum(dtype=np.int64))
+
+
 def validate_masks(packed: dict[str, np.ndarray], shapes: dict[str, tuple[int, int]], manifest: dict, where: str) -> None:
     """THE check of a masks file's contents, shared by every reader (see the module docstring).
 
@@ -155,7 +163,7 @@ def validate_masks(packed: dict[str, np.ndarray], shapes: dict[str, tuple[int, i
             raise UserError(f"{where}: layer {n!r} has packed shape {tuple(p.shape)} {p.dtype}, manifest says [{rows}, {cols}] -> {want} uint8")
         if cols % 8 and (p[:, -1] & np.uint8(0xFF ^ ((1 << (cols % 8)) - 1))).any():
             raise UserError(f"{where}: layer {n!r} has non-zero pad bits (corrupt file)")
-        kept = int(np.bitwise_count(p).sum(dtype=np.int64))
+        kept = _popcount(p)
         entry = manifest["layers"][n]
         if "kept" in entry:
             if kept != entry["kept"]:
