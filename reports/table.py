@@ -151,7 +151,7 @@ def _check_types(obj: dict, schema: dict[str, tuple[type, ...]], where: str) -> 
         if v is None:
             continue
         ok = isinstance(v, types) and not (isinstance(v, bool) and bool not in types)
-        if ok and isinstance(v, float) and not math.isfinite(v):
+        if ok and isinstance(v, float) and not math.isfinite(v) and key != "ppl":  # a destroyed model's ppl may be inf
             ok = False
         if ok and key in ("pattern", "shape") and isinstance(v, list):
             ok = len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool) or x is None for x in v)
