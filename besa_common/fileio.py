@@ -131,6 +131,33 @@ def replace_dir(tmp: str | os.PathLike, out: str | os.PathLike) -> None:
         os.replace(tmp, out)
 
 
+def temp_dir_for(out: str | os.PathLike) -> Path:
+    """A fresh hidden temporary sibling directory of ``out`` (pid-tagged, see :func:`temp_prefix`) with
+    an ordinary directory's mode (``mkdtemp`` makes it owner-only); ``out``'s parent is created."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), suffix=".tmp", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    return tmp
+
+
+@contextlib.contextmanager
+def atomic_dir(out: str | os.PathLike) -> Iterator[Path]:
+    """Build a directory atomically: yields a temporary sibling (:func:`temp_dir_for`) to fill; when the
+    block ends normally it replaces ``out`` (:func:`replace_dir`), when it raises (or is interrupted)
+    the temporary directory is removed and ``out`` is untouched.  The one temp-directory pattern of
+    the project (exports, model conversions, saved models)."""
+    tmp = temp_dir_for(out)
+    try:
+        yield tmp
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def write_dir_unit(out: str | os.PathLike, files: dict[str, bytes | str]) -> Path:
     """Write ``files`` (name -> content) as ONE unit: into a fresh temporary sibling directory, then
     swapped in for ``out`` (:func:`replace_dir`).  A reader, or a writer killed at any moment, never
@@ -138,12 +165,8 @@ def write_dir_unit(out: str | os.PathLike, files: dict[str, bytes | str]) -> Pat
     which are carried over): see :func:`check_output_path` ``replaces=``.
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), suffix=".tmp", dir=out.parent))
+    tmp = temp_dir_for(out)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it owner-only; the result is an ordinary directory
         for name, content in files.items():
             _write_member(tmp / name, content.encode("utf-8") if isinstance(content, str) else content)
         if out.is_dir():

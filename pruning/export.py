@@ -36,15 +36,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from besa_common.errors import UserError
-from besa_common.fileio import check_output_path, replace_dir, temp_prefix
+from besa_common.fileio import atomic_dir, check_output_path
 
 FORMATS = ("hf", "compressed")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -212,10 +210,7 @@ def export_model(model, tokenizer, out: Path, fmt: str, quantized: bool = False,
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
     out = check_export_out(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), suffix=".tmp", dir=out.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only; the result is an ordinary directory
-    try:
+    with atomic_dir(out) as tmp:  # an existing out is replaced only with overwrite (checked above)
         tokenizer.save_pretrained(str(tmp))
         if fmt == "hf":
             _save_hf(model, tmp)
@@ -226,10 +221,6 @@ def export_model(model, tokenizer, out: Path, fmt: str, quantized: bool = False,
         weights = sum(f.stat().st_size for f in tmp.glob("*.safetensors"))
         total = _dir_bytes(tmp)
         dense = total - weights + _dense_weights_bytes(model)
-        replace_dir(tmp, out)  # an existing out only with overwrite
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     dtype = str(next(model.parameters()).dtype).replace("torch.", "")
     return ExportReport(out, fmt, dtype, total, weights, dense, sparsity, quantized)
 

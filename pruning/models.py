@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 
 from besa_common.errors import UserError
-from besa_common.fileio import file_lock, replace_dir, temp_prefix
+from besa_common.fileio import atomic_dir, file_lock
 
 # model_type values (HF config / GGUF general.architecture) whose decoder blocks have the seven
 # linears the driver prunes (q,k,v,o,gate,up,down).
@@ -139,15 +138,9 @@ def _converted_dir(gguf_path: Path, dest: Path) -> Path:
             return dest
         if dest.exists():  # a leftover without the marker: an interrupted old layout; rebuild
             shutil.rmtree(dest)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared like any other
-        try:
+        with atomic_dir(dest) as tmp:
             _convert_gguf(gguf_path, tmp)
             (tmp / _DONE).write_text(json.dumps({"source": str(gguf_path)}) + "\n")
-            os.rename(tmp, dest)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return dest
 
 
@@ -305,14 +298,7 @@ def save_model(model, tokenizer, out: str | os.PathLike) -> Path:
     out = Path(out)
     if out.exists() and not (out / "config.json").is_file():
         raise UserError(f"--save-model {out}: exists and is not a model directory; choose another path")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), suffix=".tmp", dir=out.parent))
-    tmp.chmod(0o755)
-    try:
+    with atomic_dir(out) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
