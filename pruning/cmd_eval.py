@@ -24,6 +24,7 @@ from pathlib import Path
 from besa_common.errors import UserError
 
 HELP = "perplexity (and zero-shot accuracy) of a model with optional masks"
+DEFAULT_SEQLEN = 2048
 
 
 def add_arguments(parser) -> None:
@@ -36,7 +37,9 @@ def add_arguments(parser) -> None:
     ppl.add_argument("--dataset", default="wiki", choices=DATASETS, help="perplexity text (default wiki: the offline Wikipedia test split)")
     ppl.add_argument("--split", default="test", choices=["train", "validation", "test"], help="split of the dataset (default test)")
     ppl.add_argument("--data-path", default=None, help="local files for wikitext2/ptb/c4 in their native formats")
-    ppl.add_argument("--seqlen", type=int, default=2048, help="window length in tokens (paper: 2048)")
+    ppl.add_argument("--seqlen", type=int, default=None, help=f"window length in tokens (default {DEFAULT_SEQLEN}, the paper's)")
+    ppl.add_argument("--eval-ids", default=None, metavar="FILE.npy",
+                     help="exact evaluation windows: an integer .npy array [w, T] of token ids (e.g. another tool's); replaces --dataset")
     ppl.add_argument("--max-windows", type=int, default=None, help="evaluate at most this many windows (from the start)")
     ppl.add_argument("--no-ppl", action="store_true", help="skip perplexity")
     run = parser.add_argument_group("execution")
@@ -89,8 +92,7 @@ def compute(args) -> dict:
     from pruning.driver import DTYPES, resolve_device
     from pruning.evaluate import perplexity
 
-    if args.seqlen < 2:
-        raise UserError(f"--seqlen must be at least 2, got {args.seqlen}")
+    eval_ids = _eval_source(args)
     if args.max_windows is not None and args.max_windows < 1:
         raise UserError(f"--max-windows must be positive, got {args.max_windows}")
     device = resolve_device(args.device)
@@ -112,9 +114,17 @@ def compute(args) -> dict:
         "quant": info["quant"],
     }
     if not args.no_ppl:
-        tokens = eval_tokens(tokenizer, args.dataset, args.split, args.data_path, seqlen=args.seqlen)
+        if eval_ids is not None:  # each row is one window: flattened, seqlen = T gives exactly those windows
+            import torch
+
+            ids, record = eval_ids
+            tokens = torch.from_numpy(ids).reshape(1, -1)
+            where = {"dataset": None, "split": None, "eval_ids": record}
+        else:
+            tokens = eval_tokens(tokenizer, args.dataset, args.split, args.data_path, seqlen=args.seqlen)
+            where = {"dataset": args.dataset, "split": args.split}
         res = perplexity(model, tokens, args.seqlen, args.max_windows, device, DTYPES[args.dtype], progress=not args.no_progress)
-        results.update({"ppl": res["ppl"], "nll": res["nll"], "dataset": args.dataset, "split": args.split, "seqlen": res["seqlen"], "windows": res["windows"], "tokens": res["tokens"]})
+        results.update({"ppl": res["ppl"], "nll": res["nll"], **where, "seqlen": res["seqlen"], "windows": res["windows"], "tokens": res["tokens"]})
     # Other evaluations (zero-shot) add their results here, e.g. results["zeroshot"] = ...
     if args.tasks:
         from pruning.zeroshot import parse_tasks, run_tasks
@@ -142,6 +152,26 @@ def check_eval_out(out: str | None, masks: Path | None) -> None:
         check_output_path(p / "eval.json", kind="file")
 
 
+def _eval_source(args):
+    """Resolve --seqlen, or load and check --eval-ids (dtype, shape, vocabulary: before the model
+    load); then ``args.seqlen`` = the file's T.  Returns ``(ids [w, T], record)`` or None."""
+    if args.eval_ids is None:
+        args.seqlen = DEFAULT_SEQLEN if args.seqlen is None else args.seqlen
+        if args.seqlen < 2:
+            raise UserError(f"--seqlen must be at least 2, got {args.seqlen}")
+        return None
+    from pruning.token_ids import check_vocab, load_token_ids, model_vocab_size
+
+    if args.data_path is not None:
+        raise UserError("--data-path and --eval-ids exclude each other (the file holds the evaluation tokens)")
+    ids, record = load_token_ids(args.eval_ids, "--eval-ids")
+    if args.seqlen is not None and args.seqlen != ids.shape[1]:
+        raise UserError(f"--seqlen {args.seqlen} contradicts --eval-ids {args.eval_ids} of shape {list(ids.shape)}; drop --seqlen")
+    args.seqlen = int(ids.shape[1])
+    check_vocab(ids, model_vocab_size(args.model), "--eval-ids", args.eval_ids)
+    return ids, record
+
+
 def emit(results: dict, as_json: bool, out: str | None) -> None:
     from besa_common.fileio import atomic_write_json
 
@@ -150,7 +180,8 @@ def emit(results: dict, as_json: bool, out: str | None) -> None:
     if as_json:
         print(json.dumps(results, sort_keys=True))
     elif "ppl" in results:
-        print(f"ppl {results['ppl']:.3f}  ({results['dataset']} {results['split']}, seqlen {results['seqlen']}, {results['windows']} windows, sparsity {results['sparsity']:.4f})")
+        text = f"{results['dataset']} {results['split']}" if results.get("dataset") else f"ids {results['eval_ids']['path']}"
+        print(f"ppl {results['ppl']:.3f}  ({text}, seqlen {results['seqlen']}, {results['windows']} windows, sparsity {results['sparsity']:.4f})")
     if not as_json and "tasks" in results:
         from pruning.zeroshot import format_table
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from besa_common.errors import UserError
 
 HELP = "prune a model block by block and write DIR/masks.safetensors"
+DEFAULT_NSAMPLES, DEFAULT_SEQLEN, DEFAULT_DATASET = 128, 2048, "wiki"
 
 
 def _methods():
@@ -51,10 +52,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--layer-sparsity", default=None, metavar="FILE", help="JSON {HF module name: sparsity} overriding --sparsity per layer")
     parser.add_argument("--out", required=True, metavar="DIR", help="run directory to write")
     cal = parser.add_argument_group("calibration")
-    cal.add_argument("--calib-dataset", default="wiki", choices=DATASETS, help="calibration text (train split); default wiki (offline)")
+    cal.add_argument("--calib-dataset", default=None, choices=DATASETS, help="calibration text (train split); default wiki (offline)")
     cal.add_argument("--data-path", default=None, help="local files for wikitext2/ptb/c4 in their native formats")
-    cal.add_argument("--nsamples", type=int, default=128, help="calibration windows (paper: 128)")
-    cal.add_argument("--seqlen", type=int, default=2048, help="tokens per window (paper: 2048)")
+    cal.add_argument("--nsamples", type=int, default=None, help=f"calibration windows (default {DEFAULT_NSAMPLES}, the paper's)")
+    cal.add_argument("--seqlen", type=int, default=None, help=f"tokens per window (default {DEFAULT_SEQLEN}, the paper's)")
+    cal.add_argument("--calib-ids", default=None, metavar="FILE.npy",
+                     help="exact calibration tokens: an integer .npy array [n, T] of token ids (e.g. another tool's); replaces the sampler")
     cal.add_argument("--seed", type=int, default=0, help="calibration sampling and method seed")
     run = parser.add_argument_group("execution")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="compute device; with cuda only one block is on the GPU at a time")
@@ -106,8 +109,7 @@ def run(args) -> int:
         sparsity = implied
     if sparsity is None:
         sparsity = 0.5
-    if args.nsamples < 1 or args.seqlen < 2:
-        raise UserError(f"--nsamples must be >= 1 and --seqlen >= 2 (got {args.nsamples}, {args.seqlen})")
+    calib_ids = _calibration_source(args)
     layer_sparsity = _read_layer_sparsity(args.layer_sparsity)
     methods = _methods()
     if args.method not in methods:
@@ -117,7 +119,31 @@ def run(args) -> int:
     from besa_common.fileio import dir_lock
 
     with dir_lock(args.out, wait=args.wait):  # one writer per run directory; taken before the slow model load
-        return _prune(args, method, sparsity, pattern, layer_sparsity)
+        return _prune(args, method, sparsity, pattern, layer_sparsity, calib_ids)
+
+
+def _calibration_source(args):
+    """Resolve --nsamples/--seqlen/--calib-dataset defaults, or load and check --calib-ids
+    (dtype, shape, vocabulary range: before the model load).  Returns ``(ids, record)`` or None."""
+    if args.calib_ids is None:
+        args.nsamples = DEFAULT_NSAMPLES if args.nsamples is None else args.nsamples
+        args.seqlen = DEFAULT_SEQLEN if args.seqlen is None else args.seqlen
+        args.calib_dataset = args.calib_dataset or DEFAULT_DATASET
+        if args.nsamples < 1 or args.seqlen < 2:
+            raise UserError(f"--nsamples must be >= 1 and --seqlen >= 2 (got {args.nsamples}, {args.seqlen})")
+        return None
+    from pruning.token_ids import check_vocab, load_token_ids, model_vocab_size
+
+    for flag, val in (("--calib-dataset", args.calib_dataset), ("--data-path", args.data_path)):
+        if val is not None:
+            raise UserError(f"{flag} and --calib-ids exclude each other (the file holds the calibration tokens)")
+    ids, record = load_token_ids(args.calib_ids, "--calib-ids")
+    for flag, val, have in (("--nsamples", args.nsamples, ids.shape[0]), ("--seqlen", args.seqlen, ids.shape[1])):
+        if val is not None and val != have:
+            raise UserError(f"{flag} {val} contradicts --calib-ids {args.calib_ids} of shape {list(ids.shape)}; drop {flag}")
+    args.nsamples, args.seqlen = int(ids.shape[0]), int(ids.shape[1])
+    check_vocab(ids, model_vocab_size(args.model), "--calib-ids", args.calib_ids)
+    return ids, record
 
 
 def _check_outputs(args) -> None:
@@ -133,7 +159,7 @@ def _check_outputs(args) -> None:
             raise UserError(f"--save-model {save}: exists and is not a model directory; choose another path")
 
 
-def _prune(args, method, sparsity: float, pattern, layer_sparsity: dict[str, float]) -> int:
+def _prune(args, method, sparsity: float, pattern, layer_sparsity: dict[str, float], calib_ids=None) -> int:
     """The slow part of ``besa prune`` (the caller holds the --out lock)."""
     import torch
 
@@ -162,10 +188,16 @@ def _prune(args, method, sparsity: float, pattern, layer_sparsity: dict[str, flo
             raise UserError(f"--pattern {args.pattern}: in-features of {bad[0]} are not a multiple of {pattern[1]}")
     if args.wbits is not None:
         check_group_size(model, args.group_size)
-    calib, info = calibration_with_info(tokenizer, args.calib_dataset, args.nsamples, args.seqlen, args.seed, args.data_path)
-    if info.note:
-        print(f"[besa prune] note: {info.note}")
-    meta = {"model": str(args.model), "calibration": {**info.__dict__}}
+    if calib_ids is not None:  # token-exact calibration from a file
+        ids, record = calib_ids
+        calib = torch.from_numpy(ids)
+        calibration = {"dataset": None, "nsamples": args.nsamples, "seqlen": args.seqlen, "seed": args.seed, "sampling": "ids", "ids": record}
+    else:
+        calib, info = calibration_with_info(tokenizer, args.calib_dataset, args.nsamples, args.seqlen, args.seed, args.data_path)
+        if info.note:
+            print(f"[besa prune] note: {info.note}")
+        calibration = {**info.__dict__}
+    meta = {"model": str(args.model), "calibration": calibration}
     manifest = prune_model(model, method, calib, args.out, config, meta=meta)
     if args.save_model:
         from pruning.models import save_model
