@@ -30,7 +30,7 @@ t0=$SECONDS
 step "building the wheel"
 qpip .venv/bin/pip wheel -q --no-deps --no-build-isolation -w "$WORK/dist" .
 WHEEL=$(ls "$WORK"/dist/besa_toolkit-*.whl)
-cp -r tests/reports/fixtures/runs "$WORK/fixture-runs"
+cp -r tests/reports/fixtures/default "$WORK/fixture-runs"  # hand-made run directories (tests/reports/fixtures)
 cat > "$WORK/tiny-sweep.toml" <<'EOF'
 [sweep]
 preset = "vitcod"

@@ -162,3 +162,12 @@ def test_repository_references_only_its_own_files():
     assert not bad, "references outside the repository:\n" + "\n".join(bad)
     for doc in ("docs/besa.md",):
         assert (ROOT / doc).is_file(), doc
+
+
+def test_smoke_script_uses_existing_repository_paths():
+    """scripts/smoke_install.sh runs only in CI (minutes): catch a moved fixture or file here, in a second."""
+    text = (ROOT / "scripts" / "smoke_install.sh").read_text()
+    paths = set(re.findall(r"(?<![\w/$.-])((?:tests|configs|scripts)/[\w./-]+)", text))
+    assert paths, "no repository paths found in the smoke script"
+    missing = sorted(p for p in paths if not (ROOT / p).exists())
+    assert not missing, f"scripts/smoke_install.sh refers to missing paths: {missing}"
