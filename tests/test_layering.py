@@ -11,6 +11,7 @@ Imports inside functions count too: a lazy ``import torch`` in the simulator wou
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,16 @@ def test_configs_package_holds_no_code():
     """configs/ is installed as the data package besa_configs: TOML/JSON files and its docstring only."""
     code = [p for p in (ROOT / "configs").rglob("*.py") if p.name != "__init__.py"]
     assert not code
+
+
+def test_shipped_configs_are_located_in_one_place():
+    """Only besa_common/resources.py turns "configs" into a path: everything else asks it, so an
+    installed wheel (where the folder is the package besa_configs) finds the same files."""
+    pattern = re.compile(r"""["']configs["']|["']configs/""")
+    bad = []
+    for package in ("besa", "besa_common", "pruning", "simulator", "reports"):
+        for f in sorted((ROOT / package).rglob("*.py")):
+            if f == ROOT / "besa_common" / "resources.py":
+                continue
+            bad += [f"{f.relative_to(ROOT)}:{i}" for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
+    assert not bad, "build config paths with besa_common.resources: " + ", ".join(bad)
