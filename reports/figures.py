@@ -22,7 +22,7 @@ import pandas as pd
 
 from reports.fmt import number
 from reports.plotkit import (BOUND_COLORS, EXPERIMENT_COLORS, FigureData, NoData, boxes_overlap, color, marker, new_figure,
-                             order_runs, pick, place_labels)
+                             order_runs, pick, place_labels, plain_log)
 from reports.table import PROJECTIONS, phase_of, summary_table
 
 __all__ = ["FIGURES", "FigureData", "NoData", "allocation", "row_sparsity", "layer_speedup", "speedup_vs_sparsity",
@@ -309,6 +309,7 @@ def ppl_vs_speedup(df: pd.DataFrame, preset: str | None = None) -> FigureData:
     for ax, phase in zip(axes[0], ("decode", "prefill")):
         ax.set_yscale("log")
         ax.set_ylim(*ylim)
+        plain_log(ax, "y")
         if phase not in phases:
             ax.text(0.5, 0.5, f"{phase} not simulated", transform=ax.transAxes, ha="center", color="#a00")
             panels[phase] = {"label": [], "speedup": np.array([]), "ppl": np.array([]), "label_boxes": []}
@@ -399,6 +400,7 @@ def roofline(df: pd.DataFrame, preset: str | None = None) -> FigureData:
             y1 = max(y1, peak * 1.3)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        plain_log(ax)
         ax.set_xlim(x0, x1)
         ax.set_ylim(y0, y1)
         ax.set_xlabel("dense MACs per DRAM byte")
@@ -587,6 +589,7 @@ def compare_experiments(df: pd.DataFrame, preset: str | None = None) -> FigureDa
                        zorder=3, label=exp)
         if mname == "perplexity":
             ax.set_xscale("log")
+            plain_log(ax, "x")
         else:
             ax.axvline(1.0, color="k", lw=0.6)
         ax.set_title(mname if mname == "perplexity" else f"{mname}, {preset}", fontsize=9)

@@ -4,7 +4,7 @@
 
 * sparsities (``*sparsity*``) -> percent, ``50.0%`` (fraction of weights pruned);
 * speedups and energy ratios (``speedup*``, ``* ×``, ``*energy*``) -> ``1.23×``;
-* perplexity -> 4 significant digits, never exponent notation;
+* perplexity -> two decimals (``63.30``), thousands separators from 1,000;
 * counts (integral values: cycles, bytes, tokens) -> ``27,380`` with thousands separators;
 * any other float -> at most 4 significant digits, thousands separators above 10,000.
 """
@@ -61,6 +61,8 @@ def cell(column: str, v: Any) -> str:
         return percent(v)
     if col.startswith("speedup") or col.endswith("×") or "energy_vs" in col or col.endswith(" energy"):
         return ratio(v)
+    if col == "ppl":
+        return f"{float(v):.2f}" if abs(float(v)) < 1000 else number(v)
     if col == "wbits" or col.endswith("tokens") or col in ("tokens", "layers", "ppl_seqlen", "ppl_windows"):
         return f"{int(float(v)):,}"
     return number(v)

@@ -36,7 +36,7 @@ CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;font-size:.8em;margin:1em 0}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left;white-space:nowrap}
 .wide{overflow-x:auto}.glance td,.glance th{padding:3px 8px;font-size:1.05em}
 .note{background:#fff8e1;border-left:4px solid #f0b400;padding:.4em .8em;margin:.5em 0}
 .flag{background:#ffecec;border-left:4px solid #c00000;padding:.4em .8em;margin:.5em 0;color:#700}
@@ -134,7 +134,7 @@ def render_report(runs: list[RunInfo], out_dir: str | Path, sweep: pd.DataFrame 
         write_tables(df, out_dir)
         summ = summary_table(df)
         sections.append(("glance", "At a glance", "<p class='caption'>One row per run. Speedups are whole-model (Σ dense cycles / Σ cycles) per "
-                         "simulated machine; energy columns are the fraction of the dense run's energy, when the simulator reports it.</p>"
+                         "simulated machine; energy columns are dense energy / energy (&gt; 1 = less energy than dense), when the simulator reports it.</p>"
                          + _table_html(glance_table(summ), "glance") + _decode_note(summ)))
     gaps = _gaps(runs)
     if gaps:

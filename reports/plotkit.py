@@ -75,6 +75,29 @@ def new_figure(nrows: int, ncols: int, width: float, height: float, **kw):
     return fig, axes
 
 
+def plain_log(ax, which: str = "xy") -> None:
+    """Tick labels of log axes as plain readable numbers (``20``, ``300``), not ``2×10^1``."""
+    from matplotlib.ticker import FuncFormatter
+
+    from reports.fmt import number
+
+    fmt = FuncFormatter(lambda v, _pos: number(v, 3) if v > 0 else "")
+    for name in which:
+        axis = ax.xaxis if name == "x" else ax.yaxis
+        axis.set_major_formatter(fmt)
+        axis.set_minor_formatter(FuncFormatter(_minor_label))
+
+
+def _minor_label(v: float, _pos=None) -> str:
+    """Label the minor log ticks at 2, 3 and 5 × a power of ten only (no clutter)."""
+    from reports.fmt import number
+
+    if v <= 0:
+        return ""
+    mant = v / 10 ** math.floor(math.log10(v))
+    return number(v, 3) if round(mant) in (2, 3, 5) and abs(mant - round(mant)) < 1e-6 else ""
+
+
 def color(method: Any) -> str:
     return METHOD_COLORS.get(str(method), "#17becf")
 

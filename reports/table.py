@@ -413,7 +413,7 @@ def _energy_pair(columns: Iterable[str]) -> tuple[str, str] | None:
 
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     """Whole-model totals per (run label, preset, mode, tokens): cycles summed over layers,
-    speedup = Σdense / Σcycles; ``energy_vs_dense`` = Σenergy / Σdense energy when the simulator
+    speedup = Σdense / Σcycles; ``energy_vs_dense`` = Σ dense energy / Σ energy (> 1 = less energy) when the simulator
     wrote energy columns; ``e2e_*`` columns copied from summary.json when present.
 
     Runs without a simulation keep one row (cycles empty) so their perplexity still shows.
@@ -440,7 +440,7 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
         if "nm_cycles" in g.columns:
             g["speedup_vs_nm"] = g["nm_cycles"] / g["cycles"]
         if pair:
-            g["energy_vs_dense"] = g["energy"] / g["dense_energy"]
+            g["energy_vs_dense"] = g["dense_energy"] / g["energy"]  # like speedup: > 1 = less energy than dense
             g = g.rename(columns={"energy": pair[0], "dense_energy": pair[1]})
         rows.append(g)
     runs = df.groupby("label", sort=False).first().reset_index()
@@ -478,8 +478,8 @@ def glance_table(summ: pd.DataFrame) -> pd.DataFrame:
 
     Columns: label, method, pattern, target and realised sparsity, perplexity, then per simulated
     machine ``<preset> decode ×`` (smallest N) and ``<preset> prefill ×`` (largest N) speedups
-    (``<preset>/<mode> ×`` for modes other than ``cycle``), and ``<preset> decode/prefill energy``
-    (fraction of the dense run's energy) and ``e2e`` speedups when the simulator wrote them.
+    (``<preset> <mode> N=<n> ×`` for modes other than ``cycle``), and ``<preset> <phase> energy ×``
+    (dense energy / energy, > 1 = less energy) and ``e2e ×`` speedups when the simulator wrote them.
     Values stay numbers; :mod:`reports.fmt` makes them readable.
     """
     if summ.empty:
@@ -489,23 +489,28 @@ def glance_table(summ: pd.DataFrame) -> pd.DataFrame:
     base = base.rename(columns={"sparsity": "target_sparsity"})
     wide = {}
     sim = summ.dropna(subset=["speedup"])
-    for (preset, mode), g in sim.groupby(["preset", "mode"], sort=False):
+    machines = sorted(sim.groupby(["preset", "mode"], sort=False), key=lambda kv: (kv[0][1] != "cycle", kv[0][0], kv[0][1]))
+    for (preset, mode), g in machines:
         toks = g["tokens"].unique()
         for tokens, h in g.groupby("tokens", sort=True):
             phase = phase_of(tokens, toks) if mode == "cycle" else f"{mode} N={int(tokens)}"
             name = f"{preset} {phase}"
             wide[f"{name} ×"] = h.set_index("label")["speedup"]
             if "energy_vs_dense" in h.columns and h["energy_vs_dense"].notna().any():
-                wide[f"{name} energy"] = h.set_index("label")["energy_vs_dense"]
+                wide[f"{name} energy ×"] = h.set_index("label")["energy_vs_dense"]
             for c in [c for c in h.columns if c.startswith("e2e_speedup") or c.startswith("end_to_end_speedup")]:
                 if h[c].notna().any():
                     wide[f"{name} e2e ×"] = h.set_index("label")[c]
+    from reports.plotkit import order_runs
+
     out = base.join(pd.DataFrame(wide)) if wide else base
+    out = out.reindex(order_runs(summ.drop_duplicates("label")))
     if out["experiment"].nunique(dropna=True) <= 1:
         out = out.drop(columns="experiment")
     if (out["wbits"] == 16).all():
         out = out.drop(columns="wbits")
-    return out.reset_index()
+    out = out.rename(columns={"target_sparsity": "target sparsity", "realised_sparsity": "realised sparsity"})
+    return out.rename_axis("label").reset_index()
 
 
 def row_sparsity_table(runs: Iterable[RunInfo]) -> pd.DataFrame:

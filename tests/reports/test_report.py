@@ -74,12 +74,16 @@ def test_table_from_fixture(table):
 
 def test_glance_table(table):
     g = glance_table(summary_table(table)).set_index("label")
-    assert list(g.index[:1]) and {"vitcod decode ×", "vitcod prefill ×", "ppl", "realised_sparsity"} <= set(g.columns)
+    assert list(g.index[:1]) and {"vitcod decode ×", "vitcod prefill ×", "ppl", "realised sparsity", "target sparsity"} <= set(g.columns)
+    assert list(g.index[:2]) == ["dense", "magnitude-s50"]  # reading order: dense first, methods in pipeline order
     lay = _layers("wanda-s50")
     dec = lay[lay["tokens"] == 1]
     assert g.loc["wanda-s50", "vitcod decode ×"] == pytest.approx(dec["dense_cycles"].sum() / dec["cycles"].sum())
     assert g.loc["dense", "vitcod decode ×"] == 1.0 and g.loc["dense", "vitcod prefill ×"] == 1.0
     assert pd.isna(g.loc["besa-s50-w4", "vitcod decode ×"]) and g.loc["besa-s50-w4", "ppl"] == 35.0
+    # energy columns (read when the simulator writes energy_pj / dense_energy_pj): like speedup, dense / run
+    assert g.loc["wanda-s50", "vitcod decode energy ×"] == pytest.approx(dec["dense_energy_pj"].sum() / dec["energy_pj"].sum())
+    assert g.loc["dense", "vitcod prefill energy ×"] == 1.0 and "besa besa-compat N=1 energy ×" not in g.columns
 
 
 def test_allocation_shares_one_centred_scale(table):
