@@ -182,10 +182,13 @@ def parse_experiment(obj: dict[str, Any], source: str = "experiment") -> Experim
     exp = build(ExperimentSection, obj.get("experiment", {}), f"{source}: [experiment]")
     cal = build(Calibration, obj.get("calibration", {}), f"{source}: [calibration]")
     ev = build(EvalSettings, obj.get("eval", {}), f"{source}: [eval]")
-    for where, v, lo in (("[calibration].nsamples", cal.nsamples, 1), ("[calibration].seqlen", cal.seqlen, 8),
-                         ("[eval].seqlen", ev.seqlen, 8), ("[eval].max_windows", ev.max_windows, 0)):
+    for where, v, lo, hi in (("[calibration].nsamples", cal.nsamples, 1, 1 << 16), ("[calibration].seqlen", cal.seqlen, 8, 1 << 17),
+                             ("[eval].seqlen", ev.seqlen, 8, 1 << 17), ("[eval].max_windows", ev.max_windows, 0, 1 << 31),
+                             ("[experiment].seed", exp.seed, 0, (1 << 63) - 1)):
         if v < lo:
             raise UserError(f"{source}: {where}: must be >= {lo}, got {v}")
+        if v > hi:  # the same bounds `besa prune` checks: refused here, before any step runs
+            raise UserError(f"{source}: {where}: must be <= {hi}, got {v}")
     runs_tbl = obj.get("runs")
     if runs_tbl is None:
         raise UserError(f"{source}: [[runs]]: missing (give at least one grid of methods)")

@@ -18,6 +18,9 @@ from besa_common.errors import UserError
 
 HELP = "prune a model block by block and write DIR/masks.safetensors"
 DEFAULT_NSAMPLES, DEFAULT_SEQLEN, DEFAULT_DATASET = 128, 2048, "wiki"
+MAX_NSAMPLES = 1 << 16  # calibration windows (the papers use 128)
+MAX_SEQLEN = 1 << 17  # tokens per window
+MAX_SEED = (1 << 63) - 1
 
 
 def _methods():
@@ -110,6 +113,15 @@ def run(args) -> int:
     if sparsity is None:
         sparsity = 0.5
     calib_ids = _calibration_source(args)
+    # Upper bounds and the quantization flags: checked here, not after the model load and calibration.
+    if args.nsamples > MAX_NSAMPLES or args.seqlen > MAX_SEQLEN:
+        raise UserError(f"--nsamples must be <= {MAX_NSAMPLES} and --seqlen <= {MAX_SEQLEN} (got {args.nsamples}, {args.seqlen})")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UserError(f"--seed must be an integer in [0, 2**63 - 1], got {args.seed}")
+    if args.wbits is not None:
+        from pruning.quant import QuantSpec
+
+        QuantSpec(args.wbits, args.group_size)
     layer_sparsity = _read_layer_sparsity(args.layer_sparsity)
     methods = _methods()
     if args.method not in methods:

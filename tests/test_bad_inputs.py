@@ -18,7 +18,7 @@ import pytest
 from besa.cli import main
 from besa_common.masks import FORMAT, VERSION, write_masks
 
-FIXTURE_RUN = Path(__file__).resolve().parent / "reports" / "fixtures" / "runs" / "besa-s50"
+FIXTURE_RUN = Path(__file__).resolve().parent / "reports" / "fixtures" / "default" / "besa-s50"
 LAYER = "model.layers.0.mlp.up_proj"
 
 
@@ -210,6 +210,10 @@ PRUNE_CASES = {
     "sparsity out of range": (lambda P: [*PR, "--sparsity", "1.5", "--out", P.tmp / "o"], "(0, 1)"),
     "sparsity wrong type": (lambda P: [*PR, "--sparsity", "abc", "--out", P.tmp / "o"], "invalid float"),
     "nsamples out of range": (lambda P: [*PR, "--nsamples", "0", "--out", P.tmp / "o"], "--nsamples"),
+    "nsamples too large": (lambda P: [*PR, "--nsamples", str(10**12), "--out", P.tmp / "o"], "--nsamples"),
+    "seed out of range": (lambda P: [*PR, "--seed", "-1", "--out", P.tmp / "o"], "--seed"),
+    "wbits out of range": (lambda P: [*PR, "--wbits", "99", "--out", P.tmp / "o"], "--wbits"),
+    "group-size out of range": (lambda P: [*PR, "--wbits", "4", "--group-size", "0", "--out", P.tmp / "o"], "--group-size"),
     "out is a file": (lambda P: [*PR, "--out", P.afile], "not a directory"),
     "out under a file": (lambda P: [*PR, "--out", P.afile / "run"], "is a file"),
     "save-model under a file": (lambda P: [*PR, "--out", P.tmp / "o", "--save-model", P.afile / "m"], "is a file"),
@@ -292,6 +296,8 @@ RUN_CASES = {
     "sparsity out of range": (GOOD_EXPERIMENT.replace("[0.5]", "[1.5]"), "sparsities"),
     "tokens out of range": (GOOD_EXPERIMENT.replace("tokens = [1]", "tokens = [0]"), "tokens"),
     "unknown key": (GOOD_EXPERIMENT + "\n[bogus]\n", "unknown key"),
+    "seed out of range": (GOOD_EXPERIMENT.replace('name = "t"', 'name = "t"\nseed = -1'), "seed"),
+    "nsamples out of range": (GOOD_EXPERIMENT + "\n[calibration]\nnsamples = 100000000\n", "nsamples"),
     "out is a file": (GOOD_EXPERIMENT, "not a directory"),
     "out under a file": (GOOD_EXPERIMENT, "is a file"),
 }
