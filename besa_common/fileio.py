@@ -240,6 +240,8 @@ def lock_paths(directory: str | os.PathLike) -> tuple[Path, Path]:
     (``besa export``, ``besa simulate``): a lock inside would be renamed away with the old copy.
     """
     d = Path(os.path.abspath(directory))
+    if not d.name:  # the filesystem root has no sibling: its lock lives inside
+        return d / f".besa{LOCK_SUFFIX}", d / f".besa{INFO_SUFFIX}"
     return d.with_name(f".{d.name}{LOCK_SUFFIX}"), d.with_name(f".{d.name}{INFO_SUFFIX}")
 
 

@@ -187,3 +187,22 @@ def test_output_path_not_writable(tmp_path, monkeypatch):
             check_output_path(ro / "out")
     finally:
         ro.chmod(0o700)
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2-exchange", "two-renames"])
+def test_replace_dir_swaps_whole_directories(tmp_path, monkeypatch, exchange):
+    import besa_common.fileio as fio
+
+    if not exchange:
+        monkeypatch.setattr(fio, "_exchange", lambda a, b: False)
+    out = tmp_path / "out"
+    fio.write_dir_unit(out, {"a.txt": "old a", "b.txt": "old b"})
+    fio.write_dir_unit(out, {"a.txt": "new a", "b.txt": b"new b"})
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt", "b.txt"]
+    assert (out / "a.txt").read_text() == "new a" and (out / "b.txt").read_text() == "new b"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith("tmp")] == []  # no temp dir left behind
+
+
+def test_lock_paths_are_siblings_except_at_the_root(tmp_path):
+    assert lock_paths(tmp_path / "run") == (tmp_path / ".run.lock", tmp_path / ".run.lock.info")
+    assert lock_paths("/")[0] == Path("/.besa.lock")
