@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("pruning.cmd_export", "save a pruned model as a HF directory or compressed-tensors"),
     "simulate": ("simulator.cli", "simulate masks on a sparse accelerator, write layers.csv + summary.json"),
     "run": ("besa.run", "run a whole experiment (prune -> eval -> simulate -> report)"),
+    "masks": ("besa.cmd_masks", "extract keep masks from a checkpoint (HF zeros, compressed-tensors bitmasks, GGUF)"),
     "report": ("reports.cli", "regenerate the tables and the HTML report from run directories"),
     "sweep": ("besa.cmd_sweep", "what-if hardware sweep on Dask"),
 }

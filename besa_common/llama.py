@@ -6,6 +6,10 @@ their heatmap columns by them.  Shapes follow the weight convention ``[out, in]`
 
 from __future__ import annotations
 
+# LLaMA-family model types (HF ``model_type`` / GGUF ``general.architecture``): the same seven
+# linear layers per block (Qwen2 adds q/k/v biases; biases do not change the weight masks).
+ARCHITECTURES: tuple[str, ...] = ("llama", "mistral", "qwen2")
+
 # The seven linear layers of a decoder block, by local module name, in the block's order.
 LINEAR_NAMES: tuple[str, ...] = (
     "self_attn.q_proj",

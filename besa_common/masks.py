@@ -49,26 +49,33 @@ def unpack_keep(packed: np.ndarray, cols: int) -> np.ndarray:
     return np.unpackbits(packed, axis=1, count=cols, bitorder="little").astype(bool)
 
 
-def encode_masks(keep: dict[str, np.ndarray], meta: dict[str, Any]) -> tuple[bytes, dict]:
-    """The bytes of a masks file for ``keep`` (bool ``[out, in]``, 1 = kept) and ``meta``, and its manifest.
+def encode_masks_packed(packed: dict[str, np.ndarray], shapes: dict[str, tuple[int, int]], meta: dict[str, Any]) -> tuple[bytes, dict]:
+    """:func:`encode_masks` for masks already packed (``uint8 [out, ceil(in/8)]``, pad bits 0): a
+    whole model's masks never need unpacking (masks extracted from a 70B checkpoint)."""
+    keep_bits = {}
+    for name, p in packed.items():
+        rows, cols = shapes[name]
+        p = np.ascontiguousarray(p, dtype=np.uint8)
+        if p.shape != (rows, (cols + 7) // 8) or rows * cols == 0:
+            raise UserError(f"write_masks: packed mask {name!r} {p.shape} does not fit [{rows}, {cols}]")
+        if cols % 8 and (p[:, -1] >> np.uint8(cols % 8)).any():
+            raise UserError(f"write_masks: packed mask {name!r} has non-zero pad bits")
+        keep_bits[name] = p
+    return _encode(keep_bits, shapes, meta)
 
-    Deterministic: the same masks and meta give the same bytes (so a digest of the file identifies
-    the masks; ``besa_common.weights`` ties a weights file to it that way).
-    """
+
+def _encode(tensors_in: dict[str, np.ndarray], shapes: dict[str, tuple[int, int]], meta: dict[str, Any]) -> tuple[bytes, dict]:
     from safetensors.numpy import save
 
-    if not keep:
+    if not tensors_in:
         raise UserError("write_masks: no layers to write")
     tensors: dict[str, np.ndarray] = {}
     layers: dict[str, dict] = {}
-    for name in sorted(keep):
-        k = np.asarray(keep[name])
-        if k.ndim != 2 or k.size == 0:
-            raise UserError(f"write_masks: mask {name!r} must be a non-empty 2-D [out, in] array, got {k.shape}")
-        k = k.astype(bool, copy=False)
-        tensors[name] = np.ascontiguousarray(pack_keep(k))
-        kept = int(np.count_nonzero(k))
-        layers[name] = {"shape": [int(k.shape[0]), int(k.shape[1])], "kept": kept, "density": kept / k.size}
+    for name in sorted(tensors_in):
+        rows, cols = shapes[name]
+        tensors[name] = tensors_in[name]
+        kept = int(np.bitwise_count(tensors_in[name]).sum(dtype=np.int64))
+        layers[name] = {"shape": [int(rows), int(cols)], "kept": kept, "density": kept / (rows * cols)}
     manifest = dict(meta)
     manifest["layers"] = layers
     try:
@@ -77,6 +84,32 @@ def encode_masks(keep: dict[str, np.ndarray], meta: dict[str, Any]) -> tuple[byt
         raise UserError(f"write_masks: meta is not JSON-serialisable: {exc}") from None
     data = save(tensors, metadata={"format": FORMAT, "version": VERSION, "manifest": text})
     return _canonical_header(data), manifest
+
+
+def write_masks_packed(path: str | os.PathLike, packed: dict[str, np.ndarray], shapes: dict[str, tuple[int, int]], meta: dict[str, Any]) -> dict:
+    """:func:`write_masks` for packed masks (see :func:`encode_masks_packed`); atomic."""
+    data, manifest = encode_masks_packed(packed, shapes, meta)
+    atomic_write_bytes(path, data)
+    return manifest
+
+
+def encode_masks(keep: dict[str, np.ndarray], meta: dict[str, Any]) -> tuple[bytes, dict]:
+    """The bytes of a masks file for ``keep`` (bool ``[out, in]``, 1 = kept) and ``meta``, and its manifest.
+
+    Deterministic: the same masks and meta give the same bytes (so a digest of the file identifies
+    the masks; ``besa_common.weights`` ties a weights file to it that way).
+    """
+    if not keep:
+        raise UserError("write_masks: no layers to write")
+    packed: dict[str, np.ndarray] = {}
+    shapes: dict[str, tuple[int, int]] = {}
+    for name in sorted(keep):
+        k = np.asarray(keep[name])
+        if k.ndim != 2 or k.size == 0:
+            raise UserError(f"write_masks: mask {name!r} must be a non-empty 2-D [out, in] array, got {k.shape}")
+        packed[name] = np.ascontiguousarray(pack_keep(k.astype(bool, copy=False)))
+        shapes[name] = (int(k.shape[0]), int(k.shape[1]))
+    return _encode(packed, shapes, meta)
 
 
 def write_masks(path: str | os.PathLike, keep: dict[str, np.ndarray], meta: dict[str, Any]) -> dict:

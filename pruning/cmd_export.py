@@ -19,7 +19,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--masks", required=True, type=Path, help="masks file (besa prune's DIR/masks.safetensors) or its run directory")
     parser.add_argument("--format", required=True, choices=FORMATS,
                         help="hf = plain HF directory (zeros stored, same size as dense); "
-                             "compressed = compressed-tensors sparse-bitmask (non-zeros + 1 bit per weight)")
+                             "compressed = compressed-tensors sparse-bitmask (non-zeros + 1 bit per weight; "
+                             "sparse-24-bitmask when every mask is 2:4, what vLLM's 2:4 kernels serve)")
     parser.add_argument("--out", required=True, type=Path, help="output directory (written atomically)")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32",
                         help="dtype of the stored weights (default float32: logits equal the in-memory masked model)")
@@ -42,6 +43,9 @@ def run(args) -> int:
     check_export_out(args.out, args.overwrite, inputs=[masks, args.model if Path(args.model).exists() else None])
     with dir_lock(args.out, wait=args.wait):
         model, tokenizer, quantized = prepare_model(args.model, masks, DTYPES[args.dtype], quant=not args.no_quant)
-        report = export_model(model, tokenizer, args.out, args.format, quantized=quantized, overwrite=args.overwrite)
+        from besa_common.masks import read_masks
+
+        keep, _ = read_masks(masks)  # the bitmasks of --format compressed are the masks themselves
+        report = export_model(model, tokenizer, args.out, args.format, quantized=quantized, overwrite=args.overwrite, keep=keep)
     print(report.summary())
     return 0

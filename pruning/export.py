@@ -14,7 +14,13 @@ file holds, instead of ``NAME.weight``:
     NAME.bitmask      uint8 [out, ceil(in/8)]   bit c%8 of byte c//8 = (W[r, c] != 0), little bit order
     NAME.row_offsets  int64 [out]               index into ``compressed`` where row r starts
 
-and ``config.json`` carries ``quantization_config = {"quant_method": "compressed-tensors",
+When every linear's mask is exactly 2:4 (2 KEPT of every 4 input weights), ``compressed`` writes
+``sparse-24-bitmask`` instead (the format vLLM's 2:4 sparse kernels load): ``NAME.shape`` int64
+[2, 1], ``NAME.compressed`` [out, in/2] (the kept values) and ``NAME.bitmask`` (as above).  With
+the masks file at hand the bitmasks ARE the masks (a kept weight that is exactly 0 keeps its bit),
+so ``besa masks extract`` gives back the masks file's masks bit for bit.
+
+``config.json`` carries ``quantization_config = {"quant_method": "compressed-tensors",
 "version": ..., "sparsity_config": {"format": "sparse-bitmask", "targets": ["Linear"], "ignore":
 ["lm_head"], "global_sparsity": ..., "sparsity_structure": "unstructured"}}``.  compressed-tensors
 0.20 (installed here) keeps the config class (``BitmaskConfig``) and the bit-packing helpers but
@@ -47,6 +53,8 @@ from besa_common.fileio import atomic_dir, check_output_path
 FORMATS = ("hf", "compressed")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 BITMASK_PARAMS = ("shape", "compressed", "bitmask", "row_offsets")
+# compressed-tensors sparsity format -> the tensors stored per compressed linear
+SPARSE_PARAMS = {"sparse-bitmask": BITMASK_PARAMS, "sparse-24-bitmask": ("shape", "compressed", "bitmask")}
 WEIGHTS_FILE = "model.safetensors"
 
 
@@ -75,20 +83,46 @@ class ExportReport:
 # ----------------------------------------------------------------------------- the bitmask format
 
 
-def bitmask_compress(w: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Compress one dense 2-D weight ``[out, in]`` into the four sparse-bitmask tensors (local names)."""
+def bitmask_compress(w: torch.Tensor, keep: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Compress one dense 2-D weight ``[out, in]`` into the four sparse-bitmask tensors (local names).
+
+    ``keep`` (bool ``[out, in]``, the masks file's mask): the bitmask is the mask itself, so a kept
+    weight that happens to be 0 (quantized) keeps its bit and extraction gives back the exact mask;
+    without it the bitmask is ``W != 0``."""
     from compressed_tensors.utils.helpers import pack_bitmasks
 
     if w.ndim != 2:
         raise ValueError(f"bitmask_compress: expected a 2-D weight, got shape {tuple(w.shape)}")
     w = w.detach().cpu().contiguous()
-    nonzero = w != 0  # (out, in) bool; a kept weight that is exactly 0 is stored as a zero bit: same value
+    nonzero = w != 0 if keep is None else torch.as_tensor(keep, dtype=torch.bool)  # (out, in)
     row_counts = nonzero.sum(dim=1)
     return {
         "shape": torch.tensor(list(w.shape), dtype=torch.int64).reshape(-1, 1),  # (2, 1)
         "compressed": w[nonzero].contiguous(),  # (nnz,), row-major
         "bitmask": pack_bitmasks(nonzero).contiguous(),  # (out, ceil(in/8)) uint8
         "row_offsets": (torch.cumsum(row_counts, 0) - row_counts).to(torch.int64),  # (out,)
+    }
+
+
+def is_24(keep: torch.Tensor) -> bool:
+    """Exactly 2 kept in every 4 consecutive input weights of every row (N:M = N kept of M)."""
+    return keep.ndim == 2 and keep.shape[1] % 4 == 0 and bool((keep.reshape(keep.shape[0], -1, 4).sum(-1) == 2).all())
+
+
+def bitmask24_compress(w: torch.Tensor, keep: torch.Tensor) -> dict[str, torch.Tensor]:
+    """compressed-tensors ``sparse-24-bitmask`` tensors of ``w [out, in]`` under a 2:4 ``keep``:
+    ``shape`` int64 [2, 1], ``compressed`` [out, in/2] (the kept values, row-major), ``bitmask``
+    uint8 [out, ceil(in/8)] (``keep`` packed, little bit order) — what vLLM's 2:4 kernels load."""
+    from compressed_tensors.utils.helpers import pack_bitmasks
+
+    keep = torch.as_tensor(keep, dtype=torch.bool)
+    if not is_24(keep):
+        raise ValueError("bitmask24_compress: the mask is not 2:4")
+    w = w.detach().cpu().contiguous()
+    return {
+        "shape": torch.tensor(list(w.shape), dtype=torch.int64).reshape(-1, 1),
+        "compressed": w[keep].reshape(w.shape[0], w.shape[1] // 2).contiguous(),
+        "bitmask": pack_bitmasks(keep).contiguous(),
     }
 
 
@@ -155,14 +189,20 @@ def _save_hf(model, tmp: Path) -> None:
     model.save_pretrained(str(tmp), safe_serialization=True)
 
 
-def _save_compressed(model, tmp: Path) -> float:
-    """Write the sparse-bitmask checkpoint + config; return the sparsity of the compressed weights."""
+def _save_compressed(model, tmp: Path, keep: dict | None = None) -> float:
+    """Write the sparse-bitmask checkpoint + config; return the sparsity of the compressed weights.
+
+    ``keep`` (module name -> bool ``[out, in]``, the masks file): the bitmasks are the masks; when
+    every compressed linear's mask is exactly 2:4 the format is ``sparse-24-bitmask`` (vLLM's 2:4
+    sparse kernels), else ``sparse-bitmask``.  Without ``keep``: ``W != 0``, ``sparse-bitmask``."""
     import compressed_tensors
-    from compressed_tensors import BitmaskConfig
+    from compressed_tensors import BitmaskConfig, Sparse24BitMaskConfig
     from compressed_tensors.base import COMPRESSION_VERSION_NAME, QUANTIZATION_CONFIG_NAME, QUANTIZATION_METHOD, QUANTIZATION_METHOD_NAME, SPARSITY_CONFIG_NAME
     from safetensors.torch import save_file
 
     targets = set(_compressible(model))
+    masks = {n: torch.as_tensor(keep[n], dtype=torch.bool) for n in targets} if keep and targets <= set(keep) else None
+    two_four = masks is not None and all(is_24(m) for m in masks.values())
     tensors: dict[str, torch.Tensor] = {}
     zeros = total = 0
     seen: set[int] = set()
@@ -172,7 +212,10 @@ def _save_compressed(model, tmp: Path) -> float:
         seen.add(t.data_ptr())
         module = name[: -len(".weight")] if name.endswith(".weight") else None
         if module in targets:
-            parts = bitmask_compress(t)
+            if two_four:
+                parts = bitmask24_compress(t, masks[module])
+            else:
+                parts = bitmask_compress(t, None if masks is None else masks[module])
             zeros += t.numel() - parts["compressed"].numel()
             total += t.numel()
             tensors.update({f"{module}.{k}": v for k, v in parts.items()})
@@ -186,7 +229,10 @@ def _save_compressed(model, tmp: Path) -> float:
         model.generation_config.save_pretrained(str(tmp))
     cfg_path = tmp / "config.json"
     cfg = json.loads(cfg_path.read_text())
-    sparsity_cfg = BitmaskConfig(global_sparsity=round(sparsity, 6), sparsity_structure="unstructured", targets=["Linear"], ignore=["lm_head"])
+    if two_four:
+        sparsity_cfg = Sparse24BitMaskConfig(global_sparsity=round(sparsity, 6), sparsity_structure="2:4", targets=["Linear"], ignore=["lm_head"])
+    else:
+        sparsity_cfg = BitmaskConfig(global_sparsity=round(sparsity, 6), sparsity_structure="unstructured", targets=["Linear"], ignore=["lm_head"])
     cfg[QUANTIZATION_CONFIG_NAME] = {
         COMPRESSION_VERSION_NAME: compressed_tensors.__version__,
         QUANTIZATION_METHOD_NAME: QUANTIZATION_METHOD,
@@ -205,8 +251,12 @@ def check_export_out(out, overwrite: bool, inputs=()) -> Path:
     return out
 
 
-def export_model(model, tokenizer, out: Path, fmt: str, quantized: bool = False, overwrite: bool = False) -> ExportReport:
-    """Write the (already masked) ``model`` + ``tokenizer`` to ``out`` in format ``fmt`` atomically."""
+def export_model(model, tokenizer, out: Path, fmt: str, quantized: bool = False, overwrite: bool = False,
+                 keep: dict | None = None) -> ExportReport:
+    """Write the (already masked) ``model`` + ``tokenizer`` to ``out`` in format ``fmt`` atomically.
+
+    ``keep``: the masks (module name -> bool ``[out, in]``) the model was pruned with; ``compressed``
+    stores them as its bitmasks (``sparse-24-bitmask`` when all are 2:4)."""
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
     out = check_export_out(out, overwrite)
@@ -217,7 +267,7 @@ def export_model(model, tokenizer, out: Path, fmt: str, quantized: bool = False,
             targets = [model.get_submodule(n).weight for n in _compressible(model)]
             sparsity = sum(int((w == 0).sum()) for w in targets) / max(1, sum(w.numel() for w in targets))
         else:
-            sparsity = _save_compressed(model, tmp)
+            sparsity = _save_compressed(model, tmp, keep)
         weights = sum(f.stat().st_size for f in tmp.glob("*.safetensors"))
         total = _dir_bytes(tmp)
         dense = total - weights + _dense_weights_bytes(model)
@@ -245,9 +295,11 @@ def load_exported(path: Path, dtype: torch.dtype | None = None):
     raw = json.loads(cfg_path.read_text())
     sparsity = (raw.get("quantization_config") or {}).get("sparsity_config") or {}
     tokenizer = AutoTokenizer.from_pretrained(str(path))
-    if sparsity.get("format") != "sparse-bitmask":
+    fmt = sparsity.get("format")
+    if fmt not in SPARSE_PARAMS:
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype or "auto").eval()
         return model, tokenizer
+    need = SPARSE_PARAMS[fmt]
     files = sorted(path.glob("*.safetensors"))
     if not files:
         raise UserError(f"{path}: no safetensors weights")
@@ -260,13 +312,13 @@ def load_exported(path: Path, dtype: torch.dtype | None = None):
     state: dict[str, torch.Tensor] = {}
     for k, v in flat.items():
         module, _, leaf = k.rpartition(".")
-        if leaf in BITMASK_PARAMS:
+        if leaf in need:
             groups.setdefault(module, {})[leaf] = v
         else:
             state[k] = v
     for module, parts in groups.items():
-        if set(parts) != set(BITMASK_PARAMS):
-            raise UserError(f"{path}: compressed weight {module} lacks {sorted(set(BITMASK_PARAMS) - set(parts))}")
+        if set(parts) != set(need):
+            raise UserError(f"{path}: compressed weight {module} lacks {sorted(set(need) - set(parts))}")
         state[f"{module}.weight"] = bitmask_decompress(parts, module)
     config = AutoConfig.from_pretrained(str(path))
     if hasattr(config, "quantization_config"):

@@ -233,7 +233,7 @@ def _is_sparse_bitmask(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     sparsity = (raw.get("quantization_config") or {}).get("sparsity_config") or {}
-    return sparsity.get("format") == "sparse-bitmask"
+    return sparsity.get("format") in ("sparse-bitmask", "sparse-24-bitmask")
 
 
 def decoder_layers(model) -> torch.nn.ModuleList:

@@ -21,7 +21,8 @@ HELP = "simulate masks on a sparse accelerator, write layers.csv + summary.json"
 
 def add_arguments(parser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--masks", metavar="PATH", help="masks file (DIR/masks.safetensors) or a run directory")
+    src.add_argument("--masks", metavar="PATH", help="masks file (DIR/masks.safetensors), a run directory, or a checkpoint to "
+                                                     "extract masks from (HF dir with zeros, compressed-tensors dir, .gguf; see besa masks extract)")
     src.add_argument("--synthetic", metavar="SPEC",
                      help="seeded synthetic workload SHAPE[:PATTERN], e.g. llama-7b:sparsity=0.5, "
                           "llama-7b[2]:nm=2:4, 4096x4096*3:skewed=0.5, smollm2-135m:dense "
@@ -65,9 +66,15 @@ def run(args) -> int:
     tokens = parse_tokens(args.tokens)
     hw = load_hardware(args.hw, parse_overrides(args.overrides))
     path = None
+    checkpoint = False
     if args.masks:
+        from besa_common.extract import is_checkpoint
+
         path = Path(args.masks)
-        if path.is_dir():
+        checkpoint = is_checkpoint(path)
+        if checkpoint and not args.out:
+            raise UserError("--out DIR is required when --masks is a checkpoint (results are not written into it)")
+        if path.is_dir() and not checkpoint:
             path = path / "masks.safetensors"
         default_out = path.parent / "sim" / f"{hw.name}-{args.mode}"
     else:
@@ -81,7 +88,14 @@ def run(args) -> int:
         raise UserError("--out DIR is required with --synthetic")
     # The output directory is replaced as a unit: it must not be (or hold) the masks, nor hold other files.
     check_output_path(out, inputs=[path], replaces=RESULT_FILES)
-    if path is not None:
+    if checkpoint:
+        from besa_common.extract import extract_masks, warn
+
+        ex = extract_masks(path)
+        warn(ex)
+        layers = wl.from_packed(ex.packed, ex.shapes, str(path))
+        source = {"checkpoint": ex.source}
+    elif path is not None:
         layers = wl.from_masks(path)
         source = {"masks": str(path)}
     else:

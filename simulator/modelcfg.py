@@ -23,11 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from besa_common.errors import UserError
-from besa_common.llama import PROJECTIONS
+from besa_common.llama import ARCHITECTURES, PROJECTIONS  # ARCHITECTURES: the LLaMA-family model types
 
-# LLaMA-family model types: the same seven linear layers per block (Qwen2 adds q/k/v biases; biases
-# do not change the weight masks).
-ARCHITECTURES = ("llama", "mistral", "qwen2")
 # old names of the four hard-coded shapes -> shipped configs with identical shapes
 ALIASES = {"llama-7b": "llama-2-7b", "llama-13b": "llama-2-13b", "llama-70b": "llama-2-70b"}
 

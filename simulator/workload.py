@@ -126,12 +126,8 @@ def _proj_and_block(name: str) -> tuple[str, int]:
     return proj, int(m.group(1)) if m else -1
 
 
-def from_masks(path) -> list[LayerWorkload]:
-    """The layers of a masks file (or a run directory holding ``masks.safetensors``), in block order
-    then projection order (q k v o gate up down)."""
-    if Path(path).is_dir():
-        path = Path(path) / "masks.safetensors"
-    packed, shapes, _manifest = read_masks_packed(path)
+def from_packed(packed: dict[str, np.ndarray], shapes: dict[str, tuple[int, int]], where: str = "masks") -> list[LayerWorkload]:
+    """Layers from packed keep masks (``besa_common.masks`` layout), in block then projection order."""
 
     def order(name: str):
         proj, block = _proj_and_block(name)
@@ -140,11 +136,20 @@ def from_masks(path) -> list[LayerWorkload]:
     out = []
     for name in sorted(shapes, key=order):
         rows, cols = shapes[name]
-        check_shape(rows, cols, f"{path}: layer {name!r}")
+        check_shape(rows, cols, f"{where}: layer {name!r}")
         proj, block = _proj_and_block(name)
         arr = packed[name]
         out.append(LayerWorkload(name, rows, cols, proj, block, (lambda a=arr: a)))
     return out
+
+
+def from_masks(path) -> list[LayerWorkload]:
+    """The layers of a masks file (or a run directory holding ``masks.safetensors``), in block order
+    then projection order (q k v o gate up down)."""
+    if Path(path).is_dir():
+        path = Path(path) / "masks.safetensors"
+    packed, shapes, _manifest = read_masks_packed(path)
+    return from_packed(packed, shapes, str(path))
 
 
 # Generators and pattern parsing live in simulator.synth; re-exported for callers of the old names.
