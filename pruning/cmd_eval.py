@@ -98,6 +98,9 @@ def compute(args) -> dict:
     device = resolve_device(args.device)
     masks = _masks_path(args.masks)
     check_eval_out(args.out, masks)  # a bad --out must not cost the evaluation
+    from pruning.models import check_model_spec
+
+    check_model_spec(args.model)
     if args.tasks:
         from besa_common.extras import require
         from pruning.zeroshot import check_task_data, parse_tasks

@@ -40,6 +40,9 @@ def run(args) -> int:
     masks = args.masks / "masks.safetensors" if args.masks.is_dir() else args.masks
     # Every check before the model load: the output path (never the input: --out RUN_DIR --overwrite
     # would delete the masks it reads), then the masks file itself (inside prepare_model).
+    from pruning.models import check_model_spec
+
+    check_model_spec(args.model)
     check_export_out(args.out, args.overwrite, inputs=[masks, args.model if Path(args.model).exists() else None])
     with dir_lock(args.out, wait=args.wait):
         model, tokenizer, quantized = prepare_model(args.model, masks, DTYPES[args.dtype], quant=not args.no_quant)

@@ -162,6 +162,9 @@ def _check_outputs(args) -> None:
     """--out and --save-model: writable, not files, not the model (checked before the model load)."""
     from besa_common.fileio import check_output_path
 
+    from pruning.models import check_model_spec
+
+    check_model_spec(args.model)
     model_dir = args.model if Path(args.model).exists() else None
     check_output_path(args.out, inputs=[model_dir])
     if args.save_model:

@@ -67,11 +67,13 @@ def embedded_gguf(name: str) -> Path:
     return path
 
 
-def resolve_model(spec: str | os.PathLike) -> Path:
-    """Return the HF directory for ``spec`` (converting a GGUF once into the cache)."""
+def check_model_spec(spec: str | os.PathLike) -> None:
+    """The cheap checks of :func:`resolve_model` (no conversion, no loading): commands call this
+    before their slow work so a bad ``--model`` is one line at once."""
     text = str(spec)
     if text in EMBEDDED_MODELS:
-        return _converted_dir(embedded_gguf(text), cache_root() / "models" / text)
+        embedded_gguf(text)
+        return
     path = Path(text).expanduser()
     if not path.exists():
         if os.sep not in text and not text.endswith(".gguf"):
@@ -80,6 +82,18 @@ def resolve_model(spec: str | os.PathLike) -> Path:
         raise UserError(f"model path not found: {path}")
     if path.is_dir():
         _check_hf_dir(path)
+    elif path.suffix.lower() != ".gguf":
+        raise UserError(f"model {path}: expected a Hugging Face directory (config.json + *.safetensors) or a .gguf file")
+
+
+def resolve_model(spec: str | os.PathLike) -> Path:
+    """Return the HF directory for ``spec`` (converting a GGUF once into the cache)."""
+    text = str(spec)
+    check_model_spec(text)
+    if text in EMBEDDED_MODELS:
+        return _converted_dir(embedded_gguf(text), cache_root() / "models" / text)
+    path = Path(text).expanduser()
+    if path.is_dir():
         return path
     if path.suffix.lower() == ".gguf":
         st = path.stat()
