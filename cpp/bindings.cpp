@@ -1,58 +1,75 @@
 // The one pybind11 file: builds the private module simulator._core over the pure C++ model.
-// numpy arrays cross as py::array_t<int64_t, c_style | forcecast>, read with unchecked<1>().
+// Hardware crosses as the typed class HwParams, built from a dict that must name every field
+// exactly once (a missing or unknown field is a ValueError, never a silent default).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "model.hpp"
 
 namespace py = pybind11;
 using besa::HwParams;
 using besa::LayerResult;
+using IntArray = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
 
 namespace {
 
+// Every field of HwParams with its setter: the single list the dict constructor checks against.
+using Setter = std::function<void(HwParams&, const py::handle&)>;
 template <typename T>
-void get(const py::dict& d, const char* key, T& out) {
-    if (d.contains(key)) out = d[key].cast<T>();
+std::pair<std::string, Setter> field(const char* name, T HwParams::*member) {
+    return {name, [member](HwParams& hw, const py::handle& v) { hw.*member = v.cast<T>(); }};
 }
 
-HwParams to_hw(const py::dict& d) {
-    HwParams hw;
-    get(d, "lines", hw.lines);
-    get(d, "macs_per_line", hw.macs_per_line);
-    get(d, "memory", hw.memory);
-    get(d, "bw_bits_scaled", hw.bw_bits_scaled);
-    get(d, "weight_bits", hw.weight_bits);
-    get(d, "act_bits", hw.act_bits);
-    get(d, "out_bits", hw.out_bits);
-    get(d, "index_format", hw.index_format);
-    get(d, "index_bits", hw.index_bits);
-    get(d, "rowptr_bits", hw.rowptr_bits);
-    get(d, "rle_bits", hw.rle_bits);
-    get(d, "pipeline_fill", hw.pipeline_fill);
-    get(d, "tile_m", hw.tile_m);
-    get(d, "tile_k", hw.tile_k);
-    get(d, "tile_n", hw.tile_n);
-    get(d, "split_optimal", hw.split_optimal);
-    get(d, "assign_lpt", hw.assign_lpt);
-    get(d, "gather_scaled", hw.gather_scaled);
-    get(d, "gather_scale", hw.gather_scale);
-    get(d, "nm_n", hw.nm_n);
-    get(d, "nm_m", hw.nm_m);
-    get(d, "nm_meta_bits", hw.nm_meta_bits);
-    if (hw.lines < 1 || hw.macs_per_line < 1 || hw.tile_m < 1 || hw.tile_k < 1 || hw.tile_n < 1 ||
-        hw.bw_bits_scaled < 1 || hw.gather_scale < 1 || hw.nm_m < 1)
-        throw py::value_error("invalid hardware parameters (validate with simulator.hardware first)");
+const std::vector<std::pair<std::string, Setter>>& fields() {
+    static const std::vector<std::pair<std::string, Setter>> f = {
+        field("lines", &HwParams::lines), field("macs_per_line", &HwParams::macs_per_line),
+        field("memory", &HwParams::memory), field("bw_bits_scaled", &HwParams::bw_bits_scaled),
+        field("weight_bits", &HwParams::weight_bits), field("act_bits", &HwParams::act_bits),
+        field("out_bits", &HwParams::out_bits), field("acc_bits", &HwParams::acc_bits),
+        field("kv_bits", &HwParams::kv_bits), field("index_format", &HwParams::index_format),
+        field("index_bits", &HwParams::index_bits), field("rowptr_bits", &HwParams::rowptr_bits),
+        field("rle_bits", &HwParams::rle_bits), field("pipeline_fill", &HwParams::pipeline_fill),
+        field("tile_m", &HwParams::tile_m), field("tile_k", &HwParams::tile_k), field("tile_n", &HwParams::tile_n),
+        field("weight_buffer_bytes", &HwParams::weight_buffer_bytes),
+        field("act_buffer_bytes", &HwParams::act_buffer_bytes), field("out_buffer_bytes", &HwParams::out_buffer_bytes),
+        field("index_buffer_bytes", &HwParams::index_buffer_bytes),
+        field("split_optimal", &HwParams::split_optimal), field("assign_lpt", &HwParams::assign_lpt),
+        field("gather_scale", &HwParams::gather_scale), field("nm_n", &HwParams::nm_n), field("nm_m", &HwParams::nm_m),
+        field("nm_meta_bits", &HwParams::nm_meta_bits),
+    };
+    return f;
+}
+
+HwParams from_dict(const py::dict& d) {
+    HwParams hw{};
+    for (const auto& item : d) {
+        const std::string key = py::str(item.first);
+        bool known = false;
+        for (const auto& [name, set] : fields()) known = known || name == key;
+        if (!known) throw py::value_error("HwParams: unknown field '" + key + "'");
+    }
+    for (const auto& [name, set] : fields()) {
+        if (!d.contains(name)) throw py::value_error("HwParams: missing field '" + name + "'");
+        set(hw, d[py::str(name)]);
+    }
+    if (hw.lines < 1 || hw.macs_per_line < 1 || hw.tile_m < 0 || hw.tile_k < 0 || hw.tile_n < 0 ||
+        hw.bw_bits_scaled < 1 || hw.gather_scale < 1 || hw.nm_m < 1 || hw.acc_bits < 1 || hw.act_bits < 1 ||
+        hw.weight_bits < 1 || hw.index_format < 0 || hw.index_format > 2)
+        throw py::value_error("HwParams: invalid values (validate with simulator.hardware first)");
     return hw;
 }
 
-std::vector<int64_t> to_vec(const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& a, int64_t n,
-                            const char* what) {
-    if (a.ndim() != 1 || a.shape(0) != n) throw py::value_error(std::string(what) + " must be 1-D of length rows");
+std::vector<int64_t> to_vec(const IntArray& a, int64_t n, const char* what) {
+    if (a.ndim() != 1 || (n >= 0 && a.shape(0) != n)) throw py::value_error(std::string(what) + " must be 1-D of length rows");
     auto u = a.unchecked<1>();
-    std::vector<int64_t> v(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = u(i);
+    std::vector<int64_t> v(static_cast<size_t>(a.shape(0)));
+    for (py::ssize_t i = 0; i < a.shape(0); ++i) v[static_cast<size_t>(i)] = u(i);
     return v;
 }
 
@@ -71,47 +88,60 @@ void check_dims(int64_t M, int64_t K, int64_t N) {
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "C++ core of the BESA toolkit's accelerator simulator (private; use simulator.engine)";
+    py::class_<HwParams>(m, "HwParams", "Integer hardware view; HwParams(dict) needs every field, no others.")
+        .def(py::init(&from_dict), py::arg("fields"))
+        .def_static("field_names", []() {
+            std::vector<std::string> names;
+            for (const auto& f : fields()) names.push_back(f.first);
+            return names;
+        })
+        .def_readonly("lines", &HwParams::lines)
+        .def_readonly("tile_m", &HwParams::tile_m)
+        .def_readonly("index_format", &HwParams::index_format);
     m.def(
-        "cycle_layer",
-        [](int64_t M, int64_t K, int64_t N, int64_t G,
-           const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& row_sparse,
-           const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& row_pads, int64_t nnz,
-           const py::dict& hw) {
+        "cycle_partition",
+        [](int64_t M, int64_t K, int64_t N, int64_t G, const IntArray& row_sparse, int64_t pads, int64_t gather,
+           const HwParams& hw) {
             check_dims(M, K, N);
             if (G < 0 || G > K) throw py::value_error("G must be in [0, cols]");
-            HwParams p = to_hw(hw);
             auto rs = to_vec(row_sparse, M, "row_sparse");
-            auto rp = to_vec(row_pads, M, "row_pads");
             LayerResult r;
             {
                 py::gil_scoped_release release;
-                r = besa::cycle_layer(M, K, N, G, rs, rp, nnz, p);
+                r = besa::evaluate_partition(M, K, N, G, rs, pads, gather, hw, besa::tilings(M, K, N, hw, G < K, false));
             }
             return to_dict(r);
         },
         py::arg("rows"), py::arg("cols"), py::arg("tokens"), py::arg("dense_cols"), py::arg("row_sparse"),
-        py::arg("row_pads"), py::arg("nnz"), py::arg("hw"),
-        "Cycle-level model of one layer from its partition statistics (see simulator.reference.cycle_from_stats).");
+        py::arg("pads"), py::arg("gather"), py::arg("hw"),
+        "Best tiling and lane split of one dense-column set (simulator.reference.evaluate_partition).");
     m.def(
         "dense_layer",
-        [](int64_t M, int64_t K, int64_t N, const py::dict& hw) {
+        [](int64_t M, int64_t K, int64_t N, const HwParams& hw) {
             check_dims(M, K, N);
-            return to_dict(besa::dense_layer(M, K, N, to_hw(hw)));
+            return to_dict(besa::dense_layer(M, K, N, hw));
         },
-        py::arg("rows"), py::arg("cols"), py::arg("tokens"), py::arg("hw"), "Dense baseline on the same machine.");
+        py::arg("rows"), py::arg("cols"), py::arg("tokens"), py::arg("hw"), "Dense baseline, its own best tiling.");
     m.def(
         "nm_layer",
-        [](int64_t M, int64_t K, int64_t N, int64_t group_max, const py::dict& hw) {
+        [](int64_t M, int64_t K, int64_t N, int64_t group_max, const HwParams& hw) {
             check_dims(M, K, N);
-            return to_dict(besa::nm_layer(M, K, N, group_max, to_hw(hw)));
+            return to_dict(besa::nm_layer(M, K, N, group_max, hw));
         },
         py::arg("rows"), py::arg("cols"), py::arg("tokens"), py::arg("group_max"), py::arg("hw"),
         "n:m sparse tensor engine (smallest covering n of the mask's groups).");
     m.def(
-        "max_line_load",
-        [](const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& costs, int64_t lines, bool lpt) {
-            auto v = to_vec(costs, costs.ndim() == 1 ? costs.shape(0) : -1, "costs");
-            return besa::max_line_load(v, lines, lpt);
+        "attention_block",
+        [](int64_t hidden, int64_t kv_dim, int64_t N, int64_t context, int64_t batch, const HwParams& hw) {
+            check_dims(hidden, kv_dim, N);
+            if (context < 0 || batch < 1) throw py::value_error("context must be >= 0 and batch >= 1");
+            return to_dict(besa::attention_block(hidden, kv_dim, N, context, batch, hw));
         },
+        py::arg("hidden"), py::arg("kv_dim"), py::arg("tokens"), py::arg("context"), py::arg("batch"), py::arg("hw"),
+        "One block's attention + KV cache, dense.");
+    m.def("lb_ideal", &besa::lb_ideal, py::arg("nnz"), py::arg("rows"), py::arg("cols"), py::arg("tokens"), py::arg("hw"));
+    m.def(
+        "max_line_load",
+        [](const IntArray& costs, int64_t lines, bool lpt) { return besa::max_line_load(to_vec(costs, -1, "costs"), lines, lpt); },
         py::arg("costs"), py::arg("lines"), py::arg("lpt"), "Most beats on any line after row->line assignment.");
 }

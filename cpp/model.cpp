@@ -1,13 +1,14 @@
-// Implementation of model.hpp.  Mirrors simulator/reference.py line by line in meaning; the tests
-// check the two agree exactly.  Tiles are grouped by token-tile width (at most two distinct widths),
-// which changes nothing in the sums but makes a layer cost O(row tiles), not O(row x token tiles).
+// Implementation of model.hpp.  Mirrors simulator/reference.py function by function; the tests
+// check the two agree exactly.  The searches here visit the same candidates in the same order as
+// the reference and skip only options whose lower bound is ABOVE the best value known, so the first
+// minimum (the reference's answer) is always evaluated.
 #include "model.hpp"
 
 #include <algorithm>
 #include <functional>
 #include <numeric>
 #include <queue>
-#include <utility>
+#include <set>
 
 namespace besa {
 
@@ -15,16 +16,42 @@ int64_t mem_cycles(int64_t bits, const HwParams& hw) {
     return hw.memory ? cdiv(bits * kBwScale, hw.bw_bits_scaled) : 0;
 }
 
-int64_t dense_tile_cycles(int64_t tm, int64_t tn, int64_t width, int64_t lines, const HwParams& hw) {
-    const int64_t per_row = cdiv(tm, lines) * tn;
-    const int64_t full = width / hw.tile_k, rem = width % hw.tile_k;
-    int64_t total = full * (per_row * cdiv(hw.tile_k, hw.macs_per_line) + hw.pipeline_fill);
-    if (rem) total += per_row * cdiv(rem, hw.macs_per_line) + hw.pipeline_fill;
-    return total;
+namespace {
+
+int64_t half_bits(int64_t bytes) { return bytes * 4; }
+
+std::vector<std::pair<int64_t, int64_t>> classes(int64_t total, int64_t tile) {
+    std::vector<std::pair<int64_t, int64_t>> out;
+    if (total / tile) out.emplace_back(tile, total / tile);
+    if (total % tile) out.emplace_back(total % tile, 1);
+    return out;
 }
 
-// LPT on costs already sorted descending (stable by row), zero costs dropped.
-static int64_t lpt_sorted(const std::vector<int64_t>& sorted_costs, int64_t lines) {
+struct Bits {
+    int64_t w = 0, i = 0, a = 0, o = 0;
+    int64_t sum() const { return w + i + a + o; }
+};
+
+Bits traffic(int64_t M, int64_t K, int64_t N, int64_t tm, int64_t tn, int64_t W, int64_t I, const HwParams& hw) {
+    const int64_t R = cdiv(M, tm), T = cdiv(N, tn);
+    const int64_t wb = half_bits(hw.weight_buffer_bytes), ab = half_bits(hw.act_buffer_bytes),
+                  ib = half_bits(hw.index_buffer_bytes);
+    const int64_t A = K * N * hw.act_bits, O = M * N * hw.out_bits;
+    const bool w_tile = cdiv(W * tm, M) <= wb, i_tile = cdiv(I * tm, M) <= ib;
+    Bits row{W * (w_tile ? 1 : T), I * (i_tile ? 1 : T), A * (A <= ab ? 1 : R), O};
+    Bits tok{W * (W <= wb ? 1 : T), I * (I <= ib ? 1 : T), A * (K * tn * hw.act_bits <= ab ? 1 : R), O};
+    return tok.sum() < row.sum() ? tok : row;  // min() keeps the first on ties: row tiles outer
+}
+
+int64_t index_bits(int64_t rows, int64_t ks, int64_t nnz, int64_t pads, const HwParams& hw) {
+    if (ks == 0 || nnz == 0) return 0;
+    if (hw.index_format == kBitmap) return rows * ks;
+    if (hw.index_format == kCsr) return nnz * hw.index_bits + rows * hw.rowptr_bits;
+    return (nnz + pads) * hw.rle_bits;
+}
+
+// LPT on costs sorted descending: most load on a line.
+int64_t lpt_sorted(const std::vector<int64_t>& sorted_costs, int64_t lines) {
     if (sorted_costs.empty() || lines <= 0) return 0;
     if (static_cast<int64_t>(sorted_costs.size()) <= lines) return sorted_costs.front();
     using Item = std::pair<int64_t, int64_t>;  // (load, line): ties go to the lower line
@@ -32,6 +59,7 @@ static int64_t lpt_sorted(const std::vector<int64_t>& sorted_costs, int64_t line
     for (int64_t ln = 0; ln < lines; ++ln) heap.emplace(0, ln);
     int64_t best = 0;
     for (int64_t c : sorted_costs) {
+        if (c == 0) break;
         Item it = heap.top();
         heap.pop();
         it.first += c;
@@ -41,86 +69,203 @@ static int64_t lpt_sorted(const std::vector<int64_t>& sorted_costs, int64_t line
     return best;
 }
 
-static int64_t round_robin(const std::vector<int64_t>& costs, int64_t lines) {
+int64_t round_robin(const std::vector<int64_t>& costs, int64_t lines) {
     if (costs.empty() || lines <= 0) return 0;
     std::vector<int64_t> load(static_cast<size_t>(lines), 0);
     for (size_t j = 0; j < costs.size(); ++j) load[j % static_cast<size_t>(lines)] += costs[j];
     return *std::max_element(load.begin(), load.end());
 }
 
-static std::vector<int64_t> sort_for_lpt(const std::vector<int64_t>& costs) {
-    std::vector<int64_t> s;
-    s.reserve(costs.size());
-    for (int64_t c : costs)
-        if (c > 0) s.push_back(c);
-    // descending; equal costs are interchangeable for the loads, so stability does not matter here
-    std::sort(s.begin(), s.end(), std::greater<int64_t>());
-    return s;
-}
-
-int64_t max_line_load(const std::vector<int64_t>& costs, int64_t lines, bool lpt) {
-    return lpt ? lpt_sorted(sort_for_lpt(costs), lines) : round_robin(costs, lines);
-}
-
-namespace {
-
-struct Pipe {
-    int64_t total = 0, stall = 0, csum = 0, msum = 0;
-    void add(int64_t c, int64_t m, int64_t count) {
-        total += count * std::max(c, m);
-        stall += count * std::max<int64_t>(0, m - c);
-        csum += count * c;
-        msum += count * m;
-    }
-    void store(LayerResult& r) const {
-        r.values["cycles"] = total;
-        r.values["stall_cycles"] = stall;
-        r.values["compute_cycles"] = csum;
-        r.values["memory_cycles"] = msum;
-        r.bound = msum > csum ? "memory" : "compute";
-    }
+struct Option {
+    int64_t Ld, Ls;
+    bool shared;
 };
 
-// Token tiles as (width, count): at most two distinct widths.
-std::vector<std::pair<int64_t, int64_t>> token_classes(int64_t N, const HwParams& hw) {
-    std::vector<std::pair<int64_t, int64_t>> out;
-    if (N / hw.tile_n) out.emplace_back(hw.tile_n, N / hw.tile_n);
-    if (N % hw.tile_n) out.emplace_back(N % hw.tile_n, 1);
+std::vector<Option> split_options(int64_t M, int64_t G, int64_t S, const HwParams& hw) {
+    const int64_t L = hw.lines;
+    if (G == 0 && S == 0) return {{0, 0, false}};
+    if (S == 0) return {{L, 0, false}};
+    if (G == 0) return {{0, L, false}};
+    if (L == 1) return {{1, 1, true}};
+    if (!hw.split_optimal) {
+        const int64_t Ld = std::min(std::max((L * M * G) / (M * G + S), int64_t(1)), L - 1);
+        return {{Ld, L - Ld, false}};
+    }
+    std::vector<Option> out;
+    for (int64_t Ld = 1; Ld < L; ++Ld) out.push_back({Ld, L - Ld, false});
+    out.push_back({L, L, true});
     return out;
 }
 
-int64_t index_bits(int64_t tm, int64_t ks, int64_t nnz, int64_t pads, const HwParams& hw) {
-    if (ks == 0) return 0;
-    if (hw.index_format == 0) return tm * ks;
-    if (hw.index_format == 1) return nnz * hw.index_bits + tm * hw.rowptr_bits;
-    return (nnz + pads) * hw.rle_bits;
+// simulator.reference.dense_beats: the better of rows-on-lines and rows-on-MACs.
+int64_t dense_beats(int64_t tm, int64_t tn, int64_t width, int64_t lines, int64_t m) {
+    return std::min(cdiv(tm, lines) * tn * cdiv(width, m), cdiv(tm, lines * m) * tn * width);
+}
+
+struct Compute {
+    int64_t total = 0, dense = 0, sparse = 0;
+};
+
+Compute engine_compute(int64_t M, int64_t N, int64_t G, int64_t load, int64_t gs, int64_t tm, int64_t tn,
+                       int64_t Ld, bool has_sparse, bool shared, const HwParams& hw) {
+    const int64_t m = hw.macs_per_line, lam = hw.pipeline_fill, R = cdiv(M, tm);
+    const auto rows = classes(M, tm);
+    Compute c;
+    for (auto [tn_j, cnt] : classes(N, tn)) {
+        int64_t cd = 0;
+        if (G)
+            for (auto [t, k] : rows) cd += k * (dense_beats(t, tn_j, G, Ld, m) + lam);
+        const int64_t cs = has_sparse ? cdiv(load * tn_j * gs, hw.gather_scale) + R * lam : 0;
+        c.dense += cnt * cd;
+        c.sparse += cnt * cs;
+        c.total += cnt * (shared ? cd + cs : std::max(cd, cs));
+    }
+    return c;
+}
+
+void store_bits(LayerResult& r, const Bits& b) {
+    r.values["bits_weights"] = b.w;
+    r.values["bits_index"] = b.i;
+    r.values["bits_act"] = b.a;
+    r.values["bits_out"] = b.o;
+}
+
+void store_times(LayerResult& r, int64_t C, int64_t Mem) {
+    r.values["cycles"] = std::max(C, Mem);
+    r.values["compute_cycles"] = C;
+    r.values["memory_cycles"] = Mem;
+    r.values["stall_cycles"] = std::max<int64_t>(0, Mem - C);
+    r.bound = Mem > C ? "memory" : "compute";
 }
 
 }  // namespace
 
-LayerResult dense_layer(int64_t M, int64_t K, int64_t N, const HwParams& hw) {
-    Pipe pipe;
-    int64_t wb = 0, ab = 0, ob = 0;
-    const auto classes = token_classes(N, hw);
-    for (int64_t r0 = 0; r0 < M; r0 += hw.tile_m) {
-        const int64_t tm = std::min(hw.tile_m, M - r0);
-        for (auto [tn, count] : classes) {
-            const int64_t c = dense_tile_cycles(tm, tn, K, hw.lines, hw);
-            const int64_t w = tm * K * hw.weight_bits, a = K * tn * hw.act_bits, o = tm * tn * hw.out_bits;
-            wb += count * w;
-            ab += count * a;
-            ob += count * o;
-            pipe.add(c, mem_cycles(w + a + o, hw), count);
+std::vector<Tiling> tilings(int64_t M, int64_t K, int64_t N, const HwParams& hw, bool sparse, bool own) {
+    const int64_t L = hw.lines, m = hw.macs_per_line;
+    const int64_t tk = (own || !hw.tile_k) ? m : hw.tile_k;
+    const int64_t wb = half_bits(hw.weight_buffer_bytes), ab = half_bits(hw.act_buffer_bytes),
+                  ob = half_bits(hw.out_buffer_bytes), ib = half_bits(hw.index_buffer_bytes);
+    std::set<int64_t> tms;
+    if (hw.tile_m && !own) {
+        tms.insert(std::min(hw.tile_m, M));
+    } else {
+        for (int64_t p = 1; p < 2 * M; p *= 2) {
+            tms.insert(std::min(M, p));
+            tms.insert(std::min(M, L * p));
         }
     }
-    LayerResult r;
-    pipe.store(r);
-    r.values["dense_engine_cycles"] = pipe.csum;
-    r.values["sparse_engine_cycles"] = 0;
-    r.values["bits_weights"] = wb;
-    r.values["bits_index"] = 0;
-    r.values["bits_act"] = ab;
-    r.values["bits_out"] = ob;
+    std::vector<Tiling> out;
+    for (int64_t tm : tms) {
+        if (tm * tk * hw.weight_bits > wb || (sparse && tm * tk > ib)) continue;
+        std::set<int64_t> tns;
+        if (hw.tile_n && !own) {
+            tns.insert(std::min(hw.tile_n, N));
+        } else {
+            const int64_t tmax = std::min({N, ob / (tm * hw.acc_bits), ab / (tk * hw.act_bits)});
+            tns.insert(tmax);
+            tns.insert(std::min(tmax, ab / (K * hw.act_bits)));
+            tns.erase(0);
+        }
+        for (int64_t tn : tns)
+            if (tn >= 1 && tm * tn * hw.acc_bits <= ob && tk * tn * hw.act_bits <= ab) out.emplace_back(tm, tn);
+    }
+    if (out.empty()) out.emplace_back(1, 1);
+    return out;
+}
+
+int64_t max_line_load(const std::vector<int64_t>& costs, int64_t lines, bool lpt) {
+    if (!lpt) return round_robin(costs, lines);
+    std::vector<int64_t> s(costs);
+    std::sort(s.begin(), s.end(), std::greater<int64_t>());
+    return lpt_sorted(s, lines);
+}
+
+LayerResult evaluate_partition(int64_t M, int64_t K, int64_t N, int64_t G, const std::vector<int64_t>& row_sparse,
+                               int64_t pads, int64_t gs, const HwParams& hw, const std::vector<Tiling>& tiles) {
+    const int64_t m = hw.macs_per_line;
+    const int64_t S = std::accumulate(row_sparse.begin(), row_sparse.end(), int64_t(0));
+    std::vector<int64_t> costs(row_sparse.size());
+    int64_t csum = 0, cmax = 0;
+    for (size_t i = 0; i < row_sparse.size(); ++i) {
+        costs[i] = cdiv(row_sparse[i], m);
+        csum += costs[i];
+        cmax = std::max(cmax, costs[i]);
+    }
+    std::vector<int64_t> sorted_costs(costs);
+    if (hw.assign_lpt) std::sort(sorted_costs.begin(), sorted_costs.end(), std::greater<int64_t>());
+    std::map<int64_t, int64_t> loads;
+    auto load_of = [&](int64_t Ls) {
+        if (Ls == 0) return int64_t(0);
+        auto it = loads.find(Ls);
+        if (it != loads.end()) return it->second;
+        const int64_t v = hw.assign_lpt ? lpt_sorted(sorted_costs, Ls) : round_robin(costs, Ls);
+        loads[Ls] = v;
+        return v;
+    };
+    const int64_t W = (M * G + S + pads) * hw.weight_bits;
+    const int64_t I = index_bits(M, K - G, S, pads, hw);
+    const auto opts = split_options(M, G, S, hw);
+
+    // a first upper bound: the first tiling's proportional-ish option (any exact value works)
+    int64_t bestval = -1;
+    LayerResult best;
+    bool found = false;
+    {
+        const auto [tm, tn] = tiles.front();
+        const Bits b = traffic(M, K, N, tm, tn, W, I, hw);
+        const Option& o = opts[opts.size() / 2];
+        const Compute c = engine_compute(M, N, G, load_of(o.Ls), gs, tm, tn, o.Ld, S > 0, o.shared, hw);
+        bestval = std::max(c.total, mem_cycles(b.sum(), hw));
+    }
+    for (const auto& [tm, tn] : tiles) {
+        const Bits b = traffic(M, K, N, tm, tn, W, I, hw);
+        const int64_t Mem = mem_cycles(b.sum(), hw);
+        if (Mem > bestval) continue;
+        for (const Option& o : opts) {
+            const int64_t lb_load = o.Ls ? std::max(cdiv(csum, o.Ls), cmax) : 0;
+            const Compute lb = engine_compute(M, N, G, lb_load, gs, tm, tn, o.Ld, S > 0, o.shared, hw);
+            if (std::max(lb.total, Mem) > bestval) continue;
+            const Compute c = engine_compute(M, N, G, load_of(o.Ls), gs, tm, tn, o.Ld, S > 0, o.shared, hw);
+            const int64_t cyc = std::max(c.total, Mem);
+            if (!found || cyc < best.values["cycles"]) {
+                found = true;
+                best = LayerResult();
+                store_times(best, c.total, Mem);
+                best.values["dense_engine_cycles"] = c.dense;
+                best.values["sparse_engine_cycles"] = c.sparse;
+                best.values["lines_dense"] = o.Ld;
+                best.values["lines_sparse"] = o.Ls;
+                best.values["shared"] = o.shared ? 1 : 0;
+                best.values["tile_m"] = tm;
+                best.values["tile_n"] = tn;
+                best.values["token_tiles"] = cdiv(N, tn);
+                store_bits(best, b);
+                bestval = std::min(bestval, cyc);
+            }
+        }
+    }
+    const int64_t A = K * N * hw.act_bits, O = M * N * hw.out_bits;
+    const int64_t F = mem_cycles(W + I + A + O, hw);
+    auto& v = best.values;
+    v["G"] = G;
+    v["nnz_s"] = S;
+    v["gather"] = gs;
+    v["lb_split"] = std::max(cdiv((M * G + S) * N, hw.lines * m), F);
+    v["memory_floor"] = F;
+    v["macs"] = (M * G + S) * N;
+    v["index_entries"] = K - G ? (S + pads) * v["token_tiles"] : 0;
+    return best;
+}
+
+int64_t lb_ideal(int64_t nnz, int64_t M, int64_t K, int64_t N, const HwParams& hw) {
+    return std::max(cdiv(nnz * N, hw.lines * hw.macs_per_line),
+                    mem_cycles(nnz * hw.weight_bits + K * N * hw.act_bits + M * N * hw.out_bits, hw));
+}
+
+LayerResult dense_layer(int64_t M, int64_t K, int64_t N, const HwParams& hw) {
+    LayerResult r = evaluate_partition(M, K, N, K, std::vector<int64_t>(static_cast<size_t>(M), 0), 0,
+                                       hw.gather_scale, hw, tilings(M, K, N, hw, false, true));
+    r.values["lb_ideal"] = lb_ideal(M * K, M, K, N, hw);
     return r;
 }
 
@@ -132,169 +277,51 @@ LayerResult nm_layer(int64_t M, int64_t K, int64_t N, int64_t group_max, const H
         return r;
     }
     const int64_t groups = cdiv(K, hw.nm_m);
-    Pipe pipe;
-    int64_t wb = 0, ib = 0, ab = 0, ob = 0;
-    const auto classes = token_classes(N, hw);
-    for (int64_t r0 = 0; r0 < M; r0 += hw.tile_m) {
-        const int64_t tm = std::min(hw.tile_m, M - r0);
-        for (auto [tn, count] : classes) {
-            int64_t c = 0;
-            for (int64_t k0 = 0; k0 < K; k0 += hw.tile_k) {
-                const int64_t tk = std::min(hw.tile_k, K - k0);
-                const int64_t chunk = cdiv(tm, hw.lines) * tn * cdiv(tk, hw.macs_per_line) + hw.pipeline_fill;
-                c += cdiv(chunk * n_use, hw.nm_m);
-            }
-            const int64_t w = tm * groups * n_use * hw.weight_bits;
-            const int64_t i = tm * groups * n_use * hw.nm_meta_bits;
-            const int64_t a = K * tn * hw.act_bits, o = tm * tn * hw.out_bits;
-            wb += count * w;
-            ib += count * i;
-            ab += count * a;
-            ob += count * o;
-            pipe.add(c, mem_cycles(w + i + a + o, hw), count);
+    const int64_t W = M * groups * n_use * hw.weight_bits, I = M * groups * n_use * hw.nm_meta_bits;
+    LayerResult best;
+    bool found = false;
+    for (const auto& [tm, tn] : tilings(M, K, N, hw, false, true)) {
+        int64_t C = 0;
+        for (auto [tn_j, cnt] : classes(N, tn))
+            for (auto [t, c] : classes(M, tm))
+                C += cnt * c *
+                     (cdiv(dense_beats(t, tn_j, K, hw.lines, hw.macs_per_line) * n_use, hw.nm_m) + hw.pipeline_fill);
+        const Bits b = traffic(M, K, N, tm, tn, W, I, hw);
+        const int64_t Mem = mem_cycles(b.sum(), hw);
+        if (!found || std::max(C, Mem) < best.values["cycles"]) {
+            found = true;
+            best = LayerResult();
+            store_times(best, C, Mem);
+            best.values["dense_engine_cycles"] = C;
+            best.values["sparse_engine_cycles"] = 0;
+            best.values["tile_m"] = tm;
+            best.values["tile_n"] = tn;
+            best.values["token_tiles"] = cdiv(N, tn);
+            store_bits(best, b);
         }
     }
-    LayerResult r;
-    pipe.store(r);
-    r.values["dense_engine_cycles"] = pipe.csum;
-    r.values["sparse_engine_cycles"] = 0;
-    r.values["bits_weights"] = wb;
-    r.values["bits_index"] = ib;
-    r.values["bits_act"] = ab;
-    r.values["bits_out"] = ob;
-    r.values["nm_n"] = n_use;
-    return r;
+    best.values["nm_n"] = n_use;
+    best.values["macs"] = M * groups * n_use * N;
+    best.values["index_entries"] = M * groups * n_use * best.values["token_tiles"];
+    return best;
 }
 
-LayerResult cycle_layer(int64_t M, int64_t K, int64_t N, int64_t G, const std::vector<int64_t>& row_sparse,
-                        const std::vector<int64_t>& row_pads, int64_t nnz, const HwParams& hw) {
-    const int64_t L = hw.lines, m = hw.macs_per_line, Ks = K - G;
-    const int64_t nnz_s = std::accumulate(row_sparse.begin(), row_sparse.end(), int64_t(0));
-    const bool seq = L == 1 && G > 0 && nnz_s > 0;  // one line: the engines take turns
-    const auto classes = token_classes(N, hw);
-
-    struct RowTile {
-        int64_t tm, s, p;
-        std::vector<int64_t> costs;  // beats per token, row order (round robin) or sorted (LPT)
-        std::vector<int64_t> mem;    // memory cycles per token class
-    };
-    std::vector<RowTile> tiles;
-    int64_t bw = 0, bi = 0, ba = 0, bo = 0, idx_once = 0;
-    for (int64_t r0 = 0; r0 < M; r0 += hw.tile_m) {
-        RowTile t;
-        t.tm = std::min(hw.tile_m, M - r0);
-        t.s = t.p = 0;
-        t.costs.reserve(static_cast<size_t>(t.tm));
-        for (int64_t i = r0; i < r0 + t.tm; ++i) {
-            t.s += row_sparse[static_cast<size_t>(i)];
-            t.p += row_pads[static_cast<size_t>(i)];
-            t.costs.push_back(cdiv(row_sparse[static_cast<size_t>(i)], m));
-        }
-        if (hw.assign_lpt) t.costs = sort_for_lpt(t.costs);
-        const int64_t w = t.tm * G * hw.weight_bits + (t.s + t.p) * hw.weight_bits;
-        const int64_t ib = index_bits(t.tm, Ks, t.s, t.p, hw);
-        idx_once += ib;
-        for (auto [tn, count] : classes) {
-            const int64_t a = K * tn * hw.act_bits, o = t.tm * tn * hw.out_bits;
-            bw += count * w;
-            bi += count * ib;
-            ba += count * a;
-            bo += count * o;
-            t.mem.push_back(mem_cycles(w + ib + a + o, hw));
-        }
-        tiles.push_back(std::move(t));
-    }
-
-    auto run = [&](int64_t Ld, int64_t Ls, LayerResult& out) {
-        Pipe pipe;
-        int64_t dsum = 0, ssum = 0;
-        for (const RowTile& t : tiles) {
-            const int64_t load = t.s > 0 ? (hw.assign_lpt ? lpt_sorted(t.costs, Ls) : round_robin(t.costs, Ls)) : 0;
-            for (size_t k = 0; k < classes.size(); ++k) {
-                const auto [tn, count] = classes[k];
-                const int64_t cd = G > 0 ? dense_tile_cycles(t.tm, tn, G, Ld, hw) : 0;
-                const int64_t cs = t.s > 0 ? cdiv(load * tn * hw.gather_scaled, hw.gather_scale) + hw.pipeline_fill : 0;
-                dsum += count * cd;
-                ssum += count * cs;
-                pipe.add(seq ? cd + cs : std::max(cd, cs), t.mem[k], count);
-            }
-        }
-        out = LayerResult();
-        pipe.store(out);
-        out.values["dense_engine_cycles"] = dsum;
-        out.values["sparse_engine_cycles"] = ssum;
-        out.values["lines_dense"] = Ld;
-        out.values["lines_sparse"] = Ls;
-    };
-
-    LayerResult best;
-    if (G == 0 && nnz_s == 0) {
-        run(0, 0, best);
-    } else if (nnz_s == 0) {
-        run(L, 0, best);
-    } else if (G == 0) {
-        run(0, L, best);
-    } else if (seq) {
-        run(1, 1, best);
-    } else if (!hw.split_optimal) {
-        const int64_t Ld = std::min(std::max((L * M * G) / (M * G + nnz_s), int64_t(1)), L - 1);
-        run(Ld, L - Ld, best);
-    } else {
-        // Scan every split; the smallest Ld with the fewest total cycles wins (as the reference's
-        // ascending scan with strict <).  A cheap lower bound (dense part exact, sparse part from
-        // max(ceil(sum/Ls), max cost) instead of LPT) skips splits that cannot win, starting from
-        // the proportional split's total; the answer is the full scan's.
-        auto lower_bound = [&](int64_t Ld) {
-            const int64_t Ls = L - Ld;
-            int64_t total = 0;
-            for (const RowTile& t : tiles) {
-                int64_t load = 0;
-                if (t.s > 0) {
-                    int64_t sum = 0, mx = 0;
-                    for (int64_t c : t.costs) { sum += c; mx = std::max(mx, c); }
-                    load = std::max(cdiv(sum, Ls), mx);
-                }
-                for (size_t k = 0; k < classes.size(); ++k) {
-                    const auto [tn, count] = classes[k];
-                    const int64_t cd = G > 0 ? dense_tile_cycles(t.tm, tn, G, Ld, hw) : 0;
-                    const int64_t cs = t.s > 0 ? cdiv(load * tn * hw.gather_scaled, hw.gather_scale) + hw.pipeline_fill : 0;
-                    total += count * std::max(std::max(cd, cs), t.mem[k]);
-                }
-            }
-            return total;
-        };
-        int64_t best_ld = std::min(std::max((L * M * G) / (M * G + nnz_s), int64_t(1)), L - 1);
-        run(best_ld, L - best_ld, best);
-        int64_t best_total = best.values["cycles"];
-        LayerResult r;
-        for (int64_t Ld = 1; Ld < L; ++Ld) {
-            if (Ld == best_ld) continue;
-            const int64_t lb = lower_bound(Ld);
-            if (lb > best_total || (lb == best_total && Ld > best_ld)) continue;
-            run(Ld, L - Ld, r);
-            const int64_t t = r.values["cycles"];
-            if (t < best_total || (t == best_total && Ld < best_ld)) {
-                best = r;
-                best_total = t;
-                best_ld = Ld;
-            }
-        }
-    }
-    const int64_t P = L * m;
-    const int64_t floor_bits = nnz * hw.weight_bits + idx_once + K * N * hw.act_bits + M * N * hw.out_bits;
-    const int64_t F = mem_cycles(floor_bits, hw);
-    auto& v = best.values;
-    v["G"] = G;
-    v["nnz"] = nnz;
-    v["nnz_s"] = nnz_s;
-    v["bits_weights"] = bw;
-    v["bits_index"] = bi;
-    v["bits_act"] = ba;
-    v["bits_out"] = bo;
-    v["lb_ideal"] = std::max(cdiv(nnz * N, P), F);
-    v["lb_split"] = std::max(cdiv((M * G + nnz_s) * N, P), F);
-    v["memory_floor"] = F;
-    return best;
+LayerResult attention_block(int64_t hidden, int64_t kv_dim, int64_t N, int64_t context, int64_t batch,
+                            const HwParams& hw) {
+    const int64_t keys = N * context + N * (N + 1) / 2;
+    const int64_t macs = 2 * hidden * keys * batch;
+    const int64_t kv = 2 * kv_dim * (context + N) * hw.kv_bits * batch;
+    const int64_t act = hidden * N * batch * hw.act_bits, out = hidden * N * batch * hw.out_bits;
+    LayerResult r;
+    store_times(r, cdiv(macs, hw.lines * hw.macs_per_line) + hw.pipeline_fill, mem_cycles(kv + act + out, hw));
+    r.values["bits_kv"] = kv;
+    r.values["bits_act"] = act;
+    r.values["bits_out"] = out;
+    r.values["bits_weights"] = 0;
+    r.values["bits_index"] = 0;
+    r.values["macs"] = macs;
+    r.values["index_entries"] = 0;
+    return r;
 }
 
 }  // namespace besa

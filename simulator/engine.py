@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import dataclass
+from typing import Callable
+
 from simulator import reference as ref
 from simulator import stats
 from besa_common.errors import UserError
-from simulator.hardware import GATHER_SCALE, Hardware
+from simulator.hardware import GATHER_SCALE, INDEX_FORMATS, Hardware
 
-MODES = ("besa-compat", "besa-code", "corrected", "cycle", "dense", "nm")
 ENGINES = ("cpp", "python", "reference")
 
 try:  # the compiled core is optional at import time so that a broken build still gives a clear error
@@ -33,18 +35,31 @@ def default_engine() -> str:
     return "cpp" if _core is not None else "python"
 
 
-def hw_params(hw: Hardware) -> dict:
-    """The integer view of a Hardware the C++ core reads (see cpp/model.hpp ``HwParams``)."""
+def hw_fields(hw: Hardware) -> dict:
+    """The integer view of a Hardware the C++ core reads (cpp/model.hpp ``HwParams``, every field)."""
     return {
         "lines": hw.lines, "macs_per_line": hw.macs_per_line, "memory": bool(hw.memory),
         "bw_bits_scaled": hw.bw_bits_scaled, "weight_bits": hw.weight_bits, "act_bits": hw.act_bits,
-        "out_bits": hw.out_bits, "index_format": ("bitmap", "csr", "rle").index(hw.index_format),
+        "out_bits": hw.out_bits, "acc_bits": hw.acc_bits, "kv_bits": hw.kv_bits,
+        "index_format": INDEX_FORMATS.index(hw.index_format),
         "index_bits": hw.index_bits, "rowptr_bits": hw.rowptr_bits, "rle_bits": hw.rle_bits,
         "pipeline_fill": hw.pipeline_fill, "tile_m": hw.tile_m, "tile_k": hw.tile_k, "tile_n": hw.tile_n,
+        "weight_buffer_bytes": hw.weight_buffer_bytes, "act_buffer_bytes": hw.act_buffer_bytes,
+        "out_buffer_bytes": hw.out_buffer_bytes, "index_buffer_bytes": hw.index_buffer_bytes,
         "split_optimal": hw.split == "optimal", "assign_lpt": hw.assign == "lpt",
-        "gather_scaled": hw.gather_scaled, "gather_scale": GATHER_SCALE, "nm_n": hw.nm_n, "nm_m": hw.nm_m,
-        "nm_meta_bits": hw.nm_meta_bits,
+        "gather_scale": GATHER_SCALE, "nm_n": hw.nm_n, "nm_m": hw.nm_m, "nm_meta_bits": hw.nm_meta_bits,
     }
+
+
+_HW_CACHE: dict = {}
+
+
+def hw_params(hw: Hardware):
+    """The typed C++ HwParams of ``hw`` (cached: Hardware is frozen and hashable)."""
+    p = _HW_CACHE.get(hw)
+    if p is None:
+        p = _HW_CACHE[hw] = _core.HwParams(hw_fields(hw))
+    return p
 
 
 # ---------------------------------------------------------------------------- compute-only modes
@@ -151,97 +166,198 @@ def corrected_from_counts(counts: np.ndarray, rows: int, cols: int, tokens: int,
 
 
 # ---------------------------------------------------------------------------- cycle-level modes
-def _cycle_stats(packed: np.ndarray, rows: int, cols: int, hw: Hardware) -> dict:
-    counts = stats.col_counts(packed, cols)
-    dense = stats.dense_columns(counts, rows, hw.tau)
-    sparse_sel = ~dense
-    row_sparse = stats.row_counts(packed, sparse_sel)
-    if hw.index_format == "rle" and sparse_sel.any():
-        pads = stats.rle_pads(packed, cols, sparse_sel, hw.rle_bits)
-    else:
-        pads = np.zeros(rows, np.int64)
-    return {"G": int(dense.sum()), "row_sparse": row_sparse, "row_pads": pads, "nnz": int(counts.sum()), "counts": counts}
-
-
-def _run_cycle(st: dict, rows: int, cols: int, tokens: int, hw: Hardware, engine: str) -> dict:
-    if engine == "cpp":
-        return dict(_core.cycle_layer(rows, cols, tokens, st["G"], st["row_sparse"], st["row_pads"], st["nnz"], hw_params(hw)))
-    return ref.cycle_from_stats(rows, cols, tokens, st["G"], [int(x) for x in st["row_sparse"]],
-                                [int(x) for x in st["row_pads"]], st["nnz"], hw)
-
-
-def _run_dense(rows: int, cols: int, tokens: int, hw: Hardware, engine: str) -> dict:
+def _dense(rows: int, cols: int, tokens: int, hw: Hardware, engine: str) -> dict:
     if engine == "cpp":
         return dict(_core.dense_layer(rows, cols, tokens, hw_params(hw)))
     return ref.dense_layer(rows, cols, tokens, hw)
 
 
-def _run_nm(rows: int, cols: int, tokens: int, group_max: int, hw: Hardware, engine: str) -> dict:
+def _nm(rows: int, cols: int, tokens: int, group_max: int, hw: Hardware, engine: str) -> dict:
     if engine == "cpp":
         return dict(_core.nm_layer(rows, cols, tokens, group_max, hw_params(hw)))
     return ref.nm_layer(rows, cols, tokens, group_max, hw)
+
+
+def attention(hidden: int, kv_dim: int, tokens: int, context: int, batch: int, hw: Hardware, engine: str) -> dict:
+    """One block's attention + KV cache (see :func:`simulator.reference.attention_block`)."""
+    if engine == "cpp":
+        return dict(_core.attention_block(hidden, kv_dim, tokens, context, batch, hw_params(hw)))
+    return ref.attention_block(hidden, kv_dim, tokens, context, batch, hw)
+
+
+class _Candidates:
+    """Partition candidates of one layer with their statistics computed lazily (once per layer,
+    shared by every token count)."""
+
+    def __init__(self, packed: np.ndarray, rows: int, cols: int, hw: Hardware):
+        self.packed, self.rows, self.cols, self.hw = packed, rows, cols, hw
+        self.counts = stats.col_counts(packed, cols)
+        self.nnz = int(self.counts.sum())
+        self.sets = ref.partition_candidates(self.counts, rows, hw)
+        self._stats: dict[int, tuple] = {}
+
+    def lower_bound(self, i: int, tokens: int) -> int:
+        """A lower bound of candidate i's cycles (its work on all MACs, its values once)."""
+        hw, M, K = self.hw, self.rows, self.cols
+        dense = self.sets[i][1]
+        G = int(dense.sum())
+        S = self.nnz - int(self.counts[dense].sum())
+        vals = (M * G + S) * hw.weight_bits + K * tokens * hw.act_bits + M * tokens * hw.out_bits
+        return max(ref.cdiv((M * G + S) * tokens, hw.macs), ref.mem_cycles(vals, hw))
+
+    def stats(self, i: int) -> tuple:
+        if i not in self._stats:
+            hw = self.hw
+            dense = self.sets[i][1]
+            sel = ~dense
+            row_sparse = stats.row_counts(self.packed, sel)
+            pads = int(stats.rle_pads(self.packed, self.cols, sel, hw.rle_bits).sum()) if hw.index_format == "rle" and sel.any() else 0
+            gs = hw.gather_scaled or stats.bank_gather_scaled(self.packed, self.cols, sel, hw.macs_per_line, hw.banks, GATHER_SCALE)
+            self._stats[i] = (int(dense.sum()), row_sparse, pads, gs)
+        return self._stats[i]
+
+
+def _cycle(packed: np.ndarray, rows: int, cols: int, tokens: list[int], hw: Hardware, engine: str) -> list[dict]:
+    """``cycle`` mode: the partition search of :func:`simulator.reference.cycle_layer` on packed
+    statistics.  Candidates whose lower bound is not below the best found are skipped (they cannot
+    be the first minimum), so the answer is the reference's."""
+    cand = _Candidates(packed, rows, cols, hw)
+    gmax = stats.nm_group_max(packed, cols, hw.nm_m)
+    out = []
+    for n in tokens:
+        best = None
+        for i, (tau, _) in enumerate(cand.sets):
+            if best is not None and cand.lower_bound(i, n) >= best["cycles"]:
+                continue
+            G, row_sparse, pads, gs = cand.stats(i)
+            if engine == "cpp":
+                r = dict(_core.cycle_partition(rows, cols, n, G, row_sparse, pads, gs, hw_params(hw)))
+            else:
+                tiles = ref.tilings(rows, cols, n, hw, sparse=G < cols, own=False)
+                r = ref.evaluate_partition(rows, cols, n, G, [int(x) for x in row_sparse], pads, gs, hw, tiles)
+            if best is None or r["cycles"] < best["cycles"]:
+                best = dict(r, tau=tau)
+        best.update(nnz=cand.nnz, lb_ideal=ref.lb_ideal(cand.nnz, rows, cols, n, hw))
+        out.append(_with_baselines(best, rows, cols, n, gmax, hw, engine))
+    return out
+
+
+def _with_baselines(r: dict, rows: int, cols: int, n: int, gmax: int, hw: Hardware, engine: str) -> dict:
+    """Attach the dense baseline (own best tiling) and, for an n:m-compliant mask only, the n:m
+    engine's cycles; ``nm_n`` is always the smallest covering n (m = hw.nm_m)."""
+    d = _dense(rows, cols, n, hw, engine)
+    out = dict(r, dense_cycles=d["cycles"], dense_energy=ref.energy_fj(d, hw)["total"], nm_n=max(gmax, 1))
+    if gmax <= hw.nm_n:
+        out["nm_cycles"] = _nm(rows, cols, n, gmax, hw, engine)["cycles"]
+    return out
+
+
+def _dense_mode(packed, rows, cols, tokens, hw, engine):
+    nnz = int(stats.col_counts(packed, cols).sum())
+    return [dict(d, dense_cycles=d["cycles"], dense_energy=ref.energy_fj(d, hw)["total"], nnz=nnz)
+            for d in (_dense(rows, cols, n, hw, engine) for n in tokens)]
+
+
+def _nm_mode(packed, rows, cols, tokens, hw, engine):
+    nnz = int(stats.col_counts(packed, cols).sum())
+    gmax = stats.nm_group_max(packed, cols, hw.nm_m)
+    out = []
+    for n in tokens:
+        r = _nm(rows, cols, n, gmax, hw, engine)
+        d = _dense(rows, cols, n, hw, engine)
+        out.append(dict(r, dense_cycles=d["cycles"], dense_energy=ref.energy_fj(d, hw)["total"], nnz=nnz,
+                        nm_cycles=r["cycles"]))
+    return out
+
+
+def _compat(packed, rows, cols, tokens, hw, engine):
+    counts = stats.col_counts(packed, cols)
+    return [compat_from_counts(counts, rows, cols, n, hw) for n in tokens]
+
+
+def _code(packed, rows, cols, tokens, hw, engine):
+    counts = stats.col_counts(packed, cols)
+    return [compat_from_counts(counts, rows, cols, n, hw, packed) for n in tokens]
+
+
+def _corrected(packed, rows, cols, tokens, hw, engine):
+    counts = stats.col_counts(packed, cols)
+    return [corrected_from_counts(counts, rows, cols, n, hw) for n in tokens]
+
+
+# ---------------------------------------------------------------------------- the mode registry
+def _ref_cycle(keep, n, hw):
+    M, K = keep.shape
+    return _with_baselines(ref.cycle_layer(keep, n, hw), M, K, n, ref.nm_group_max(keep, hw.nm_m), hw, "reference")
+
+
+def _ref_dense(keep, n, hw):
+    d = ref.dense_layer(*keep.shape, n, hw)
+    return dict(d, dense_cycles=d["cycles"], dense_energy=ref.energy_fj(d, hw)["total"], nnz=int(keep.sum()))
+
+
+def _ref_nm(keep, n, hw):
+    M, K = keep.shape
+    r = ref.nm_layer(M, K, n, ref.nm_group_max(keep, hw.nm_m), hw)
+    d = ref.dense_layer(M, K, n, hw)
+    return dict(r, dense_cycles=d["cycles"], dense_energy=ref.energy_fj(d, hw)["total"], nnz=int(keep.sum()),
+                nm_cycles=r["cycles"])
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One simulator mode: the fast path, the reference (spec) path, and what it models.
+
+    ``fast(packed, rows, cols, tokens, hw, engine) -> [dict per token count]``;
+    ``reference(keep, tokens, hw) -> dict``.  ``memory``: the mode has a DRAM / tiling model (bytes,
+    stalls, bound, energy); otherwise it is compute-only.
+    """
+
+    name: str
+    fast: Callable
+    reference: Callable
+    memory: bool
+    help: str
+
+
+MODES_REGISTRY: dict[str, Mode] = {m.name: m for m in (
+    Mode("besa-compat", _compat, lambda k, n, hw: ref.compat_layer(k, n, hw), False,
+         "the BESA authors' method as specified, quirks included"),
+    Mode("besa-code", _code, lambda k, n, hw: ref.compat_layer(k, n, hw, code=True), False,
+         "besa-compat plus their column-reordering bug, bit for bit"),
+    Mode("corrected", _corrected, ref.corrected_layer, False, "compute-only model without the quirks"),
+    Mode("cycle", _cycle, _ref_cycle, True, "cycle-level model (default)"),
+    Mode("dense", _dense_mode, _ref_dense, True, "dense baseline"),
+    Mode("nm", _nm_mode, _ref_nm, True, "n:m (2:4-style) engine baseline"),
+)}
+MODES = tuple(MODES_REGISTRY)
+
+
+def get_mode(name: str) -> Mode:
+    try:
+        return MODES_REGISTRY[name]
+    except KeyError:
+        raise UserError(f"unknown mode {name!r} (modes: {', '.join(MODES)})") from None
 
 
 def evaluate(packed: np.ndarray, rows: int, cols: int, mode: str, tokens: list[int], hw: Hardware,
              engine: str = "cpp") -> list[dict]:
     """One layer (bit-packed keep mask ``[rows, ceil(cols/8)]``) in ``mode`` for each token count.
 
-    Every result has ``cycles``, ``dense_cycles`` and ``nnz``; ``cycle`` mode adds the n:m engine
-    (``nm_cycles``, ``nm_n``) and the full breakdown of :func:`simulator.reference.cycle_from_stats`.
+    Every result has ``cycles``, ``dense_cycles`` and ``nnz``; the memory modes add the breakdown of
+    :func:`simulator.reference.evaluate_partition` (bytes by class, stalls, bound, tiles, energy).
     """
-    if mode not in MODES:
-        raise UserError(f"unknown mode {mode!r} (modes: {', '.join(MODES)})")
+    spec = get_mode(mode)
     if engine not in ENGINES:
         raise UserError(f"unknown engine {engine!r} (engines: {', '.join(ENGINES)})")
     if engine == "cpp" and _core is None:
         raise UserError("the C++ core simulator._core is not built (pip install --no-build-isolation -e .); use --engine python")
     if engine == "reference":
-        return [_evaluate_reference(np.unpackbits(packed, axis=1, count=cols, bitorder="little").astype(bool), mode, n, hw)
-                for n in tokens]
-    out = []
-    if mode in ("besa-compat", "corrected"):
-        counts = stats.col_counts(packed, cols)
-        fn = compat_from_counts if mode == "besa-compat" else corrected_from_counts
-        return [fn(counts, rows, cols, n, hw) for n in tokens]
-    if mode == "besa-code":
-        counts = stats.col_counts(packed, cols)
-        return [compat_from_counts(counts, rows, cols, n, hw, packed) for n in tokens]
-    if mode == "dense":
-        nnz = int(stats.col_counts(packed, cols).sum())
-        for n in tokens:
-            d = _run_dense(rows, cols, n, hw, engine)
-            out.append(dict(d, dense_cycles=d["cycles"], nnz=nnz))
-        return out
-    gmax = stats.nm_group_max(packed, cols, hw.nm_m)
-    if mode == "nm":
-        nnz = int(stats.col_counts(packed, cols).sum())
-        for n in tokens:
-            r = _run_nm(rows, cols, n, gmax, hw, engine)
-            d = _run_dense(rows, cols, n, hw, engine)
-            out.append(dict(r, dense_cycles=d["cycles"], nnz=nnz))
-        return out
-    st = _cycle_stats(packed, rows, cols, hw)
-    for n in tokens:
-        r = _run_cycle(st, rows, cols, n, hw, engine)
-        d = _run_dense(rows, cols, n, hw, engine)
-        nm = _run_nm(rows, cols, n, gmax, hw, engine)
-        out.append(dict(r, dense_cycles=d["cycles"], nm_cycles=nm["cycles"], nm_n=nm["nm_n"]))
+        keep = np.unpackbits(packed, axis=1, count=cols, bitorder="little").astype(bool)
+        out = [spec.reference(keep, n, hw) for n in tokens]
+    else:
+        out = spec.fast(packed, rows, cols, tokens, hw, engine)
+    if spec.memory:
+        for r in out:
+            r["energy"] = ref.energy_fj(r, hw)
     return out
-
-
-def _evaluate_reference(keep: np.ndarray, mode: str, tokens: int, hw: Hardware) -> dict:
-    M, K = keep.shape
-    if mode == "besa-compat":
-        return ref.compat_layer(keep, tokens, hw)
-    if mode == "besa-code":
-        return ref.compat_layer(keep, tokens, hw, code=True)
-    if mode == "corrected":
-        return ref.corrected_layer(keep, tokens, hw)
-    d = ref.dense_layer(M, K, tokens, hw)
-    if mode == "dense":
-        return dict(d, dense_cycles=d["cycles"], nnz=int(keep.sum()))
-    nm = ref.nm_layer(M, K, tokens, ref.nm_group_max(keep, hw.nm_m), hw)
-    if mode == "nm":
-        return dict(nm, dense_cycles=d["cycles"], nnz=int(keep.sum()))
-    r = ref.cycle_layer(keep, tokens, hw)
-    return dict(r, dense_cycles=d["cycles"], nm_cycles=nm["cycles"], nm_n=nm["nm_n"])

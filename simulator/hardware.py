@@ -3,7 +3,13 @@
 Units: ``lines`` MAC lines of ``macs_per_line`` MACs each (P = lines * macs_per_line MACs per cycle),
 clock ``freq_mhz``, DRAM bandwidth ``dram_bytes_per_cycle`` (bytes per clock cycle), buffers in bytes,
 data widths in bits, ``pipeline_fill`` (lambda) in cycles per dense tile, tiles in rows (``tile_m``,
-output features), columns (``tile_k``, input features) and tokens (``tile_n``).
+output features), columns (``tile_k``, input features) and tokens (``tile_n``); a tile field of 0
+means "derive it": the largest tiles that double-buffer in the buffers (see
+:func:`simulator.reference.tilings`).  Energies in picojoules (``e_*``; see docs/simulator.md for
+their sources).  ``partition = "optimal"`` searches the dense-column set per layer; ``"tau"`` uses the
+fixed threshold ``tau`` (``--set tau=X`` switches to it).  ``gather_factor = 0`` derives the sparse
+engine's gather slowdown from the mask's bank conflicts on ``banks`` SRAM banks; a value >= 1 is a
+constant override (``--set gather_factor=X``).
 
 ``load_hardware("vitcod", {"lines": 32})`` loads a preset by name (or a path to a TOML file) and applies
 overrides; an impossible machine (0 lines, bandwidth <= 0, a buffer that cannot double-buffer one tile,
@@ -24,13 +30,20 @@ from besa_common.resources import config_dir
 
 HW_VERSION = 1
 PRESET_DIR = config_dir("hw")  # configs/hw in a checkout, besa_configs/hw in an installed wheel
+# The index formats, in the order of their integer codes at the C++ boundary (cpp/model.hpp
+# ``IndexFormat``): the one place that order is defined.
 INDEX_FORMATS = ("bitmap", "csr", "rle")
 SPLITS = ("proportional", "optimal")
+PARTITIONS = ("optimal", "tau")
 ASSIGNS = ("lpt", "round_robin")
 # Fixed-point scales: bandwidth and the gather factor are stored as integers so that the Python
 # reference and the C++ engine do exactly the same integer arithmetic (no float ceil() drift).
 BW_SCALE = 1 << 16
 GATHER_SCALE = 256
+# Energies are stored as integer femtojoules for the same reason (exact sums in any engine).
+FJ_PER_PJ = 1000
+ENERGY_FIELDS = ("e_dram_pj_per_byte", "e_wbuf_pj_per_byte", "e_abuf_pj_per_byte", "e_obuf_pj_per_byte",
+                 "e_ibuf_pj_per_byte", "e_mac_pj", "e_index_pj")
 
 
 @dataclass(frozen=True)
@@ -57,16 +70,26 @@ class Hardware:
     index_bits: int
     rowptr_bits: int
     rle_bits: int
+    kv_bits: int
     pipeline_fill: int
     tile_m: int
     tile_k: int
     tile_n: int
+    partition: str
     tau: float
     split: str
     assign: str
     gather_factor: float
+    banks: int
     nm_n: int
     nm_m: int
+    e_dram_pj_per_byte: float
+    e_wbuf_pj_per_byte: float
+    e_abuf_pj_per_byte: float
+    e_obuf_pj_per_byte: float
+    e_ibuf_pj_per_byte: float
+    e_mac_pj: float
+    e_index_pj: float
 
     @property
     def macs(self) -> int:
@@ -80,8 +103,14 @@ class Hardware:
 
     @property
     def gather_scaled(self) -> int:
-        """The sparse engine's gather (bank-conflict) factor in 1/``GATHER_SCALE`` units."""
+        """The constant gather factor in 1/``GATHER_SCALE`` units; 0 = derive it from the mask."""
+        if self.gather_factor == 0:
+            return 0
         return max(GATHER_SCALE, round(self.gather_factor * GATHER_SCALE))
+
+    def energy_fj(self, key: str) -> int:
+        """Energy field ``key`` (pJ) as integer femtojoules."""
+        return round(getattr(self, key) * FJ_PER_PJ)
 
     @property
     def nm_meta_bits(self) -> int:
@@ -105,11 +134,12 @@ RANGES: dict[str, tuple[float, float]] = {
     "weight_buffer_bytes": (1, 1 << 48), "act_buffer_bytes": (1, 1 << 48),
     "out_buffer_bytes": (1, 1 << 48), "index_buffer_bytes": (1, 1 << 48),
     "weight_bits": (1, 64), "act_bits": (1, 64), "out_bits": (1, 64), "acc_bits": (1, 64),
-    "index_bits": (1, 64), "rowptr_bits": (1, 64), "rle_bits": (1, 64),
+    "index_bits": (1, 64), "rowptr_bits": (1, 64), "rle_bits": (1, 64), "kv_bits": (1, 64),
     "pipeline_fill": (0, 1 << 24),
-    "tile_m": (1, 1 << 20), "tile_k": (1, 1 << 20), "tile_n": (1, 1 << 20),
-    "tau": (0.0, 1.0), "gather_factor": (1.0, 1e3),
+    "tile_m": (0, 1 << 20), "tile_k": (0, 1 << 20), "tile_n": (0, 1 << 20),  # 0 = derived from the buffers
+    "tau": (0.0, 1.0), "gather_factor": (0.0, 1e3), "banks": (1, 1 << 16),  # gather 0 = from the mask
     "nm_n": (1, 1024), "nm_m": (1, 1024),
+    **{k: (0.0, 1e6) for k in ENERGY_FIELDS},  # pJ
 }
 
 
@@ -160,14 +190,21 @@ def validate(hw: Hardware) -> Hardware:
     src = f"hardware {hw.name!r}"
     if hw.version != HW_VERSION:
         raise UserError(f"{src}: unknown hardware preset version {hw.version} (this build reads {HW_VERSION})")
-    for key in ("lines", "macs_per_line", "tile_m", "tile_k", "tile_n"):
+    for key in ("lines", "macs_per_line", "banks"):
         if getattr(hw, key) < 1:
             raise UserError(f"{src}: {key} must be >= 1, got {getattr(hw, key)}")
+    for key in ("tile_m", "tile_k", "tile_n"):
+        if getattr(hw, key) < 0:
+            raise UserError(f"{src}: {key} must be >= 0 (0 = derived from the buffers), got {getattr(hw, key)}")
+    for key in ENERGY_FIELDS:
+        v = getattr(hw, key)
+        if not (v >= 0 and math.isfinite(v)):
+            raise UserError(f"{src}: {key} must be a finite energy >= 0 pJ, got {v}")
     if not (hw.freq_mhz > 0 and math.isfinite(hw.freq_mhz)):
         raise UserError(f"{src}: freq_mhz must be > 0, got {hw.freq_mhz}")
     if not (hw.dram_bytes_per_cycle > 0 and math.isfinite(hw.dram_bytes_per_cycle)):
         raise UserError(f"{src}: dram_bytes_per_cycle must be > 0, got {hw.dram_bytes_per_cycle}")
-    for key in ("weight_bits", "act_bits", "out_bits", "acc_bits", "index_bits", "rowptr_bits", "rle_bits"):
+    for key in ("weight_bits", "act_bits", "out_bits", "acc_bits", "index_bits", "rowptr_bits", "rle_bits", "kv_bits"):
         if not 1 <= getattr(hw, key) <= 64:
             raise UserError(f"{src}: {key} must be in 1..64, got {getattr(hw, key)}")
     if hw.pipeline_fill < 0:
@@ -176,23 +213,28 @@ def validate(hw: Hardware) -> Hardware:
         raise UserError(f"{src}: tau must be in [0, 1), got {hw.tau}")
     if hw.index_format not in INDEX_FORMATS:
         raise UserError(f"{src}: index_format must be one of {', '.join(INDEX_FORMATS)}, got {hw.index_format!r}")
+    if hw.partition not in PARTITIONS:
+        raise UserError(f"{src}: partition must be one of {', '.join(PARTITIONS)}, got {hw.partition!r}")
     if hw.split not in SPLITS:
         raise UserError(f"{src}: split must be one of {', '.join(SPLITS)}, got {hw.split!r}")
     if hw.assign not in ASSIGNS:
         raise UserError(f"{src}: assign must be one of {', '.join(ASSIGNS)}, got {hw.assign!r}")
-    if not (hw.gather_factor >= 1.0 and math.isfinite(hw.gather_factor)):
-        raise UserError(f"{src}: gather_factor must be >= 1, got {hw.gather_factor}")
+    if not ((hw.gather_factor >= 1.0 or hw.gather_factor == 0.0) and math.isfinite(hw.gather_factor)):
+        raise UserError(f"{src}: gather_factor must be >= 1 (or 0 = from the mask's bank conflicts), got {hw.gather_factor}")
     if hw.nm_m < 1 or hw.nm_n < 1:
         raise UserError(f"{src}: n:m needs n >= 1 and m >= 1, got {hw.nm_n}:{hw.nm_m}")
     if hw.nm_n > hw.nm_m:
         raise UserError(f"{src}: n:m engine with n > m ({hw.nm_n}:{hw.nm_m}) is impossible")
     check_ranges(hw)
-    # Each operand buffer must double-buffer one tile (load tile i+1 while tile i computes).
+    # Each operand buffer must double-buffer one tile (load tile i+1 while tile i computes); a
+    # derived tile dimension (0) is checked at its smallest: 1 row, 1 token, one beat of columns.
+    tm, tn = hw.tile_m or 1, hw.tile_n or 1
+    tk = hw.tile_k or hw.macs_per_line
     need = {
-        "weight_buffer_bytes": hw.tile_m * hw.tile_k * hw.weight_bits,
-        "act_buffer_bytes": hw.tile_k * hw.tile_n * hw.act_bits,
-        "out_buffer_bytes": hw.tile_m * hw.tile_n * hw.acc_bits,
-        "index_buffer_bytes": hw.tile_m * hw.tile_k,  # one bitmap bit per weight position
+        "weight_buffer_bytes": tm * tk * hw.weight_bits,
+        "act_buffer_bytes": tk * tn * hw.act_bits,
+        "out_buffer_bytes": tm * tn * hw.acc_bits,
+        "index_buffer_bytes": tm * tk,  # one bitmap bit per weight position
     }
     for key, bits in need.items():
         tile_bytes = -(-bits // 8)
@@ -200,13 +242,26 @@ def validate(hw: Hardware) -> Hardware:
         if have < 2 * tile_bytes:
             raise UserError(
                 f"{src}: {key}={have} is smaller than two tiles of {tile_bytes} bytes "
-                f"(tile {hw.tile_m}x{hw.tile_k}x{hw.tile_n}; double buffering needs 2)"
+                f"(tile {tm}x{tk}x{tn}; double buffering needs 2)"
             )
     return hw
 
 
-def preset_names() -> list[str]:
+def list_presets() -> list[str]:
+    """Names of the shipped hardware presets (the one place that lists them)."""
     return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+preset_names = list_presets  # older name, kept for callers
+
+
+def _implied(overrides: dict[str, Any]) -> dict[str, Any]:
+    """An override of ``tau`` means "use this threshold" and one of ``gather_factor`` "use this
+    constant": switch the matching mode unless the caller set it too."""
+    out = dict(overrides)
+    if "tau" in out and "partition" not in out:
+        out["partition"] = "tau"
+    return out
 
 
 def load_hardware(name_or_path: str, overrides: dict[str, Any] | None = None) -> Hardware:
@@ -218,7 +273,7 @@ def load_hardware(name_or_path: str, overrides: dict[str, Any] | None = None) ->
     if not (path.suffix == ".toml" or path.is_file()):
         path = PRESET_DIR / f"{name_or_path}.toml"
         if not path.is_file():
-            raise UserError(f"unknown hardware preset {name_or_path!r} (presets: {', '.join(preset_names())}; or give a .toml path)")
+            raise UserError(f"unknown hardware preset {name_or_path!r} (presets: {', '.join(list_presets())}; or give a .toml path)")
     if not path.is_file():
         raise UserError(f"hardware file not found: {path}")
     try:
@@ -226,7 +281,7 @@ def load_hardware(name_or_path: str, overrides: dict[str, Any] | None = None) ->
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid TOML ({str(exc).splitlines()[0]})") from None
     values = dict(raw)
-    values.update(overrides or {})
+    values.update(_implied(overrides or {}))
     unknown = sorted(set(values) - set(_FIELD_TYPES))
     if unknown:
         raise UserError(f"{path.name}: unknown hardware field {unknown[0]!r} (fields: {', '.join(_FIELD_TYPES)})")

@@ -217,10 +217,102 @@ def corrected_layer(keep: np.ndarray, tokens: int, hw: Hardware) -> dict:
 
 
 # ============================================================================ cycle-level model
-def dense_partition(keep: np.ndarray, tau: float) -> np.ndarray:
-    """ViTCoD's offline partition: column j goes to the dense engine when its kept count > tau*M."""
-    M = keep.shape[0]
-    return keep.sum(axis=0) > tau * M
+# Structure (docs/simulator.md has the derivation):
+#   * a layer is Y[M x N] = W[M x K] X[K x N], output-stationary tiles of tm rows x tn tokens;
+#   * the dense-column set (partition) is searched per layer over threshold candidates, jointly with
+#     the lane split (Ld dense lines, Ls sparse lines, or both engines time-sharing all L lines) and
+#     the tiling (the largest tiles that double-buffer); the first minimum of
+#     (cycles, candidate, tiling, option) in that enumeration order wins;
+#   * per token tile the engines run in parallel; each pays the pipeline fill lambda once per
+#     (row tile, token tile) it works on, every engine alike;
+#   * memory and compute overlap over the layer (double-buffered streaming): cycles = max(C, DRAM).
+def mem_cycles(bits: int, hw: Hardware) -> int:
+    """DRAM cycles to move ``bits`` (0 for a compute-only machine)."""
+    return cdiv(bits * BW_SCALE, hw.bw_bits_scaled) if hw.memory else 0
+
+
+def half_buffer_bits(nbytes: int) -> int:
+    """Bits one half of a double-buffered SRAM holds."""
+    return nbytes * 4
+
+
+def classes(total: int, tile: int) -> list[tuple[int, int]]:
+    """``total`` split into tiles of ``tile``: (width, count) pairs, full tiles first."""
+    out = []
+    if total // tile:
+        out.append((tile, total // tile))
+    if total % tile:
+        out.append((total % tile, 1))
+    return out
+
+
+def tilings(M: int, K: int, N: int, hw: Hardware, sparse: bool, own: bool) -> list[tuple[int, int]]:
+    """Candidate (tm, tn) tiles, in search order.
+
+    ``own=True``: a baseline's own best tiling — the hardware's tile overrides are ignored.  Row
+    tiles: powers of two and multiples L*2^i of the line count, capped at M; token tiles: the
+    largest that double-buffers (outputs tm*tn*acc_bits, activations tk*tn*act_bits) and the largest
+    whose whole activation tile (K*tn) stays resident.  A tile fits when one chunk of tk columns
+    (tk = tile_k, or one beat of m) double-buffers its weights (and, with ``sparse``, one bitmap bit
+    per position in the index buffer).
+    """
+    L, m = hw.lines, hw.macs_per_line
+    tk = m if own or not hw.tile_k else hw.tile_k
+    wb, ab = half_buffer_bits(hw.weight_buffer_bytes), half_buffer_bits(hw.act_buffer_bytes)
+    ob, ib = half_buffer_bits(hw.out_buffer_bytes), half_buffer_bits(hw.index_buffer_bytes)
+    if hw.tile_m and not own:
+        tms = [min(hw.tile_m, M)]
+    else:
+        tms, p = set(), 1
+        while p < 2 * M:
+            tms.add(min(M, p))
+            tms.add(min(M, L * p))
+            p *= 2
+        tms = sorted(tms)
+    out = []
+    for tm in tms:
+        if tm * tk * hw.weight_bits > wb or (sparse and tm * tk > ib):
+            continue
+        if hw.tile_n and not own:
+            tns = [min(hw.tile_n, N)]
+        else:
+            tmax = min(N, ob // (tm * hw.acc_bits), ab // (tk * hw.act_bits))
+            tns = sorted({tmax, min(tmax, ab // (K * hw.act_bits))} - {0})
+        out += [(tm, tn) for tn in tns if tn >= 1 and tm * tn * hw.acc_bits <= ob and tk * tn * hw.act_bits <= ab]
+    if not out:  # validate() guarantees the smallest tile fits; an override may still not
+        out = [(1, 1)]
+    return out
+
+
+def traffic(M: int, K: int, N: int, tm: int, tn: int, W: int, I: int, hw: Hardware) -> dict:
+    """DRAM bits by class for one tiling: ``W`` stored weight bits, ``I`` index bits of the layer.
+
+    Two loop orders, the cheaper wins: row tiles outer (a row tile's weights / index stay on chip
+    while all token tiles pass when they fit half their buffer, else they are re-read per token tile;
+    activations re-read per row tile unless all K*N fit) or token tiles outer (activations of a token
+    tile stay when K*tn fits; weights / index re-read per token tile unless the whole layer's fit).
+    Outputs are written once.  An index that does not fit its buffer spills: it is re-read.
+    """
+    R, T = cdiv(M, tm), cdiv(N, tn)
+    wb, ab, ib = (half_buffer_bits(x) for x in (hw.weight_buffer_bytes, hw.act_buffer_bytes, hw.index_buffer_bytes))
+    A, O = K * N * hw.act_bits, M * N * hw.out_bits
+    w_tile, i_tile = cdiv(W * tm, M) <= wb, cdiv(I * tm, M) <= ib
+    row_outer = (W * (1 if w_tile else T), I * (1 if i_tile else T), A * (1 if A <= ab else R))
+    tok_outer = (W * (1 if W <= wb else T), I * (1 if I <= ib else T), A * (1 if K * tn * hw.act_bits <= ab else R))
+    best = min(row_outer, tok_outer, key=sum)
+    return {"w": best[0], "i": best[1], "a": best[2], "o": O}
+
+
+def index_bits(rows: int, ks: int, nnz: int, pads: int, hw: Hardware) -> int:
+    """Index metadata bits of ``rows`` rows of the sparse columns (``ks`` of them, ``nnz`` kept).
+    No sparse value, no metadata: the sparse engine is idle and its columns are skipped."""
+    if ks == 0 or nnz == 0:
+        return 0
+    if hw.index_format == "bitmap":
+        return rows * ks  # one bit per position
+    if hw.index_format == "csr":
+        return nnz * hw.index_bits + rows * hw.rowptr_bits  # a column index per value + a row pointer per row
+    return (nnz + pads) * hw.rle_bits  # rle: a zero-run length per stored entry
 
 
 def rle_pads(row_keep: np.ndarray, bits: int) -> int:
@@ -261,53 +353,103 @@ def max_line_load(costs: list[int], lines: int, assign: str) -> int:
     return max(load for load, _ in heap)
 
 
-def dense_tile_cycles(tm: int, tn: int, width: int, lines: int, hw: Hardware) -> int:
-    """Dense engine on a tm x width block for tn tokens: K-chunks of tile_k, each
-    ceil(tm/lines)*tn*ceil(tk/m) + lambda (each line owns output rows)."""
-    total = 0
-    for k0 in range(0, width, hw.tile_k):
-        tk = min(hw.tile_k, width - k0)
-        total += cdiv(tm, lines) * tn * cdiv(tk, hw.macs_per_line) + hw.pipeline_fill
-    return total
+def split_options(M: int, G: int, S: int, hw: Hardware) -> list[tuple[int, int, bool]]:
+    """Lane splits to try: (dense lines, sparse lines, time-shared), in search order.
+
+    An engine without work gets no lines (zero dense lines allowed); with both engines busy:
+    every space split Ld = 1..L-1 then both engines taking turns on all L lines (``optimal``), or
+    ViTCoD's proportional split (``proportional``).  One line can only take turns.
+    """
+    L = hw.lines
+    if G == 0 and S == 0:
+        return [(0, 0, False)]
+    if S == 0:
+        return [(L, 0, False)]
+    if G == 0:
+        return [(0, L, False)]
+    if L == 1:
+        return [(1, 1, True)]
+    if hw.split == "proportional":
+        Ld = min(max((L * M * G) // (M * G + S), 1), L - 1)
+        return [(Ld, L - Ld, False)]
+    return [(Ld, L - Ld, False) for Ld in range(1, L)] + [(L, L, True)]
 
 
-def mem_cycles(bits: int, hw: Hardware) -> int:
-    """DRAM cycles to move ``bits`` (0 for a compute-only machine)."""
-    return cdiv(bits * BW_SCALE, hw.bw_bits_scaled) if hw.memory else 0
+def dense_beats(tm: int, tn: int, width: int, lines: int, m: int) -> int:
+    """Cycles of a dense tm x width block for tn tokens on ``lines`` lines of m MACs: the better of
+    two output-stationary mappings — each line owns rows and its m MACs split the columns
+    (ceil(tm/lines)*tn*ceil(width/m)), or each MAC owns a row (ceil(tm/(lines*m))*tn*width), which
+    wastes nothing on a few dense columns."""
+    return min(cdiv(tm, lines) * tn * cdiv(width, m), cdiv(tm, lines * m) * tn * width)
 
 
-def _tiles(M: int, N: int, hw: Hardware):
-    for r0 in range(0, M, hw.tile_m):
-        for n0 in range(0, N, hw.tile_n):
-            yield r0, min(M, r0 + hw.tile_m), min(hw.tile_n, N - n0)
+def engine_compute(M: int, N: int, G: int, load: int, gs: int, tm: int, tn: int, Ld: int, has_sparse: bool,
+                   shared: bool, hw: Hardware) -> tuple[int, int, int]:
+    """(total, dense engine, sparse engine) compute cycles of one option and tiling.
+
+    Dense engine: per (row tile, token tile) :func:`dense_beats` + lambda.  Sparse engine: rows balanced over the WHOLE matrix (``load`` =
+    most beats per token on a line), per token tile ceil(load*tn*gather) + R*lambda.
+    """
+    m, lam = hw.macs_per_line, hw.pipeline_fill
+    R = cdiv(M, tm)
+    rows = classes(M, tm)
+    total = dsum = ssum = 0
+    for tn_j, cnt in classes(N, tn):
+        cd = sum(c * (dense_beats(t, tn_j, G, Ld, m) + lam) for t, c in rows) if G else 0
+        cs = cdiv(load * tn_j * gs, GATHER_SCALE) + R * lam if has_sparse else 0
+        dsum += cnt * cd
+        ssum += cnt * cs
+        total += cnt * (cd + cs if shared else max(cd, cs))
+    return total, dsum, ssum
 
 
-def _pipeline(tiles) -> dict:
-    """Double-buffered tiles: each takes max(compute, memory) — tile i+1 loads while tile i computes
-    (the first load overlaps the previous layer).  ``tiles``: (compute, memory) pairs."""
-    total = stall = csum = msum = 0
-    for c, m in tiles:
-        total += max(c, m)
-        stall += max(0, m - c)
-        csum += c
-        msum += m
-    return {"cycles": total, "stall_cycles": stall, "compute_cycles": csum, "memory_cycles": msum,
-            "bound": "memory" if msum > csum else "compute"}
+def _finish(C: int, bits: dict, hw: Hardware) -> tuple[int, int, int]:
+    Mem = mem_cycles(bits["w"] + bits["i"] + bits["a"] + bits["o"], hw)
+    return max(C, Mem), Mem, C
+
+
+def evaluate_partition(M: int, K: int, N: int, G: int, row_sparse: list[int], pads: int, gs: int,
+                       hw: Hardware, tiles: list[tuple[int, int]]) -> dict:
+    """Best (tiling, lane split) for one dense-column set: G dense columns, ``row_sparse[i]`` kept
+    entries of row i in the other columns, ``pads`` rle padding entries in all, gather ``gs``/256."""
+    S = sum(row_sparse)
+    costs = [cdiv(x, hw.macs_per_line) for x in row_sparse]
+    W = (M * G + S + pads) * hw.weight_bits
+    I = index_bits(M, K - G, S, pads, hw)
+    loads: dict[int, int] = {}
+    best = None
+    for tm, tn in tiles:
+        bits = traffic(M, K, N, tm, tn, W, I, hw)
+        for Ld, Ls, shared in split_options(M, G, S, hw):
+            if Ls and Ls not in loads:
+                loads[Ls] = max_line_load(costs, Ls, hw.assign)
+            C, dc, sc = engine_compute(M, N, G, loads.get(Ls, 0), gs, tm, tn, Ld, S > 0, shared, hw)
+            cycles, Mem, C = _finish(C, bits, hw)
+            if best is None or cycles < best["cycles"]:
+                best = {"cycles": cycles, "compute_cycles": C, "memory_cycles": Mem, "stall_cycles": max(0, Mem - C),
+                        "dense_engine_cycles": dc, "sparse_engine_cycles": sc, "lines_dense": Ld, "lines_sparse": Ls,
+                        "shared": int(shared), "tile_m": tm, "tile_n": tn, "token_tiles": cdiv(N, tn),
+                        "bits_weights": bits["w"], "bits_index": bits["i"], "bits_act": bits["a"], "bits_out": bits["o"]}
+    best["bound"] = "memory" if best["memory_cycles"] > best["compute_cycles"] else "compute"
+    A, O = K * N * hw.act_bits, M * N * hw.out_bits
+    F = mem_cycles(W + I + A + O, hw)
+    best.update(G=G, nnz_s=S, gather=gs, lb_split=max(cdiv((M * G + S) * N, hw.macs), F), memory_floor=F,
+                macs=(M * G + S) * N, index_entries=(S + pads) * best["token_tiles"] if K - G else 0)
+    return best
+
+
+def lb_ideal(nnz: int, M: int, K: int, N: int, hw: Hardware) -> int:
+    """Tight, partition-free lower bound: kept work on all P MACs, or kept values + activations +
+    outputs once at full bandwidth (a free index) — whichever is larger."""
+    return max(cdiv(nnz * N, hw.macs), mem_cycles(nnz * hw.weight_bits + K * N * hw.act_bits + M * N * hw.out_bits, hw))
 
 
 def dense_layer(M: int, K: int, N: int, hw: Hardware) -> dict:
-    """Dense baseline on the same machine: every weight, all lines, no index traffic."""
-    tiles, wb, ab, ob = [], 0, 0, 0
-    for r0, r1, tn in _tiles(M, N, hw):
-        tm = r1 - r0
-        c = dense_tile_cycles(tm, tn, K, hw.lines, hw)
-        w, a, o = tm * K * hw.weight_bits, K * tn * hw.act_bits, tm * tn * hw.out_bits
-        wb, ab, ob = wb + w, ab + a, ob + o
-        tiles.append((c, mem_cycles(w + a + o, hw)))
-    res = _pipeline(tiles)
-    res.update(dense_engine_cycles=res["compute_cycles"], sparse_engine_cycles=0, bits_weights=wb, bits_index=0,
-               bits_act=ab, bits_out=ob)
-    return res
+    """Dense baseline: every weight on the dense engine with all lines, no index traffic, and its
+    OWN best tiling (independent of any tile override)."""
+    r = evaluate_partition(M, K, N, K, [0] * M, 0, GATHER_SCALE, hw, tilings(M, K, N, hw, sparse=False, own=True))
+    r["lb_ideal"] = lb_ideal(M * K, M, K, N, hw)
+    return r
 
 
 def nm_group_max(keep: np.ndarray, m: int) -> int:
@@ -321,128 +463,151 @@ def nm_group_max(keep: np.ndarray, m: int) -> int:
 
 
 def nm_layer(M: int, K: int, N: int, group_max: int, hw: Hardware) -> dict:
-    """The n:m engine (2:4 sparse tensor core style) on the same machine.
+    """The n:m engine (2:4 sparse tensor core style) on the same machine, own best tiling.
 
     It runs at ``n_use = max(hw.nm_n, group_max)`` of ``nm_m`` (a mask that is not hw-n:m compliant
-    is reported at its smallest covering n:m).  Each dense K-chunk's cycles scale by n_use/m, rounded
-    up — exactly half for 2:4 when the dense chunk cycles are even; weights are stored as n_use values
-    per group plus ceil(log2 m) metadata bits each.  n_use = m is the dense engine (no metadata).
+    runs at its smallest covering n:m; n_use = m is the dense engine).  A tile's dense work
+    (:func:`dense_beats`) scales by n_use/m (rounded up; exactly half for 2:4 when even), plus
+    lambda; weights are n_use values per group of m plus ceil(log2 m) metadata bits each.
     """
     n_use = max(hw.nm_n, group_max, 1)
     if n_use >= hw.nm_m:
-        res = dense_layer(M, K, N, hw)
-        res["nm_n"] = hw.nm_m
-        return res
+        return dict(dense_layer(M, K, N, hw), nm_n=hw.nm_m)
     groups = cdiv(K, hw.nm_m)
-    tiles, wb, ib, ab, ob = [], 0, 0, 0, 0
-    for r0, r1, tn in _tiles(M, N, hw):
-        tm = r1 - r0
-        c = 0
-        for k0 in range(0, K, hw.tile_k):
-            tk = min(hw.tile_k, K - k0)
-            chunk = cdiv(tm, hw.lines) * tn * cdiv(tk, hw.macs_per_line) + hw.pipeline_fill
-            c += cdiv(chunk * n_use, hw.nm_m)
-        w = tm * groups * n_use * hw.weight_bits
-        i = tm * groups * n_use * hw.nm_meta_bits
-        a, o = K * tn * hw.act_bits, tm * tn * hw.out_bits
-        wb, ib, ab, ob = wb + w, ib + i, ab + a, ob + o
-        tiles.append((c, mem_cycles(w + i + a + o, hw)))
-    res = _pipeline(tiles)
-    res.update(dense_engine_cycles=res["compute_cycles"], sparse_engine_cycles=0, bits_weights=wb, bits_index=ib,
-               bits_act=ab, bits_out=ob, nm_n=n_use)
-    return res
-
-
-def index_bits(tm: int, ks: int, nnz: int, pads: int, hw: Hardware) -> int:
-    """Index metadata bits of a tm-row block of the sparse columns (``ks`` of them, ``nnz`` kept)."""
-    if ks == 0:
-        return 0
-    if hw.index_format == "bitmap":
-        return tm * ks  # one bit per position
-    if hw.index_format == "csr":
-        return nnz * hw.index_bits + tm * hw.rowptr_bits  # a column index per value + a row pointer per row
-    return (nnz + pads) * hw.rle_bits  # rle: a zero-run length per stored entry
-
-
-def cycle_from_stats(M: int, K: int, N: int, G: int, row_sparse: list[int], row_pads: list[int], nnz: int,
-                     hw: Hardware) -> dict:
-    """The cycle-level model from the partition statistics (what the C++ engine receives).
-
-    ``G`` dense columns (processed densely by the dense engine), ``row_sparse[i]`` kept entries of row i
-    in the other columns, ``row_pads[i]`` rle padding entries of row i, ``nnz`` all kept entries.
-    """
-    L, m = hw.lines, hw.macs_per_line
-    Ks = K - G
-    nnz_s = sum(row_sparse)
-    seq = L == 1 and G > 0 and nnz_s > 0  # one line: the engines take turns
-    # per row tile: sparse costs (beats per token), kept, pads — independent of the token tile
-    tiles = list(_tiles(M, N, hw))
-    costs = {r0: [cdiv(row_sparse[i], m) for i in range(r0, r1)] for r0, r1, _ in tiles}
-
-    mem, bits = [], {"w": 0, "i": 0, "a": 0, "o": 0}
-    for r0, r1, tn in tiles:
-        tm = r1 - r0
-        s, p = sum(row_sparse[r0:r1]), sum(row_pads[r0:r1])
-        w = tm * G * hw.weight_bits + (s + p) * hw.weight_bits
-        i = index_bits(tm, Ks, s, p, hw)
-        a, o = K * tn * hw.act_bits, tm * tn * hw.out_bits
-        for k, v in zip("wiao", (w, i, a, o)):
-            bits[k] += v
-        mem.append(mem_cycles(w + i + a + o, hw))
-
-    def run(Ld: int, Ls: int) -> dict:
-        pairs, dsum, ssum = [], 0, 0
-        for (r0, r1, tn), mc in zip(tiles, mem):
-            tm = r1 - r0
-            cd = dense_tile_cycles(tm, tn, G, Ld, hw) if G > 0 else 0
-            cs = 0
-            if sum(row_sparse[r0:r1]) > 0:
-                load = max_line_load(costs[r0], Ls, hw.assign)
-                cs = cdiv(load * tn * hw.gather_scaled, GATHER_SCALE) + hw.pipeline_fill
-            dsum += cd
-            ssum += cs
-            pairs.append((cd + cs if seq else max(cd, cs), mc))
-        res = _pipeline(pairs)
-        res.update(dense_engine_cycles=dsum, sparse_engine_cycles=ssum, lines_dense=Ld, lines_sparse=Ls)
-        return res
-
-    if G == 0 and nnz_s == 0:
-        best = run(0, 0)
-    elif nnz_s == 0:
-        best = run(L, 0)
-    elif G == 0:
-        best = run(0, L)
-    elif seq:
-        best = run(1, 1)
-    elif hw.split == "proportional":
-        Ld = min(max((L * M * G) // (M * G + nnz_s), 1), L - 1)
-        best = run(Ld, L - Ld)
-    else:  # optimal: scan every split, keep the first with the fewest total cycles
-        best = None
-        for Ld in range(1, L):
-            r = run(Ld, L - Ld)
-            if best is None or r["cycles"] < best["cycles"]:
-                best = r
-    P = hw.macs
-    idx_once = sum(index_bits(r1 - r0, Ks, sum(row_sparse[r0:r1]), sum(row_pads[r0:r1]), hw)
-                   for r0, r1, _ in _tiles(M, 1, hw))
-    floor_bits = nnz * hw.weight_bits + idx_once + K * N * hw.act_bits + M * N * hw.out_bits
-    F = mem_cycles(floor_bits, hw)
-    best.update(G=G, nnz=nnz, nnz_s=nnz_s, bits_weights=bits["w"], bits_index=bits["i"], bits_act=bits["a"],
-                bits_out=bits["o"], lb_ideal=max(cdiv(nnz * N, P), F), lb_split=max(cdiv((M * G + nnz_s) * N, P), F),
-                memory_floor=F)
+    W = M * groups * n_use * hw.weight_bits
+    I = M * groups * n_use * hw.nm_meta_bits
+    best = None
+    for tm, tn in tilings(M, K, N, hw, sparse=False, own=True):
+        C = 0
+        for tn_j, cnt in classes(N, tn):
+            for t, c in classes(M, tm):
+                C += cnt * c * (cdiv(dense_beats(t, tn_j, K, hw.lines, hw.macs_per_line) * n_use, hw.nm_m) + hw.pipeline_fill)
+        bits = traffic(M, K, N, tm, tn, W, I, hw)
+        cycles, Mem, C = _finish(C, bits, hw)
+        if best is None or cycles < best["cycles"]:
+            best = {"cycles": cycles, "compute_cycles": C, "memory_cycles": Mem, "stall_cycles": max(0, Mem - C),
+                    "dense_engine_cycles": C, "sparse_engine_cycles": 0, "tile_m": tm, "tile_n": tn,
+                    "token_tiles": cdiv(N, tn), "bits_weights": bits["w"], "bits_index": bits["i"],
+                    "bits_act": bits["a"], "bits_out": bits["o"]}
+    best["bound"] = "memory" if best["memory_cycles"] > best["compute_cycles"] else "compute"
+    best.update(nm_n=n_use, macs=M * groups * n_use * N, index_entries=M * groups * n_use * best["token_tiles"])
     return best
 
 
+def partition_candidates(counts: np.ndarray, rows: int, hw: Hardware) -> list[tuple[float, np.ndarray]]:
+    """Dense-column sets to search, by ascending size: (tau, bool dense[K]).
+
+    ``partition = "tau"``: the one set {count > tau*M}.  ``optimal``: the fully kept columns alone
+    (reported as tau = 1), then {16*count > k*M} for k = 15 .. 0 (tau = k/16); equal sets are tried
+    once (the highest tau names them).  A fully kept column is in every set: streaming it through the
+    sparse engine costs the same beats plus index metadata.
+    """
+    counts = np.asarray(counts, np.int64)
+    if hw.partition == "tau":
+        return [(hw.tau, counts > hw.tau * rows)]
+    out: dict[int, tuple[float, np.ndarray]] = {}
+    full = counts >= rows
+    out[int(full.sum())] = (1.0, full)
+    for k in range(15, -1, -1):
+        d = counts * 16 > k * rows
+        out.setdefault(int(d.sum()), (k / 16, d))
+    return [out[g] for g in sorted(out)]
+
+
+def bank_gather_scaled(keep: np.ndarray, sparse_cols: np.ndarray, hw: Hardware) -> int:
+    """Gather factor (x GATHER_SCALE, rounded up) of the sparse engine from bank conflicts.
+
+    Activation j sits in SRAM bank j mod ``banks``; a beat feeds a line's m MACs with m consecutive
+    kept values of a row, and takes as many cycles as the most requests to one bank.  Factor = beats'
+    cycles / beats over a fixed sample of min(M, 64) rows (i*M//S).  A constant ``gather_factor``
+    overrides it.
+    """
+    if hw.gather_scaled:
+        return hw.gather_scaled
+    M = keep.shape[0]
+    S = min(M, 64)
+    beats = cost = 0
+    for r in (i * M // S for i in range(S)):
+        cols = np.flatnonzero(keep[r] & sparse_cols)
+        for b0 in range(0, len(cols), hw.macs_per_line):
+            cost += int(np.bincount(cols[b0:b0 + hw.macs_per_line] % hw.banks).max())
+            beats += 1
+    return max(GATHER_SCALE, cdiv(cost * GATHER_SCALE, beats)) if beats else GATHER_SCALE
+
+
 def cycle_layer(keep: np.ndarray, tokens: int, hw: Hardware) -> dict:
-    """``cycle`` mode on one matrix, from the bool keep mask (the reference statistics)."""
+    """``cycle`` mode on one matrix, from the bool keep mask: the search over partition candidates.
+
+    Returns the best candidate's :func:`evaluate_partition` result plus ``tau`` (the chosen
+    threshold), ``nnz``, ``lb_ideal`` (partition-free, <= cycles).
+    """
     keep = np.asarray(keep, dtype=bool)
     M, K = keep.shape
-    dense = dense_partition(keep, hw.tau)
-    sparse_part = keep[:, ~dense]  # (M, Ks): the sparse engine's columns, in original order
-    row_sparse = [int(x) for x in sparse_part.sum(axis=1)]
-    pads = [rle_pads(sparse_part[i], hw.rle_bits) for i in range(M)] if hw.index_format == "rle" else [0] * M
-    return cycle_from_stats(M, K, tokens, int(dense.sum()), row_sparse, pads, int(keep.sum()), hw)
+    counts = keep.sum(axis=0)
+    best = None
+    for tau, dense in partition_candidates(counts, M, hw):
+        sparse = keep[:, ~dense]
+        row_sparse = [int(x) for x in sparse.sum(axis=1)]
+        pads = sum(rle_pads(sparse[i], hw.rle_bits) for i in range(M)) if hw.index_format == "rle" else 0
+        gs = bank_gather_scaled(keep, ~dense, hw)
+        tiles = tilings(M, K, tokens, hw, sparse=bool((~dense).any()), own=False)
+        r = evaluate_partition(M, K, tokens, int(dense.sum()), row_sparse, pads, gs, hw, tiles)
+        if best is None or r["cycles"] < best["cycles"]:
+            best = dict(r, tau=tau)
+    nnz = int(keep.sum())
+    best.update(nnz=nnz, lb_ideal=lb_ideal(nnz, M, K, tokens, hw))
+    return best
+def attention_block(hidden: int, kv_dim: int, tokens: int, context: int, batch: int, hw: Hardware) -> dict:
+    """One transformer block's attention for ``batch`` sequences, each adding ``tokens`` new tokens
+    after ``context`` cached ones; dense, on all lines.
+
+    Keys attended per sequence (causal): sum_{i=1..N} (context + i) = N*context + N(N+1)/2.  MACs =
+    2 * hidden * keys (QK^T and AV; heads * head_dim = hidden, so GQA changes only the KV bytes).
+    DRAM: the KV cache of context positions read, the N new K/V entries written (kv_dim each, at
+    ``kv_bits``), Q read and the attention output written (hidden * N at act/out width).
+    cycles = max(ceil(MACs / P) + lambda, DRAM cycles).
+    """
+    keys = tokens * context + tokens * (tokens + 1) // 2
+    macs = 2 * hidden * keys * batch
+    kv = 2 * kv_dim * (context + tokens) * hw.kv_bits * batch
+    act = hidden * tokens * batch * hw.act_bits
+    out = hidden * tokens * batch * hw.out_bits
+    C = cdiv(macs, hw.macs) + hw.pipeline_fill
+    Mem = mem_cycles(kv + act + out, hw)
+    return {"cycles": max(C, Mem), "compute_cycles": C, "memory_cycles": Mem, "stall_cycles": max(0, Mem - C),
+            "bound": "memory" if Mem > C else "compute", "bits_kv": kv, "bits_act": act, "bits_out": out,
+            "bits_weights": 0, "bits_index": 0, "macs": macs, "index_entries": 0}
+
+
+def embedding_lookup(hidden: int, tokens: int, hw: Hardware) -> dict:
+    """Embedding rows of the tokens in flight: memory only (hidden weights per token)."""
+    bits = hidden * tokens * hw.weight_bits
+    Mem = mem_cycles(bits, hw)
+    return {"cycles": Mem, "compute_cycles": 0, "memory_cycles": Mem, "stall_cycles": Mem, "bound": "memory",
+            "bits_weights": bits, "bits_index": 0, "bits_act": 0, "bits_out": 0, "bits_kv": 0, "macs": 0,
+            "index_entries": 0}
+
+
+ENERGY_CLASSES = ("dram", "sram", "mac", "index")
+
+
+def energy_fj(r: dict, hw: Hardware) -> dict:
+    """Energy of one result by class, integer femtojoules (monotone in every byte and MAC count).
+
+    dram: every DRAM bit; sram: each byte written into its buffer once and read out once (weights ->
+    weight buffer, index -> index buffer, activations and KV -> activation buffer, outputs -> output
+    buffer); mac: MACs executed (the dense engine multiplies the zeros of its columns too); index:
+    index entries decoded (per stored sparse value per token tile).
+    """
+    bits = {"w": r.get("bits_weights", 0), "i": r.get("bits_index", 0), "a": r.get("bits_act", 0) + r.get("bits_kv", 0),
+            "o": r.get("bits_out", 0)}
+    buf = {"w": "e_wbuf_pj_per_byte", "i": "e_ibuf_pj_per_byte", "a": "e_abuf_pj_per_byte", "o": "e_obuf_pj_per_byte"}
+    dram = cdiv(sum(bits.values()) * hw.energy_fj("e_dram_pj_per_byte"), 8) if hw.memory else 0
+    sram = sum(cdiv(2 * b * hw.energy_fj(buf[k]), 8) for k, b in bits.items())
+    out = {"dram": dram, "sram": sram, "mac": r.get("macs", 0) * hw.energy_fj("e_mac_pj"),
+           "index": r.get("index_entries", 0) * hw.energy_fj("e_index_pj")}
+    out["total"] = sum(out.values())
+    return out
 
 
 def split_compute_cycles(dense_work: int, sparse_work: int, lines_dense: int, lines_sparse: int, height: int,

@@ -18,7 +18,8 @@ import pandas as pd
 from simulator import engine as eng
 from besa_common.errors import UserError
 from besa_common.fileio import write_dir_unit
-from simulator.hardware import Hardware
+from simulator.hardware import FJ_PER_PJ, GATHER_SCALE, Hardware
+from simulator.reference import ENERGY_CLASSES
 from simulator.workload import LayerWorkload
 
 RESULTS_VERSION = 1
@@ -32,14 +33,24 @@ COLUMNS = [
     "bytes_weights", "bytes_index", "bytes_act", "bytes_out",
     "utilization", "bound", "lb_ideal", "lb_split",
     "dense_cols", "lines_dense", "lines_sparse", "tau", "tries", "time_us",
+    # added by the fidelity work (docs/simulator.md): lanes time-shared, chosen tiles, gather factor,
+    # compulsory-traffic floor, energy by class (pJ) and against the dense baseline
+    "shared", "tile_m", "tile_n", "gather", "memory_floor",
+    "energy_pj", "energy_dram_pj", "energy_sram_pj", "energy_mac_pj", "energy_index_pj",
+    "dense_energy_pj", "energy_vs_dense",
 ]
 INT_COLUMNS = ["block", "rows", "cols", "tokens", "cycles", "dense_cycles", "nm_cycles", "nm_n",
                "dense_engine_cycles", "sparse_engine_cycles", "stall_cycles", "bytes_weights", "bytes_index",
-               "bytes_act", "bytes_out", "lb_ideal", "lb_split", "dense_cols", "lines_dense", "lines_sparse", "tries"]
+               "bytes_act", "bytes_out", "lb_ideal", "lb_split", "dense_cols", "lines_dense", "lines_sparse", "tries",
+               "shared", "tile_m", "tile_n", "memory_floor"]
 
 
 def _ratio(a, b):
     return float(a) / float(b) if b else float("nan")
+
+
+def _bytes(bits):
+    return -(-int(bits) // 8)
 
 
 def _row(layer: LayerWorkload, mode: str, n: int, hw: Hardware, r: dict) -> dict:
@@ -51,18 +62,23 @@ def _row(layer: LayerWorkload, mode: str, n: int, hw: Hardware, r: dict) -> dict
                dense_engine_cycles=r.get("dense_engine_cycles"), sparse_engine_cycles=r.get("sparse_engine_cycles"),
                dense_cols=r.get("G"), lines_dense=r.get("lines_dense"), lines_sparse=r.get("lines_sparse"),
                tau=r.get("tau"), tries=r.get("tries"), time_us=r["cycles"] / hw.freq_mhz,
-               utilization=_ratio(nnz * n, hw.macs * r["cycles"]))
-    if mode in ("cycle", "dense", "nm"):
+               utilization=_ratio(nnz * n, hw.macs * r["cycles"]), nm_n=r.get("nm_n"), nm_cycles=r.get("nm_cycles"),
+               lb_ideal=r.get("lb_ideal"), lb_split=r.get("lb_split"), shared=r.get("shared"),
+               tile_m=r.get("tile_m"), tile_n=r.get("tile_n"), memory_floor=r.get("memory_floor"))
+    if r.get("nm_cycles") is not None:  # only for masks the n:m engine can run (2:4-compliant)
+        row["speedup_vs_nm"] = _ratio(r["nm_cycles"], r["cycles"])
+    if "gather" in r:
+        row["gather"] = r["gather"] / GATHER_SCALE
+    if eng.get_mode(mode).memory:
         row.update(stall_cycles=r["stall_cycles"], bound=r["bound"],
-                   bytes_weights=-(-r["bits_weights"] // 8), bytes_index=-(-r["bits_index"] // 8),
-                   bytes_act=-(-r["bits_act"] // 8), bytes_out=-(-r["bits_out"] // 8))
-    if mode in ("besa-compat", "besa-code", "corrected"):
+                   bytes_weights=_bytes(r["bits_weights"]), bytes_index=_bytes(r["bits_index"]),
+                   bytes_act=_bytes(r["bits_act"]), bytes_out=_bytes(r["bits_out"]))
+        e = r["energy"]
+        row.update({f"energy_{k}_pj": e[k] / FJ_PER_PJ for k in ENERGY_CLASSES},
+                   energy_pj=e["total"] / FJ_PER_PJ, dense_energy_pj=r["dense_energy"] / FJ_PER_PJ,
+                   energy_vs_dense=_ratio(r["dense_energy"], e["total"]))
+    else:
         row["bound"] = "compute"
-    if mode == "cycle":
-        row.update(nm_cycles=r["nm_cycles"], speedup_vs_nm=_ratio(r["nm_cycles"], r["cycles"]), nm_n=r["nm_n"],
-                   lb_ideal=r["lb_ideal"], lb_split=r["lb_split"])
-    if mode == "nm":
-        row.update(nm_cycles=r["cycles"], speedup_vs_nm=1.0, nm_n=r["nm_n"])
     return row
 
 
@@ -80,8 +96,7 @@ def simulate(workload: list[LayerWorkload], hw: Hardware, mode: str, tokens: lis
     or ``reference`` (the spec, on unpacked masks; small layers only).
     """
     tokens = _check_tokens(tokens)
-    if mode not in eng.MODES:
-        raise UserError(f"unknown mode {mode!r} (modes: {', '.join(eng.MODES)})")
+    eng.get_mode(mode)
     if not workload:
         raise UserError("empty workload: no layers to simulate")
     from simulator.workload import check_magnitudes
@@ -135,6 +150,10 @@ def summarize(df: pd.DataFrame, hw: Hardware) -> dict:
         for c in ("stall_cycles", "bytes_weights", "bytes_index", "bytes_act", "bytes_out", "lb_ideal", "lb_split"):
             if part[c].notna().all():
                 t[c] = int(part[c].sum())
+        if part["energy_pj"].notna().all():
+            t["energy_uj"] = float(part["energy_pj"].sum()) / 1e6
+            t["dense_energy_uj"] = float(part["dense_energy_pj"].sum()) / 1e6
+            t["energy_vs_dense"] = _ratio(t["dense_energy_uj"], t["energy_uj"])
         if part["bound"].notna().all():
             t["layers_memory_bound"] = int((part["bound"] == "memory").sum())
             t["bound"] = "memory" if 2 * t["layers_memory_bound"] > t["layers"] else "compute"

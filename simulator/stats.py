@@ -210,3 +210,54 @@ def reorder_labels(high, n):
         replace(h, i)
         replace(200, h)
     return label
+
+
+@njit(cache=True, nogil=True)
+def _bank_gather(packed, sel, cols, m, banks, scale):
+    rows = packed.shape[0]
+    S = min(rows, 64)
+    hist = np.zeros(banks, np.int64)
+    buf = np.empty(m, np.int64)
+    beats = 0
+    cost = 0
+    for s in range(S):
+        row = packed[s * rows // S]
+        k = 0
+        for c in range(cols):
+            if (sel[c >> 3] >> (c & 7)) & 1 and (row[c >> 3] >> (c & 7)) & 1:
+                buf[k] = c % banks
+                k += 1
+                if k == m:
+                    mx = 0
+                    for q in range(k):
+                        hist[buf[q]] += 1
+                        if hist[buf[q]] > mx:
+                            mx = hist[buf[q]]
+                    for q in range(k):
+                        hist[buf[q]] = 0
+                    cost += mx
+                    beats += 1
+                    k = 0
+        if k:
+            mx = 0
+            for q in range(k):
+                hist[buf[q]] += 1
+                if hist[buf[q]] > mx:
+                    mx = hist[buf[q]]
+            for q in range(k):
+                hist[buf[q]] = 0
+            cost += mx
+            beats += 1
+    if beats == 0:
+        return scale
+    return max(scale, (cost * scale + beats - 1) // beats)
+
+
+def bank_gather_scaled(packed: np.ndarray, cols: int, select: np.ndarray, m: int, banks: int, scale: int) -> int:
+    """Gather factor x ``scale`` from bank conflicts over the selected (sparse) columns; see
+    :func:`simulator.reference.bank_gather_scaled` (same row sample, same rounding)."""
+    if packed.shape[0] == 0:
+        return scale
+    sel = np.packbits(np.asarray(select, bool), bitorder="little")
+    sel = np.pad(sel, (0, packed.shape[1] - sel.size))
+    return int(_bank_gather(np.ascontiguousarray(packed), sel, cols, m, banks, scale))

@@ -82,13 +82,15 @@ def check_magnitudes(workload, hw, tokens) -> None:
     big = max(workload, key=lambda lw: lw.rows * lw.cols)
     m, k = max(lw.rows for lw in workload), max(lw.cols for lw in workload)
     bw = hw.bw_bits_scaled
+    # a derived tile (0) can be as small as 1 x 1 x 1: bound with the most tiles
+    hw_tm, hw_tn, hw_tk = hw.tile_m or 1, hw.tile_n or 1, hw.tile_k or 1
     for n in tokens:
-        tm, tn = min(hw.tile_m, m), min(hw.tile_n, n)
+        tm, tn = min(hw.tile_m or m, m), min(hw.tile_n or n, n)
         tile_bits = (tm * k + k * tn + tm * tn) * 64 * 2
-        tiles = -(-m // hw.tile_m) * -(-n // hw.tile_n) * -(-k // min(hw.tile_k, k))
-        total_bits = (m * k * -(-n // hw.tile_n) + k * n * -(-m // hw.tile_m) + m * n) * 64 * 2
+        tiles = -(-m // hw_tm) * -(-n // hw_tn) * -(-k // min(hw_tk, k))
+        total_bits = (m * k * -(-n // hw_tn) + k * n * -(-m // hw_tm) + m * n) * 64 * 2
         worst = max(tile_bits * BW_SCALE, total_bits * BW_SCALE // bw + m * k * n * GATHER_SCALE,
-                    tiles * (hw.pipeline_fill + 1) * hw.tile_m * hw.tile_n)
+                    tiles * (hw.pipeline_fill + 1) * hw_tm * hw_tn)
         if worst >= INT64_BUDGET:
             raise UserError(f"layer {big.name!r} ({big.rows}x{big.cols}) at {n} tokens on {hw.name!r}: the simulator's counts "
                             f"would overflow 64-bit integers; use fewer tokens, a smaller shape or more bandwidth")
