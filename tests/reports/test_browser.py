@@ -106,3 +106,18 @@ def test_every_toc_link_lands_on_its_section(page):
         at_top = abs(state["top"]) <= 2
         at_end = state["y"] >= state["maxScroll"] - 2 and 0 <= state["top"] < state["vh"]
         assert at_top or at_end, (href, state)
+
+
+def test_missing_browser_skips_locally_but_fails_in_ci(monkeypatch):
+    """The guard itself: no chromium -> skip with the reason on a developer's machine, FAIL under CI=true."""
+    import sys
+
+    mod = sys.modules[__name__]
+    monkeypatch.setattr(mod, "CHROMIUM", ["/nonexistent/chromium"])
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(mod, "IN_CI", False)
+    with pytest.raises(pytest.skip.Exception, match="chromium"):
+        _browser()
+    monkeypatch.setattr(mod, "IN_CI", True)
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        _browser()
