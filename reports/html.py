@@ -155,8 +155,9 @@ def render_report(runs: list[RunInfo], out_dir: str | Path, sweep: pd.DataFrame 
     if runs:
         show = [c for c in SUMMARY_SHOW if c in summ.columns]
         sections.append(("summary", "Every simulation", _table_html(summ[show])))
-    sections.append(("files", "Files", "<p>Every row of the tidy table: <code>table.csv</code>; whole-model totals: <code>summary.csv</code>; "
-                     "Markdown: <code>report.md</code>; every figure as SVG (and PDF / PNG with <code>--format</code>) in "
+    tables = ("Every row of the tidy table: <code>table.csv</code>; whole-model totals: <code>summary.csv</code>; "
+              "Markdown: <code>report.md</code>; " if runs else "The sweep's points: <code>results.parquet</code>; ")
+    sections.append(("files", "Files", f"<p>{tables}every figure as SVG (and PDF / PNG with <code>--format</code>) in "
                      "<code>figures/</code>, next to this page. Regenerate with <code>besa report DIR...</code>.</p>"))
     parts = _header(runs, df, sweep, title, notes)
     parts += [f"<p class='flag'>⚠ {html.escape(f)}</p>" for f in flags]
