@@ -32,12 +32,20 @@ def add_arguments(parser) -> None:
                         help="hardware preset in configs/hw (vitcod, besa, hbm-4k) or a TOML file (default vitcod)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a hardware field, repeatable (e.g. --set lines=32 --set index_format=csr)")
-    parser.add_argument("--mode", default="cycle", choices=["besa-compat", "besa-code", "corrected", "cycle", "dense", "nm"],
-                        help="besa-compat (the BESA authors' method as specified, quirks included), besa-code "
-                             "(also their column-reordering bug, bit for bit), corrected, cycle (cycle-level "
-                             "model, default), dense or nm baselines")
+    from simulator.engine import MODES_REGISTRY
+
+    parser.add_argument("--mode", default="cycle", choices=list(MODES_REGISTRY),
+                        help="; ".join(f"{m.name}: {m.help}" for m in MODES_REGISTRY.values()))
     parser.add_argument("--tokens", default="1", metavar="N[,N...]",
                         help="tokens in flight: 1 = decode, seqlen = prefill; comma-separated list (default 1)")
+    parser.add_argument("--context", type=int, default=None, metavar="L",
+                        help="also simulate the rest of the decoder step (dense): attention over L cached positions + "
+                             "KV cache per block, LM head, embeddings; writes decoder.csv and end-to-end totals")
+    parser.add_argument("--batch", type=int, default=1, metavar="B",
+                        help="with --context: the tokens in flight come from B sequences, each with its own KV cache (default 1)")
+    parser.add_argument("--model", metavar="NAME|CONFIG", default=None,
+                        help="with --context: model shapes (shipped name, config.json, directory, .gguf); "
+                             "default: the --synthetic spec's model")
     parser.add_argument("--out", metavar="DIR", help="output directory (default: next to the masks, sim/<preset>-<mode>)")
     parser.add_argument("--engine", choices=["cpp", "python", "reference"], default=None,
                         help="cpp (default), python (reference cycle model on fast statistics), reference (spec; tiny layers)")
@@ -65,6 +73,12 @@ def run(args) -> int:
 
     tokens = parse_tokens(args.tokens)
     hw = load_hardware(args.hw, parse_overrides(args.overrides))
+    if args.context is not None:
+        from simulator.decoder import check_decoder_args
+
+        check_decoder_args(args.context, args.batch, tokens)
+        if args.mode not in ("cycle", "dense", "nm"):
+            raise UserError(f"--context needs a mode with a memory model (cycle, dense, nm), not {args.mode}")
     path = None
     checkpoint = False
     if args.masks:
@@ -101,18 +115,34 @@ def run(args) -> int:
     else:
         layers = wl.synthetic(args.synthetic, args.seed)
         source = {"synthetic": args.synthetic, "seed": args.seed}
+    shape = None
+    if args.context is not None:
+        from simulator.decoder import model_for
+
+        shape = model_for(layers, args.model, args.synthetic)
     t0 = time.perf_counter()
     df = simulate(layers, hw, args.mode, tokens, engine=args.engine, progress=sys.stderr.isatty())
     summary = summarize(df, hw)
+    dec = None
+    if shape is not None:
+        from simulator.decoder import add_end_to_end, decoder_rows
+
+        dec = decoder_rows(layers, shape, hw, tokens, args.context, args.batch, args.engine)
+        add_end_to_end(summary, dec, hw)
+        summary["decoder"] = {"model": shape.name, "context": args.context, "batch": args.batch}
     summary["source"] = source
     summary["overrides"] = parse_overrides(args.overrides)
     summary["wall_s"] = round(time.perf_counter() - t0, 3)
-    csv_path, json_path = write_results(out, df, summary)
+    csv_path, json_path = write_results(out, df, summary, dec)
     for n, t in summary["totals"].items():
         extra = f", vs n:m {t['speedup_vs_nm']:.3f}x" if t.get("speedup_vs_nm") is not None else ""
         bound = f", {t['layers_memory_bound']}/{t['layers']} layers memory-bound" if "layers_memory_bound" in t else ""
+        energy = f", energy vs dense {t['energy_vs_dense']:.3f}x" if t.get("energy_vs_dense") is not None else ""
         print(f"N={n}: {t['cycles']} cycles ({t['time_ms']:.3f} ms at {hw.freq_mhz:g} MHz), "
-              f"speedup vs dense {t['speedup_vs_dense']:.3f}x{extra}{bound}")
+              f"speedup vs dense {t['speedup_vs_dense']:.3f}x{extra}{energy}{bound}")
+        if "e2e_cycles" in t:
+            print(f"  whole decoder step (context {args.context}, batch {args.batch}): {t['e2e_cycles']} cycles "
+                  f"({t['e2e_us_per_token']:.2f} us/token), speedup vs dense {t['e2e_speedup_vs_dense']:.3f}x")
     if summary.get("ridge_tokens") is not None and args.mode in ("cycle", "dense", "nm"):
         print(f"ridge point of {hw.name}: ~{summary['ridge_tokens']:.1f} tokens (fewer tokens in flight -> weight streaming is memory-bound)")
     print(f"wrote {csv_path} and {json_path}")

@@ -361,3 +361,8 @@ def evaluate(packed: np.ndarray, rows: int, cols: int, mode: str, tokens: list[i
         for r in out:
             r["energy"] = ref.energy_fj(r, hw)
     return out
+
+
+def evaluate_dense(rows: int, cols: int, tokens: int, hw: Hardware, engine: str) -> dict:
+    """A dense matrix (the LM head) on this machine: the dense baseline's result."""
+    return _dense(rows, cols, tokens, hw, engine if engine != "reference" else "python")

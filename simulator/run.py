@@ -185,7 +185,7 @@ def summarize(df: pd.DataFrame, hw: Hardware) -> dict:
     }
 
 
-RESULT_FILES = ("layers.csv", "summary.json")
+RESULT_FILES = ("layers.csv", "summary.json", "decoder.csv")
 
 
 def check_results(df: pd.DataFrame, summary: dict) -> str:
@@ -209,11 +209,15 @@ def check_results(df: pd.DataFrame, summary: dict) -> str:
         raise UserError("simulation summary holds a non-finite number (inputs beyond the model's range?); nothing written") from None
 
 
-def write_results(out_dir, df: pd.DataFrame, summary: dict) -> tuple[Path, Path]:
-    """Write ``out_dir/layers.csv`` and ``out_dir/summary.json`` as ONE unit (a temporary directory
-    swapped in, :func:`besa_common.fileio.write_dir_unit`): a kill never leaves a new layers.csv
-    beside an old summary.json.  ``out_dir`` may hold only these two files.  Returns their paths."""
+def write_results(out_dir, df: pd.DataFrame, summary: dict, decoder: pd.DataFrame | None = None) -> tuple[Path, Path]:
+    """Write ``out_dir/layers.csv`` and ``out_dir/summary.json`` (and ``decoder.csv`` when the
+    attention / LM head were simulated) as ONE unit (a temporary directory swapped in,
+    :func:`besa_common.fileio.write_dir_unit`): a kill never leaves a new layers.csv beside an old
+    summary.json.  ``out_dir`` may hold only :data:`RESULT_FILES`.  Returns the first two paths."""
     out_dir = Path(out_dir)
     text = check_results(df, summary)
-    write_dir_unit(out_dir, {"layers.csv": df.to_csv(index=False, float_format="%.6g", lineterminator="\n"), "summary.json": text})
+    files = {"layers.csv": df.to_csv(index=False, float_format="%.6g", lineterminator="\n"), "summary.json": text}
+    if decoder is not None:
+        files["decoder.csv"] = decoder.to_csv(index=False, float_format="%.6g", lineterminator="\n")
+    write_dir_unit(out_dir, files)
     return out_dir / "layers.csv", out_dir / "summary.json"

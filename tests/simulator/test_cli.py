@@ -128,3 +128,70 @@ def test_never_imports_torch():
 
     with tempfile.TemporaryDirectory() as d:
         subprocess.run([sys.executable, "-c", code, d], check=True, capture_output=True)
+
+
+def test_whole_decoder_step(tmp_path, capsys):
+    """--context: attention + KV per block, LM head, embeddings in decoder.csv; end-to-end totals."""
+    code, out, err = run_cli(["--synthetic", "llama-7b[2]:sparsity=0.5", "--hw", "vitcod", "--tokens", "1,64",
+                              "--context", "2048", "--out", str(tmp_path)], capsys)
+    assert code == 0, err
+    dec = pd.read_csv(tmp_path / "decoder.csv")
+    assert sorted(set(dec["kind"])) == ["attention", "embedding", "lm_head"]
+    assert len(dec) == 2 * (2 + 2)  # per token count: 2 blocks' attention, LM head, embeddings
+    a = dec[(dec.kind == "attention") & (dec.tokens == 1)].iloc[0]
+    # KV cache of 2048 positions + the new one, K and V, 4096 wide, int8: 2 * 4096 * 2049 bytes
+    assert a["bytes_kv"] == 2 * 4096 * 2049 and a["macs"] == 2 * 4096 * 2049
+    s = json.loads((tmp_path / "summary.json").read_text())
+    t = s["totals"]["1"]
+    rest = int(dec[dec.tokens == 1]["cycles"].sum())
+    assert t["e2e_cycles"] == t["cycles"] + rest and t["e2e_dense_cycles"] == t["dense_cycles"] + rest
+    assert 1.0 < t["e2e_speedup_vs_dense"] < t["speedup_vs_dense"]  # Amdahl: the dense rest dilutes it
+    assert s["decoder"] == {"model": "llama-7b", "context": 2048, "batch": 1}
+
+
+def test_gqa_moves_fewer_kv_bytes(tmp_path, capsys):
+    for name, kv in (("llama-2-7b", 4096), ("llama-3-8b", 1024)):
+        code, _, err = run_cli(["--synthetic", f"{name}[1]:sparsity=0.5", "--tokens", "4", "--batch", "2", "--context", "100",
+                                "--out", str(tmp_path / name)], capsys)
+        assert code == 0, err
+        a = pd.read_csv(tmp_path / name / "decoder.csv").query("kind == 'attention'").iloc[0]
+        assert a["bytes_kv"] == 2 * kv * (100 + 2) * 2  # batch 2 sequences, 2 new tokens each
+
+
+def test_energy_columns(tmp_path, capsys):
+    code, _, err = run_cli(["--synthetic", "smollm2-135m[1]:sparsity=0.5", "--tokens", "1", "--out", str(tmp_path)], capsys)
+    assert code == 0, err
+    df = pd.read_csv(tmp_path / "layers.csv")
+    parts = df[["energy_dram_pj", "energy_sram_pj", "energy_mac_pj", "energy_index_pj"]].sum(axis=1)
+    assert np.allclose(parts, df["energy_pj"], rtol=1e-5)
+    assert (df["energy_vs_dense"] > 1).all()  # decode: half the weight bytes from DRAM
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["totals"]["1"]["energy_vs_dense"] > 1
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--synthetic", "llama-7b[1]", "--context", "0"], "--context must be >= 1"),
+    (["--synthetic", "llama-7b[1]", "--context", "-5"], "--context must be >= 1"),
+    (["--synthetic", "llama-7b[1]", "--context", "8", "--batch", "0"], "--batch must be >= 1"),
+    (["--synthetic", "llama-7b[1]", "--context", "8", "--tokens", "3", "--batch", "2"], "not a multiple of --batch"),
+    (["--synthetic", "64x64", "--context", "8"], "--model"),
+    (["--synthetic", "llama-7b[1]", "--context", "8", "--mode", "besa-compat"], "memory model"),
+    (["--synthetic", "64x64", "--set", "e_dram_pj_per_byte=-1"], "e_dram_pj_per_byte"),
+])
+def test_decoder_and_energy_bad_input(args, words, tmp_path, capsys):
+    code, out, err = run_cli([*args, "--out", str(tmp_path / "o")], capsys)
+    assert code == 2
+    assert words in err and err.count("\n") == 1
+
+
+def test_preset_missing_energy_or_unknown_field(tmp_path, capsys):
+    from simulator.hardware import PRESET_DIR
+
+    text = (PRESET_DIR / "vitcod.toml").read_text()
+    missing = tmp_path / "missing.toml"
+    missing.write_text("\n".join(l for l in text.splitlines() if not l.startswith("e_mac_pj")))
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text(text + "\ne_laser_pj = 3.0\n")
+    for path, words in ((missing, "'e_mac_pj' is missing"), (unknown, "unknown hardware field 'e_laser_pj'")):
+        code, _, err = run_cli(["--synthetic", "64x64", "--hw", str(path), "--out", str(tmp_path / "o")], capsys)
+        assert code == 2 and words in err and err.count("\n") == 1
