@@ -36,7 +36,7 @@ import numpy as np
 from besa_common.errors import UserError
 from besa_common.llama import ARCHITECTURES, LINEAR_OF
 
-CHUNK_BYTES = 64 << 20  # rows of one tensor read at a time
+CHUNK_BYTES = 16 << 20  # rows of one tensor read at a time (peak ~1.5x this + the packed masks)
 PICKLED = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 # safetensors dtype -> (unsigned view dtype, mask of the non-sign bits): value == ±0 iff bits & mask == 0
 _ZERO_VIEW: dict[str, tuple[type, int]] = {
