@@ -380,13 +380,15 @@ def _p_nm(arg: str):
     n, m = int(n_s), int(m_s)
     if not 1 <= n <= m:
         raise UserError(f"synthetic pattern nm={arg}: N:M needs 1 <= N <= M (N kept of every M)")
+    if m > 1024:  # the generic generator draws rows x groups x M floats: bound M like the hardware's nm_m
+        raise UserError(f"synthetic pattern nm={arg}: M must be <= 1024")
     return lambda r, c, g: gen_nm(r, c, n, m, g)
 
 
 def _p_skewed(arg: str):
     sp_s, _, sg_s = arg.partition("/")
     sp, sg = _fraction(sp_s), float(sg_s) if sg_s else DEFAULT_SIGMA
-    if not sg >= 0.0:
+    if not 0.0 <= sg <= 16.0:  # beyond ~16 exp(sigma * z) overflows float64 and the weights become NaN
         raise ValueError
     return lambda r, c, g: gen_skewed(r, c, 1.0 - sp, sg, g)
 
