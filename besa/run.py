@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from besa_common.errors import UserError
 from besa_common.fileio import atomic_write_json, atomic_write_text, check_output_path, dir_lock
 from besa_common.digest import json_digest
 from besa_common.resources import config_file
@@ -196,6 +197,9 @@ def run_experiment(exp, out: Path, dry_run: bool = False, report: bool = True, e
     (a second ``besa run`` on the same folder fails at once, or waits with ``wait=True``).
     """
     check_output_path(out)
+    model = exp.experiment.model
+    if (os.sep in model or model.endswith(".gguf")) and not Path(model).expanduser().exists():
+        raise UserError(f"{exp.source}: [experiment].model: model path not found: {model}")  # not after N failed steps
     if dry_run:
         return _run_experiment(exp, out, True, report, experiment_text, None)
     with dir_lock(out, wait=wait) as lock:
