@@ -108,7 +108,9 @@ class Experiment:
     source: str = "experiment"
 
     def run_specs(self) -> list[RunSpec]:
-        """Every run of the grids, deduplicated, in file order."""
+        """Every run of the grids, deduplicated, in file order.  Two DIFFERENT runs with the same
+        name (sparsities 0.3333331 and 0.3333332 both give ``-s0.333333``) would share one folder
+        and overwrite each other: a UserError."""
         out: dict[str, RunSpec] = {}
         for g in self.runs:
             for method in g.methods:
@@ -120,7 +122,11 @@ class Experiment:
                         s_run = s if pat == "unstructured" else pattern_sparsity(pat)
                         for wb in g.wbits:
                             spec = RunSpec(run_name(method, s_run, pat, wb), method, s_run, pat, wb)
-                            out.setdefault(spec.name, spec)
+                            other = out.setdefault(spec.name, spec)
+                            if other != spec:
+                                raise UserError(f"{self.source}: [[runs]]: sparsities {other.sparsity!r} and {spec.sparsity!r} of "
+                                                f"{method} would both be run {spec.name!r} (one folder); make them differ in "
+                                                f"the first 6 significant digits")
         return list(out.values())
 
 
@@ -248,16 +254,26 @@ def parse_experiment(obj: dict[str, Any], source: str = "experiment") -> Experim
                 raise UserError(f"{source}: [options.{m}].{k}: expected a string, number or boolean, got {type(v).__name__}")
     whatif = None
     if "whatif" in obj:
-        whatif = build(WhatIf, obj["whatif"], f"{source}: [whatif]")
-        if presets is not None and whatif.preset not in presets:
-            raise UserError(f"{source}: [whatif].preset: unknown preset {whatif.preset!r} (known: {', '.join(presets)})")
-        if not whatif.grid:
-            raise UserError(f"{source}: [whatif].grid: empty (give hardware field = [values])")
+        whatif = _parse_whatif(obj["whatif"], exp.seed, f"{source}: [whatif]")
     ex = Experiment(exp, cal, ev, tuple(grids), tuple(targets), dict(options), whatif, source)
     names = [r.name for r in ex.run_specs()]
     if whatif is not None and whatif.run not in names:
         raise UserError(f"{source}: [whatif].run: {whatif.run!r} is not a run of this experiment (runs: {', '.join(names)})")
     return ex
+
+
+def _parse_whatif(tbl: Any, seed: int, where: str) -> WhatIf:
+    """[whatif] with the checks ``besa sweep`` makes on a sweep file (the same functions): preset,
+    mode, token counts, every grid field and value, and ``workers`` (>= 0; 0 = serially)."""
+    from simulator.sweep import SweepSettings, check_grid, check_settings, check_workers
+
+    w = build(WhatIf, tbl, where)
+    check_settings(SweepSettings(preset=w.preset, mode=w.mode, tokens=w.tokens, seed=seed), where)
+    if not w.grid:
+        raise UserError(f"{where}.grid: empty (give hardware field = [values])")
+    check_grid(w.preset, w.grid, f"{where}.grid")
+    check_workers(w.workers, f"{where}.workers")
+    return w
 
 
 def load_experiment(path: str | Path) -> Experiment:

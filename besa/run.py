@@ -189,6 +189,46 @@ def _write_dense_masks(path: Path, template: Path) -> None:
                              "note": "all weights kept: the dense run's simulation workload"})
 
 
+def check_steps(exp, out: Path, dry_run: bool = False) -> None:
+    """Every command line the experiment will run, checked by the commands' real parsers (see
+    :mod:`besa.argcheck`) BEFORE anything runs — in a dry run too; the first problem is a
+    UserError naming the experiment key behind it.  Without the ``prune`` extra (no torch) a dry
+    run says it could not check them; a real run has already refused to start."""
+    from besa.argcheck import MissingParsers, check_commands
+    from besa.experiment import option_flags
+    from besa_common.errors import UserError
+
+    specs = exp.run_specs()
+    sims = [(t.preset, m, t.tokens) for t in exp.simulate for m in t.modes]
+    pruned = [s for s in specs if not s.dense]
+    scratch = out / "_check"
+    lines: list[tuple[str, list[str]]] = []
+    for method, tbl in exp.options.items():  # one line per key, so the error names the key
+        for key, value in tbl.items():
+            lines.append((f"[options.{method}].{key}", ["prune", "--method", method, "--out", str(scratch)] + option_flags({key: value})))
+    if pruned:
+        lines.append(("[calibration].dataset", ["prune", "--method", pruned[0].method, "--out", str(scratch),
+                                                "--calib-dataset", exp.calibration.dataset]))
+    lines.append(("[eval].dataset", ["eval", "--dataset", exp.eval.dataset, "--out", str(scratch)]))
+    for s in specs:
+        d = out / s.name
+        if not s.dense:
+            lines.append((f"run {s.name}: besa prune", prune_cmd(exp, s, d)))
+        lines.append((f"run {s.name}: besa eval", eval_cmd(exp, s, d)))
+        for preset, mode, tokens in sims:
+            lines.append((f"run {s.name}: besa simulate", sim_cmd(d / "masks.safetensors", preset, mode, tokens, d / "sim", s.wbits)))
+    try:
+        errors = check_commands([a for _, a in lines])
+    except MissingParsers as exc:
+        if not dry_run:
+            raise
+        print(f"note: the step command lines were not checked against besa prune/eval: {exc}", flush=True)
+        return
+    for (where, argv), err in zip(lines, errors):
+        if err is not None:
+            raise UserError(f"{exp.source}: {where}: `besa {argv[0]}` rejects it: {err}")
+
+
 def run_experiment(exp, out: Path, dry_run: bool = False, report: bool = True, experiment_text: str | None = None,
                    wait: bool = False) -> int:
     """Run (or resume) every step of ``exp`` into ``out``; return 0, or 1 when some step failed.
@@ -200,6 +240,7 @@ def run_experiment(exp, out: Path, dry_run: bool = False, report: bool = True, e
     model = exp.experiment.model
     if (os.sep in model or model.endswith(".gguf")) and not Path(model).expanduser().exists():
         raise UserError(f"{exp.source}: [experiment].model: model path not found: {model}")  # not after N failed steps
+    check_steps(exp, out, dry_run)  # the same checks in a dry run and a real one, before the lock
     if dry_run:
         return _run_experiment(exp, out, True, report, experiment_text, None)
     with dir_lock(out, wait=wait) as lock:

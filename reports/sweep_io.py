@@ -1,4 +1,5 @@
-"""Find and read sweep outputs (``results.parquet`` / ``results.csv`` written by ``besa sweep``)."""
+"""Find and read sweep outputs: ``results.sqlite`` written by ``besa sweep`` (readable while the
+sweep runs), or the ``results.parquet`` / ``results.csv`` exports (older folders, fixtures)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from typing import Iterable
 
 import pandas as pd
 
+from simulator.sweep.store import is_sweep_dir, read_results
 
-def is_sweep_dir(path: Path) -> bool:
-    return (path / "results.parquet").is_file() or (path / "results.csv").is_file()
+__all__ = ["find_sweeps", "is_sweep_dir", "load_sweep_results", "read_results"]
 
 
 def find_sweeps(paths: Iterable[Path]) -> list[Path]:
@@ -22,14 +23,6 @@ def find_sweeps(paths: Iterable[Path]) -> list[Path]:
         elif p.is_dir():
             found += [c for c in sorted(p.iterdir()) if c.is_dir() and is_sweep_dir(c)]
     return found
-
-
-def read_results(path: Path) -> pd.DataFrame:
-    if (path / "results.parquet").is_file():
-        from simulator.sweep import read_parquet_once
-
-        return read_parquet_once(path / "results.parquet")
-    return pd.read_csv(path / "results.csv", keep_default_na=False, na_values=[""])
 
 
 def load_sweep_results(paths: Iterable[Path]) -> pd.DataFrame:

@@ -125,3 +125,27 @@ def test_prune_outputs_require_weights_of_weight_changing_runs(tmp_path):
                             ({"method": "sparsegpt"}, True), ({"method": "wanda"}, False)):
         (tmp_path / "manifest.json").write_text(json.dumps(manifest))
         assert prune_outputs(tmp_path) == base + ([tmp_path / "weights.safetensors"] if needs else []), manifest
+
+
+@pytest.mark.parametrize("extra, key", [
+    ("\n[options.besa]\nd_coeff = 5\n", "[options.besa].d_coeff: `besa prune` rejects it: unrecognized arguments: --d-coeff 5"),
+    ("\n[options.besa]\nd_coef = \"many\"\n", "[options.besa].d_coef: `besa prune` rejects it: argument --d-coef: invalid float value"),
+    ("\n[whatif]\nrun = \"besa-s50\"\nworkers = -1\ngrid = {lines = [16, 32]}\n", "[whatif].workers must be an integer >= 0"),
+    ("\n[whatif]\nrun = \"besa-s50\"\ngrid = {lines = [16, 32], tau = [\"x\"]}\n", "[whatif].grid.tau[0]: expected a number"),
+])
+def test_dry_run_rejects_what_the_real_run_would(tmp_path, extra, key):
+    """`besa run --dry-run` and `besa run` go through the same checks: one line, exit 2, nothing written."""
+    exp = tmp_path / "x.toml"
+    exp.write_text(TINY.format(model="smollm2-135m", methods='["dense", "besa"]') + extra)
+    for dry in (["--dry-run"], []):
+        r = _besa("run", str(exp), "--out", str(tmp_path / "o"), *dry, timeout=300)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert key in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert not (tmp_path / "o").exists()
+
+
+def test_dry_run_rejects_unknown_calibration_dataset(tmp_path):
+    exp = tmp_path / "x.toml"
+    exp.write_text(TINY.format(model="smollm2-135m", methods='["magnitude"]').replace('dataset = "wiki"\nnsamples', 'dataset = "wikki"\nnsamples'))
+    r = _besa("run", str(exp), "--out", str(tmp_path / "o"), "--dry-run", timeout=300)
+    assert r.returncode == 2 and "[calibration].dataset: `besa prune` rejects it" in r.stderr and "'wikki'" in r.stderr

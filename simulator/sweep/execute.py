@@ -1,0 +1,170 @@
+"""Running a sweep: the points not yet finished, on Dask (or serially), into the results database.
+
+:func:`run_sweep` holds the output folder's writer lock for the whole sweep (a second writer fails
+at once naming this one, or waits with ``wait=True``), materialises each workload once
+(:mod:`simulator.sweep.workloads`), hands batches of points to the workers and commits every batch
+of finished rows as one transaction the moment it arrives (:mod:`simulator.sweep.store`).  At the
+end it writes the ``results.parquet`` / ``results.csv`` exports.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from besa_common.errors import UserError
+from besa_common.fileio import check_output_path, dir_lock
+from simulator.sweep import workloads as shared_wl
+from simulator.sweep.points import Point, chunks, expand
+from simulator.sweep.spec import SweepSpec
+from simulator.sweep.store import ResultStore, export_results
+from simulator.sweep.worker import failed_rows, run_points
+
+
+@dataclass
+class SweepOutcome:
+    results: pd.DataFrame  # every row of the database (earlier runs' included)
+    total: int  # points in the grid
+    skipped: int  # already finished before this run
+    computed: int  # simulated by this run
+    failed: int  # of those, how many failed
+    wall_s: float
+    sim_s: float = 0.0  # Σ seconds the workers spent simulating (the rest of wall_s x workers is bookkeeping)
+    prepare_s: float = 0.0  # seconds spent materialising shared workloads
+    points_s: float = 0.0  # seconds from the first point handed out to the last row committed
+
+
+def check_workers(workers: int | None, where: str = "workers") -> None:
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        raise UserError(f"{where} must be an integer >= 0 (0 = serially in this process), got {workers!r}")
+
+
+def _make_client(scheduler: str | None, workers: int | None, processes: bool):
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            return Client(scheduler, timeout="20s"), None
+        except Exception as exc:
+            raise UserError(f"cannot reach the Dask scheduler at {scheduler}: {type(exc).__name__}: {exc}") from None
+    n = workers or os.cpu_count() or 1
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes, dashboard_address=None, silence_logs=40)
+    return Client(cluster), cluster
+
+
+def _prepare_shared(cache: Path, todo: list[Point], client, n_workers: int) -> dict[str, str]:
+    """Materialise each workload of ``todo`` once into ``cache``; return workload key -> index file."""
+    shared: dict[str, str] = {}
+    for p in todo:
+        if p.workload_key not in shared:
+            idx = shared_wl.materialize(cache, p.workload_key, p.workload.synthetic, p.masks_path, p.seed, client=client,
+                                        parts=max(1, n_workers * 2))
+            shared[p.workload_key] = str(idx)
+    return shared
+
+
+class _Recorder:
+    """Commits rows as they arrive and keeps the counts (and the progress bar) up to date."""
+
+    def __init__(self, store: ResultStore, bar, on_row: Callable[[dict[str, Any]], None] | None):
+        self.store, self.bar, self.on_row = store, bar, on_row
+        self.failed = 0
+        self.sim_s = 0.0
+
+    def __call__(self, rows: list[dict[str, Any]]) -> None:
+        self.store.add(rows)  # one transaction: committed before the next batch is awaited
+        self.failed += sum(r["status"] != "ok" for r in rows)
+        self.sim_s += sum(r["wall_s"] or 0.0 for r in rows)
+        self.bar.update(len(rows))
+        if self.on_row:
+            for r in rows:
+                self.on_row(r)
+
+
+def _run_on_dask(todo: list[Point], cache: Path, record: _Recorder, client) -> tuple[float, float]:
+    """Returns (seconds materialising workloads, seconds running the points)."""
+    from distributed import as_completed
+
+    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    t0 = time.perf_counter()
+    shared = _prepare_shared(cache, todo, client, n_workers)
+    t1 = time.perf_counter()
+    [shared_f] = client.scatter([shared], broadcast=True)  # the small key -> path map, sent once
+    # Many small tasks (about one machine each for a real grid): good load balance and a kill
+    # loses little; batches of many trivial points keep Dask's ~1 ms per task negligible.
+    batches = chunks(todo, max(n_workers * 8, 256))
+    futures = {client.submit(run_points, b, shared_f, pure=False): b for b in batches}
+    for fut in as_completed(futures):
+        try:
+            rows = fut.result()
+        except Exception as exc:  # the worker died or the task could not run: record, go on
+            rows = failed_rows(futures[fut], exc)
+        record(rows)
+    return t1 - t0, time.perf_counter() - t1
+
+
+def run_sweep(spec: SweepSpec, out: str | os.PathLike, scheduler: str | None = None, workers: int | None = None,
+              processes: bool = True, progress: bool = True, wait: bool = False, export: bool = True,
+              on_row: Callable[[dict[str, Any]], None] | None = None, client=None, points: list[Point] | None = None,
+              workload_dir: str | os.PathLike | None = None) -> SweepOutcome:
+    """Run every point of ``spec`` not already finished in ``out``; return the whole results table.
+
+    ``workers = 0`` runs serially in this process (no Dask); otherwise a LocalCluster of
+    ``workers`` single-threaded worker processes (default: one per CPU), the cluster at
+    ``scheduler``, or the Dask ``client`` given.  Holds ``out``'s writer lock throughout (``wait``:
+    wait for another holder instead of failing).  ``points``: a subset of ``expand(spec)`` to run
+    (default all).  ``workload_dir``: where shared workloads are materialised and KEPT (default
+    ``OUT/.workloads``, removed at the end).
+    """
+    from tqdm.auto import tqdm
+
+    check_workers(workers)
+    out = check_output_path(out)
+    cache = Path(workload_dir) if workload_dir is not None else shared_wl.cache_dir(out)
+    t0 = time.perf_counter()
+    with dir_lock(out, wait=wait) as lock:
+        out.mkdir(parents=True, exist_ok=True)
+        lock.clean_temps()
+        store = ResultStore(out)
+        try:
+            points = expand(spec) if points is None else list(points)
+            done = store.finished_ids()
+            todo = [p for p in points if p.point_id not in done]
+            bar = tqdm(total=len(points), initial=len(points) - len(todo), desc="sweep points", unit="pt",
+                       disable=not progress, dynamic_ncols=True)
+            record = _Recorder(store, bar, on_row)
+            prepare_s = points_s = 0.0
+            try:
+                if todo and workers == 0 and client is None:
+                    t1 = time.perf_counter()
+                    for batch in chunks(todo, len(todo)):  # one machine (all its token counts) at a time
+                        record(run_points(batch))
+                    points_s = time.perf_counter() - t1
+                elif todo:
+                    own = client is None
+                    if own:
+                        client, cluster = _make_client(scheduler, workers, processes)
+                    try:
+                        prepare_s, points_s = _run_on_dask(todo, cache, record, client)
+                    finally:
+                        if own:
+                            client.close()
+                            if cluster is not None:
+                                cluster.close()
+            finally:
+                bar.close()
+            if workload_dir is None:
+                shared_wl.remove_cache(out)
+            if export:
+                export_results(out)
+            results = store.frame()
+        finally:
+            store.close()
+    return SweepOutcome(results=results, total=len(points), skipped=len(points) - len(todo), computed=len(todo),
+                        failed=record.failed, wall_s=time.perf_counter() - t0, sim_s=record.sim_s, prepare_s=prepare_s,
+                        points_s=points_s)
