@@ -196,7 +196,6 @@ def check_steps(exp, out: Path, dry_run: bool = False) -> None:
     run says it could not check them; a real run has already refused to start."""
     from besa.argcheck import MissingParsers, check_commands
     from besa.experiment import option_flags
-    from besa_common.errors import UserError
 
     specs = exp.run_specs()
     sims = [(t.preset, m, t.tokens) for t in exp.simulate for m in t.modes]
