@@ -224,15 +224,17 @@ def gen_profile(rows: int, cols: int, density: float, row_w: np.ndarray | None, 
     :func:`row_quota` (so a source with equal rows, like Wanda's, stays equal), without it the
     whole mask by :func:`fix_count`."""
     t = solve_scale(row_w, col_w, density)
-    c = t * np.asarray(col_w, np.float64)
-    r = np.ones(rows) if row_w is None else np.asarray(row_w, np.float64)
+    # probabilities as thresholds on 16-bit uniform draws (p resolution 2^-16; the exact count is
+    # restored below): 2 random bytes per weight instead of an 8-byte double, ~10x faster
+    c = (t * 65536.0 * np.asarray(col_w, np.float64)).astype(np.float32)
+    r = None if row_w is None else np.asarray(row_w, np.float32)
     quota = None if row_w is None else row_quota(r, col_w, t, target_kept(rows, cols, density))
     out = np.empty((rows, (cols + 7) // 8), np.uint8)
     step = max(1, (1 << 22) // max(cols, 1))
     for r0 in range(0, rows, step):
         r1 = min(rows, r0 + step)
-        p = np.minimum(1.0, r[r0:r1, None] * c[None, :])  # (chunk, cols)
-        keep = rng.random((r1 - r0, cols)) < p
+        thr = c[None, :] if r is None else r[r0:r1, None] * c[None, :]  # (chunk | 1, cols): P(keep) * 65536
+        keep = rng.integers(0, 65536, size=(r1 - r0, cols), dtype=np.uint16) < thr
         if quota is not None:
             _fix_rows(keep, quota[r0:r1], rng)
         out[r0:r1] = np.packbits(keep, axis=1, bitorder="little")
