@@ -236,9 +236,6 @@ def run_experiment(exp, out: Path, dry_run: bool = False, report: bool = True, e
     (a second ``besa run`` on the same folder fails at once, or waits with ``wait=True``).
     """
     check_output_path(out)
-    model = exp.experiment.model
-    if (os.sep in model or model.endswith(".gguf")) and not Path(model).expanduser().exists():
-        raise UserError(f"{exp.source}: [experiment].model: model path not found: {model}")  # not after N failed steps
     check_steps(exp, out, dry_run)  # the same checks in a dry run and a real one, before the lock
     if dry_run:
         return _run_experiment(exp, out, True, report, experiment_text, None)

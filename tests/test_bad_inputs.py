@@ -300,7 +300,6 @@ RUN_CASES = {
     "sparsity out of range": (GOOD_EXPERIMENT.replace("[0.5]", "[1.5]"), "sparsities"),
     "tokens out of range": (GOOD_EXPERIMENT.replace("tokens = [1]", "tokens = [0]"), "tokens"),
     "unknown key": (GOOD_EXPERIMENT + "\n[bogus]\n", "unknown key"),
-    "model path nonexistent": (GOOD_EXPERIMENT.replace('name = "t"', 'name = "t"\nmodel = "/nonexistent/m.gguf"'), "model path not found"),
     "seed out of range": (GOOD_EXPERIMENT.replace('name = "t"', 'name = "t"\nseed = -1'), "seed"),
     "nsamples out of range": (GOOD_EXPERIMENT + "\n[calibration]\nnsamples = 100000000\n", "nsamples"),
     "out is a file": (GOOD_EXPERIMENT, "not a directory"),
