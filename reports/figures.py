@@ -261,7 +261,8 @@ def speedup_vs_sparsity(df: pd.DataFrame) -> FigureData:
     axes[0, 0].set_ylim(-0.7, len(runs) - 0.3)
     handles = [axes[0, -1].scatter([], [], marker=marker(p), color="#666666", label=p) for p in pd.unique(summ["pattern"].astype(str))]
     handles += [axes[0, -1].scatter([], [], marker="o", color=color(m), label=m) for m in pd.unique(summ["method"].astype(str))]
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(8, len(handles)), fontsize=7, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(8, len(handles)), fontsize=7, frameon=False,
+               title="marker = pattern (grey), colour = method", title_fontsize=7)
     cap = ("Whole-model speedup (Σ dense cycles / Σ cycles) of every run, in brackets its realised sparsity; one panel per "
            "machine, mode and token count N on a shared axis. Marker = sparsity pattern, colour = method. A dense run must be "
            "exactly 1.0×" + ("; FLAGGED: " + "; ".join(flags) if flags else " and is.") )
