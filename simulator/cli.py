@@ -136,7 +136,7 @@ def run(args) -> int:
     csv_path, json_path = write_results(out, df, summary, dec)
     for n, t in summary["totals"].items():
         extra = f", vs n:m {t['speedup_vs_nm']:.3f}x" if t.get("speedup_vs_nm") is not None else ""
-        bound = f", {t['layers_memory_bound']}/{t['layers']} layers memory-bound" if "layers_memory_bound" in t else ""
+        bound = f", {round(t['memory_bound_share'] * t['layers'])}/{t['layers']} layers memory-bound" if "memory_bound_share" in t else ""
         energy = f", energy vs dense {t['energy_vs_dense']:.3f}x" if t.get("energy_vs_dense") is not None else ""
         print(f"N={n}: {t['cycles']} cycles ({t['time_ms']:.3f} ms at {hw.freq_mhz:g} MHz), "
               f"speedup vs dense {t['speedup_vs_dense']:.3f}x{extra}{energy}{bound}")

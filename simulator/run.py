@@ -18,6 +18,7 @@ import pandas as pd
 from simulator import engine as eng
 from besa_common.errors import UserError
 from besa_common.fileio import write_dir_unit
+from simulator.totals import SUM_COLUMNS, model_totals
 from simulator.hardware import FJ_PER_PJ, GATHER_SCALE, Hardware
 from simulator.reference import ENERGY_CLASSES
 from simulator.workload import LayerWorkload
@@ -140,25 +141,11 @@ def summarize(df: pd.DataFrame, hw: Hardware) -> dict:
     mode = str(df["mode"].iloc[0])
     totals, per_proj = {}, {}
     for n, part in df.groupby("tokens", sort=True):
-        t = {"layers": int(len(part)), "cycles": int(part["cycles"].sum()), "dense_cycles": int(part["dense_cycles"].sum())}
-        t["speedup_vs_dense"] = _ratio(t["dense_cycles"], t["cycles"])
+        # the one definition of the model totals (shared with every sweep row): simulator.totals
+        t = model_totals(part, [None])[0]
+        t.update({c: int(t[c]) for c in SUM_COLUMNS if c in t})  # counts are integers in summary.json
         t["time_ms"] = t["cycles"] / hw.freq_mhz / 1000.0
         t["dense_time_ms"] = t["dense_cycles"] / hw.freq_mhz / 1000.0
-        if part["nm_cycles"].notna().all():
-            t["nm_cycles"] = int(part["nm_cycles"].sum())
-            t["speedup_vs_nm"] = _ratio(t["nm_cycles"], t["cycles"])
-        for c in ("stall_cycles", "bytes_weights", "bytes_index", "bytes_act", "bytes_out", "lb_ideal", "lb_split"):
-            if part[c].notna().all():
-                t[c] = int(part[c].sum())
-        if part["energy_pj"].notna().all():
-            t["energy_uj"] = float(part["energy_pj"].sum()) / 1e6
-            t["dense_energy_uj"] = float(part["dense_energy_pj"].sum()) / 1e6
-            t["energy_vs_dense"] = _ratio(t["dense_energy_uj"], t["energy_uj"])
-        if part["bound"].notna().all():
-            t["layers_memory_bound"] = int((part["bound"] == "memory").sum())
-            t["bound"] = "memory" if 2 * t["layers_memory_bound"] > t["layers"] else "compute"
-        nnz_macs = float((part["density"] * part["rows"] * part["cols"]).sum()) * int(n)
-        t["utilization"] = _ratio(nnz_macs, hw.macs * t["cycles"])
         totals[str(int(n))] = {k: _clean(v) for k, v in t.items()}
         pp = {}
         for proj, g in part.groupby("proj", sort=False):

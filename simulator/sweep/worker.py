@@ -11,13 +11,10 @@ import dataclasses
 import time
 from typing import Any
 
-import numpy as np
 
 from simulator.sweep.points import Point
-
-# Sum these layers.csv columns over layers for a point's totals.
-SUM_COLUMNS = ("cycles", "dense_cycles", "nm_cycles", "stall_cycles", "dense_engine_cycles", "sparse_engine_cycles",
-               "bytes_weights", "bytes_index", "bytes_act", "bytes_out", "lb_ideal", "lb_split")
+from simulator.sweep.store import RESULT_FIELDS
+from simulator.totals import model_totals
 
 # Seconds this process spent inside load_hardware + simulate() (the bench's "inside the simulator").
 SIMULATE_SECONDS = [0.0]
@@ -67,41 +64,19 @@ def point_row(p: Point) -> dict[str, Any]:
 
 def totals(layers, tokens: int | None = None) -> dict[str, Any]:
     """Whole-workload totals of a simulated layers table (one sweep row), for one token count."""
-    return totals_by_tokens(layers, [tokens])[0] if tokens is not None else totals_by_tokens(layers, [None])[0]
-
-
-def _floats(arr) -> np.ndarray:
-    """A pandas column's values as float64, missing -> NaN (masked Int64 arrays included)."""
-    return arr.to_numpy("float64", na_value=np.nan) if hasattr(arr, "isna") else np.asarray(arr, dtype=float)
+    return totals_by_tokens(layers, [tokens])[0]
 
 
 def totals_by_tokens(layers, tokens: list[int | None]) -> list[dict[str, Any]]:
-    """:func:`totals` for each token count (None = all rows), reading each column out of pandas
-    once: with trivial points this is on the sweep's critical path."""
-    cols = set(layers.columns)
-    num = {c: _floats(layers[c].array) for c in (*SUM_COLUMNS, "utilization") if c in cols}
-    bound = np.asarray(layers["bound"].array) if "bound" in cols else None
-    tok = _floats(layers["tokens"].array) if "tokens" in cols else None
-    out = []
-    for t in tokens:
-        sel = np.ones(len(layers), bool) if t is None or tok is None else (tok == t)
-        row: dict[str, Any] = {"layers": int(sel.sum())}
-        for c in SUM_COLUMNS:
-            if c in num:
-                v = num[c][sel]
-                if v.size and not np.isnan(v).all():
-                    row[c] = float(np.nansum(v))
-        if row.get("cycles"):
-            if "dense_cycles" in row:
-                row["speedup"] = row["dense_cycles"] / row["cycles"]
-            if "nm_cycles" in row:
-                row["speedup_vs_nm"] = row["nm_cycles"] / row["cycles"]
-        if bound is not None and sel.any():
-            row["memory_bound_share"] = float((bound[sel] == "memory").mean())
-        if "utilization" in num and row.get("cycles"):
-            row["utilization"] = float(np.nansum(num["utilization"][sel] * num["cycles"][sel]) / row["cycles"])
-        out.append(row)
-    return out
+    """The sweep row's result columns for each token count (None = all rows): the model totals of
+    :func:`simulator.totals.model_totals` (the same numbers summary.json holds), under the
+    results-table names (``speedup`` = Σ dense / Σ cycles) and only the columns the table has."""
+    rows = []
+    for tot in model_totals(layers, tokens):
+        if "speedup_vs_dense" in tot:
+            tot["speedup"] = tot.pop("speedup_vs_dense")
+        rows.append({k: v for k, v in tot.items() if k in RESULT_FIELDS})
+    return rows
 
 
 def _one_line(exc: BaseException) -> str:
