@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from besa_common.digest import json_digest
 from simulator.sweep.spec import SweepSpec, WorkloadSpec
 
 
@@ -35,7 +36,8 @@ class Point:
 
 
 def digest(obj: Any, n: int = 16) -> str:
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+    """sha1 of the canonical JSON of ``obj``, ``n`` hex digits (besa_common.digest; the recorded format)."""
+    return json_digest(obj, algorithm="sha1", length=n)
 
 
 def point_id(preset: str, mode: str, hw, workload_identity: dict, tokens: int, seed: int) -> str:
