@@ -70,6 +70,14 @@ def add_arguments(parser) -> None:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--save-model", default=None, metavar="DIR", help="also save the pruned model as a HF directory (safetensors + tokenizer)")
     run.add_argument("--wait", action="store_true", help="if another writer holds --out, wait for it instead of failing at once")
+    wu = parser.add_argument_group("weight update (after the masks are chosen; pruning/weight_update.py)")
+    wu.add_argument("--weight-update", choices=["none", "obs", "admm"], default="none",
+                    help="with each method's masks fixed, move the kept weights to minimise ||X W0^T - X W^T||^2 on the calibration inputs: "
+                         "obs = SparseGPT's sequential OBS update, admm = ADMM (Boza 2024); default none")
+    wu.add_argument("--update-damp", type=float, default=0.01, help="ridge λ of the update (admm: λ·diag(H); obs: λ·mean diag, SparseGPT's); default 0.01")
+    wu.add_argument("--admm-iters", type=int, default=20, help="ADMM iterations (default 20)")
+    wu.add_argument("--admm-rho", type=float, default=0.3, help="ADMM penalty ρ in diag-normalised coordinates, constant (default 0.3)")
+    wu.add_argument("--admm-exact", action="store_true", help="finish ADMM with the exact per-row least-squares solve on the kept weights (the optimum; slow on wide layers)")
     q = parser.add_argument_group("quantization")
     q.add_argument("--wbits", type=int, default=None, help="weight-only quantization bits after pruning (e.g. 4)")
     q.add_argument("--group-size", type=int, default=128, help="quantization group along in-features (must divide them)")
@@ -122,6 +130,9 @@ def run(args) -> int:
         from pruning.quant import QuantSpec
 
         QuantSpec(args.wbits, args.group_size)
+    from pruning.weight_update import WeightUpdateConfig
+
+    args.weight_update_config = WeightUpdateConfig(mode=args.weight_update, damp=args.update_damp, iters=args.admm_iters, rho=args.admm_rho, exact=args.admm_exact)
     layer_sparsity = _read_layer_sparsity(args.layer_sparsity)
     methods = _methods()
     if args.method not in methods:
@@ -194,6 +205,7 @@ def _prune(args, method, sparsity: float, pattern, layer_sparsity: dict[str, flo
         group_size=args.group_size,
         seed=args.seed,
         progress=not args.no_progress,
+        weight_update=args.weight_update_config,
     )
     resolve_device(args.device)  # fail before the slow model load
     model, tokenizer = load_model(args.model, dtype=torch.float32)

@@ -47,6 +47,7 @@ from torch import nn
 
 from pruning.methods.base import LINEAR_NAMES, BlockInputs, BlockJob, BlockResult, PruningMethod
 from besa_common.errors import UserError
+from pruning.weight_update import WeightUpdateConfig
 from besa_common.fileio import atomic_write_bytes, atomic_write_json
 
 TARGET_MODES = ("pruned", "dense")
@@ -81,6 +82,7 @@ class DriverConfig:
     group_size: int = 128
     seed: int = 0
     progress: bool = True
+    weight_update: WeightUpdateConfig = WeightUpdateConfig()
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sparsity < 1.0:
@@ -303,6 +305,18 @@ def _check_result(res: BlockResult, block: nn.Module, job: BlockJob, method: str
             raise RuntimeError(f"method {method}: updated weight {name!r} has no mask or the wrong shape")
 
 
+def _update_weights(res: BlockResult, block: nn.Module, inputs: BlockInputs, job: BlockJob, cfg: WeightUpdateConfig) -> None:
+    """``--weight-update``: replace ``res.weights`` by the update with ``res.keep`` fixed (the block
+    still holds its dense weights); per-layer errors go to the allocation record as ``update_*``."""
+    from pruning.weight_update import update_block
+
+    weights, record = update_block(block, inputs, job, {n: k.detach().cpu().bool() for n, k in res.keep.items()}, cfg)
+    res.weights = weights
+    layers = res.record.setdefault("layers", {})
+    for name, rec in record.items():
+        layers.setdefault(name, {}).update({f"update_{k}": v for k, v in rec.items()})
+
+
 @torch.no_grad()
 def _finalise_block(block: nn.Module, keep: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]) -> None:
     """Copy updated weights in, then ``W *= keep``."""
@@ -451,6 +465,8 @@ def prune_model(
             torch.manual_seed(config.seed * 1_000_003 + i)
             res = method.prune_block(block, BlockInputs(hidden=hidden, kwargs=kwargs), targets, job)
             _check_result(res, block, job, method.name)
+            if config.weight_update.mode != "none":
+                _update_weights(res, block, BlockInputs(hidden=hidden, kwargs=kwargs), job, config.weight_update)
             keep = {n: k.detach().cpu().bool() for n, k in res.keep.items()}
             _finalise_block(block, keep, res.weights)
             # clone: on CPU .float().cpu() aliases the weight, which quantization overwrites next
@@ -545,6 +561,7 @@ def _write_run(out: Path, model, method, config, meta, keep_all, records, qparam
         "wbits": config.wbits,
         "group_size": config.group_size if config.wbits is not None else None,
         "updated_weights": bool(updated_all),
+        "weight_update": dataclasses.asdict(config.weight_update),
     }
     masks_bytes, _ = encode_masks({n: k.numpy() for n, k in keep_all.items()}, run_meta)
     # weights.safetensors first: a masks file saying updated_weights never appears without them.

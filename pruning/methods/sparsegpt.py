@@ -88,8 +88,14 @@ class SparseGPTLayer:
         raise RuntimeError(f"SparseGPT: Hessian not positive definite even with damping {percdamp * 10**max_retries:g} x mean diag")
 
     @torch.no_grad()
-    def prune(self, weight: torch.Tensor, sparsity: float, pattern: tuple[int, int] | None, blocksize: int = 128, percdamp: float = 0.01, max_retries: int = 6):
+    def prune(self, weight: torch.Tensor, sparsity: float, pattern: tuple[int, int] | None, blocksize: int = 128, percdamp: float = 0.01, max_retries: int = 6,
+              fixed_keep: torch.Tensor | None = None):
         """Return ``(W_new fp32 [out, in], keep bool [out, in], info)`` for ``weight``; ``weight`` is untouched.
+
+        ``fixed_keep`` (bool ``[out, in]``, 1 = kept): skip the selection and run the same OBS update
+        with this mask (``--weight-update obs``; ``sparsity``/``pattern`` are then ignored).  Given
+        SparseGPT's own mask it reproduces SparseGPT's weights exactly: the selection of a 128-column
+        block happens before that block's updates.
 
         ``info``: ``damp`` (fraction of mean diag finally used) and ``error`` (Σ OBS losses).
         """
@@ -99,7 +105,7 @@ class SparseGPTLayer:
         H[dead, dead] = 1
         W[:, dead] = 0
         Hinv, damp = self._hinv(H, percdamp, max_retries)
-        prunen, prunem = (pattern[1] - pattern[0], pattern[1]) if pattern is not None else (0, 0)  # pattern = (kept, m)
+        prunen, prunem = (pattern[1] - pattern[0], pattern[1]) if pattern is not None and fixed_keep is None else (0, 0)  # pattern = (kept, m)
         if prunem and self.columns % prunem:
             raise UserError(f"sparsegpt: in-features {self.columns} not divisible by m={prunem}")
         pruned = torch.zeros_like(W, dtype=torch.bool)  # True = pruned (internal)
@@ -113,7 +119,9 @@ class SparseGPTLayer:
             Losses1 = torch.zeros_like(W1)
             Hinv1 = Hinv[i1:i2, i1:i2]  # (count, count)
             d1 = torch.diag(Hinv1)
-            if prunen == 0:
+            if fixed_keep is not None:
+                mask1 = ~fixed_keep[:, i1:i2].to(W.device)
+            elif prunen == 0:
                 score = W1**2 / d1.reshape(1, -1) ** 2  # (out, count)
                 k = int(score.numel() * sparsity)
                 mask1 = torch.zeros(score.numel(), dtype=torch.bool, device=W.device)

@@ -1,0 +1,212 @@
+"""Weight update after mask selection (``besa prune --weight-update {none,obs,admm}``).
+
+Any method chooses the masks; then, with the masks FIXED, each linear's kept weights are moved to
+reduce its reconstruction error on the calibration inputs.  Per linear ``W0 [out, in]`` (the dense
+weights) with inputs ``X [tokens, in]`` (the dense block's inputs to that linear on the
+pruned-propagated block inputs, the same ``X`` SparseGPT uses), the objective is
+
+    min_W  tr((W - W0) H_λ (W - W0)ᵀ)   s.t.  W[r, c] = 0 where keep[r, c] = 0,
+    H = XᵀX,  H_λ = H + λ·diag(H)   (λ = ``damp``, a ridge towards W0 that keeps H_λ positive definite).
+
+The rows are independent: row ``r`` with kept set ``S`` has the optimum ``w_S = (H_λ)_SS⁻¹ (H_λ w0)_S``.
+
+* ``obs``: SparseGPT's sequential OBS update with the given mask (``SparseGPTLayer.prune`` with
+  ``fixed_keep``; its own damping ``damp · mean(diag H)``).  One left-to-right pass: a pruned
+  column's error is compensated only by the columns after it, so it is not the optimum above
+  (it is when every row's pruned columns come first).  Given SparseGPT's own mask it reproduces
+  SparseGPT's weights exactly.
+* ``admm``: the ADMM weight update of Boža ("Fast and Effective Weight Update for Pruned Large
+  Language Models", TMLR 2024), implemented from the paper.  In coordinates scaled by
+  ``d = sqrt(diag H)`` (so ``H_λ`` has diagonal ``1 + λ``): ``W ← (W0 H_λ + ρ(Z − U)) (H_λ + ρI)⁻¹``,
+  ``Z ← keep ⊙ (W + U)``, ``U ← U + W − Z``, ``iters`` times; the result is ``Z`` (exactly on the
+  mask).  The paper raises ρ because it also grows the mask; with the mask fixed the problem is a
+  convex QP and a CONSTANT ρ converged fastest in our measurement (relative objective gap to the
+  optimum after 20 / 30 / 60 iterations: 2e-4 / 5e-6 / 5e-10 at ρ = 0.3, vs 1e-2 / 2e-3 / 2e-5 for
+  ρ rising 0.01 → 10; random correlated 192 × 576 layers with outlier features), so the default is
+  ρ = 0.3 constant (one matmul per iteration) and ``rho_end`` selects a geometric schedule.
+  ``exact`` then replaces ``Z`` by the exact per-row solve above (batched Cholesky on each row's
+  kept set: the optimum, but ~10× the cost of 20 iterations on a 1536-wide layer on a CPU).
+* ``none``: nothing (the method's own weights stay; today's results).
+
+Runs inside the block driver (``pruning.driver``) after ``method.prune_block``: the updated block
+produces the next block's inputs, and the updated weights go to ``DIR/weights.safetensors``.
+All arithmetic is fp32 and deterministic (same inputs ⇒ same bits), so resume is bit-identical.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from besa_common.errors import UserError
+
+MODES = ("none", "obs", "admm")
+
+
+@dataclass(frozen=True)
+class WeightUpdateConfig:
+    """``mode``: none | obs | admm.  ``damp``: λ (admm: λ·diag(H); obs: λ·mean(diag H), SparseGPT's).
+    ``iters``: ADMM iterations.  ``rho``: ADMM penalty in scaled coordinates (``diag H_λ = 1 + λ``);
+    ``rho_end``: None = constant ρ, else ρ rises geometrically from ``rho`` to ``rho_end``.
+    ``exact``: finish ADMM with the exact per-row solve (the optimum; costly on wide layers)."""
+
+    mode: str = "none"
+    damp: float = 0.01
+    iters: int = 20
+    rho: float = 0.3
+    rho_end: float | None = None
+    exact: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise UserError(f"--weight-update must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if not self.damp > 0:
+            raise UserError(f"--update-damp must be positive, got {self.damp}")
+        if self.iters < 1:
+            raise UserError(f"--admm-iters must be at least 1, got {self.iters}")
+        if not self.rho > 0 or (self.rho_end is not None and not self.rho_end >= self.rho):
+            raise UserError(f"ADMM needs 0 < rho <= rho_end, got {self.rho}, {self.rho_end}")
+
+
+def reconstruction_error(W: torch.Tensor, W0: torch.Tensor, H: torch.Tensor) -> float:
+    """``tr((W − W0) H (W − W0)ᵀ) / tr(W0 H W0ᵀ)``: relative output error ‖X(W − W0)ᵀ‖² / ‖X W0ᵀ‖²."""
+    D = (W - W0).double()
+    H = H.double()
+    num = torch.einsum("ri,ij,rj->", D, H, D)
+    den = torch.einsum("ri,ij,rj->", W0.double(), H, W0.double())
+    return float(num / den) if den > 0 else float(num)
+
+
+def _damped(H: torch.Tensor, damp: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(H_λ scaled to unit-ish diagonal, scale d): ``Hs = D⁻¹ (H + λ diag H) D⁻¹``, ``D = diag(d)``.
+
+    Dead inputs (zero diagonal) get d = 1 and H_cc = 1: their weights do not affect the output, the
+    ridge keeps them at W0 (zeroed if pruned)."""
+    diag = torch.diag(H).clone()
+    dead = diag <= 0
+    d = torch.where(dead, torch.ones_like(diag), diag.sqrt())
+    Hs = H / d[:, None] / d[None, :]
+    idx = torch.arange(H.shape[0], device=H.device)
+    Hs[idx, idx] = torch.where(dead, torch.ones_like(diag), Hs[idx, idx]) * (1.0 + damp)
+    return Hs, d
+
+
+def exact_solve(W0: torch.Tensor, H: torch.Tensor, keep: torch.Tensor, damp: float, chunk_elems: int = 1 << 24) -> torch.Tensor:
+    """The optimum of the objective for every row: ``w_S = (H_λ)_SS⁻¹ (H_λ w0)_S``, zeros elsewhere.
+
+    Rows are solved in batches: each row's kept indices padded to the widest row (padding = identity
+    rows/columns), one batched Cholesky per chunk of rows (at most ``chunk_elems`` matrix entries)."""
+    Hs, d = _damped(H.float(), damp)
+    W0s = W0.float() * d[None, :]
+    B = W0s @ Hs  # (out, in): H_λ w0 per row (Hs symmetric)
+    rows, cols = W0.shape
+    counts = keep.sum(1)
+    kmax = int(counts.max()) if rows else 0
+    out = torch.zeros_like(W0s)
+    if kmax == 0:
+        return out
+    # kept indices first (stable: ascending column order), padding after
+    order = torch.sort((~keep).to(torch.int8), dim=1, stable=True)[1][:, :kmax]  # (out, kmax)
+    valid = torch.arange(kmax, device=W0.device)[None, :] < counts[:, None]  # (out, kmax)
+    step = max(1, chunk_elems // (kmax * kmax))
+    eye = torch.eye(kmax, device=W0.device, dtype=Hs.dtype)
+    for r0 in range(0, rows, step):
+        idx, v = order[r0 : r0 + step], valid[r0 : r0 + step]
+        A = Hs[idx[:, :, None], idx[:, None, :]]  # (c, kmax, kmax)
+        vv = v[:, :, None] & v[:, None, :]
+        A = torch.where(vv, A, eye.expand_as(A))
+        b = torch.where(v, B[r0 : r0 + step].gather(1, idx), torch.zeros((), dtype=B.dtype, device=B.device))
+        L = torch.linalg.cholesky(A)
+        x = torch.cholesky_solve(b[:, :, None], L)[:, :, 0]
+        out[r0 : r0 + step].scatter_(1, idx, torch.where(v, x, torch.zeros((), dtype=x.dtype, device=x.device)))
+    return out / d[None, :]
+
+
+def admm_update(W0: torch.Tensor, H: torch.Tensor, keep: torch.Tensor, cfg: WeightUpdateConfig) -> tuple[torch.Tensor, dict]:
+    """ADMM with the fixed mask ``keep`` (then, with ``cfg.exact``, the exact solve).
+    Returns ``(W fp32 [out, in], info)``.
+
+    Constant ρ (the default): ``M = (H_λ + ρI)⁻¹`` once, then ONE matmul per iteration
+    (``W = W0 H_λ M + ρ (Z − U) M``).  A ρ schedule needs ``eigh(H_λ)`` and two matmuls per iteration."""
+    Hs, d = _damped(H.float(), cfg.damp)
+    W0s = W0.float() * d[None, :]
+    keepf = keep.to(W0s.dtype)
+    Z = W0s * keepf
+    U = torch.zeros_like(W0s)
+    rho = cfg.rho
+    if cfg.rho_end is None:
+        eye = torch.eye(Hs.shape[0], dtype=Hs.dtype, device=Hs.device)
+        M = torch.cholesky_inverse(torch.linalg.cholesky(Hs + rho * eye))
+        C = (W0s @ Hs) @ M
+        for _ in range(cfg.iters):
+            W = C + rho * ((Z - U) @ M)
+            Z = (W + U) * keepf
+            U += W - Z
+    else:
+        evals, Q = torch.linalg.eigh(Hs)  # Hs = Q diag(evals) Qᵀ
+        B = W0s @ Hs
+        ratio = (cfg.rho_end / cfg.rho) ** (1.0 / max(1, cfg.iters - 1))
+        for t in range(cfg.iters):
+            if t:
+                U *= 1.0 / ratio  # scaled dual U = y / ρ follows ρ
+                rho *= ratio
+            W = (((B + rho * (Z - U)) @ Q) / (evals + rho)[None, :]) @ Q.T
+            Z = (W + U) * keepf
+            U += W - Z
+    info = {"rho_end": rho, "primal_residual": float((W - Z).norm() / max(float(Z.norm()), 1e-30)), "exact": bool(cfg.exact)}
+    if cfg.exact:
+        return exact_solve(W0, H, keep, cfg.damp), info
+    return Z / d[None, :], info
+
+
+def obs_update(W0: torch.Tensor, H: torch.Tensor, keep: torch.Tensor, cfg: WeightUpdateConfig) -> tuple[torch.Tensor, dict]:
+    """SparseGPT's OBS update with the fixed mask (its code, not a copy: ``SparseGPTLayer.prune``).
+
+    ``H`` here is ``XᵀX``; SparseGPT's Hessian is ``2/n XᵀX``, a scale its relative damping ignores."""
+    from pruning.methods.sparsegpt import SparseGPTLayer
+
+    layer = SparseGPTLayer(W0)
+    layer.H = H.float().clone()
+    W, k, info = layer.prune(W0, 0.0, None, percdamp=cfg.damp, fixed_keep=keep)
+    layer.free()
+    return W, {"damp": info["damp"]}
+
+
+# mode -> update(W0, H, keep, cfg) -> (W, info)
+UPDATES: dict[str, Callable[..., tuple[torch.Tensor, dict]]] = {"obs": obs_update, "admm": admm_update}
+
+
+@torch.no_grad()
+def update_block(block: nn.Module, inputs, job, keep: dict[str, torch.Tensor], cfg: WeightUpdateConfig) -> tuple[dict[str, torch.Tensor], dict]:
+    """Updated weights (local name -> fp32 CPU ``[out, in]``, masked) for every linear in ``keep``, and a
+    record ``{name: {"error_before", "error_after", ...}}`` (relative output errors, before = mask only).
+
+    ``block`` still holds the DENSE weights: one pass over the calibration inputs collects every
+    linear's ``H = XᵀX`` (the targets ``X W0ᵀ`` of all layers come from the dense block, as in SparseGPT)."""
+    from pruning.methods.scoring import accumulate_inputs
+
+    names = tuple(keep)
+    grams: dict[str, torch.Tensor] = {}
+
+    def add(name: str, x: torch.Tensor) -> None:
+        g = x.t() @ x  # (in, in), fp32
+        grams[name] = g if name not in grams else grams[name] + g
+
+    accumulate_inputs(block, inputs, job, names, add)
+    weights, record = {}, {}
+    for name in names:
+        lin = block.get_submodule(name)
+        W0 = lin.weight.detach().float()
+        k = keep[name].to(W0.device)
+        H = grams.pop(name)
+        W, info = UPDATES[cfg.mode](W0, H, k, cfg)
+        W = W * k  # exactly zero where pruned
+        record[name] = {"error_before": reconstruction_error(W0 * k, W0, H), "error_after": reconstruction_error(W, W0, H), **info}
+        if not math.isfinite(record[name]["error_after"]):
+            raise RuntimeError(f"weight update {cfg.mode} diverged on {job.prefix}{name}")
+        weights[name] = W.cpu()
+    return weights, record
