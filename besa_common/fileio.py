@@ -187,13 +187,17 @@ def write_dir_unit(out: str | os.PathLike, files: dict[str, bytes | str]) -> Pat
     return out
 
 
-def _clean_dead_siblings(out: Path) -> None:
+def _clean_dead_siblings(out: Path) -> list[Path]:
     """Remove temporary siblings of ``out`` left by writers that were killed (caller holds the lock)."""
-    prefix = f".{out.name}.pid"
+    prefix, removed = f".{out.name}.pid", []
+    if not out.parent.is_dir():
+        return removed
     for p in out.parent.iterdir():
         m = _TEMP_RE.match(p.name)
         if p.name.startswith(prefix) and m and not pid_alive(int(m.group(1))):
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def _write_member(path: Path, data: bytes) -> None:
@@ -273,7 +277,7 @@ class DirLock:
         touched, so an unlocked writer (``besa simulate`` into a run directory) keeps its work.
         Returns what was removed.
         """
-        removed: list[Path] = []
+        removed: list[Path] = _clean_dead_siblings(self.directory)  # a killed whole-directory writer's temp copy
         if not self.directory.is_dir():
             return removed
         walker = os.walk(self.directory) if recursive else [(str(self.directory), [], os.listdir(self.directory))]

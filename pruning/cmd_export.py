@@ -44,7 +44,8 @@ def run(args) -> int:
 
     check_model_spec(args.model)
     check_export_out(args.out, args.overwrite, inputs=[masks, args.model if Path(args.model).exists() else None])
-    with dir_lock(args.out, wait=args.wait):
+    with dir_lock(args.out, wait=args.wait) as lock:
+        lock.clean_temps(recursive=False)  # the temporary copy of a killed earlier export
         model, tokenizer, quantized = prepare_model(args.model, masks, DTYPES[args.dtype], quant=not args.no_quant)
         from besa_common.masks import read_masks
 

@@ -141,7 +141,8 @@ def run(args) -> int:
     _check_outputs(args)
     from besa_common.fileio import dir_lock
 
-    with dir_lock(args.out, wait=args.wait):  # one writer per run directory; taken before the slow model load
+    with dir_lock(args.out, wait=args.wait) as lock:  # one writer per run directory; taken before the slow model load
+        lock.clean_temps()  # temp files of a killed earlier prune (only dead writers' ones)
         return _prune(args, method, sparsity, pattern, layer_sparsity, calib_ids)
 
 

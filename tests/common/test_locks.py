@@ -206,3 +206,17 @@ def test_replace_dir_swaps_whole_directories(tmp_path, monkeypatch, exchange):
 def test_lock_paths_are_siblings_except_at_the_root(tmp_path):
     assert lock_paths(tmp_path / "run") == (tmp_path / ".run.lock", tmp_path / ".run.lock.info")
     assert lock_paths("/")[0] == Path("/.besa.lock")
+
+
+def test_clean_temps_removes_a_dead_writers_temporary_sibling(tmp_path):
+    """A killed whole-directory writer (export, simulate) leaves `.NAME.pidPID.XXXX.tmp/` beside NAME."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".out.pid{int(dead.stdout)}.abc.tmp"
+    (stale / "sub").mkdir(parents=True)
+    live = tmp_path / f".out.pid{os.getpid()}.def.tmp"
+    live.mkdir()
+    other = tmp_path / f".other.pid{int(dead.stdout)}.ghi.tmp"  # another directory's leftovers: not ours
+    other.mkdir()
+    with dir_lock(tmp_path / "out") as lk:
+        assert lk.clean_temps(recursive=False) == [stale]
+    assert live.exists() and other.exists() and not stale.exists()
