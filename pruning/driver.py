@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from pruning.methods.base import LINEAR_NAMES, BlockInputs, BlockJob, BlockResult, PruningMethod
+from besa_common.digest import json_digest
 from besa_common.errors import UserError
 from pruning.weight_update import WeightUpdateConfig
 from besa_common.fileio import atomic_write_bytes, atomic_write_json
@@ -204,7 +205,7 @@ def _fingerprint(method: PruningMethod, config: DriverConfig, calib: torch.Tenso
     cfg.pop("progress")
     cfg.pop("offload_acts")  # where buffers live does not change any number
     cfg.pop("device")
-    blob = json.dumps(
+    return json_digest(  # sha256 of the canonical JSON (besa_common.digest): checkpoints from before resume
         {
             "version": CHECKPOINT_VERSION,
             "method": method.name,
@@ -214,11 +215,8 @@ def _fingerprint(method: PruningMethod, config: DriverConfig, calib: torch.Tenso
             "model": model_id,
             "calib": hashlib.sha256(calib.cpu().numpy().tobytes()).hexdigest(),
             "shape": list(calib.shape),
-        },
-        sort_keys=True,
-        default=str,
+        }
     )
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 class _Checkpoint:
