@@ -2,11 +2,12 @@
 1 vs 2 Dask workers, and the bookkeeping share of a huge grid of trivial points.
 
     python bench/sweep_scale.py [--points-from configs/sweeps/whatif-llama7b.toml] [--limit 16]
-                                [--workers 1,2] [--bookkeeping 100000]
+                                [--workers 1,2] [--bookkeeping 100000] [--workload-cache DIR]
 
 1. The first ``--limit`` points of the sweep file (default: the shipped LLaMA-7B what-if grid).
-   The workload is materialised once (printed as "shared workload", not in the timings below);
-   then, in this process, the BARE simulator call (``simulator.run.simulate`` on those masks, one
+   The workload is materialised once (printed as "shared workload", not in the timings below) and
+   every process warmed up on it (pages faulted in, kernels loaded); then, in this process, the BARE
+   simulator call (``simulator.run.simulate`` on those masks, one
    call per machine serving its token counts) is timed for every machine, and the same points are
    run by ``run_sweep`` on a warm LocalCluster of 1 and of 2 single-threaded worker processes.
    Printed: per-machine cost of the sweep / bare call (goal <= 1.2) and t(1 worker) / t(2 workers)
@@ -38,7 +39,20 @@ def _uptime() -> str:
         return "uptime unavailable"
 
 
-def scaling(points_from: str, limit: int, worker_counts: list[int], tmp: Path) -> None:
+def _warm(index: str) -> None:
+    """On a worker: map the shared workload, fault its pages in and load the compiled kernels (what
+    the bare call's process has already done), so that the timings compare steady states."""
+    from simulator import hardware, run as simrun
+    from simulator.sweep import workloads as shared_wl
+
+    layers = shared_wl.open_shared(index)
+    for layer in layers:
+        layer.load().sum()
+    smallest = min(layers, key=lambda l: l.rows * l.cols)  # read-only mapped masks: their own kernel variants
+    simrun.simulate([smallest], hardware.load_hardware("vitcod", None), "cycle", [1, 2048])
+
+
+def scaling(points_from: str, limit: int, worker_counts: list[int], tmp: Path, cache: Path | None = None) -> None:
     from distributed import Client, LocalCluster
 
     from simulator import hardware, run as simrun
@@ -51,17 +65,18 @@ def scaling(points_from: str, limit: int, worker_counts: list[int], tmp: Path) -
     p0 = points[0]
     print(f"{len(points)} points ({len(ms)} machines) of {points_from}; workload {p0.workload.name}, "
           f"tokens {sorted({p.tokens for p in points})}", flush=True)
-    cache = tmp / "workloads"
+    cache = cache or tmp / "workloads"
     t0 = time.perf_counter()
     idx = shared_wl.materialize(cache, p0.workload_key, p0.workload.synthetic, p0.masks_path, p0.seed)
-    print(f"shared workload: materialised once in {time.perf_counter() - t0:.1f} s", flush=True)
+    print(f"shared workload: materialised once (or reused from --workload-cache) in {time.perf_counter() - t0:.1f} s", flush=True)
     wl = shared_wl.open_shared(idx)
-    for layer in wl:  # fault the pages in once, as the workers will find them
-        layer.load().sum()
+    _warm(str(idx))
     t0 = time.perf_counter()
     for m in ms:
+        t1 = time.perf_counter()
         hw = hardware.load_hardware(m[0].preset, dict(m[0].hw) or None)
         simrun.simulate(wl, hw, m[0].mode, sorted({p.tokens for p in m}))
+        print(f"  bare call {dict(m[0].hw)}: {time.perf_counter() - t1:.2f} s", flush=True)
     bare = (time.perf_counter() - t0) / len(ms)
     print(f"bare simulator call: {bare:.2f} s per machine (in this process, masks in memory)", flush=True)
     times = {}
@@ -69,6 +84,7 @@ def scaling(points_from: str, limit: int, worker_counts: list[int], tmp: Path) -
         with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40) as cluster, \
                 Client(cluster) as client:
             client.wait_for_workers(n)
+            client.run(_warm, str(idx))
             res = run_sweep(spec, tmp / f"out-{n}", client=client, points=points, progress=False, workload_dir=cache, export=False)
         times[n] = res.points_s
         per = res.points_s * n / len(ms)
@@ -102,11 +118,14 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=16, help="points to run (the first N of the grid); 0 = skip")
     ap.add_argument("--workers", default="1,2", help="comma-separated worker counts to compare")
     ap.add_argument("--bookkeeping", type=int, default=100_000, help="points of the trivial grid (0 = skip)")
+    ap.add_argument("--workload-cache", default=None, metavar="DIR",
+                    help="materialise the workload here and keep it (reused by the next run; default: a temporary folder)")
     args = ap.parse_args()
     print(f"load before: {_uptime()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="sweep-scale-") as d:
         if args.limit:
-            scaling(args.points_from, args.limit, [int(x) for x in args.workers.split(",")], Path(d))
+            cache = Path(args.workload_cache) if args.workload_cache else None
+            scaling(args.points_from, args.limit, [int(x) for x in args.workers.split(",")], Path(d), cache)
         if args.bookkeeping:
             bookkeeping(args.bookkeeping, Path(d))
     print(f"load after: {_uptime()}")

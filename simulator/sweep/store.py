@@ -117,19 +117,28 @@ class ResultStore:
                     self.add(df.astype(object).where(df.notna(), None).to_dict("records"))
                 return
 
+    def _upsert_sql(self) -> str:
+        cols = tuple(self.columns)
+        if getattr(self, "_sql_cols", None) != cols:  # rebuilt only when a column was added
+            names = ", ".join(_quote(c) for c in cols)
+            updates = ", ".join(f"{_quote(c)} = excluded.{_quote(c)}" for c in cols if c != "point_id")
+            self._sql = (f"INSERT INTO results ({names}) VALUES ({', '.join('?' * len(cols))}) "
+                         f"ON CONFLICT(point_id) DO UPDATE SET {updates} WHERE results.status IS NOT 'ok'")
+            self._sql_cols = cols
+        return self._sql
+
     def add(self, rows: list[dict[str, Any]]) -> None:
-        """Upsert ``rows`` in one transaction.  A row replaces an existing one only when the existing
-        one failed or the new one is ok AND the existing one is not: an ``ok`` row is never lost."""
+        """Upsert ``rows`` in one transaction.  An existing row is replaced only when it is not
+        ``ok`` (a failed point retried): an ``ok`` row is never lost or rewritten."""
         if not rows:
             return
         self.con.execute("BEGIN IMMEDIATE")
         try:
-            self._ensure_columns(k for r in rows for k in r)
-            cols = self.columns
-            names = ", ".join(_quote(c) for c in cols)
-            updates = ", ".join(f"{_quote(c)} = excluded.{_quote(c)}" for c in cols if c != "point_id")
-            sql = (f"INSERT INTO results ({names}) VALUES ({', '.join('?' * len(cols))}) "
-                   f"ON CONFLICT(point_id) DO UPDATE SET {updates} WHERE results.status IS NOT 'ok'")
+            have = set(self.columns)
+            new = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in have]  # row order
+            if new:
+                self._ensure_columns(new)
+            sql, cols = self._upsert_sql(), self.columns
             self.con.executemany(sql, [[_plain(r.get(c)) for c in cols] for r in rows])
             self.con.execute("COMMIT")
         except BaseException:
