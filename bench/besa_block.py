@@ -1,12 +1,18 @@
-"""Time per block and peak memory: BESA vs Wanda on SmolLM2-135M at the same calibration size.
+"""Time per block and peak memory: BESA (and variants) vs Wanda on SmolLM2-135M, same calibration.
 
-    python bench/besa_block.py [--nsamples 16] [--seqlen 256] [--blocks 0 1] [--device cpu|cuda]
+    python bench/besa_block.py [--threads 1] [--nsamples 16] [--seqlen 256] [--blocks 0 1] [--repeat 3]
+                               [--methods wanda besa wanda-2:4 besa-2:4] [--device cpu|cuda]
 
-Both methods get the same captured inputs of the same decoder blocks (the dense model's, so the two
-runs are comparable block by block); BESA also gets the dense targets.  Each method runs in a fresh
-subprocess so its peak memory is its own: on CPU the peak resident set size above the level before
-``prune_block`` (sampled every 2 ms), on CUDA ``torch.cuda.max_memory_allocated``.  Prints one line per
-method and the ratios BESA / Wanda.  Statistics collection is included in both timings.
+Every method gets the same captured inputs of the same decoder blocks (the dense model's, so runs are
+comparable block by block); methods that use reconstruction targets get the dense block's outputs,
+computed outside the timed region as the driver does.  Statistics collection is inside every timing.
+Each method runs in a fresh subprocess so its peak memory is its own: on CPU the peak resident set size
+above the level before ``prune_block`` (Linux ``VmHWM``, reset through ``/proc/self/clear_refs``), on
+CUDA ``torch.cuda.max_memory_allocated`` above the level before.  Each block is pruned ``--repeat``
+times and the fastest run counts (the machine may be shared: the minimum is the least disturbed).
+Prints ``uptime`` before and after, one line per method (wall and CPU seconds per block, peak memory)
+and the ratios to Wanda's wall time, CPU time and peak memory.  CPU time (process time, all threads)
+is less sensitive to other jobs than wall time; on a loaded machine compare the CPU-time ratios.
 """
 
 from __future__ import annotations
@@ -15,59 +21,77 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import threading
 import time
 
+# name -> (registered method, its options, n:m pattern as (pruned, group) or None)
+VARIANTS: dict[str, tuple[str, dict, tuple[int, int] | None]] = {
+    "wanda": ("wanda", {}, None),
+    "besa": ("besa", {"verbose": False}, None),
+    "wanda-2:4": ("wanda", {}, (2, 4)),
+    "besa-2:4": ("besa", {"verbose": False}, (2, 4)),
+}
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+def _uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        return "uptime: unavailable"
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        m = re.search(rf"^{field}:\s+(\d+) kB", fh.read(), re.M)
+    return int(m.group(1)) if m else 0
 
 
 class PeakRSS:
-    """Peak resident set size above the level at ``__enter__``, sampled on a thread (bytes)."""
+    """Peak resident set size above the level at ``__enter__`` (bytes).
+
+    Exact where the kernel lets a process reset its high-water mark (``/proc/self/clear_refs``):
+    ``VmHWM`` then covers only the timed region.  Elsewhere a 2 ms sampling thread (may miss peaks).
+    """
 
     def __enter__(self):
-        self.base = self.peak = _rss_bytes()
+        self.base = _status_kib("VmRSS") * 1024
+        self.exact = False
+        try:
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")  # reset VmHWM to the current RSS
+            self.exact = True
+        except OSError:
+            pass
+        self.peak = self.base
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._poll, daemon=True)
-        self._t.start()
+        if not self.exact:
+            self._t.start()
         return self
 
     def _poll(self):
         while not self._stop.wait(0.002):
-            self.peak = max(self.peak, _rss_bytes())
+            self.peak = max(self.peak, _status_kib("VmRSS") * 1024)
 
     def __exit__(self, *exc):
         self._stop.set()
-        self._t.join()
-        self.peak = max(self.peak, _rss_bytes())
+        if self._t.is_alive():
+            self._t.join()
+        now = _status_kib("VmHWM" if self.exact else "VmRSS") * 1024
+        self.peak = max(self.peak, now)
 
     @property
     def extra(self) -> int:
-        return self.peak - self.base
+        return max(0, self.peak - self.base)
 
 
-def worker(method: str, nsamples: int, seqlen: int, blocks: list[int], device: str, threads: int) -> dict:
+def _capture(model, calib, layers, nsamples):
+    """Hidden states entering block 0 and the keyword arguments every block receives."""
     import torch
 
-    torch.set_num_threads(threads)
-    from pruning.data import calibration
-    from pruning.methods.base import LINEAR_NAMES, METHODS, BlockInputs, BlockJob
-    from pruning.models import decoder_layers, load_model
-
-    import pruning.methods.besa  # noqa: F401  (registers "besa")
-    try:
-        import pruning.methods.wanda  # noqa: F401
-    except ImportError:
-        pass
-
-    dev = torch.device(device)
-    model, tok = load_model("smollm2-135m")
-    calib = calibration(tok, "wiki", nsamples, seqlen, 0)
-    layers = decoder_layers(model)
     captured = {}
 
     class Stop(Exception):
@@ -87,35 +111,61 @@ def worker(method: str, nsamples: int, seqlen: int, blocks: list[int], device: s
             except Stop:
                 hs.append(captured["h"])
     handle.remove()
-    hidden = torch.cat(hs)  # (n, T, C) inputs of block 0
+    return torch.cat(hs), captured["kw"]
+
+
+def worker(variant: str, nsamples: int, seqlen: int, blocks: list[int], device: str, threads: int, repeat: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    import pruning.methods  # noqa: F401  (fills the registry)
+    from pruning.data import calibration
+    from pruning.methods.base import LINEAR_NAMES, METHODS, BlockInputs, BlockJob
+    from pruning.models import decoder_layers, load_model
+
+    method_name, options, pattern = VARIANTS[variant]
+    dev = torch.device(device)
+    model, tok = load_model("smollm2-135m")
+    calib = calibration(tok, "wiki", nsamples, seqlen, 0)
+    layers = decoder_layers(model)
+    hidden, kw_cpu = _capture(model, calib, layers, nsamples)
     kwargs = {k: (tuple(t.to(dev) for t in v) if isinstance(v, tuple) else v.to(dev) if torch.is_tensor(v) else v)
-              for k, v in captured["kw"].items()}
+              for k, v in kw_cpu.items()}
     autocast = torch.bfloat16 if dev.type == "cuda" else None
-    times, peaks = [], []
+    S = 0.5 if pattern is None else pattern[0] / pattern[1]
+    walls, cpus, peaks = [], [], []
     for bi in range(max(blocks) + 1):
         block = layers[bi]
         inputs = BlockInputs(hidden, kwargs)
         if bi in blocks:
             block.to(dev)
-            with torch.no_grad():
-                targets = torch.cat([inputs.run(block, i, dev) for i in range(nsamples)]).cpu()
-            job = BlockJob(bi, f"model.layers.{bi}.", {n: 0.5 for n in LINEAR_NAMES}, None, dev, autocast, 0)
-            m = METHODS[method]()
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-                base = torch.cuda.memory_allocated()
-            with PeakRSS() as rss:
-                t0 = time.perf_counter()
-                m.prune_block(block, inputs, targets if m.needs_targets else None, job)
+            m = METHODS[method_name](**options)
+            targets = None
+            if m.needs_targets:
+                with torch.no_grad():
+                    targets = torch.cat([inputs.run(block, i, dev) for i in range(nsamples)])
+            job = BlockJob(bi, f"model.layers.{bi}.", {n: S for n in LINEAR_NAMES}, pattern, dev, autocast, 0)
+            best_wall = best_cpu = float("inf")
+            for _ in range(repeat):
                 if dev.type == "cuda":
                     torch.cuda.synchronize()
-                times.append(time.perf_counter() - t0)
-            peaks.append(torch.cuda.max_memory_allocated() - base if dev.type == "cuda" else rss.extra)
+                    torch.cuda.reset_peak_memory_stats()
+                    base = torch.cuda.memory_allocated()
+                with PeakRSS() as rss:
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    m.prune_block(block, inputs, targets, job)
+                    if dev.type == "cuda":
+                        torch.cuda.synchronize()
+                    best_wall = min(best_wall, time.perf_counter() - t0)
+                    best_cpu = min(best_cpu, time.process_time() - c0)
+                peaks.append(torch.cuda.max_memory_allocated() - base if dev.type == "cuda" else rss.extra)
+            walls.append(best_wall)
+            cpus.append(best_cpu)
             block.to("cpu")
         with torch.no_grad():  # propagate the dense block so later blocks see realistic inputs
-            hidden = torch.cat([BlockInputs(hidden, captured["kw"]).run(block, i, torch.device("cpu")) for i in range(nsamples)])
-    return {"method": method, "s_per_block": sum(times) / len(times), "peak_bytes": max(peaks), "blocks": blocks}
+            hidden = torch.cat([BlockInputs(hidden, kw_cpu).run(block, i, torch.device("cpu")) for i in range(nsamples)])
+    return {"variant": variant, "wall_s": sum(walls) / len(walls), "cpu_s": sum(cpus) / len(cpus),
+            "peak_bytes": max(peaks), "blocks": blocks}
 
 
 def main() -> int:
@@ -124,30 +174,41 @@ def main() -> int:
     ap.add_argument("--seqlen", type=int, default=256)
     ap.add_argument("--blocks", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads in every worker (default 1)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per block; the fastest counts (default 3)")
+    ap.add_argument("--methods", nargs="+", default=["wanda", "besa"], choices=sorted(VARIANTS),
+                    help="what to time (wanda is always included: the ratios are to it)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
-        print(json.dumps(worker(a.worker, a.nsamples, a.seqlen, a.blocks, a.device, a.threads)))
+        print(json.dumps(worker(a.worker, a.nsamples, a.seqlen, a.blocks, a.device, a.threads, a.repeat)))
         return 0
+    if a.threads < 1 or a.repeat < 1:
+        print("besa_block: --threads and --repeat must be >= 1", file=sys.stderr)
+        return 2
+    variants = ["wanda"] + [v for v in a.methods if v != "wanda"]
+    before = _uptime()
     res = {}
-    for method in ("wanda", "besa"):
-        cmd = [sys.executable, __file__, "--worker", method, "--nsamples", str(a.nsamples), "--seqlen", str(a.seqlen),
-               "--device", a.device, "--threads", str(a.threads), "--blocks", *map(str, a.blocks)]
+    for v in variants:
+        cmd = [sys.executable, __file__, "--worker", v, "--nsamples", str(a.nsamples), "--seqlen", str(a.seqlen),
+               "--device", a.device, "--threads", str(a.threads), "--repeat", str(a.repeat),
+               "--blocks", *map(str, a.blocks)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode:
             print(out.stderr[-2000:], file=sys.stderr)
             return out.returncode
-        res[method] = json.loads(out.stdout.strip().splitlines()[-1])
+        res[v] = json.loads(out.stdout.strip().splitlines()[-1])
     machine = f"{platform.machine()} {os.cpu_count()}-core CPU" if a.device == "cpu" else a.device
-    print(f"SmolLM2-135M, 50% unstructured, calibration {a.nsamples}x{a.seqlen} tokens, blocks {a.blocks}, "
-          f"{a.device} ({machine}, {a.threads} threads), BESA defaults (1 epoch, row-wise)")
-    for m in ("wanda", "besa"):
-        r = res[m]
-        print(f"  {m:6s} {r['s_per_block']:8.2f} s/block   peak +{r['peak_bytes'] / 2**20:8.1f} MiB")
-    w, b = res["wanda"], res["besa"]
-    print(f"  ratio besa/wanda: time {b['s_per_block'] / w['s_per_block']:.1f}x, "
-          f"peak memory {b['peak_bytes'] / max(w['peak_bytes'], 1):.1f}x")
+    print(f"uptime before: {before}")
+    print(f"SmolLM2-135M, calibration {a.nsamples}x{a.seqlen} tokens, blocks {a.blocks}, {a.device} ({machine}, "
+          f"{a.threads} thread(s)), fastest of {a.repeat} per block, BESA defaults (1 epoch, row-wise)")
+    w = res["wanda"]
+    for v in variants:
+        r = res[v]
+        print(f"  {v:10s} wall {r['wall_s']:7.2f} s/block  cpu {r['cpu_s']:7.2f} s/block  peak +{r['peak_bytes'] / 2**20:7.1f} MiB"
+              f"   vs wanda: wall {r['wall_s'] / w['wall_s']:.2f}x  cpu {r['cpu_s'] / w['cpu_s']:.2f}x  "
+              f"peak {r['peak_bytes'] / max(w['peak_bytes'], 1):.1f}x")
+    print(f"uptime after:  {_uptime()}")
     return 0
 
 

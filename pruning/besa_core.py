@@ -34,14 +34,37 @@ def wanda_score(W: torch.Tensor, stat: torch.Tensor) -> torch.Tensor:
     return W.detach().float().abs() * torch.sqrt(stat.float().reshape(1, -1))
 
 
+def stable_order(score: torch.Tensor) -> torch.Tensor:
+    """``torch.sort(score, dim=1, stable=True).indices`` (ascending, ties in column order), int64 ``[R, C]``.
+
+    On CPU the same permutation comes ~3x faster from numpy's vectorised (AVX2/AVX-512) sort of
+    unique int64 keys ``(order-preserving int32 image of the fp32 score) * 2^32 + column``: the keys
+    are distinct, so an unstable sort of them IS the stable sort of the scores.  -0.0 is folded into
+    +0.0 (torch treats them as ties); NaNs sort last like torch's.  Other devices use torch.sort.
+    """
+    R, C = score.shape
+    if score.device.type != "cpu" or C >= 2**31:
+        return torch.sort(score, dim=1, stable=True).indices
+    import numpy as np
+
+    score = score.detach().float()
+    score = torch.where(score.isnan(), float("nan"), score + 0.0)  # one NaN bit pattern; +0.0: -0.0 -> +0.0
+    bits = score.contiguous().view(torch.int32).to(torch.int64)
+    # IEEE order -> integer order: negative floats count down, so flip their magnitude bits.
+    bits = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+    keys = (bits << 32) | torch.arange(C, dtype=torch.int64).reshape(1, -1)
+    keys = torch.from_numpy(np.sort(keys.numpy(), axis=1))
+    return keys & 0xFFFFFFFF
+
+
 def sort_ranks(score: torch.Tensor) -> torch.Tensor:
     """Rank of every entry inside its row by ascending score (stable), int64 ``[R, C]``.
 
     ``rank[r, c] = j`` means column c is the j-th least important of row r.  Computed with one stable
-    sort and one scatter (the inverse permutation), vectorised over rows.
+    sort (:func:`stable_order`) and one scatter (the inverse permutation), vectorised over rows.
     """
     R, C = score.shape
-    order = torch.sort(score, dim=1, stable=True).indices  # (R, C): sorted position -> column
+    order = stable_order(score)  # (R, C): sorted position -> column
     pos = torch.arange(C, device=score.device).expand(R, C)
     return torch.empty_like(order).scatter_(1, order, pos)  # (R, C): column -> sorted position
 
@@ -98,6 +121,53 @@ def soft_keep(p: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 def ste_mask(hard: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
     """Straight-through mask: the hard 0/1 values forward, the soft mask's gradient backward."""
     return hard.to(soft.dtype) - soft.detach() + soft
+
+
+class _SteMaskedWeight(torch.autograd.Function):
+    """``W * ste_mask(hard, 1 - gather(cp, index))`` with the same values and gradients, in fewer passes.
+
+    Forward: the straight-through value ``(h - s) + s`` equals ``h`` exactly in fp32 whenever the
+    soft value ``s`` lies in [0, 1] (h = 0: ``-s + s = 0``; h = 1, s >= 1/2: ``1 - s`` is exact
+    (Sterbenz); s < 1/2: ``fl(1 - s)`` errs by at most 2^-25 and ``+ s`` rounds back to 1), so the
+    forward is ``W * hard`` and the soft mask is never built.  ``cp`` outside [0, 1] (float noise in a
+    cumulative sum without smoothing) falls back to the literal formula.
+    Backward: d/dcp of ``1 - cp[index]`` is ``-scatter_add(grad * W)``; negating the small ``[R, D+1]``
+    result instead of every entry is exact (rounding is symmetric), so gradients match autograd's
+    bit for bit.  Nothing ``[R, C]`` is saved: ``W`` and ``index`` live for the whole block anyway.
+    """
+
+    @staticmethod
+    def forward(ctx, W, hard, cp, index, index_max):
+        ctx.save_for_backward(W, index)
+        ctx.cp_shape = cp.shape
+        used = cp[:, : index_max + 1]  # the columns index can reach (the last, sum p ~ 1 + noise, is not)
+        if bool(used.min() >= 0) and bool(used.max() <= 1):
+            return W * hard
+        soft = 1.0 - torch.gather(cp, 1, index)
+        return W * (hard.to(soft.dtype) - soft + soft)
+
+    @staticmethod
+    def backward(ctx, grad):
+        W, index = ctx.saved_tensors
+        g = grad * W  # d loss / d mask
+        gcp = torch.zeros(ctx.cp_shape, dtype=g.dtype, device=g.device).scatter_add_(1, index, g).neg_()
+        return None, None, gcp, None, None
+
+
+def masked_weight(W: torch.Tensor, hard: torch.Tensor, p: torch.Tensor, index: torch.Tensor,
+                  index_max: int | None = None) -> torch.Tensor:
+    """``W * ste_mask(hard, soft_keep(p, index))`` (fp32 ``[R, C]``), bit-identical in value and gradient.
+
+    ``W``: fp32 ``[R, C]`` (no gradient); ``hard``: bool keep mask; ``p``: ``[rows, D]`` coefficients
+    (gradient flows to them); ``index`` from :func:`soft_index`, ``index_max`` its maximum (computed
+    when not given; pass it to save a pass per step).  See :class:`_SteMaskedWeight`.
+    """
+    R = index.shape[0]
+    if index_max is None:
+        index_max = int(index.max()) if index.numel() else 0
+    cp = torch.cumsum(p, dim=-1)
+    cp = torch.cat([torch.zeros_like(cp[:, :1]), cp], dim=-1).expand(R, -1)  # (R, D + 1), as in soft_keep
+    return _SteMaskedWeight.apply(W.detach(), hard, cp, index, int(index_max))
 
 
 def reconstruction_loss(out: torch.Tensor, target: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:

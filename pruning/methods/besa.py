@@ -16,7 +16,17 @@ Lifecycle of one ``prune_block`` call (the driver owns the block loop, propagati
    hard masks, a record with expected and realised sparsity per layer; the clipping logits go to the
    driver in ``BlockResult.tensors`` for :func:`pruning.quant.quantize_block`.
 
-Pure tensor functions live in :mod:`pruning.besa_core`.  Masks: bool ``[out, in]``, 1 = kept.
+n:m (``job.pattern`` set, e.g. ``--pattern 2:4``): steps 2-4 change.  Each group of M consecutive
+input weights of a row gets a logit vector over its C(M, K) keep patterns (K kept), initialised so
+that the most probable pattern is Wanda's n:m choice; each step uses the most probable pattern
+(straight-through, gradient through ``sum_p softmax(logits)_p patterns_p``); no sparsity penalty (every group
+keeps exactly K); finalise = the most probable pattern.  See :mod:`pruning.besa_nm`.
+
+Without driver targets (library use) the statistics pass also records the dense block's outputs and
+uses them as targets (one dense pass instead of two).
+
+Pure tensor functions live in :mod:`pruning.besa_core` and :mod:`pruning.besa_nm`.  Masks: bool
+``[out, in]``, 1 = kept.
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ import torch
 from torch import nn
 
 from pruning import besa_core as core
+from pruning import besa_nm as nm
 from pruning.methods.base import LINEAR_NAMES, BlockInputs, BlockJob, BlockResult, PruningMethod, register
 from pruning.methods.scoring import InputNormStat, accumulate_inputs
 from pruning.quant import LOWER_LOGIT, LWC_INIT, UPPER_LOGIT, QuantSpec, fake_quant, group_params
@@ -47,7 +58,10 @@ class BesaConfig:
     ``exact_budget``: ``off`` (the reference: soft penalty, realised lands near S), ``layer`` (every layer
     hits its target exactly) or ``model`` (every block, hence the whole model, hits S exactly while the
     layers inside a block keep their learned sparsities).  ``freeze``: no learning, every row at its
-    layer's target (reproduces Wanda's masks).  ``quant_lr``: Adam step for the clipping logits.
+    layer's target (reproduces Wanda's masks; with n:m, Wanda's n:m masks).  ``quant_lr``: Adam step for
+    the clipping logits.  ``nm_init_scale``: n:m only, initial logit per unit of summed within-group
+    rank (:func:`pruning.besa_nm.init_logits`); larger = the learning starts more committed to Wanda's
+    patterns.
     """
 
     granularity: str = "row"
@@ -60,6 +74,7 @@ class BesaConfig:
     freeze: bool = False
     candidates: int = core.D_DEFAULT
     quant_lr: float = 5e-2
+    nm_init_scale: float = 1.0
     verbose: bool = True
 
     def __post_init__(self) -> None:
@@ -74,6 +89,8 @@ class BesaConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
         if self.beta < 0:
             raise UserError(f"--beta must be >= 0, got {self.beta}")
+        if not self.nm_init_scale > 0:
+            raise UserError(f"--nm-init-scale must be > 0, got {self.nm_init_scale}")
         if self.candidates < 2:
             raise UserError(f"--candidates must be >= 2, got {self.candidates}")
 
@@ -97,16 +114,34 @@ def _frozen(module: nn.Module):
             p.requires_grad_(f)
 
 
+def kept_per_group(pattern: tuple[int, int]) -> int:
+    """Weights KEPT in every group of ``pattern[1]`` for the driver's ``BlockJob.pattern``.
+
+    The one place that reads the pattern's first number: today ``(n, m)`` = n of every m PRUNED
+    (``BlockJob``'s convention), so ``m - n`` are kept (2:4 keeps 2 either way).
+    """
+    n, m = int(pattern[0]), int(pattern[1])
+    return m - n
+
+
 @dataclass
 class _Layer:
-    """Per-linear state during one block: frozen weight, ranks, candidate counts, learnable logits."""
+    """Per-linear state during one block: frozen weight, its ranking, learnable logits.
+
+    Unstructured: ``rank``/``index``/``index_max`` and logits ``(R or 1, D)`` over the candidate sparsities.
+    n:m (``patterns`` set): logits ``(P, R, G)`` over each group's keep patterns, ``init_choice`` the
+    initial (Wanda) pattern of every group.
+    """
 
     name: str
     W: torch.Tensor  # (R, C) frozen weight on the device
-    rank: torch.Tensor  # (R, C) int32 sorted position of each entry (ascending score)
-    index: torch.Tensor  # (R, C) int64 index into the cumulative coefficients (soft mask)
     target: float  # this layer's target sparsity
-    logits: torch.Tensor  # (R or 1, D) learnable
+    logits: torch.Tensor  # learnable; shape above
+    rank: torch.Tensor | None = None  # (R, C) int32 sorted position of each entry (ascending score)
+    index: torch.Tensor | None = None  # (R, C) int64 index into the cumulative coefficients (soft mask)
+    index_max: int = 0  # max(index): the cumulative coefficients the soft mask can reach
+    patterns: torch.Tensor | None = None  # n:m: bool (P, M) keep patterns
+    init_choice: torch.Tensor | None = None  # n:m: (R, G) int64 argmax of the initial logits
     upper: torch.Tensor | None = None  # (R,) clipping logits (joint quantization)
     lower: torch.Tensor | None = None
 
@@ -183,6 +218,9 @@ class Besa(PruningMethod):
                             "model = every block and so the whole model hits it exactly")
         g.add_argument("--freeze", action="store_true",
                        help="BESA: no learning, every row at the uniform target (equals Wanda; for checks)")
+        g.add_argument("--nm-init-scale", type=float, default=1.0,
+                       help="BESA + --pattern: initial logit per unit of summed within-group score rank "
+                            "(argmax = Wanda's n:m choice; default 1)")
         g.add_argument("--quant-lr", type=float, default=5e-2,
                        help="BESA + --wbits: Adam step for the learnable clipping logits (default 0.05)")
 
@@ -198,58 +236,45 @@ class Besa(PruningMethod):
             exact_budget=getattr(args, "exact_budget", "off"),
             freeze=getattr(args, "freeze", False),
             quant_lr=getattr(args, "quant_lr", 5e-2),
+            nm_init_scale=getattr(args, "nm_init_scale", 1.0),
         ))
 
     # ------------------------------------------------------------------ one block
     def prune_block(self, block: nn.Module, inputs: BlockInputs, targets: torch.Tensor | None, job: BlockJob) -> BlockResult:
         cfg = self.config
         t0 = time.perf_counter()
-        if job.pattern is not None:
-            raise UserError("besa learns unstructured sparsity; drop --pattern (use wanda/sparsegpt for n:m)")
         names = [n for n in LINEAR_NAMES if n in job.sparsity]
-        for n in names:
-            if not 0.0 < job.sparsity[n] < 1.0:
-                raise UserError(f"sparsity must be in (0, 1), got {job.sparsity[n]} for {job.prefix}{n}")
+        mods = dict(block.named_modules())
+        nm_keep = self._check(job, names, mods)
         spec = QuantSpec(int(job.wbits), int(job.group_size)) if job.wbits else None
         dev = job.device
-        mods = dict(block.named_modules())
-        if spec is not None:
-            for n in names:
-                spec.check(f"{job.prefix}{n}", mods[n].weight.shape[1])
 
         # Wanda's statistic, computed by the same code as --method wanda (frozen BESA == Wanda bit for bit).
+        # Without driver targets (library use) the same dense pass yields them: the dense block's outputs.
+        learn = not cfg.freeze and cfg.epochs > 0
+        own_targets = torch.empty_like(inputs.hidden) if learn and targets is None else None
         norm_stat = InputNormStat()
-        accumulate_inputs(block, inputs, job, tuple(names), norm_stat.update)
-        stats = norm_stat.stat
+        on_output = None if own_targets is None else (lambda j, out: own_targets[j].copy_(out[0]))
+        accumulate_inputs(block, inputs, job, tuple(names), norm_stat.update, on_output)
+        if own_targets is not None:
+            targets = own_targets
+        layers = [self._new_layer(n, mods[n].weight.detach(), norm_stat.stat[n], job, nm_keep, spec) for n in names]
         D = cfg.candidates
         cands = core.candidates(D).to(dev)
-        layers: list[_Layer] = []
-        for n in names:
-            W = mods[n].weight.detach()
-            R, C = W.shape
-            rank = core.sort_ranks(core.wanda_score(W, stats[n]))
-            L = _Layer(  # rank kept as int32: half the memory of int64, only compared, never gathered with
-                name=n, W=W, rank=rank.to(torch.int32), index=core.soft_index(rank, core.candidate_counts(C, D)),
-                target=float(job.sparsity[n]),
-                logits=torch.zeros(R if cfg.granularity == "row" else 1, D, device=dev, requires_grad=True),
-            )
-            if spec is not None:
-                L.upper = torch.full((R,), LWC_INIT, device=dev, requires_grad=True)
-                L.lower = torch.full((R,), LWC_INIT, device=dev, requires_grad=True)
-            layers.append(L)
         S = sum(L.target * L.numel for L in layers) / sum(L.numel for L in layers)
 
         losses: list[float] = []
         d_final = None
-        if not cfg.freeze and cfg.epochs > 0:
-            if targets is None:  # library use without a driver: dense block on the given inputs
-                targets = torch.cat([inputs.run(block, i, dev).detach() for i in range(len(inputs))])
+        if learn:
             losses, d_final = self._learn(block, inputs, targets, job, layers, cands, S, spec)
 
         with torch.no_grad():
-            sp = _layer_sparsities(layers, cands, cfg.smoothing)
-            counts = finalise_counts(layers, [s for _, s, _ in sp], cfg.exact_budget, cfg.freeze)
-            keep = {L.name: core.hard_keep(L.rank, k).cpu() for L, k in zip(layers, counts)}
+            unstructured = [L for L in layers if L.patterns is None]
+            sp = dict(zip([L.name for L in unstructured], _layer_sparsities(unstructured, cands, cfg.smoothing)))
+            counts = finalise_counts(unstructured, [sp[L.name][1] for L in unstructured], cfg.exact_budget, cfg.freeze)
+            keep = {L.name: core.hard_keep(L.rank, k).cpu() for L, k in zip(unstructured, counts)}
+            keep.update({L.name: nm.hard_keep(L.logits, L.patterns).cpu() for L in layers if L.patterns is not None})
+            keep = {n: keep[n] for n in names}
 
         record, tensors = self._record(job, layers, sp, keep, losses, d_final, S, time.perf_counter() - t0)
         if spec is not None:
@@ -262,8 +287,72 @@ class Besa(PruningMethod):
             tqdm.write(self._log_line(job, record), file=sys.stderr)  # does not break the driver's bar
         return BlockResult(keep=keep, record=record, tensors=tensors)
 
+    def _check(self, job: BlockJob, names: list[str], mods: dict) -> int | None:
+        """Validate the job before any slow work; return the n:m weights KEPT per group (None: unstructured)."""
+        for n in names:
+            if not 0.0 < job.sparsity[n] < 1.0:
+                raise UserError(f"sparsity must be in (0, 1), got {job.sparsity[n]} for {job.prefix}{n}")
+        if job.wbits:
+            spec = QuantSpec(int(job.wbits), int(job.group_size))
+            for n in names:
+                spec.check(f"{job.prefix}{n}", mods[n].weight.shape[1])
+        if job.pattern is None:
+            return None
+        keep, m = kept_per_group(job.pattern), int(job.pattern[1])
+        if nm.pattern_count(m, keep) > nm.MAX_PATTERNS:
+            raise UserError(f"besa n:m: {keep} kept of {m} has {nm.pattern_count(m, keep)} keep patterns per group "
+                            f"(at most {nm.MAX_PATTERNS} are learnable); use a smaller group, e.g. 2:4 or 4:8")
+        for n in names:
+            if mods[n].weight.shape[1] % m:
+                raise UserError(f"besa n:m: in-features of {job.prefix}{n} ({mods[n].weight.shape[1]}) are not a multiple of {m}")
+        return keep
+
+    def _new_layer(self, name: str, W: torch.Tensor, stat: torch.Tensor, job: BlockJob, nm_keep: int | None, spec) -> _Layer:
+        """Score ``|W| sqrt(stat)``, rank it, and create the learnable logits (see :class:`_Layer`)."""
+        cfg = self.config
+        dev = job.device
+        R, C = W.shape
+        score = core.wanda_score(W, stat)
+        if nm_keep is not None:
+            m = int(job.pattern[1])
+            pats = nm.keep_patterns(m, nm_keep).to(dev)
+            logits = nm.init_logits(nm.group_ranks(score, m), pats, cfg.nm_init_scale)
+            L = _Layer(name=name, W=W, target=float(job.sparsity[name]), logits=logits.requires_grad_(True),
+                       patterns=pats, init_choice=nm.choice(logits.detach()))
+        else:
+            D = cfg.candidates
+            rank = core.sort_ranks(score)
+            index = core.soft_index(rank, core.candidate_counts(C, D))
+            L = _Layer(  # rank kept as int32: half the memory of int64, only compared, never gathered with
+                name=name, W=W, target=float(job.sparsity[name]), rank=rank.to(torch.int32), index=index,
+                index_max=int(index.max()),
+                logits=torch.zeros(R if cfg.granularity == "row" else 1, D, device=dev, requires_grad=True),
+            )
+        if spec is not None:
+            L.upper = torch.full((R,), LWC_INIT, device=dev, requires_grad=True)
+            L.lower = torch.full((R,), LWC_INIT, device=dev, requires_grad=True)
+        return L
+
+    @staticmethod
+    def _step_weight(L: _Layer, p: torch.Tensor | None, s: torch.Tensor | None, spec) -> torch.Tensor:
+        """This step's straight-through masked (and fake-quantized) weight of one layer."""
+        if L.patterns is not None:
+            hard = nm.hard_keep(L.logits.detach(), L.patterns)
+            W = nm.masked_weight(L.W.float(), hard, nm.probabilities(L.logits), L.patterns)
+        else:
+            hard = core.hard_keep(L.rank, core.row_counts(s, L.shape[1], L.shape[0]))
+            W = core.masked_weight(L.W.float(), hard, p, L.index, L.index_max)  # == W * ste_mask(hard, soft)
+        if spec is not None:
+            up, lo = torch.sigmoid(L.upper), torch.sigmoid(L.lower)
+            scale, zero = group_params(L.W.float() * hard, spec, up, lo)
+            W = fake_quant(W, scale, zero, spec) * hard
+        return W.to(L.W.dtype)
+
     def _learn(self, block, inputs, targets, job, layers, cands, S, spec):
-        """One reconstruction run: logits (Prodigy) and clipping logits (Adam) learn, weights stay frozen."""
+        """One reconstruction run: logits (Prodigy) and clipping logits (Adam) learn, weights stay frozen.
+
+        Unstructured layers pay the soft budget penalty; n:m layers need none (exact by construction).
+        """
         from prodigyopt import Prodigy
 
         cfg = self.config
@@ -274,29 +363,23 @@ class Besa(PruningMethod):
             qopt = torch.optim.Adam([t for L in layers for t in (L.upper, L.lower)], lr=cfg.quant_lr)
         # fp16 gradients through a block can underflow: scale the loss (bf16/fp32 need no scaler).
         scaler = torch.amp.GradScaler(dev.type, enabled=(dev.type == "cuda" and job.autocast_dtype == torch.float16))
+        unstructured = [L for L in layers if L.patterns is None]
         losses: list[float] = []
         with _frozen(block):
             for _epoch in range(cfg.epochs):
                 for i in range(len(inputs)):
-                    sp = _layer_sparsities(layers, cands, cfg.smoothing)
-                    weights = {}
-                    for L, (p, s, _) in zip(layers, sp):
-                        k = core.row_counts(s, L.shape[1], L.shape[0])
-                        hard = core.hard_keep(L.rank, k)
-                        mask = core.ste_mask(hard, core.soft_keep(p, L.index))
-                        W = L.W.float() * mask
-                        if spec is not None:
-                            up, lo = torch.sigmoid(L.upper), torch.sigmoid(L.lower)
-                            scale, zero = group_params(L.W.float() * hard, spec, up, lo)
-                            W = fake_quant(W, scale, zero, spec) * hard
-                        weights[f"{L.name}.weight"] = W.to(L.W.dtype)
+                    sp = dict(zip([L.name for L in unstructured], _layer_sparsities(unstructured, cands, cfg.smoothing)))
+                    weights = {f"{L.name}.weight": self._step_weight(L, *sp.get(L.name, (None, None))[:2], spec)
+                               for L in layers}
                     x = inputs.hidden[i : i + 1].to(dev)
                     with _autocast(dev, job.autocast_dtype):
                         out = torch.func.functional_call(block, weights, (x,), dict(inputs.kwargs))
                     out = out[0] if isinstance(out, (tuple, list)) else out
                     rec = core.reconstruction_loss(out, targets[i : i + 1].to(dev))
-                    bs = block_sparsity(layers, [ls for _, _, ls in sp])
-                    loss = rec + core.sparsity_penalty(bs, S, cfg.beta)
+                    loss = rec
+                    if unstructured:
+                        bs = block_sparsity(unstructured, [sp[L.name][2] for L in unstructured])
+                        loss = rec + core.sparsity_penalty(bs, S, cfg.beta)
                     opt.zero_grad(set_to_none=True)
                     if qopt is not None:
                         qopt.zero_grad(set_to_none=True)
@@ -326,18 +409,26 @@ class Besa(PruningMethod):
         }
         n_total = sum(L.numel for L in layers)
         exp_block = real_block = 0.0
-        for L, (_, s, ls) in zip(layers, sp):
-            expected = L.target if self.config.freeze else float(ls)
+        if any(L.patterns is not None for L in layers):
+            record["pattern"] = f"{int(job.pattern[0])}:{int(job.pattern[1])}"
+            record["nm_init_scale"] = self.config.nm_init_scale
+        for L in layers:
             realised = 1.0 - float(keep[L.name].float().mean())
-            s_rows = s.detach().float().cpu()
-            record["layers"][L.name] = {
-                "target": L.target,
-                "expected": expected,
-                "realised": realised,
-                "row_expected_min": float(s_rows.min()),
-                "row_expected_max": float(s_rows.max()),
-                "row_expected_std": float(s_rows.std()) if s_rows.numel() > 1 else 0.0,
-            }
+            if L.patterns is not None:  # n:m: every group keeps exactly K; report how far learning moved
+                expected = L.target
+                with torch.no_grad():
+                    choice = nm.choice(L.logits)
+                    top = nm.probabilities(L.logits.float()).amax(dim=0)
+                entry = {"changed_groups": float((choice != L.init_choice).float().mean()),
+                         "mean_top_probability": float(top.mean())}
+            else:
+                _, s, ls = sp[L.name]
+                expected = L.target if self.config.freeze else float(ls)
+                s_rows = s.detach().float().cpu()
+                entry = {"row_expected_min": float(s_rows.min()),
+                         "row_expected_max": float(s_rows.max()),
+                         "row_expected_std": float(s_rows.std()) if s_rows.numel() > 1 else 0.0}
+            record["layers"][L.name] = {"target": L.target, "expected": expected, "realised": realised, **entry}
             exp_block += expected * L.numel / n_total
             real_block += realised * L.numel / n_total
         record["expected"] = exp_block
@@ -348,8 +439,13 @@ class Besa(PruningMethod):
     def _log_line(job, record) -> str:
         short = {n: n.split(".")[-1].replace("_proj", "") for n in record["layers"]}
         per = " ".join(f"{short[n]} {v['expected']:.3f}/{v['realised']:.3f}" for n, v in record["layers"].items())
+        if "pattern" in record:  # n:m: the share of groups whose pattern differs from Wanda's
+            per = " ".join(f"{short[n]} {v['changed_groups']:.3f}" for n, v in record["layers"].items())
+            per = f"groups changed vs Wanda {per}"
+        else:
+            per = f"expected/realised {per}"
         loss = ""
         if record["loss_first"] is not None:
             loss = f" | loss {record['loss_first']:.4g} -> {record['loss_mean_last_quarter']:.4g}"
         return (f"besa block {job.index}: sparsity expected {record['expected']:.4f} realised {record['realised']:.4f} "
-                f"(target {record['target']:.4f}) | expected/realised {per}{loss} | {record['seconds']:.1f}s")
+                f"(target {record['target']:.4f}) | {per}{loss} | {record['seconds']:.1f}s")

@@ -71,9 +71,11 @@ def accumulate_inputs(
     job: BlockJob,
     names: tuple[str, ...],
     update: Callable[[str, torch.Tensor], None],
+    on_output: Callable[[int, torch.Tensor], None] | None = None,
 ) -> None:
     """Run the block over every calibration window; call ``update(name, X)`` with each hooked
-    linear's input ``X`` as fp32 ``(tokens, in)``, one window at a time."""
+    linear's input ``X`` as fp32 ``(tokens, in)``, one window at a time, and ``on_output(j, out)``
+    (when given) with window ``j``'s block output ``(1, T, hidden)`` (e.g. to keep it as a target)."""
     from pruning.driver import autocast_context
 
     def hook(name):
@@ -87,7 +89,9 @@ def accumulate_inputs(
     try:
         for j in range(len(inputs)):
             with autocast_context(job.device, job.autocast_dtype):
-                inputs.run(block, j, job.device)
+                out = inputs.run(block, j, job.device)
+            if on_output is not None:
+                on_output(j, out)
     finally:
         for h in handles:
             h.remove()

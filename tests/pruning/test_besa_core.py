@@ -145,3 +145,63 @@ def test_exact_counts_hand_computed():
     assert core.exact_counts(torch.tensor([1.0, 3.0]), torch.tensor([5, 5]), 8).tolist() == [3, 5]
     assert core.exact_counts(torch.tensor([1.0, 1.0, 1.0]), torch.tensor([4, 4, 4]), 4).tolist() == [2, 1, 1]
     assert core.exact_counts(torch.tensor([0.0, 2.0]), torch.tensor([4, 4]), 6).tolist() == [2, 4]
+
+
+# --- fast paths: the same numbers as the obvious code, bit for bit --------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(R=st.integers(1, 6), C=st.integers(1, 50), kind=st.sampled_from(["rand", "ties", "signed", "special"]),
+       seed=st.integers(0, 2**16))
+def test_stable_order_equals_torch_stable_sort(R, C, kind, seed):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(R, C, generator=gen)
+    if kind == "rand":
+        x = x.abs()
+    elif kind == "ties":
+        x = torch.round(x.abs() * 2) / 2  # many equal scores, zeros among them
+    elif kind == "special":  # -0.0 ties +0.0; inf < NaN (either sign bit) last, NaNs tie among themselves
+        pool = torch.tensor([0.0, -0.0, 1.0, -1.0, float("inf"), -float("inf"), float("nan"), -float("nan"), 1e-45])
+        x = pool[torch.randint(0, len(pool), (R, C), generator=gen)]
+    assert torch.equal(core.stable_order(x), torch.sort(x, dim=1, stable=True).indices)
+
+
+def _reference_masked_weight(W, hard, p, index):
+    return W * core.ste_mask(hard, core.soft_keep(p, index))
+
+
+@settings(max_examples=40, deadline=None)
+@given(R=st.integers(1, 5), C=st.integers(1, 40), D=st.sampled_from([2, 11, 101]), rows1=st.booleans(),
+       smoothing=st.booleans(), scale=st.sampled_from([1.0, 30.0]), seed=st.integers(0, 2**16))
+def test_masked_weight_is_bit_identical_to_ste_composition(R, C, D, rows1, smoothing, scale, seed):
+    """Value and gradient of the fused STE op equal ``W * ste_mask(hard, soft_keep(p, index))`` exactly,
+    also where float noise pushes the cumulative coefficients past 1 (no smoothing, extreme logits)."""
+    gen = torch.Generator().manual_seed(seed)
+    score = torch.rand(R, C, generator=gen)
+    rank = core.sort_ranks(score)
+    index = core.soft_index(rank, core.candidate_counts(C, D))
+    W = torch.randn(R, C, generator=gen)
+    G = torch.randn(R, C, generator=gen)  # an arbitrary upstream gradient
+    base = torch.randn(1 if rows1 else R, D, generator=gen) * scale
+    out = []
+    for fn in (_reference_masked_weight, core.masked_weight):
+        logits = base.clone().requires_grad_(True)
+        p = core.coefficients(logits, smoothing)
+        s = core.expected_sparsity(p, core.candidates(D))
+        hard = core.hard_keep(rank, core.row_counts(s, C, R))
+        y = fn(W, hard, p, index)
+        (y * G).sum().backward()
+        out.append((y.detach(), logits.grad))
+    assert torch.equal(out[0][0], out[1][0])
+    assert torch.equal(out[0][1], out[1][1])
+
+
+def test_masked_weight_fallback_when_cumulative_coefficients_exceed_one():
+    """A soft value just below 0 (cp = 1 + 2^-23) is outside the range the fast path's proof covers: the op
+    takes the literal formula, and the value still equals the reference."""
+    cp_row = torch.tensor([[0.0, 0.5, 1.0 + 2**-23]])
+    p = torch.diff(cp_row, dim=1)  # [0.5, 0.5 + 2^-23]: cumsum gives cp_row back
+    index = torch.tensor([[2, 1, 0]])
+    hard = torch.tensor([[True, True, False]])
+    W = torch.tensor([[1.0, 2.0, 3.0]])
+    assert torch.equal(core.masked_weight(W, hard, p, index), _reference_masked_weight(W, hard, p, index))

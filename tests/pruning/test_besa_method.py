@@ -150,9 +150,45 @@ def test_bad_inputs(tiny_llama):
         Besa(BesaConfig(freeze=True, verbose=False)).prune_block(block, inputs, None, job(1.0))
     with pytest.raises(UserError, match="does not divide"):
         Besa(BesaConfig(freeze=True, verbose=False)).prune_block(block, inputs, None, job(wbits=4, group_size=48))
-    with pytest.raises(UserError, match="unstructured"):
-        Besa(BesaConfig(verbose=False)).prune_block(block, inputs, None, job(pattern=(2, 4)))
+    with pytest.raises(UserError, match="keep patterns"):  # 8 of 16: 12870 patterns per group
+        Besa(BesaConfig(verbose=False)).prune_block(block, inputs, None, job(S=0.5, pattern=(8, 16)))
+    with pytest.raises(UserError, match="not a multiple of 3"):
+        Besa(BesaConfig(verbose=False)).prune_block(block, inputs, None, job(S=1 / 3, pattern=(1, 3)))
+    with pytest.raises(UserError, match="--nm-init-scale"):
+        BesaConfig(nm_init_scale=0.0)
     with pytest.raises(UserError, match="--besa-granularity"):
         BesaConfig(granularity="column")
     with pytest.raises(UserError, match="--exact-budget"):
         BesaConfig(exact_budget="all")
+
+
+@pytest.mark.parametrize("opts", [dict(), dict(granularity="layer"), dict(smoothing=False, epochs=3),
+                                  dict(wbits=4)])
+def test_fast_paths_leave_masks_and_losses_unchanged(tiny_llama, monkeypatch, opts):
+    """The fused STE op and the numpy sort are speed-ups only: with the obvious code put back
+    (``W * ste_mask(hard, soft_keep(p, index))``, ``torch.sort(stable=True)``) every mask, loss and
+    clipping logit is bit-identical on a fixed seed."""
+    import pruning.besa_core as core
+
+    opts = dict(opts)
+    wbits = opts.pop("wbits", None)
+    block = tiny_llama.model.layers[1]
+    inputs = block_inputs(tiny_llama, n=4)
+    j = job(wbits=wbits, group_size=32) if wbits else job()
+
+    def run():
+        torch.manual_seed(0)
+        return Besa(BesaConfig(verbose=False, **opts)).prune_block(block, inputs, None, j)
+
+    fast = run()
+    monkeypatch.setattr(core, "masked_weight", lambda W, hard, p, index, index_max=None:
+                        W * core.ste_mask(hard, core.soft_keep(p, index)))
+    monkeypatch.setattr(core, "stable_order", lambda s: torch.sort(s, dim=1, stable=True).indices)
+    slow = run()
+    for n in LINEAR_NAMES:
+        assert torch.equal(fast.keep[n], slow.keep[n]), n
+    for key in ("loss_first", "loss_last", "loss_mean_last_quarter", "prodigy_d"):
+        assert fast.record[key] == slow.record[key], key
+    assert fast.tensors.keys() == slow.tensors.keys()
+    for key in fast.tensors:
+        assert torch.equal(fast.tensors[key], slow.tensors[key]), key
