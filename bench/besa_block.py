@@ -1,11 +1,12 @@
 """Time per block and peak memory: BESA (and variants) vs Wanda on SmolLM2-135M, same calibration.
 
     python bench/besa_block.py [--threads 1] [--nsamples 16] [--seqlen 256] [--blocks 0 1] [--repeat 3]
-                               [--methods wanda besa wanda-2:4 besa-2:4] [--device cpu|cuda]
+                               [--methods wanda besa besa+admm wanda-2:4 besa-2:4] [--device cpu|cuda]
 
 Every method gets the same captured inputs of the same decoder blocks (the dense model's, so runs are
 comparable block by block); methods that use reconstruction targets get the dense block's outputs,
-computed outside the timed region as the driver does.  Statistics collection is inside every timing.
+computed outside the timed region as the driver does; ``besa+admm`` adds the driver's
+``--weight-update admm`` step (pruning.weight_update.update_block) inside the timed region.  Statistics collection is inside every timing.
 Each method runs in a fresh subprocess so its peak memory is its own: on CPU the peak resident set size
 above the level before ``prune_block`` (Linux ``VmHWM``, reset through ``/proc/self/clear_refs``), on
 CUDA ``torch.cuda.max_memory_allocated`` above the level before.  Each block is pruned ``--repeat``
@@ -27,12 +28,13 @@ import sys
 import threading
 import time
 
-# name -> (registered method, its options, n:m pattern as (pruned, group) or None)
-VARIANTS: dict[str, tuple[str, dict, tuple[int, int] | None]] = {
-    "wanda": ("wanda", {}, None),
-    "besa": ("besa", {"verbose": False}, None),
-    "wanda-2:4": ("wanda", {}, (2, 4)),
-    "besa-2:4": ("besa", {"verbose": False}, (2, 4)),
+# name -> (registered method, its options, n:m pattern as (kept, group) or None, --weight-update mode)
+VARIANTS: dict[str, tuple[str, dict, tuple[int, int] | None, str]] = {
+    "wanda": ("wanda", {}, None, "none"),
+    "besa": ("besa", {"verbose": False}, None, "none"),
+    "besa+admm": ("besa", {"verbose": False}, None, "admm"),
+    "wanda-2:4": ("wanda", {}, (2, 4), "none"),
+    "besa-2:4": ("besa", {"verbose": False}, (2, 4), "none"),
 }
 
 
@@ -123,7 +125,10 @@ def worker(variant: str, nsamples: int, seqlen: int, blocks: list[int], device: 
     from pruning.methods.base import LINEAR_NAMES, METHODS, BlockInputs, BlockJob
     from pruning.models import decoder_layers, load_model
 
-    method_name, options, pattern = VARIANTS[variant]
+    from pruning.weight_update import WeightUpdateConfig, update_block
+
+    method_name, options, pattern, update = VARIANTS[variant]
+    update_cfg = WeightUpdateConfig(mode=update)
     dev = torch.device(device)
     model, tok = load_model("smollm2-135m")
     calib = calibration(tok, "wiki", nsamples, seqlen, 0)
@@ -132,7 +137,7 @@ def worker(variant: str, nsamples: int, seqlen: int, blocks: list[int], device: 
     kwargs = {k: (tuple(t.to(dev) for t in v) if isinstance(v, tuple) else v.to(dev) if torch.is_tensor(v) else v)
               for k, v in kw_cpu.items()}
     autocast = torch.bfloat16 if dev.type == "cuda" else None
-    S = 0.5 if pattern is None else pattern[0] / pattern[1]
+    S = 0.5 if pattern is None else 1 - pattern[0] / pattern[1]  # N:M = N kept of M
     walls, cpus, peaks = [], [], []
     for bi in range(max(blocks) + 1):
         block = layers[bi]
@@ -153,7 +158,9 @@ def worker(variant: str, nsamples: int, seqlen: int, blocks: list[int], device: 
                     base = torch.cuda.memory_allocated()
                 with PeakRSS() as rss:
                     t0, c0 = time.perf_counter(), time.process_time()
-                    m.prune_block(block, inputs, targets, job)
+                    res = m.prune_block(block, inputs, targets, job)
+                    if update != "none":  # what the driver does next with --weight-update (block still dense)
+                        update_block(block, inputs, job, res.keep, update_cfg)
                     if dev.type == "cuda":
                         torch.cuda.synchronize()
                     best_wall = min(best_wall, time.perf_counter() - t0)

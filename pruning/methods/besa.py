@@ -117,11 +117,10 @@ def _frozen(module: nn.Module):
 def kept_per_group(pattern: tuple[int, int]) -> int:
     """Weights KEPT in every group of ``pattern[1]`` for the driver's ``BlockJob.pattern``.
 
-    The one place that reads the pattern's first number: today ``(n, m)`` = n of every m PRUNED
-    (``BlockJob``'s convention), so ``m - n`` are kept (2:4 keeps 2 either way).
+    The one place that reads the pattern's first number: ``(n, m)`` = n of every m KEPT
+    (``BlockJob``'s convention).
     """
-    n, m = int(pattern[0]), int(pattern[1])
-    return m - n
+    return int(pattern[0])
 
 
 @dataclass

@@ -153,7 +153,7 @@ def test_bad_inputs(tiny_llama):
     with pytest.raises(UserError, match="keep patterns"):  # 8 of 16: 12870 patterns per group
         Besa(BesaConfig(verbose=False)).prune_block(block, inputs, None, job(S=0.5, pattern=(8, 16)))
     with pytest.raises(UserError, match="not a multiple of 3"):
-        Besa(BesaConfig(verbose=False)).prune_block(block, inputs, None, job(S=1 / 3, pattern=(1, 3)))
+        Besa(BesaConfig(verbose=False)).prune_block(block, inputs, None, job(S=2 / 3, pattern=(1, 3)))
     with pytest.raises(UserError, match="--nm-init-scale"):
         BesaConfig(nm_init_scale=0.0)
     with pytest.raises(UserError, match="--besa-granularity"):

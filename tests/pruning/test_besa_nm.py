@@ -37,7 +37,7 @@ def test_small_case_by_hand():
     assert logits[:, 0, :].t().tolist() == [[1.0, 2.5, 1.5, 1.5, 0.5, 2.0], [0.5, 1.0, 1.5, 1.5, 2.0, 2.5]]
     hard = nm.hard_keep(logits, pats)
     assert hard.int().tolist() == [[1, 0, 1, 0, 0, 0, 1, 1]]  # keep the two best of each group
-    assert torch.equal(hard, nm_mask(score, 2, 4))  # = Wanda's n:m on the same scores
+    assert torch.equal(hard, nm_mask(score, 2, 4))  # = Wanda's 2:4 (2 kept of 4) on the same scores
     q = nm.probabilities(logits)
     soft = nm.soft_keep(q, pats)
     assert torch.allclose(soft.reshape(2, 4).sum(1), torch.tensor([2.0, 2.0]))  # 2 expected kept per group
@@ -65,7 +65,7 @@ def test_init_argmax_is_wanda_and_every_group_keeps_exactly_k(R, G, mk, ties, se
         score = torch.round(score * 2) / 2
     pats = nm.keep_patterns(m, k)
     logits = nm.init_logits(nm.group_ranks(score, m), pats, 1.0)
-    assert torch.equal(nm.hard_keep(logits, pats), nm_mask(score, m - k, m))
+    assert torch.equal(nm.hard_keep(logits, pats), nm_mask(score, k, m))  # N:M = N kept
     noisy = logits + torch.randn(logits.shape, generator=gen) * 5  # any logits: still exactly k per group
     assert (nm.hard_keep(noisy, pats).reshape(R, G, m).sum(-1) == k).all()
 
@@ -100,16 +100,16 @@ def test_gradient_equals_autograd_of_the_soft_composition():
 
 
 def test_kept_per_group_reads_the_driver_convention():
-    assert kept_per_group((2, 4)) == 2 and kept_per_group((1, 4)) == 3 and kept_per_group((6, 8)) == 2
+    assert kept_per_group((2, 4)) == 2 and kept_per_group((1, 4)) == 1 and kept_per_group((6, 8)) == 6
 
 
 # --- the method on a tiny LLaMA block ------------------------------------------------------------
 
-@pytest.mark.parametrize("pattern", [(2, 4), (4, 8), (1, 4)])
+@pytest.mark.parametrize("pattern", [(2, 4), (4, 8), (3, 4), (1, 4)])
 def test_frozen_besa_nm_equals_wanda_nm_bit_exactly(tiny_llama, pattern):
     block = tiny_llama.model.layers[1]
     inputs = block_inputs(tiny_llama)
-    S = pattern[0] / pattern[1]
+    S = 1 - pattern[0] / pattern[1]  # N:M = N kept of M
     res = Besa(BesaConfig(freeze=True, verbose=False)).prune_block(block, inputs, None, job(S, pattern=pattern))
     want = METHODS["wanda"]().prune_block(block, inputs, None, job(S, pattern=pattern)).keep
     for n in LINEAR_NAMES:
@@ -127,8 +127,8 @@ def test_learned_nm_keeps_exactly_k_per_group_and_beats_wanda(tiny_llama, patter
         inputs = block_inputs(tiny_llama, n=8)
         with torch.no_grad():
             targets = torch.cat([inputs.run(block, i, torch.device("cpu")) for i in range(len(inputs))])
-        S = pattern[0] / pattern[1]
-        m, k = pattern[1], pattern[1] - pattern[0]
+        S = 1 - pattern[0] / pattern[1]  # N:M = N kept of M
+        m, k = pattern[1], pattern[0]
         res = Besa(BesaConfig(epochs=4, verbose=False)).prune_block(block, inputs, targets, job(S, pattern=pattern))
         wanda = METHODS["wanda"]().prune_block(block, inputs, None, job(S, pattern=pattern)).keep
         for n in LINEAR_NAMES:
