@@ -125,10 +125,11 @@ def worker(variant: str, nsamples: int, seqlen: int, blocks: list[int], device: 
     from pruning.methods.base import LINEAR_NAMES, METHODS, BlockInputs, BlockJob
     from pruning.models import decoder_layers, load_model
 
-    from pruning.weight_update import WeightUpdateConfig, update_block
-
     method_name, options, pattern, update = VARIANTS[variant]
-    update_cfg = WeightUpdateConfig(mode=update)
+    if update != "none":
+        from pruning.weight_update import WeightUpdateConfig, update_block
+
+        update_cfg = WeightUpdateConfig(mode=update)
     dev = torch.device(device)
     model, tok = load_model("smollm2-135m")
     calib = calibration(tok, "wiki", nsamples, seqlen, 0)
