@@ -518,21 +518,23 @@ def bank_gather_scaled(keep: np.ndarray, sparse_cols: np.ndarray, hw: Hardware) 
     """Gather factor (x GATHER_SCALE, rounded up) of the sparse engine from bank conflicts.
 
     Activation j sits in SRAM bank j mod ``banks``; a beat feeds a line's m MACs with m consecutive
-    kept values of a row, and takes as many cycles as the most requests to one bank.  Factor = beats'
-    cycles / beats over a fixed sample of min(M, 64) rows (i*M//S).  A constant ``gather_factor``
-    overrides it.
+    kept values of a row and takes as many cycles as the most requests to one bank, against
+    ceil(k/banks) for the k values of a conflict-free beat (what the dense engine's consecutive reads
+    take).  Factor = sum of the first / sum of the second over a fixed sample of min(M, 64) rows
+    (i*M//S).  A constant ``gather_factor`` overrides it.
     """
     if hw.gather_scaled:
         return hw.gather_scaled
     M = keep.shape[0]
     S = min(M, 64)
-    beats = cost = 0
+    ideal = cost = 0
     for r in (i * M // S for i in range(S)):
         cols = np.flatnonzero(keep[r] & sparse_cols)
         for b0 in range(0, len(cols), hw.macs_per_line):
-            cost += int(np.bincount(cols[b0:b0 + hw.macs_per_line] % hw.banks).max())
-            beats += 1
-    return max(GATHER_SCALE, cdiv(cost * GATHER_SCALE, beats)) if beats else GATHER_SCALE
+            beat = cols[b0:b0 + hw.macs_per_line]
+            cost += int(np.bincount(beat % hw.banks).max())
+            ideal += cdiv(len(beat), hw.banks)
+    return max(GATHER_SCALE, cdiv(cost * GATHER_SCALE, ideal)) if ideal else GATHER_SCALE
 
 
 def cycle_layer(keep: np.ndarray, tokens: int, hw: Hardware) -> dict:

@@ -236,7 +236,7 @@ def _bank_gather(packed, sel, cols, m, banks, scale):
                     for q in range(k):
                         hist[buf[q]] = 0
                     cost += mx
-                    beats += 1
+                    beats += (k + banks - 1) // banks
                     k = 0
         if k:
             mx = 0
@@ -247,7 +247,7 @@ def _bank_gather(packed, sel, cols, m, banks, scale):
             for q in range(k):
                 hist[buf[q]] = 0
             cost += mx
-            beats += 1
+            beats += (k + banks - 1) // banks
     if beats == 0:
         return scale
     return max(scale, (cost * scale + beats - 1) // beats)

@@ -119,6 +119,10 @@ def test_pencil_bank_gather():
     from simulator.stats import bank_gather_scaled
 
     assert bank_gather_scaled(pack_keep(keep), 12, np.ones(12, bool), 4, 4, 256) == 3 * 256
+    # 2 banks for 4 MACs: a conflict-free beat takes ceil(4/2) = 2 cycles; banks 0 1 0 0 -> 3: factor 1.5
+    hw2 = small_hw(macs_per_line=4, banks=2, gather_factor=0.0)
+    assert ref.bank_gather_scaled(keep, np.ones(12, bool), hw2) == 384
+    assert bank_gather_scaled(pack_keep(keep), 12, np.ones(12, bool), 4, 2, 256) == 384
     # a constant factor overrides the mask
     assert ref.bank_gather_scaled(keep, np.ones(12, bool), small_hw(gather_factor=1.5)) == 384
 
