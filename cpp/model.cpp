@@ -1,7 +1,8 @@
 // Implementation of model.hpp.  Mirrors simulator/reference.py function by function; the tests
 // check the two agree exactly.  The searches here visit the same candidates in the same order as
-// the reference and skip only options whose lower bound is ABOVE the best value known, so the first
-// minimum (the reference's answer) is always evaluated.
+// the reference and skip only options whose lower bound is ABOVE the best value known, so every
+// option with the minimum cycles is evaluated and the same tie-breaks (fewest DRAM bits, then the
+// first in order) pick the reference's answer.
 #include "model.hpp"
 
 #include <algorithm>
@@ -207,7 +208,7 @@ LayerResult evaluate_partition(int64_t M, int64_t K, int64_t N, int64_t G, const
     const auto opts = split_options(M, G, S, hw);
 
     // a first upper bound: the first tiling's proportional-ish option (any exact value works)
-    int64_t bestval = -1;
+    int64_t bestval = -1, best_bits = 0;
     LayerResult best;
     bool found = false;
     {
@@ -227,7 +228,8 @@ LayerResult evaluate_partition(int64_t M, int64_t K, int64_t N, int64_t G, const
             if (std::max(lb.total, Mem) > bestval) continue;
             const Compute c = engine_compute(M, N, G, load_of(o.Ls), gs, tm, tn, o.Ld, S > 0, o.shared, hw);
             const int64_t cyc = std::max(c.total, Mem);
-            if (!found || cyc < best.values["cycles"]) {
+            if (!found || cyc < best.values["cycles"] || (cyc == best.values["cycles"] && b.sum() < best_bits)) {
+                best_bits = b.sum();
                 found = true;
                 best = LayerResult();
                 store_times(best, c.total, Mem);
@@ -280,6 +282,7 @@ LayerResult nm_layer(int64_t M, int64_t K, int64_t N, int64_t group_max, const H
     const int64_t W = M * groups * n_use * hw.weight_bits, I = M * groups * n_use * hw.nm_meta_bits;
     LayerResult best;
     bool found = false;
+    int64_t best_bits = 0;
     for (const auto& [tm, tn] : tilings(M, K, N, hw, false, true)) {
         int64_t C = 0;
         for (auto [tn_j, cnt] : classes(N, tn))
@@ -288,7 +291,9 @@ LayerResult nm_layer(int64_t M, int64_t K, int64_t N, int64_t group_max, const H
                      (cdiv(dense_beats(t, tn_j, K, hw.lines, hw.macs_per_line) * n_use, hw.nm_m) + hw.pipeline_fill);
         const Bits b = traffic(M, K, N, tm, tn, W, I, hw);
         const int64_t Mem = mem_cycles(b.sum(), hw);
-        if (!found || std::max(C, Mem) < best.values["cycles"]) {
+        const int64_t cyc = std::max(C, Mem);
+        if (!found || cyc < best.values["cycles"] || (cyc == best.values["cycles"] && b.sum() < best_bits)) {
+            best_bits = b.sum();
             found = true;
             best = LayerResult();
             store_times(best, C, Mem);

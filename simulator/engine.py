@@ -219,15 +219,15 @@ class _Candidates:
 
 def _cycle(packed: np.ndarray, rows: int, cols: int, tokens: list[int], hw: Hardware, engine: str) -> list[dict]:
     """``cycle`` mode: the partition search of :func:`simulator.reference.cycle_layer` on packed
-    statistics.  Candidates whose lower bound is not below the best found are skipped (they cannot
-    be the first minimum), so the answer is the reference's."""
+    statistics.  Candidates whose lower bound is above the best found are skipped (they cannot win),
+    so the answer is the reference's."""
     cand = _Candidates(packed, rows, cols, hw)
     gmax = stats.nm_group_max(packed, cols, hw.nm_m)
     out = []
     for n in tokens:
         best = None
         for i, (tau, _) in enumerate(cand.sets):
-            if best is not None and cand.lower_bound(i, n) >= best["cycles"]:
+            if best is not None and cand.lower_bound(i, n) > best["cycles"]:
                 continue
             G, row_sparse, pads, gs = cand.stats(i)
             if engine == "cpp":
@@ -235,7 +235,7 @@ def _cycle(packed: np.ndarray, rows: int, cols: int, tokens: list[int], hw: Hard
             else:
                 tiles = ref.tilings(rows, cols, n, hw, sparse=G < cols, own=False)
                 r = ref.evaluate_partition(rows, cols, n, G, [int(x) for x in row_sparse], pads, gs, hw, tiles)
-            if best is None or r["cycles"] < best["cycles"]:
+            if best is None or (r["cycles"], ref.dram_bits(r)) < (best["cycles"], ref.dram_bits(best)):
                 best = dict(r, tau=tau)
         best.update(nnz=cand.nnz, lb_ideal=ref.lb_ideal(cand.nnz, rows, cols, n, hw))
         out.append(_with_baselines(best, rows, cols, n, gmax, hw, engine))

@@ -221,8 +221,8 @@ def corrected_layer(keep: np.ndarray, tokens: int, hw: Hardware) -> dict:
 #   * a layer is Y[M x N] = W[M x K] X[K x N], output-stationary tiles of tm rows x tn tokens;
 #   * the dense-column set (partition) is searched per layer over threshold candidates, jointly with
 #     the lane split (Ld dense lines, Ls sparse lines, or both engines time-sharing all L lines) and
-#     the tiling (the largest tiles that double-buffer); the first minimum of
-#     (cycles, candidate, tiling, option) in that enumeration order wins;
+#     the tiling (the largest tiles that double-buffer); the fewest cycles win, then the fewest DRAM
+#     bits, then the first in the enumeration order (candidate, tiling, option);
 #   * per token tile the engines run in parallel; each pays the pipeline fill lambda once per
 #     (row tile, token tile) it works on, every engine alike;
 #   * memory and compute overlap over the layer (double-buffered streaming): cycles = max(C, DRAM).
@@ -425,17 +425,23 @@ def evaluate_partition(M: int, K: int, N: int, G: int, row_sparse: list[int], pa
                 loads[Ls] = max_line_load(costs, Ls, hw.assign)
             C, dc, sc = engine_compute(M, N, G, loads.get(Ls, 0), gs, tm, tn, Ld, S > 0, shared, hw)
             cycles, Mem, C = _finish(C, bits, hw)
-            if best is None or cycles < best["cycles"]:
-                best = {"cycles": cycles, "compute_cycles": C, "memory_cycles": Mem, "stall_cycles": max(0, Mem - C),
+            if best is None or (cycles, sum(bits.values())) < (best["cycles"], best["_bits"]):
+                best = {"_bits": sum(bits.values()), "cycles": cycles, "compute_cycles": C, "memory_cycles": Mem, "stall_cycles": max(0, Mem - C),
                         "dense_engine_cycles": dc, "sparse_engine_cycles": sc, "lines_dense": Ld, "lines_sparse": Ls,
                         "shared": int(shared), "tile_m": tm, "tile_n": tn, "token_tiles": cdiv(N, tn),
                         "bits_weights": bits["w"], "bits_index": bits["i"], "bits_act": bits["a"], "bits_out": bits["o"]}
+    del best["_bits"]
     best["bound"] = "memory" if best["memory_cycles"] > best["compute_cycles"] else "compute"
     A, O = K * N * hw.act_bits, M * N * hw.out_bits
     F = mem_cycles(W + I + A + O, hw)
     best.update(G=G, nnz_s=S, gather=gs, lb_split=max(cdiv((M * G + S) * N, hw.macs), F), memory_floor=F,
                 macs=(M * G + S) * N, index_entries=(S + pads) * best["token_tiles"] if K - G else 0)
     return best
+
+
+def dram_bits(r: dict) -> int:
+    """All DRAM bits of a result (the tie-break after cycles: less traffic, less energy)."""
+    return r["bits_weights"] + r["bits_index"] + r["bits_act"] + r["bits_out"]
 
 
 def lb_ideal(nnz: int, M: int, K: int, N: int, hw: Hardware) -> int:
@@ -484,11 +490,12 @@ def nm_layer(M: int, K: int, N: int, group_max: int, hw: Hardware) -> dict:
                 C += cnt * c * (cdiv(dense_beats(t, tn_j, K, hw.lines, hw.macs_per_line) * n_use, hw.nm_m) + hw.pipeline_fill)
         bits = traffic(M, K, N, tm, tn, W, I, hw)
         cycles, Mem, C = _finish(C, bits, hw)
-        if best is None or cycles < best["cycles"]:
-            best = {"cycles": cycles, "compute_cycles": C, "memory_cycles": Mem, "stall_cycles": max(0, Mem - C),
-                    "dense_engine_cycles": C, "sparse_engine_cycles": 0, "tile_m": tm, "tile_n": tn,
+        if best is None or (cycles, sum(bits.values())) < (best["cycles"], best["_bits"]):
+            best = {"_bits": sum(bits.values()), "cycles": cycles, "compute_cycles": C, "memory_cycles": Mem,
+                    "stall_cycles": max(0, Mem - C), "dense_engine_cycles": C, "sparse_engine_cycles": 0, "tile_m": tm, "tile_n": tn,
                     "token_tiles": cdiv(N, tn), "bits_weights": bits["w"], "bits_index": bits["i"],
                     "bits_act": bits["a"], "bits_out": bits["o"]}
+    del best["_bits"]
     best["bound"] = "memory" if best["memory_cycles"] > best["compute_cycles"] else "compute"
     best.update(nm_n=n_use, macs=M * groups * n_use * N, index_entries=M * groups * n_use * best["token_tiles"])
     return best
@@ -554,7 +561,7 @@ def cycle_layer(keep: np.ndarray, tokens: int, hw: Hardware) -> dict:
         gs = bank_gather_scaled(keep, ~dense, hw)
         tiles = tilings(M, K, tokens, hw, sparse=bool((~dense).any()), own=False)
         r = evaluate_partition(M, K, tokens, int(dense.sum()), row_sparse, pads, gs, hw, tiles)
-        if best is None or r["cycles"] < best["cycles"]:
+        if best is None or (r["cycles"], dram_bits(r)) < (best["cycles"], dram_bits(best)):
             best = dict(r, tau=tau)
     nnz = int(keep.sum())
     best.update(nnz=nnz, lb_ideal=lb_ideal(nnz, M, K, tokens, hw))
