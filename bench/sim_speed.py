@@ -52,6 +52,34 @@ def main() -> None:
         dt = time.perf_counter() - t
         print(f"  N={n:<5d} {dt:.2f} s  (speedup vs dense {df['dense_cycles'].sum() / df['cycles'].sum():.3f}x, "
               f"{(df['bound'] == 'memory').sum()}/{len(df)} layers memory-bound)")
+    # issue 9 item 7: the whole CLI command, and the mask statistics against a plain popcount
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from simulator import stats
+
+    packed = [lw.load() for lw in model]
+    t = time.perf_counter()
+    pop = sum(int(np.bitwise_count(p.view(np.uint64) if p.shape[1] % 8 == 0 else p).sum()) for p in packed)
+    t_pop = time.perf_counter() - t
+    t = time.perf_counter()
+    for lw, p in zip(model, packed):  # what cycle mode computes per layer: column counts + row counts
+        c = stats.col_counts(p, lw.cols)
+        stats.row_counts(p, c >= 0)
+    t_stats = time.perf_counter() - t
+    print(f"mask statistics of {args.model}: {t_stats:.2f} s vs a popcount over the packed masks {t_pop:.2f} s "
+          f"({pop} kept) = {t_stats / t_pop:.1f}x")
+    with __import__("tempfile").TemporaryDirectory() as d:
+        cmd = [sys.executable, "-m", "besa", "simulate", "--synthetic", args.model, "--hw", args.hw, "--mode", "cycle",
+               "--tokens", "1,2048", "--out", os.path.join(d, "o")]
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        print(f"`besa simulate --synthetic {args.model} --hw {args.hw} --mode cycle --tokens 1,2048`: "
+              f"{time.perf_counter() - t:.2f} s (whole command, imports and mask generation included)")
+    print("uptime:", os.popen("uptime").read().strip())
     small = wl.synthetic("512x512*2:skewed=0.5", 0)
     hw = load_hardware(args.hw)
     t_ref = timed(lambda: simulate(small, hw, "cycle", [64], engine="reference"))
