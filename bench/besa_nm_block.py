@@ -10,6 +10,7 @@ block indices (earlier blocks are run dense to produce their inputs); each CONFI
 config: the learned mask's loss and its ratio to Wanda's, Prodigy's final d, the share of groups whose
 pattern changed, the training loss (first step -> mean of the last quarter) and the time.
 """
+import sys, time, torch
 torch.set_num_threads(1)
 from pruning.data import calibration
 from pruning.methods.base import LINEAR_NAMES, METHODS, BlockInputs, BlockJob
