@@ -282,13 +282,18 @@ def test_besa_eval_tasks_cli_tiny(tiny_llama, tmp_path, capsys):
     assert res["method"] == "random-test"
 
 
-def test_besa_eval_bad_task_data_fails_before_model_load(tmp_path, capsys):
+def test_besa_eval_bad_task_data_fails_before_model_load(tmp_path, capsys, monkeypatch):
+    import pruning.models
     from besa.cli import main
 
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded before the task files were checked")
+
+    monkeypatch.setattr(pruning.models, "load_model", no_load)
     d = tmp_path / "data"
     shutil.copytree(FIXTURES, d)
     (d / "hellaswag" / "hellaswag_val.jsonl").write_text('{"ctx": "x"}\n')
-    rc = main(["eval", "--model", str(tmp_path / "no-such-model"), "--no-ppl", "--tasks", "all", "--task-data", str(d)])
+    rc = main(["eval", "--model", "smollm2-135m", "--no-ppl", "--tasks", "all", "--task-data", str(d)])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1
     assert "task hellaswag" in err and "hellaswag_val.jsonl line 1" in err
