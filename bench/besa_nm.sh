@@ -17,9 +17,10 @@ run() {  # name, prune flags...
 }
 run wanda-2of4            --method wanda     --pattern 2:4
 run sparsegpt-2of4        --method sparsegpt --pattern 2:4
-run besa-2of4             --method besa      --pattern 2:4 ${BESA_NM_FLAGS:-}
+run besa-2of4-defaults    --method besa      --pattern 2:4
+run besa-2of4             --method besa      --pattern 2:4 ${BESA_NM_FLAGS:---d-coef 1 --epochs 3 --lr 0.2}
 run wanda-2of4-admm       --method wanda     --pattern 2:4 --weight-update admm
-run besa-2of4-admm        --method besa      --pattern 2:4 ${BESA_NM_FLAGS:-} --weight-update admm
+run besa-2of4-admm        --method besa      --pattern 2:4 ${BESA_NM_FLAGS:---d-coef 1 --epochs 3 --lr 0.2} --weight-update admm
 for d in "$OUT"/*/eval.json; do
   $PY -c "import json,sys; e=json.load(open(sys.argv[1])); print(f\"{sys.argv[1].split('/')[-2]:24s} sparsity {e['sparsity']:.4f}  ppl {e['ppl']:.2f}  ({e['windows']} x {e['seqlen']})\")" "$d"
 done
