@@ -166,3 +166,21 @@ def test_learned_nm_with_joint_quant(tiny_llama):
         block, inputs, None, job(0.5, pattern=(2, 4), wbits=4, group_size=32))
     assert res.tensors["mlp.up_proj.lwc_upper"].shape == (160,)
     assert (res.keep["mlp.up_proj"].reshape(160, -1, 4).sum(-1) == 2).all()
+
+
+def test_nm_runs_get_their_own_optimiser_defaults_unless_given():
+    import argparse
+
+    from pruning.methods.besa import NM_OPTIMISER_DEFAULTS, UNSTRUCTURED_OPTIMISER_DEFAULTS, Besa
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pattern", default=None)
+    Besa.add_arguments(parser)
+    cfg = lambda argv: Besa.from_args(parser.parse_args(argv)).config  # noqa: E731
+    unstructured, nm = cfg([]), cfg(["--pattern", "2:4"])
+    assert (unstructured.d_coef, unstructured.epochs, unstructured.lr) == (5.0, 1, 1.0)
+    assert {k: getattr(unstructured, k) for k in UNSTRUCTURED_OPTIMISER_DEFAULTS} == UNSTRUCTURED_OPTIMISER_DEFAULTS
+    assert (nm.d_coef, nm.epochs, nm.lr) == (1.0, 3, 0.2)
+    assert {k: getattr(nm, k) for k in NM_OPTIMISER_DEFAULTS} == NM_OPTIMISER_DEFAULTS
+    given = cfg(["--pattern", "2:4", "--d-coef", "5", "--epochs", "1"])
+    assert (given.d_coef, given.epochs, given.lr) == (5.0, 1, 0.2)
