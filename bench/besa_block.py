@@ -135,8 +135,7 @@ def worker(variant: str, nsamples: int, seqlen: int, blocks: list[int], device: 
     calib = calibration(tok, "wiki", nsamples, seqlen, 0)
     layers = decoder_layers(model)
     hidden, kw_cpu = _capture(model, calib, layers, nsamples)
-    kwargs = {k: (tuple(t.to(dev) for t in v) if isinstance(v, tuple) else v.to(dev) if torch.is_tensor(v) else v)
-              for k, v in kw_cpu.items()}
+    kwargs = {k: (tuple(t.to(dev) for t in v) if isinstance(v, tuple) else v.to(dev) if torch.is_tensor(v) else v) for k, v in kw_cpu.items()}
     autocast = torch.bfloat16 if dev.type == "cuda" else None
     S = 0.5 if pattern is None else 1 - pattern[0] / pattern[1]  # N:M = N kept of M
     walls, cpus, peaks = [], [], []
@@ -172,8 +171,7 @@ def worker(variant: str, nsamples: int, seqlen: int, blocks: list[int], device: 
             block.to("cpu")
         with torch.no_grad():  # propagate the dense block so later blocks see realistic inputs
             hidden = torch.cat([BlockInputs(hidden, kw_cpu).run(block, i, torch.device("cpu")) for i in range(nsamples)])
-    return {"variant": variant, "wall_s": sum(walls) / len(walls), "cpu_s": sum(cpus) / len(cpus),
-            "peak_bytes": max(peaks), "blocks": blocks}
+    return {"variant": variant, "wall_s": sum(walls) / len(walls), "cpu_s": sum(cpus) / len(cpus), "peak_bytes": max(peaks), "blocks": blocks}
 
 
 def main() -> int:
@@ -184,8 +182,9 @@ def main() -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1, help="torch threads in every worker (default 1)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per block; the fastest counts (default 3)")
-    ap.add_argument("--methods", nargs="+", default=["wanda", "besa"], choices=sorted(VARIANTS),
-                    help="what to time (wanda is always included: the ratios are to it)")
+    ap.add_argument(
+        "--methods", nargs="+", default=["wanda", "besa"], choices=sorted(VARIANTS), help="what to time (wanda is always included: the ratios are to it)"
+    )
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
@@ -198,9 +197,24 @@ def main() -> int:
     before = _uptime()
     res = {}
     for v in variants:
-        cmd = [sys.executable, __file__, "--worker", v, "--nsamples", str(a.nsamples), "--seqlen", str(a.seqlen),
-               "--device", a.device, "--threads", str(a.threads), "--repeat", str(a.repeat),
-               "--blocks", *map(str, a.blocks)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            v,
+            "--nsamples",
+            str(a.nsamples),
+            "--seqlen",
+            str(a.seqlen),
+            "--device",
+            a.device,
+            "--threads",
+            str(a.threads),
+            "--repeat",
+            str(a.repeat),
+            "--blocks",
+            *map(str, a.blocks),
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode:
             print(out.stderr[-2000:], file=sys.stderr)
@@ -208,14 +222,18 @@ def main() -> int:
         res[v] = json.loads(out.stdout.strip().splitlines()[-1])
     machine = f"{platform.machine()} {os.cpu_count()}-core CPU" if a.device == "cpu" else a.device
     print(f"uptime before: {before}")
-    print(f"SmolLM2-135M, calibration {a.nsamples}x{a.seqlen} tokens, blocks {a.blocks}, {a.device} ({machine}, "
-          f"{a.threads} thread(s)), fastest of {a.repeat} per block, BESA defaults (1 epoch, row-wise)")
+    print(
+        f"SmolLM2-135M, calibration {a.nsamples}x{a.seqlen} tokens, blocks {a.blocks}, {a.device} ({machine}, "
+        f"{a.threads} thread(s)), fastest of {a.repeat} per block, BESA defaults (1 epoch, row-wise)"
+    )
     w = res["wanda"]
     for v in variants:
         r = res[v]
-        print(f"  {v:10s} wall {r['wall_s']:7.2f} s/block  cpu {r['cpu_s']:7.2f} s/block  peak +{r['peak_bytes'] / 2**20:7.1f} MiB"
-              f"   vs wanda: wall {r['wall_s'] / w['wall_s']:.2f}x  cpu {r['cpu_s'] / w['cpu_s']:.2f}x  "
-              f"peak {r['peak_bytes'] / max(w['peak_bytes'], 1):.1f}x")
+        print(
+            f"  {v:10s} wall {r['wall_s']:7.2f} s/block  cpu {r['cpu_s']:7.2f} s/block  peak +{r['peak_bytes'] / 2**20:7.1f} MiB"
+            f"   vs wanda: wall {r['wall_s'] / w['wall_s']:.2f}x  cpu {r['cpu_s'] / w['cpu_s']:.2f}x  "
+            f"peak {r['peak_bytes'] / max(w['peak_bytes'], 1):.1f}x"
+        )
     print(f"uptime after:  {_uptime()}")
     return 0
 

@@ -70,9 +70,11 @@ def main() -> None:
         out = subprocess.run([sys.executable, "-c", CHILD, tmp, str(ROOT)], capture_output=True, text=True, check=True)
         layers, traced, rss, rss0, rss1 = (int(x) for x in out.stdout.split())
     largest = max(sizes)
-    print(f"{args.shards} shards, largest {largest / 2**20:.1f} MiB, {layers} layers: "
-          f"traced peak {traced / 2**20:.1f} MiB ({traced / largest:.2f}x the largest shard), "
-          f"peak RSS {rss1 / 2**20:.1f} MiB, {rss0 / 2**20:.1f} MiB before extracting (growth {rss / largest:.2f}x the largest shard)")
+    print(
+        f"{args.shards} shards, largest {largest / 2**20:.1f} MiB, {layers} layers: "
+        f"traced peak {traced / 2**20:.1f} MiB ({traced / largest:.2f}x the largest shard), "
+        f"peak RSS {rss1 / 2**20:.1f} MiB, {rss0 / 2**20:.1f} MiB before extracting (growth {rss / largest:.2f}x the largest shard)"
+    )
 
 
 if __name__ == "__main__":

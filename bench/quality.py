@@ -58,7 +58,14 @@ def run_config(name: str, model_spec: str, calib, eval_tokens, args) -> dict:
     config = DriverConfig(sparsity=0.5, device=args.device, seed=args.seed, progress=False, weight_update=wu)
     model, _ = load_model(model_spec, dtype=torch.float32)
     t0 = time.perf_counter()
-    manifest = prune_model(model, method, calib, out, config, meta={"model": model_spec, "calibration": {"bench": "quality", "nsamples": args.nsamples, "seqlen": args.seqlen, "seed": args.seed}})
+    manifest = prune_model(
+        model,
+        method,
+        calib,
+        out,
+        config,
+        meta={"model": model_spec, "calibration": {"bench": "quality", "nsamples": args.nsamples, "seqlen": args.seqlen, "seed": args.seed}},
+    )
     wall = time.perf_counter() - t0
     res = perplexity(model, eval_tokens, args.eval_seqlen, args.eval_windows, args.device, None, progress=False)
     return {"name": name, "sparsity": manifest["realised_sparsity"], "ppl": res["ppl"], "windows": res["windows"], "seqlen": res["seqlen"], "prune_s": wall}
@@ -97,7 +104,9 @@ def main(argv=None) -> int:
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     base = [r["ppl"] for r in rows if r["name"] in BASELINES]
     best = min(base) if base else None
-    print(f"calibration {args.nsamples} x {args.seqlen} wiki train (seed {args.seed}); held-out {rows[0]['windows']} x {rows[0]['seqlen']} wiki test; threads {args.threads}")
+    print(
+        f"calibration {args.nsamples} x {args.seqlen} wiki train (seed {args.seed}); held-out {rows[0]['windows']} x {rows[0]['seqlen']} wiki test; threads {args.threads}"
+    )
     print("| configuration | realised sparsity | ppl | × best(Wanda, SparseGPT) | prune s |")
     print("|---|---|---|---|---|")
     for r in rows:

@@ -40,8 +40,14 @@ def main() -> None:
     simulate(layers[:1], besa, "besa-compat", [1], engine=engine)
     simulate(layers[:1], vitcod, "cycle", [1], engine=engine)
     print("seconds per 4096x4096 layer (50% unstructured, incl. mask generation; best of 3 layers x 2):")
-    for mode, hw, tokens in [("besa-compat", besa, [1]), ("corrected", besa, [1]), ("cycle", vitcod, [1]),
-                             ("cycle", vitcod, [2048]), ("dense", vitcod, [2048]), ("nm", vitcod, [2048])]:
+    for mode, hw, tokens in [
+        ("besa-compat", besa, [1]),
+        ("corrected", besa, [1]),
+        ("cycle", vitcod, [1]),
+        ("cycle", vitcod, [2048]),
+        ("dense", vitcod, [2048]),
+        ("nm", vitcod, [2048]),
+    ]:
         t = timed(lambda hw=hw, mode=mode, tokens=tokens: simulate(layers, hw, mode, tokens, engine=engine), repeat=2) / len(layers)
         print(f"  {mode:12s} N={tokens[0]:<5d} {t:.4f} s")
     model = wl.synthetic(args.model, 0)
@@ -50,8 +56,10 @@ def main() -> None:
         t = time.perf_counter()
         df = simulate(model, vitcod, "cycle", [n], engine=engine)
         dt = time.perf_counter() - t
-        print(f"  N={n:<5d} {dt:.2f} s  (speedup vs dense {df['dense_cycles'].sum() / df['cycles'].sum():.3f}x, "
-              f"{(df['bound'] == 'memory').sum()}/{len(df)} layers memory-bound)")
+        print(
+            f"  N={n:<5d} {dt:.2f} s  (speedup vs dense {df['dense_cycles'].sum() / df['cycles'].sum():.3f}x, "
+            f"{(df['bound'] == 'memory').sum()}/{len(df)} layers memory-bound)"
+        )
     # issue 9 item 7: the whole CLI command, and the mask statistics against a plain popcount
     import os
     import subprocess
@@ -70,22 +78,36 @@ def main() -> None:
         c = stats.col_counts(p, lw.cols)
         stats.row_counts(p, c >= 0)
     t_stats = time.perf_counter() - t
-    print(f"mask statistics of {args.model}: {t_stats:.2f} s vs a popcount over the packed masks {t_pop:.2f} s "
-          f"({pop} kept) = {t_stats / t_pop:.1f}x")
+    print(f"mask statistics of {args.model}: {t_stats:.2f} s vs a popcount over the packed masks {t_pop:.2f} s ({pop} kept) = {t_stats / t_pop:.1f}x")
     with __import__("tempfile").TemporaryDirectory() as d:
-        cmd = [sys.executable, "-m", "besa", "simulate", "--synthetic", args.model, "--hw", args.hw, "--mode", "cycle",
-               "--tokens", "1,2048", "--out", os.path.join(d, "o")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "besa",
+            "simulate",
+            "--synthetic",
+            args.model,
+            "--hw",
+            args.hw,
+            "--mode",
+            "cycle",
+            "--tokens",
+            "1,2048",
+            "--out",
+            os.path.join(d, "o"),
+        ]
         t = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True)
-        print(f"`besa simulate --synthetic {args.model} --hw {args.hw} --mode cycle --tokens 1,2048`: "
-              f"{time.perf_counter() - t:.2f} s (whole command, imports and mask generation included)")
+        print(
+            f"`besa simulate --synthetic {args.model} --hw {args.hw} --mode cycle --tokens 1,2048`: "
+            f"{time.perf_counter() - t:.2f} s (whole command, imports and mask generation included)"
+        )
     print("uptime:", os.popen("uptime").read().strip())
     small = wl.synthetic("512x512*2:skewed=0.5", 0)
     hw = load_hardware(args.hw)
     t_ref = timed(lambda: simulate(small, hw, "cycle", [64], engine="reference"))
     t_fast = timed(lambda: simulate(small, hw, "cycle", [64], engine=engine), repeat=3)
-    print(f"Python reference vs {engine} on 2 x 512x512 (skewed 50%), cycle mode N=64: "
-          f"{t_ref:.3f} s vs {t_fast:.4f} s = {t_ref / t_fast:.0f}x")
+    print(f"Python reference vs {engine} on 2 x 512x512 (skewed 50%), cycle mode N=64: {t_ref:.3f} s vs {t_fast:.4f} s = {t_ref / t_fast:.0f}x")
 
 
 if __name__ == "__main__":

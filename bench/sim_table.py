@@ -45,9 +45,12 @@ def main() -> None:
             dt = time.perf_counter() - t0
             for n in ("1", "2048"):
                 t = e2e[2048][n]
-                print(f"| {preset} | {pattern} ({mode}) | {n} | {t['speedup_vs_dense']:.3f} | "
-                      f"{t['e2e_speedup_vs_dense']:.3f} | {e2e[8192][n]['e2e_speedup_vs_dense']:.3f} | "
-                      f"{t['energy_vs_dense']:.3f} | {dt:.0f} |", flush=True)
+                print(
+                    f"| {preset} | {pattern} ({mode}) | {n} | {t['speedup_vs_dense']:.3f} | "
+                    f"{t['e2e_speedup_vs_dense']:.3f} | {e2e[8192][n]['e2e_speedup_vs_dense']:.3f} | "
+                    f"{t['energy_vs_dense']:.3f} | {dt:.0f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -63,8 +63,7 @@ def scaling(points_from: str, limit: int, worker_counts: list[int], tmp: Path, c
     points = expand(spec)[:limit]
     ms = machines(points)
     p0 = points[0]
-    print(f"{len(points)} points ({len(ms)} machines) of {points_from}; workload {p0.workload.name}, "
-          f"tokens {sorted({p.tokens for p in points})}", flush=True)
+    print(f"{len(points)} points ({len(ms)} machines) of {points_from}; workload {p0.workload.name}, tokens {sorted({p.tokens for p in points})}", flush=True)
     cache = cache or tmp / "workloads"
     t0 = time.perf_counter()
     idx = shared_wl.materialize(cache, p0.workload_key, p0.workload.synthetic, p0.masks_path, p0.seed)
@@ -81,15 +80,17 @@ def scaling(points_from: str, limit: int, worker_counts: list[int], tmp: Path, c
     print(f"bare simulator call: {bare:.2f} s per machine (in this process, masks in memory)", flush=True)
     times = {}
     for n in worker_counts:
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40) as cluster, \
-                Client(cluster) as client:
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:
             client.wait_for_workers(n)
             client.run(_warm, str(idx))
             res = run_sweep(spec, tmp / f"out-{n}", client=client, points=points, progress=False, workload_dir=cache, export=False)
         times[n] = res.points_s
         per = res.points_s * n / len(ms)
-        print(f"{n} worker(s): {res.points_s:.1f} s for {res.computed} points ({res.failed} failed); "
-              f"{per:.2f} s per machine per worker = {per / bare:.2f}x the bare call", flush=True)
+        print(
+            f"{n} worker(s): {res.points_s:.1f} s for {res.computed} points ({res.failed} failed); "
+            f"{per:.2f} s per machine per worker = {per / bare:.2f}x the bare call",
+            flush=True,
+        )
     if 1 in times and 2 in times:
         print(f"ratio t(1 worker) / t(2 workers) = {times[1] / times[2]:.2f}")
 
@@ -99,17 +100,26 @@ def bookkeeping(n_points: int, tmp: Path) -> None:
     from simulator.sweep import worker
 
     lines = list(range(1, n_points // 2 + 1))
-    spec = parse_sweep({"sweep": {"preset": "vitcod", "mode": "cycle", "tokens": [1, 16]},
-                        "grid": {"pipeline_fill": lines},
-                        "workload": [{"name": "trivial", "synthetic": "8x8"}]}, source="bookkeeping")
+    spec = parse_sweep(
+        {
+            "sweep": {"preset": "vitcod", "mode": "cycle", "tokens": [1, 16]},
+            "grid": {"pipeline_fill": lines},
+            "workload": [{"name": "trivial", "synthetic": "8x8"}],
+        },
+        source="bookkeeping",
+    )
     before = worker.SIMULATE_SECONDS[0]
     res = run_sweep(spec, tmp / "bookkeeping", workers=0, progress=False)
     simulate_s = worker.SIMULATE_SECONDS[0] - before
-    print(f"bookkeeping: {res.total} trivial points in {res.wall_s:.1f} s; evaluating the points (machine + simulate() + "
-          f"totals) {res.sim_s:.1f} s = {res.sim_s / res.total * 1e3:.2f} ms per point, of which simulate() {simulate_s:.1f} s")
-    print(f"bookkeeping: {100 * (1 - res.sim_s / res.wall_s):.1f}% of the wall time outside the point evaluation "
-          f"(expansion, ids, database commits, exports; goal <= 5%); {100 * (1 - simulate_s / res.wall_s):.1f}% outside "
-          f"load_hardware + simulate() proper")
+    print(
+        f"bookkeeping: {res.total} trivial points in {res.wall_s:.1f} s; evaluating the points (machine + simulate() + "
+        f"totals) {res.sim_s:.1f} s = {res.sim_s / res.total * 1e3:.2f} ms per point, of which simulate() {simulate_s:.1f} s"
+    )
+    print(
+        f"bookkeeping: {100 * (1 - res.sim_s / res.wall_s):.1f}% of the wall time outside the point evaluation "
+        f"(expansion, ids, database commits, exports; goal <= 5%); {100 * (1 - simulate_s / res.wall_s):.1f}% outside "
+        f"load_hardware + simulate() proper"
+    )
 
 
 def main() -> int:
@@ -118,8 +128,9 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=16, help="points to run (the first N of the grid); 0 = skip")
     ap.add_argument("--workers", default="1,2", help="comma-separated worker counts to compare")
     ap.add_argument("--bookkeeping", type=int, default=100_000, help="points of the trivial grid (0 = skip)")
-    ap.add_argument("--workload-cache", default=None, metavar="DIR",
-                    help="materialise the workload here and keep it (reused by the next run; default: a temporary folder)")
+    ap.add_argument(
+        "--workload-cache", default=None, metavar="DIR", help="materialise the workload here and keep it (reused by the next run; default: a temporary folder)"
+    )
     args = ap.parse_args()
     print(f"load before: {_uptime()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="sweep-scale-") as d:

@@ -34,6 +34,5 @@ def run(args) -> int:
     manifest = write_masks_packed(out, ex.packed, ex.shapes, {"method": "extracted", "source": ex.source})
     kept = sum(v["kept"] for v in manifest["layers"].values())
     total = sum(v["shape"][0] * v["shape"][1] for v in manifest["layers"].values())
-    print(f"[besa masks] {len(ex.packed)} linear layers from {ex.source.get('kind')} source, "
-          f"realised sparsity {1 - kept / total:.4f} -> {out}")
+    print(f"[besa masks] {len(ex.packed)} linear layers from {ex.source.get('kind')} source, realised sparsity {1 - kept / total:.4f} -> {out}")
     return 0

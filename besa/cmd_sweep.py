@@ -23,13 +23,13 @@ HELP = "what-if hardware sweep on Dask"
 
 def add_arguments(parser) -> None:
     parser.add_argument("sweep", nargs="?", default=None, metavar="SWEEP.toml", help="sweep file (see configs/sweeps/)")
-    parser.add_argument("--out", default=None, metavar="DIR",
-                        help="output folder (results.sqlite; exports results.parquet, results.csv; report.html)")
+    parser.add_argument("--out", default=None, metavar="DIR", help="output folder (results.sqlite; exports results.parquet, results.csv; report.html)")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS", help="address of an existing Dask scheduler (default: start a LocalCluster)")
     parser.add_argument("--workers", type=int, default=None, help="LocalCluster workers (default: one per CPU core; 0 = run serially in this process)")
     parser.add_argument("--wait", action="store_true", help="if another writer holds DIR, wait for it instead of failing at once")
-    parser.add_argument("--export", default=None, metavar="DIR",
-                        help="do not run: write DIR/results.parquet and DIR/results.csv from DIR/results.sqlite and exit")
+    parser.add_argument(
+        "--export", default=None, metavar="DIR", help="do not run: write DIR/results.parquet and DIR/results.csv from DIR/results.sqlite and exit"
+    )
     parser.add_argument("--no-report", action="store_true", help="do not render DIR/report.html")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -77,8 +77,10 @@ def run(args) -> int:
     _terminate_as_interrupt()
     t0 = time.perf_counter()
     res = run_sweep(spec, args.out, scheduler=args.scheduler, workers=args.workers, progress=not args.no_progress, wait=args.wait)
-    print(f"sweep: {res.total} points ({res.skipped} already done, {res.computed} computed, {res.failed} failed) "
-          f"in {time.perf_counter() - t0:.1f} s -> {Path(args.out) / 'results.sqlite'}")
+    print(
+        f"sweep: {res.total} points ({res.skipped} already done, {res.computed} computed, {res.failed} failed) "
+        f"in {time.perf_counter() - t0:.1f} s -> {Path(args.out) / 'results.sqlite'}"
+    )
     if not args.no_report and res.total - res.failed > 0:
         from reports.html import render_report
         from reports.sweep_io import read_results
@@ -87,7 +89,9 @@ def run(args) -> int:
         print(f"report: {page}")
     if res.failed:
         errs = res.results.loc[res.results["status"] != "ok", "error"].astype(str)
-        print(f"besa sweep: {res.failed} of {res.computed} points failed (e.g. {errs.iloc[0]}); they are recorded "
-              f"with their error, rerun to retry them", file=sys.stderr)
+        print(
+            f"besa sweep: {res.failed} of {res.computed} points failed (e.g. {errs.iloc[0]}); they are recorded with their error, rerun to retry them",
+            file=sys.stderr,
+        )
         return 1
     return 0

@@ -124,9 +124,11 @@ class Experiment:
                             spec = RunSpec(run_name(method, s_run, pat, wb), method, s_run, pat, wb)
                             other = out.setdefault(spec.name, spec)
                             if other != spec:
-                                raise UserError(f"{self.source}: [[runs]]: sparsities {other.sparsity!r} and {spec.sparsity!r} of "
-                                                f"{method} would both be run {spec.name!r} (one folder); make them differ in "
-                                                f"the first 6 significant digits")
+                                raise UserError(
+                                    f"{self.source}: [[runs]]: sparsities {other.sparsity!r} and {spec.sparsity!r} of "
+                                    f"{method} would both be run {spec.name!r} (one folder); make them differ in "
+                                    f"the first 6 significant digits"
+                                )
         return list(out.values())
 
 
@@ -188,9 +190,13 @@ def parse_experiment(obj: dict[str, Any], source: str = "experiment") -> Experim
     exp = build(ExperimentSection, obj.get("experiment", {}), f"{source}: [experiment]")
     cal = build(Calibration, obj.get("calibration", {}), f"{source}: [calibration]")
     ev = build(EvalSettings, obj.get("eval", {}), f"{source}: [eval]")
-    for where, v, lo, hi in (("[calibration].nsamples", cal.nsamples, 1, 1 << 16), ("[calibration].seqlen", cal.seqlen, 8, 1 << 17),
-                             ("[eval].seqlen", ev.seqlen, 8, 1 << 17), ("[eval].max_windows", ev.max_windows, 0, 1 << 31),
-                             ("[experiment].seed", exp.seed, 0, (1 << 63) - 1)):
+    for where, v, lo, hi in (
+        ("[calibration].nsamples", cal.nsamples, 1, 1 << 16),
+        ("[calibration].seqlen", cal.seqlen, 8, 1 << 17),
+        ("[eval].seqlen", ev.seqlen, 8, 1 << 17),
+        ("[eval].max_windows", ev.max_windows, 0, 1 << 31),
+        ("[experiment].seed", exp.seed, 0, (1 << 63) - 1),
+    ):
         if v < lo:
             raise UserError(f"{source}: {where}: must be >= {lo}, got {v}")
         if v > hi:  # the same bounds `besa prune` checks: refused here, before any step runs
@@ -213,13 +219,17 @@ def parse_experiment(obj: dict[str, Any], source: str = "experiment") -> Experim
         for j, p in enumerate(g.patterns):
             m = _PATTERN_RE.match(p)
             if p != "unstructured" and not (m and 0 < int(m.group(1)) < int(m.group(2))):
-                raise UserError(f"{where}.patterns[{j}]: expected \"unstructured\" or \"n:m\" (at most n of every m consecutive weights KEPT, 0 < n < m), got {p!r}")
+                raise UserError(
+                    f'{where}.patterns[{j}]: expected "unstructured" or "n:m" (at most n of every m consecutive weights KEPT, 0 < n < m), got {p!r}'
+                )
         if "sparsities" in t and "unstructured" not in g.patterns:
             implied = {round(pattern_sparsity(p), 9) for p in g.patterns}
             for j, s in enumerate(g.sparsities):
                 if round(s, 9) not in implied:
-                    raise UserError(f"{where}.sparsities[{j}]: {s:g} is not the sparsity of any of its n:m patterns "
-                                    f"({', '.join(f'{p} = {pattern_sparsity(p):g}' for p in g.patterns)}; n:m = n KEPT of m); drop `sparsities`")
+                    raise UserError(
+                        f"{where}.sparsities[{j}]: {s:g} is not the sparsity of any of its n:m patterns "
+                        f"({', '.join(f'{p} = {pattern_sparsity(p):g}' for p in g.patterns)}; n:m = n KEPT of m); drop `sparsities`"
+                    )
         for j, b in enumerate(g.wbits):
             if not 2 <= b <= 16:
                 raise UserError(f"{where}.wbits[{j}]: weight bits must be in 2..16 (16 = no quantization), got {b}")

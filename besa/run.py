@@ -40,8 +40,9 @@ DEFAULT_EXPERIMENT = config_file("experiments", "default")  # shipped as package
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("experiment", nargs="?", default=None, metavar="EXPERIMENT.toml",
-                        help="experiment file (default: the shipped experiments/default.toml)")
+    parser.add_argument(
+        "experiment", nargs="?", default=None, metavar="EXPERIMENT.toml", help="experiment file (default: the shipped experiments/default.toml)"
+    )
     parser.add_argument("--out", required=True, help="output folder: one sub-folder per run, report.html at the top")
     parser.add_argument("--dry-run", action="store_true", help="validate the file and print the steps without running them")
     parser.add_argument("--no-report", action="store_true", help="skip the final report")
@@ -51,9 +52,26 @@ def add_arguments(parser) -> None:
 # ---------------------------------------------------------------- commands of each step
 def prune_cmd(exp, spec, run_dir: Path) -> list[str]:
     cal = exp.calibration
-    cmd = ["prune", "--model", exp.experiment.model, "--method", spec.method, "--sparsity", f"{spec.sparsity:g}",
-           "--calib-dataset", cal.dataset, "--no-progress", "--nsamples", str(cal.nsamples), "--seqlen", str(cal.seqlen),
-           "--seed", str(exp.experiment.seed), "--out", str(run_dir)]
+    cmd = [
+        "prune",
+        "--model",
+        exp.experiment.model,
+        "--method",
+        spec.method,
+        "--sparsity",
+        f"{spec.sparsity:g}",
+        "--calib-dataset",
+        cal.dataset,
+        "--no-progress",
+        "--nsamples",
+        str(cal.nsamples),
+        "--seqlen",
+        str(cal.seqlen),
+        "--seed",
+        str(exp.experiment.seed),
+        "--out",
+        str(run_dir),
+    ]
     if spec.pattern != "unstructured":
         cmd += ["--pattern", spec.pattern]
     if spec.wbits != 16:
@@ -133,8 +151,7 @@ class Runner:
                 st = json.loads(p.read_text())
             except ValueError:
                 st = {}
-        st.update({"run": spec.name, "method": spec.method, "sparsity": spec.sparsity, "pattern": spec.pattern,
-                   "wbits": spec.wbits, "model": model})
+        st.update({"run": spec.name, "method": spec.method, "sparsity": spec.sparsity, "pattern": spec.pattern, "wbits": spec.wbits, "model": model})
         st.setdefault("steps", {})
         return st
 
@@ -155,8 +172,7 @@ class Runner:
             fh.write("$ besa " + " ".join(args) + "\n")
             fh.flush()
             env = dict(os.environ, PYTHONUNBUFFERED="1")
-            proc = subprocess.run([sys.executable, "-m", "besa.cli", *args], stdout=fh, stderr=subprocess.STDOUT, env=env,
-                                  preexec_fn=_die_with_parent)
+            proc = subprocess.run([sys.executable, "-m", "besa.cli", *args], stdout=fh, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
         wall = time.perf_counter() - t0
         if proc.returncode == 0 and all(p.exists() for p in outputs):
             st["steps"][key] = {"done": True, "digest": digest, "wall_s": round(wall, 2), "cmd": "besa " + " ".join(args)}
@@ -169,8 +185,14 @@ class Runner:
         why = lines[-1].strip() if len(lines) > 1 else f"exit status {proc.returncode}"
         if proc.returncode == 0:
             why = f"finished but did not write {', '.join(p.name for p in outputs if not p.exists())}"
-        st["steps"][key] = {"done": False, "digest": digest, "wall_s": round(wall, 2), "error": why[:500], "log": str(log.relative_to(run_dir)),
-                            "cmd": "besa " + " ".join(args)}
+        st["steps"][key] = {
+            "done": False,
+            "digest": digest,
+            "wall_s": round(wall, 2),
+            "error": why[:500],
+            "log": str(log.relative_to(run_dir)),
+            "cmd": "besa " + " ".join(args),
+        }
         atomic_write_json(self.status_path(run_dir), st)
         self.failed.append(f"{run_dir.name}: {key}")
         print(f"{label} - FAILED after {wall:.1f} s: {why} (log: {log})", flush=True)
@@ -185,8 +207,11 @@ def _write_dense_masks(path: Path, template: Path) -> None:
 
     _, shapes, manifest = read_masks_packed(template)
     keep = {n: np.ones(s, dtype=bool) for n, s in shapes.items()}
-    write_masks(path, keep, {"method": "dense", "target": 0.0, "pattern": None, "model": manifest.get("model"),
-                             "note": "all weights kept: the dense run's simulation workload"})
+    write_masks(
+        path,
+        keep,
+        {"method": "dense", "target": 0.0, "pattern": None, "model": manifest.get("model"), "note": "all weights kept: the dense run's simulation workload"},
+    )
 
 
 def check_steps(exp, out: Path, dry_run: bool = False) -> None:
@@ -206,8 +231,7 @@ def check_steps(exp, out: Path, dry_run: bool = False) -> None:
         for key, value in tbl.items():
             lines.append((f"[options.{method}].{key}", ["prune", "--method", method, "--out", str(scratch)] + option_flags({key: value})))
     if pruned:
-        lines.append(("[calibration].dataset", ["prune", "--method", pruned[0].method, "--out", str(scratch),
-                                                "--calib-dataset", exp.calibration.dataset]))
+        lines.append(("[calibration].dataset", ["prune", "--method", pruned[0].method, "--out", str(scratch), "--calib-dataset", exp.calibration.dataset]))
     lines.append(("[eval].dataset", ["eval", "--dataset", exp.eval.dataset, "--out", str(scratch)]))
     for s in specs:
         d = out / s.name
@@ -228,8 +252,7 @@ def check_steps(exp, out: Path, dry_run: bool = False) -> None:
             raise UserError(f"{exp.source}: {where}: `besa {argv[0]}` rejects it: {err}")
 
 
-def run_experiment(exp, out: Path, dry_run: bool = False, report: bool = True, experiment_text: str | None = None,
-                   wait: bool = False) -> int:
+def run_experiment(exp, out: Path, dry_run: bool = False, report: bool = True, experiment_text: str | None = None, wait: bool = False) -> int:
     """Run (or resume) every step of ``exp`` into ``out``; return 0, or 1 when some step failed.
 
     ``out`` is checked (writable, not a file) in a dry run too; a real run holds its writer lock
@@ -248,8 +271,11 @@ def _run_experiment(exp, out: Path, dry_run: bool, report: bool, experiment_text
     specs = exp.run_specs()
     sims = [(t.preset, m, t.tokens) for t in exp.simulate for m in t.modes]
     n_steps = sum((0 if s.dense else 1) + 1 + len(sims) for s in specs) + (1 if exp.whatif else 0)
-    print(f"besa run: experiment {exp.experiment.name!r} ({exp.source}), model {exp.experiment.model}: "
-          f"{len(specs)} runs ({', '.join(s.name for s in specs)}), {len(sims)} simulation(s) each, {n_steps} steps -> {out}", flush=True)
+    print(
+        f"besa run: experiment {exp.experiment.name!r} ({exp.source}), model {exp.experiment.model}: "
+        f"{len(specs)} runs ({', '.join(s.name for s in specs)}), {len(sims)} simulation(s) each, {n_steps} steps -> {out}",
+        flush=True,
+    )
     if dry_run:
         for s in specs:
             d = out / s.name
@@ -269,6 +295,7 @@ def _run_experiment(exp, out: Path, dry_run: bool, report: bool, experiment_text
     runner = Runner(out, n_steps)
     statuses: dict[str, dict] = {}
     prune_digest: dict[str, str | None] = {}
+
     # Run by run (prune -> eval -> simulate), cheapest first in file order, so a long experiment
     # has complete runs early and an interrupted one keeps them.  The dense run is evaluated first
     # and simulated last: its all-kept workload takes the layer shapes from a pruned masks file.
@@ -279,8 +306,14 @@ def _run_experiment(exp, out: Path, dry_run: bool, report: bool, experiment_text
                 runner.count += 1
                 continue
             sd = d / "sim" / f"{preset}-{mode}"
-            runner.step(d, statuses[s.name], f"sim/{preset}-{mode}", sim_cmd(masks, preset, mode, tokens, sd, s.wbits),
-                        [sd / "layers.csv", sd / "summary.json"], upstream=prune_digest[s.name] or "")
+            runner.step(
+                d,
+                statuses[s.name],
+                f"sim/{preset}-{mode}",
+                sim_cmd(masks, preset, mode, tokens, sd, s.wbits),
+                [sd / "layers.csv", sd / "summary.json"],
+                upstream=prune_digest[s.name] or "",
+            )
 
     for s in sorted(specs, key=lambda s: not s.dense):
         d = out / s.name
@@ -316,16 +349,23 @@ def _run_experiment(exp, out: Path, dry_run: bool, report: bool, experiment_text
         runner.count += 1
         _run_whatif(exp, out, runner)
     wall = time.perf_counter() - t0
-    atomic_write_json(out / "experiment.json", {"name": exp.experiment.name, "source": exp.source, "runs": [s.name for s in specs],
-                                                "failed_steps": runner.failed, "wall_s": round(wall, 1)})
+    atomic_write_json(
+        out / "experiment.json",
+        {"name": exp.experiment.name, "source": exp.source, "runs": [s.name for s in specs], "failed_steps": runner.failed, "wall_s": round(wall, 1)},
+    )
     if report:
         from reports.cli import build_report
 
-        notes = [f"besa run wall time: {wall / 60:.1f} min ({wall:.0f} s) for this invocation (finished steps of earlier invocations are skipped, not re-timed)."]
+        notes = [
+            f"besa run wall time: {wall / 60:.1f} min ({wall:.0f} s) for this invocation (finished steps of earlier invocations are skipped, not re-timed)."
+        ]
         page = build_report([out], out, title=f"besa run: {exp.experiment.name}", notes=notes)
         print(f"report: {page.resolve()}")
-    print(f"besa run: total wall time {wall:.1f} s ({wall / 60:.1f} min); "
-          + (f"{len(runner.failed)} step(s) failed: {'; '.join(runner.failed)}" if runner.failed else "all steps done"), flush=True)
+    print(
+        f"besa run: total wall time {wall:.1f} s ({wall / 60:.1f} min); "
+        + (f"{len(runner.failed)} step(s) failed: {'; '.join(runner.failed)}" if runner.failed else "all steps done"),
+        flush=True,
+    )
     return 1 if runner.failed else 0
 
 
@@ -340,8 +380,14 @@ def _run_whatif(exp, out: Path, runner: Runner) -> None:
         print(f"{label} - skipped: {masks} does not exist (its prune step failed?)", flush=True)
         runner.failed.append("whatif: no masks")
         return
-    spec = parse_sweep({"sweep": {"preset": w.preset, "mode": w.mode, "tokens": list(w.tokens), "seed": exp.experiment.seed},
-                        "grid": dict(w.grid), "workload": [{"name": w.run, "masks": str(masks.resolve())}]}, source=f"{exp.source}: [whatif]")
+    spec = parse_sweep(
+        {
+            "sweep": {"preset": w.preset, "mode": w.mode, "tokens": list(w.tokens), "seed": exp.experiment.seed},
+            "grid": dict(w.grid),
+            "workload": [{"name": w.run, "masks": str(masks.resolve())}],
+        },
+        source=f"{exp.source}: [whatif]",
+    )
     print(f"{label} ...", flush=True)
     res = run_sweep(spec, out / "whatif", workers=w.workers, progress=False)
     print(f"{label} - {res.total} points ({res.skipped} already done, {res.failed} failed) in {res.wall_s:.1f} s", flush=True)
@@ -365,5 +411,4 @@ def run(args) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    return run_experiment(exp, Path(args.out), dry_run=args.dry_run, report=not args.no_report, experiment_text=path.read_text(),
-                          wait=args.wait)
+    return run_experiment(exp, Path(args.out), dry_run=args.dry_run, report=not args.no_report, experiment_text=path.read_text(), wait=args.wait)

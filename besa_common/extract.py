@@ -40,14 +40,28 @@ CHUNK_BYTES = 16 << 20  # rows of one tensor read at a time (peak ~1.5x this + t
 PICKLED = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 # safetensors dtype -> (unsigned view dtype, mask of the non-sign bits): value == ±0 iff bits & mask == 0
 _ZERO_VIEW: dict[str, tuple[type, int]] = {
-    "F64": (np.uint64, 0x7FFF_FFFF_FFFF_FFFF), "F32": (np.uint32, 0x7FFF_FFFF), "F16": (np.uint16, 0x7FFF),
-    "BF16": (np.uint16, 0x7FFF), "F8_E4M3": (np.uint8, 0x7F), "F8_E5M2": (np.uint8, 0x7F),
-    "I64": (np.uint64, ~0 & 0xFFFF_FFFF_FFFF_FFFF), "I32": (np.uint32, 0xFFFF_FFFF), "I16": (np.uint16, 0xFFFF),
-    "I8": (np.uint8, 0xFF), "U8": (np.uint8, 0xFF),
+    "F64": (np.uint64, 0x7FFF_FFFF_FFFF_FFFF),
+    "F32": (np.uint32, 0x7FFF_FFFF),
+    "F16": (np.uint16, 0x7FFF),
+    "BF16": (np.uint16, 0x7FFF),
+    "F8_E4M3": (np.uint8, 0x7F),
+    "F8_E5M2": (np.uint8, 0x7F),
+    "I64": (np.uint64, ~0 & 0xFFFF_FFFF_FFFF_FFFF),
+    "I32": (np.uint32, 0xFFFF_FFFF),
+    "I16": (np.uint16, 0xFFFF),
+    "I8": (np.uint8, 0xFF),
+    "U8": (np.uint8, 0xFF),
 }
 _HF_LINEAR = re.compile(r"^(?:model\.)?layers\.(\d+)\.(self_attn|mlp)\.(q|k|v|o|gate|up|down)_proj$")
-_GGUF_LINEAR = {"attn_q": "q_proj", "attn_k": "k_proj", "attn_v": "v_proj", "attn_output": "o_proj",
-                "ffn_gate": "gate_proj", "ffn_up": "up_proj", "ffn_down": "down_proj"}
+_GGUF_LINEAR = {
+    "attn_q": "q_proj",
+    "attn_k": "k_proj",
+    "attn_v": "v_proj",
+    "attn_output": "o_proj",
+    "ffn_gate": "gate_proj",
+    "ffn_up": "up_proj",
+    "ffn_down": "down_proj",
+}
 SPARSE_FORMATS = ("sparse-bitmask", "sparse-24-bitmask")
 
 
@@ -208,8 +222,10 @@ def from_gguf(path: Path) -> Extracted:
             quantized.add(t.tensor_type.name)
         ex.add(f"model.layers.{int(m.group(1))}.{LINEAR_OF[proj]}", np.packbits(keep, axis=1, bitorder="little"), *keep.shape)
     if quantized:
-        ex.warnings.append(f"{path.name}: weights are quantised ({', '.join(sorted(quantized))}); quantisation itself rounds "
-                           "small weights to 0, so these masks count those as pruned")
+        ex.warnings.append(
+            f"{path.name}: weights are quantised ({', '.join(sorted(quantized))}); quantisation itself rounds "
+            "small weights to 0, so these masks count those as pruned"
+        )
     ex.source.update(quantization=sorted(quantized) or None)
     return ex
 
@@ -239,8 +255,7 @@ def _check_arch(cfg: dict, where: Path) -> None:
 
 
 def _refuse_pickle(path: Path) -> None:
-    raise UserError(f"{path}: pickled checkpoints are never loaded (unpickling runs arbitrary code); "
-                    "convert it to safetensors first")
+    raise UserError(f"{path}: pickled checkpoints are never loaded (unpickling runs arbitrary code); convert it to safetensors first")
 
 
 def _from_dir(d: Path) -> Extracted:
@@ -258,8 +273,7 @@ def _from_dir(d: Path) -> Extracted:
     if fmt is not None and fmt not in SPARSE_FORMATS + ("dense",):
         raise UserError(f"{d}: compressed-tensors sparsity format {fmt!r} is not supported (supported: {', '.join(SPARSE_FORMATS)})")
     ex = from_safetensors(files, bitmask=fmt in SPARSE_FORMATS)
-    ex.source.update(kind="compressed-tensors" if fmt in SPARSE_FORMATS else "hf-zeros", format=fmt,
-                     files=[p.name for p in files])
+    ex.source.update(kind="compressed-tensors" if fmt in SPARSE_FORMATS else "hf-zeros", format=fmt, files=[p.name for p in files])
     return ex
 
 
@@ -329,4 +343,3 @@ def _holds_weights(header: dict) -> bool:
 def warn(ex: Extracted, stream=None) -> None:
     for w in ex.warnings:
         print(f"warning: {w}", file=stream or sys.stderr)
-

@@ -321,16 +321,18 @@ def dir_lock(directory: str | os.PathLike, wait: bool = False, command: str | No
         holder = _holder_text(info_path)
         if not wait:
             time.sleep(0.2)  # a holder that just took the lock writes its info file within ms
-            raise UserError(f"{directory} is being written by {_holder_text(info_path)}; "
-                            f"wait for it to finish or pass --wait") from None
+            raise UserError(f"{directory} is being written by {_holder_text(info_path)}; wait for it to finish or pass --wait") from None
         print(f"besa: {directory} is being written by {holder}; waiting for it (--wait)", file=sys.stderr, flush=True)
         lock.acquire()
     except OSError as exc:
         raise UserError(f"cannot lock {directory}: {exc.strerror or exc} ({lock_path})") from None
     try:
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "command": command if command is not None else " ".join(["besa", *sys.argv[1:]])}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "command": command if command is not None else " ".join(["besa", *sys.argv[1:]]),
+        }
         atomic_write_json(info_path, info)
         yield DirLock(directory, lock_path, info_path)
     finally:
@@ -344,8 +346,9 @@ def _within(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
-def check_output_path(path: str | os.PathLike, *, flag: str = "--out", kind: str = "dir",
-                      inputs: Iterable[str | os.PathLike | None] = (), replaces: Iterable[str] | None = None) -> Path:
+def check_output_path(
+    path: str | os.PathLike, *, flag: str = "--out", kind: str = "dir", inputs: Iterable[str | os.PathLike | None] = (), replaces: Iterable[str] | None = None
+) -> Path:
     """Check an output path BEFORE any slow work; return it.  One-line :class:`UserError` when:
 
     * it exists but is of the wrong kind (``kind="dir"``: a file; ``kind="file"``: a directory);
@@ -384,6 +387,8 @@ def check_output_path(path: str | os.PathLike, *, flag: str = "--out", kind: str
     if replaces is not None and p.is_dir():
         other = sorted(c.name for c in p.iterdir() if not c.name.startswith(".") and c.name not in set(replaces))
         if other:
-            raise UserError(f"{flag} {p} holds other files ({', '.join(other[:3])}{' ...' if len(other) > 3 else ''}); "
-                            f"it is replaced as a whole: choose a new or empty directory")
+            raise UserError(
+                f"{flag} {p} holds other files ({', '.join(other[:3])}{' ...' if len(other) > 3 else ''}); "
+                f"it is replaced as a whole: choose a new or empty directory"
+            )
     return p

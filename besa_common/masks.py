@@ -177,8 +177,7 @@ def _popcount(packed: np.ndarray) -> int:
     """Number of 1 bits in a uint8 array (counted 64 bits at a time: ~8x fewer elements)."""
     flat = np.ascontiguousarray(packed).reshape(-1)
     head = flat.size - flat.size % 8
-    return int(np.bitwise_count(flat[:head].view(np.uint64)).sum(dtype=np.int64)
-               + np.bitwise_count(flat[head:]).sum(dtype=np.int64))
+    return int(np.bitwise_count(flat[:head].view(np.uint64)).sum(dtype=np.int64) + np.bitwise_count(flat[head:]).sum(dtype=np.int64))
 
 
 def validate_masks(packed: dict[str, np.ndarray], shapes: dict[str, tuple[int, int]], manifest: dict, where: str) -> None:

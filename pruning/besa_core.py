@@ -154,8 +154,7 @@ class _SteMaskedWeight(torch.autograd.Function):
         return None, None, gcp, None, None
 
 
-def masked_weight(W: torch.Tensor, hard: torch.Tensor, p: torch.Tensor, index: torch.Tensor,
-                  index_max: int | None = None) -> torch.Tensor:
+def masked_weight(W: torch.Tensor, hard: torch.Tensor, p: torch.Tensor, index: torch.Tensor, index_max: int | None = None) -> torch.Tensor:
     """``W * ste_mask(hard, soft_keep(p, index))`` (fp32 ``[R, C]``), bit-identical in value and gradient.
 
     ``W``: fp32 ``[R, C]`` (no gradient); ``hard``: bool keep mask; ``p``: ``[rows, D]`` coefficients

@@ -38,8 +38,12 @@ def add_arguments(parser) -> None:
     ppl.add_argument("--split", default="test", choices=["train", "validation", "test"], help="split of the dataset (default test)")
     ppl.add_argument("--data-path", default=None, help="local files for wikitext2/ptb/c4 in their native formats")
     ppl.add_argument("--seqlen", type=int, default=None, help=f"window length in tokens (default {DEFAULT_SEQLEN}, the paper's)")
-    ppl.add_argument("--eval-ids", default=None, metavar="FILE.npy",
-                     help="exact evaluation windows: an integer .npy array [w, T] of token ids (e.g. another tool's); replaces --dataset")
+    ppl.add_argument(
+        "--eval-ids",
+        default=None,
+        metavar="FILE.npy",
+        help="exact evaluation windows: an integer .npy array [w, T] of token ids (e.g. another tool's); replaces --dataset",
+    )
     ppl.add_argument("--max-windows", type=int, default=None, help="evaluate at most this many windows (from the start)")
     ppl.add_argument("--no-ppl", action="store_true", help="skip perplexity")
     run = parser.add_argument_group("execution")

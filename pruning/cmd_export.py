@@ -17,15 +17,21 @@ def add_arguments(parser) -> None:
 
     parser.add_argument("--model", required=True, help="smollm2-135m, a local HF directory or a .gguf file")
     parser.add_argument("--masks", required=True, type=Path, help="masks file (besa prune's DIR/masks.safetensors) or its run directory")
-    parser.add_argument("--format", required=True, choices=FORMATS,
-                        help="hf = plain HF directory (zeros stored, same size as dense); "
-                             "compressed = compressed-tensors sparse-bitmask (non-zeros + 1 bit per weight; "
-                             "sparse-24-bitmask when every mask is 2:4, what vLLM's 2:4 kernels serve)")
+    parser.add_argument(
+        "--format",
+        required=True,
+        choices=FORMATS,
+        help="hf = plain HF directory (zeros stored, same size as dense); "
+        "compressed = compressed-tensors sparse-bitmask (non-zeros + 1 bit per weight; "
+        "sparse-24-bitmask when every mask is 2:4, what vLLM's 2:4 kernels serve)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="output directory (written atomically)")
-    parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32",
-                        help="dtype of the stored weights (default float32: logits equal the in-memory masked model)")
-    parser.add_argument("--no-quant", action="store_true",
-                        help="ignore quant.safetensors next to the masks (default: apply it, storing fake-quantized weights)")
+    parser.add_argument(
+        "--dtype", choices=tuple(DTYPES), default="float32", help="dtype of the stored weights (default float32: logits equal the in-memory masked model)"
+    )
+    parser.add_argument(
+        "--no-quant", action="store_true", help="ignore quant.safetensors next to the masks (default: apply it, storing fake-quantized weights)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     parser.add_argument("--wait", action="store_true", help="if another writer holds --out, wait for it instead of failing at once")
 

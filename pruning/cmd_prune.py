@@ -51,7 +51,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model", default="smollm2-135m", help="smollm2-135m (default), a local HF directory or a .gguf file")
     parser.add_argument("--method", required=True, metavar="METHOD", help=f"pruning method: {', '.join(sorted(methods))}")
     parser.add_argument("--sparsity", type=float, default=None, help="fraction of weights pruned per layer, in (0, 1); default 0.5 (1 - N/M with --pattern)")
-    parser.add_argument("--pattern", default=None, metavar="N:M", help="semi-structured N:M: at most N of every M consecutive input weights KEPT (2:4, 4:8; 1:4 = 75%% sparse)")
+    parser.add_argument(
+        "--pattern", default=None, metavar="N:M", help="semi-structured N:M: at most N of every M consecutive input weights KEPT (2:4, 4:8; 1:4 = 75%% sparse)"
+    )
     parser.add_argument("--layer-sparsity", default=None, metavar="FILE", help="JSON {HF module name: sparsity} overriding --sparsity per layer")
     parser.add_argument("--out", required=True, metavar="DIR", help="run directory to write")
     cal = parser.add_argument_group("calibration")
@@ -59,25 +61,42 @@ def add_arguments(parser) -> None:
     cal.add_argument("--data-path", default=None, help="local files for wikitext2/ptb/c4 in their native formats")
     cal.add_argument("--nsamples", type=int, default=None, help=f"calibration windows (default {DEFAULT_NSAMPLES}, the paper's)")
     cal.add_argument("--seqlen", type=int, default=None, help=f"tokens per window (default {DEFAULT_SEQLEN}, the paper's)")
-    cal.add_argument("--calib-ids", default=None, metavar="FILE.npy",
-                     help="exact calibration tokens: an integer .npy array [n, T] of token ids (e.g. another tool's); replaces the sampler")
+    cal.add_argument(
+        "--calib-ids",
+        default=None,
+        metavar="FILE.npy",
+        help="exact calibration tokens: an integer .npy array [n, T] of token ids (e.g. another tool's); replaces the sampler",
+    )
     cal.add_argument("--seed", type=int, default=0, help="calibration sampling and method seed")
     run = parser.add_argument_group("execution")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="compute device; with cuda only one block is on the GPU at a time")
     run.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32", help="compute dtype (16-bit = autocast; weights stay fp32)")
-    run.add_argument("--target", choices=["pruned", "dense"], default="pruned", help="reconstruction targets for methods that use them: dense block on pruned inputs (default) or the dense trajectory")
+    run.add_argument(
+        "--target",
+        choices=["pruned", "dense"],
+        default="pruned",
+        help="reconstruction targets for methods that use them: dense block on pruned inputs (default) or the dense trajectory",
+    )
     run.add_argument("--offload-acts", action="store_true", help="keep activation buffers on CPU (saves GPU memory)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--save-model", default=None, metavar="DIR", help="also save the pruned model as a HF directory (safetensors + tokenizer)")
     run.add_argument("--wait", action="store_true", help="if another writer holds --out, wait for it instead of failing at once")
     wu = parser.add_argument_group("weight update (after the masks are chosen; pruning/weight_update.py)")
-    wu.add_argument("--weight-update", choices=["none", "obs", "admm"], default="none",
-                    help="with each method's masks fixed, move the kept weights to minimise ||X W0^T - X W^T||^2 on the calibration inputs: "
-                         "obs = SparseGPT's sequential OBS update, admm = ADMM (Boza 2024); default none")
+    wu.add_argument(
+        "--weight-update",
+        choices=["none", "obs", "admm"],
+        default="none",
+        help="with each method's masks fixed, move the kept weights to minimise ||X W0^T - X W^T||^2 on the calibration inputs: "
+        "obs = SparseGPT's sequential OBS update, admm = ADMM (Boza 2024); default none",
+    )
     wu.add_argument("--update-damp", type=float, default=0.01, help="ridge λ of the update (admm: λ·diag(H); obs: λ·mean diag, SparseGPT's); default 0.01")
     wu.add_argument("--admm-iters", type=int, default=20, help="ADMM iterations (default 20)")
     wu.add_argument("--admm-rho", type=float, default=0.3, help="ADMM penalty ρ in diag-normalised coordinates, constant (default 0.3)")
-    wu.add_argument("--admm-exact", action="store_true", help="finish ADMM with the exact per-row least-squares solve on the kept weights (the optimum; slow on wide layers)")
+    wu.add_argument(
+        "--admm-exact",
+        action="store_true",
+        help="finish ADMM with the exact per-row least-squares solve on the kept weights (the optimum; slow on wide layers)",
+    )
     q = parser.add_argument_group("quantization")
     q.add_argument("--wbits", type=int, default=None, help="weight-only quantization bits after pruning (e.g. 4)")
     q.add_argument("--group-size", type=int, default=128, help="quantization group along in-features (must divide them)")
@@ -132,7 +151,9 @@ def run(args) -> int:
         QuantSpec(args.wbits, args.group_size)
     from pruning.weight_update import WeightUpdateConfig
 
-    args.weight_update_config = WeightUpdateConfig(mode=args.weight_update, damp=args.update_damp, iters=args.admm_iters, rho=args.admm_rho, exact=args.admm_exact)
+    args.weight_update_config = WeightUpdateConfig(
+        mode=args.weight_update, damp=args.update_damp, iters=args.admm_iters, rho=args.admm_rho, exact=args.admm_exact
+    )
     layer_sparsity = _read_layer_sparsity(args.layer_sparsity)
     methods = _methods()
     if args.method not in methods:
@@ -231,5 +252,7 @@ def _prune(args, method, sparsity: float, pattern, layer_sparsity: dict[str, flo
         from pruning.models import save_model
 
         save_model(model, tokenizer, args.save_model)
-    print(f"[besa prune] {args.method} sparsity target {sparsity:g}{'' if pattern is None else f' ({args.pattern})'}: realised {manifest['realised_sparsity']:.4f} -> {Path(args.out) / 'masks.safetensors'} ({manifest['wall_s']:.0f} s)")
+    print(
+        f"[besa prune] {args.method} sparsity target {sparsity:g}{'' if pattern is None else f' ({args.pattern})'}: realised {manifest['realised_sparsity']:.4f} -> {Path(args.out) / 'masks.safetensors'} ({manifest['wall_s']:.0f} s)"
+    )
     return 0

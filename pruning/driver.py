@@ -64,8 +64,19 @@ from pruning.methods.base import LINEAR_NAMES, BlockInputs, BlockJob, BlockResul
 from pruning.weight_update import WeightUpdateConfig
 
 __all__ = [
-    "CHECKPOINT_VERSION", "DTYPES", "PATTERN_CONVENTION", "TARGET_MODES", "DriverConfig", "WeightUpdateConfig",
-    "autocast_context", "capture_inputs", "check_group_size", "forward_block", "layer_targets", "prune_model", "resolve_device",
+    "CHECKPOINT_VERSION",
+    "DTYPES",
+    "PATTERN_CONVENTION",
+    "TARGET_MODES",
+    "DriverConfig",
+    "WeightUpdateConfig",
+    "autocast_context",
+    "capture_inputs",
+    "check_group_size",
+    "forward_block",
+    "layer_targets",
+    "prune_model",
+    "resolve_device",
 ]
 
 
@@ -129,8 +140,17 @@ class _Run:
     def job(self, i: int) -> BlockJob:
         prefix = f"model.layers.{i}."
         c = self.config
-        return BlockJob(index=i, prefix=prefix, sparsity={n: self.targets[prefix + n] for n in LINEAR_NAMES}, pattern=c.pattern,
-                        device=self.device, autocast_dtype=self.autocast_dtype, seed=c.seed, wbits=c.wbits, group_size=c.group_size)
+        return BlockJob(
+            index=i,
+            prefix=prefix,
+            sparsity={n: self.targets[prefix + n] for n in LINEAR_NAMES},
+            pattern=c.pattern,
+            device=self.device,
+            autocast_dtype=self.autocast_dtype,
+            seed=c.seed,
+            wbits=c.wbits,
+            group_size=c.group_size,
+        )
 
 
 def _prune_block(run: _Run, block: nn.Module, job: BlockJob):
@@ -204,8 +224,20 @@ def _start(model, method: PruningMethod, calib: torch.Tensor, config: DriverConf
         if bad:
             raise UserError(f"{method.name} planned an impossible sparsity {next(iter(bad.items()))}; lower --sparsity or the method's spread")
     hidden = inputs.hidden
-    return _Run(method, config, device, autocast_dtype, ckpt, targets, inputs.kwargs, hidden, needs_inputs, use_dense,
-                dense=hidden.clone() if use_dense else None, scratch=torch.empty_like(hidden) if method.needs_targets else None)
+    return _Run(
+        method,
+        config,
+        device,
+        autocast_dtype,
+        ckpt,
+        targets,
+        inputs.kwargs,
+        hidden,
+        needs_inputs,
+        use_dense,
+        dense=hidden.clone() if use_dense else None,
+        scratch=torch.empty_like(hidden) if method.needs_targets else None,
+    )
 
 
 def prune_model(
@@ -244,7 +276,8 @@ def prune_model(
         _run_block(run, i, layers[i])
         if on_block_done is not None:
             on_block_done(i)
-    manifest = write_run(out, model, method, config, meta, run.keep_all, run.records, run.qparams_all, run.targets,
-                         time.time() - t_start, run.updated_all, ckpt)
+    manifest = write_run(
+        out, model, method, config, meta, run.keep_all, run.records, run.qparams_all, run.targets, time.time() - t_start, run.updated_all, ckpt
+    )
     shutil.rmtree(ckpt.root, ignore_errors=True)
     return manifest

@@ -91,8 +91,17 @@ def dense_prepass(method: PruningMethod, layers, inputs: BlockInputs, device, co
     for i in tqdm(range(len(layers)), desc=f"{method.name} pre-pass", unit="block", disable=not config.progress, file=sys.stderr):
         block = layers[i]
         block.to(device)
-        job = BlockJob(index=i, prefix=f"model.layers.{i}.", sparsity={}, pattern=config.pattern, device=device,
-                       autocast_dtype=autocast_dtype, seed=config.seed, wbits=config.wbits, group_size=config.group_size)
+        job = BlockJob(
+            index=i,
+            prefix=f"model.layers.{i}.",
+            sparsity={},
+            pattern=config.pattern,
+            device=device,
+            autocast_dtype=autocast_dtype,
+            seed=config.seed,
+            wbits=config.wbits,
+            group_size=config.group_size,
+        )
         method.observe_block(block, BlockInputs(hidden=hidden, kwargs=inputs.kwargs), job)
         forward_block(block, hidden, hidden, inputs.kwargs, device, autocast_dtype)
         if device.type != "cpu":

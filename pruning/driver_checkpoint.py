@@ -66,7 +66,15 @@ class Checkpoint:
     def path(self, i: int) -> Path:
         return self.root / f"block-{i:03d}.safetensors"
 
-    def save(self, i: int, keep: dict[str, torch.Tensor], updates: dict[str, torch.Tensor], finals: dict[str, torch.Tensor], qparams: dict[str, torch.Tensor], record: dict) -> None:
+    def save(
+        self,
+        i: int,
+        keep: dict[str, torch.Tensor],
+        updates: dict[str, torch.Tensor],
+        finals: dict[str, torch.Tensor],
+        qparams: dict[str, torch.Tensor],
+        record: dict,
+    ) -> None:
         """``updates``: weights the method changed, after masking, before quantization (what
         ``DIR/weights.safetensors`` stores); ``finals``: every linear's final weights when quantized."""
         from safetensors.torch import save

@@ -82,11 +82,7 @@ def autocast_context(device: torch.device, dtype: torch.dtype | None):
 
 def layer_targets(config: DriverConfig, n_blocks: int) -> dict[str, float]:
     """HF module name -> target sparsity for every prunable linear (``layer_sparsity`` or uniform)."""
-    return {
-        f"model.layers.{i}.{n}": float(config.layer_sparsity.get(f"model.layers.{i}.{n}", config.sparsity))
-        for i in range(n_blocks)
-        for n in LINEAR_NAMES
-    }
+    return {f"model.layers.{i}.{n}": float(config.layer_sparsity.get(f"model.layers.{i}.{n}", config.sparsity)) for i in range(n_blocks) for n in LINEAR_NAMES}
 
 
 def check_group_size(model, group_size: int) -> None:

@@ -64,8 +64,20 @@ def versions() -> dict[str, str]:
     return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__, "besa-toolkit": besa}
 
 
-def write_run(out: Path, model, method, config, meta, keep_all, records, qparams_all, targets_all, wall_s: float,
-               updated_all: dict[str, tuple[int, str]], ckpt: Checkpoint) -> dict:
+def write_run(
+    out: Path,
+    model,
+    method,
+    config,
+    meta,
+    keep_all,
+    records,
+    qparams_all,
+    targets_all,
+    wall_s: float,
+    updated_all: dict[str, tuple[int, str]],
+    ckpt: Checkpoint,
+) -> dict:
     from besa_common.masks import encode_masks
     from besa_common.weights import FILENAME, write_weights
 
@@ -104,7 +116,11 @@ def write_run(out: Path, model, method, config, meta, keep_all, records, qparams
     else:
         from pruning.quant import save_quant
 
-        save_quant(out / "quant.safetensors", qparams_all, {"wbits": config.wbits, "group_size": config.group_size, "method": "lwc" if any(k.endswith(".clip_upper") for k in qparams_all) else "rtn"})
+        save_quant(
+            out / "quant.safetensors",
+            qparams_all,
+            {"wbits": config.wbits, "group_size": config.group_size, "method": "lwc" if any(k.endswith(".clip_upper") for k in qparams_all) else "rtn"},
+        )
     allocation = {"version": 1, "method": method.name, "target": config.sparsity, "layers": alloc_layers}
     if blocks:
         allocation["blocks"] = blocks

@@ -251,8 +251,7 @@ def check_export_out(out, overwrite: bool, inputs=()) -> Path:
     return out
 
 
-def export_model(model, tokenizer, out: Path, fmt: str, quantized: bool = False, overwrite: bool = False,
-                 keep: dict | None = None) -> ExportReport:
+def export_model(model, tokenizer, out: Path, fmt: str, quantized: bool = False, overwrite: bool = False, keep: dict | None = None) -> ExportReport:
     """Write the (already masked) ``model`` + ``tokenizer`` to ``out`` in format ``fmt`` atomically.
 
     ``keep``: the masks (module name -> bool ``[out, in]``) the model was pruned with; ``compressed``

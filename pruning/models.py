@@ -139,8 +139,6 @@ def _gguf_architecture(path: Path) -> str:
         raise UserError(f"{path} is not a readable GGUF file ({msg})") from None
 
 
-
-
 def _converted_dir(gguf_path: Path, dest: Path) -> Path:
     """Convert ``gguf_path`` into ``dest`` once (temp dir + rename under a lock); return ``dest``."""
     if (dest / _DONE).is_file():

@@ -61,9 +61,7 @@ class QuantSpec:
     def check(self, name: str, in_features: int) -> None:
         """Raise a one-line UserError unless the group size divides ``in_features``."""
         if in_features % self.group_size:
-            raise UserError(
-                f"--group-size {self.group_size} does not divide the {in_features} input features of {name}"
-            )
+            raise UserError(f"--group-size {self.group_size} does not divide the {in_features} input features of {name}")
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:

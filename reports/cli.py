@@ -18,8 +18,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("dirs", nargs="+", metavar="DIR", help="run directories, folders of runs (besa run --out), or sweep outputs")
     parser.add_argument("--out", default=None, help="where to write report.html, table.csv, summary.csv, report.md (default: the first DIR)")
     parser.add_argument("--title", default="besa report", help="page title")
-    parser.add_argument("--format", default="", metavar="FMT[,FMT]",
-                        help="also write every figure as pdf and/or png in OUT/figures/ (SVG is always written)")
+    parser.add_argument("--format", default="", metavar="FMT[,FMT]", help="also write every figure as pdf and/or png in OUT/figures/ (SVG is always written)")
 
 
 def _load_sweeps(sweeps: list[Path]):
@@ -39,8 +38,7 @@ def _load_sweeps(sweeps: list[Path]):
     return pd.concat(frames, ignore_index=True)
 
 
-def build_report(dirs: list[str | Path], out: str | Path | None = None, title: str = "besa report", notes=(),
-                 formats=("svg",)) -> Path:
+def build_report(dirs: list[str | Path], out: str | Path | None = None, title: str = "besa report", notes=(), formats=("svg",)) -> Path:
     """Library entry point: find runs and sweeps under ``dirs``, render, return the report.html path."""
     from besa_common.errors import UserError
     from besa_common.fileio import check_output_path

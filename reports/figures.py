@@ -21,15 +21,40 @@ import numpy as np
 import pandas as pd
 
 from reports.fmt import number
-from reports.plotkit import (BOUND_COLORS, EXPERIMENT_COLORS, FigureData, NoData, boxes_overlap, color, marker, new_figure,
-                             order_runs, pick, place_labels, plain_log)
+from reports.plotkit import (
+    BOUND_COLORS,
+    EXPERIMENT_COLORS,
+    FigureData,
+    NoData,
+    boxes_overlap,
+    color,
+    marker,
+    new_figure,
+    order_runs,
+    pick,
+    place_labels,
+    plain_log,
+)
 from reports.table import PROJECTIONS, phase_of, summary_table
 
-__all__ = ["FIGURES", "FigureData", "NoData", "allocation", "row_sparsity", "layer_speedup", "speedup_vs_sparsity",
-           "ppl_vs_speedup", "roofline", "sweep_heatmaps", "compare_experiments", "build_figures", "boxes_overlap"]
+__all__ = [
+    "FIGURES",
+    "FigureData",
+    "NoData",
+    "allocation",
+    "row_sparsity",
+    "layer_speedup",
+    "speedup_vs_sparsity",
+    "ppl_vs_speedup",
+    "roofline",
+    "sweep_heatmaps",
+    "compare_experiments",
+    "build_figures",
+    "boxes_overlap",
+]
 
 UNIFORM_TOL = 0.001  # a run whose every layer is within 0.1 point of its target allocates uniformly
-DENSE_TOL = 1e-9     # a dense run's speedup must be 1.0 to this relative tolerance
+DENSE_TOL = 1e-9  # a dense run's speedup must be 1.0 to this relative tolerance
 
 
 def _proj_order(values) -> list[str]:
@@ -58,6 +83,7 @@ def _phases(tokens) -> dict[str, int]:
 
 # --- 1. allocation ---------------------------------------------------------------------------
 
+
 def allocation(df: pd.DataFrame) -> FigureData:
     """Realised minus target sparsity per layer (blocks × projections), one panel per run that does
     not allocate uniformly, all panels on ONE colour scale centred at 0 (percentage points)."""
@@ -77,8 +103,7 @@ def allocation(df: pd.DataFrame) -> FigureData:
             uniform.append(label)
             continue
         grids[label] = (grid, dev, target)
-    note = (f"Uniform allocation (every layer within {UNIFORM_TOL * 100:.1f} point of its target), not drawn: "
-            f"{', '.join(uniform)}.") if uniform else ""
+    note = (f"Uniform allocation (every layer within {UNIFORM_TOL * 100:.1f} point of its target), not drawn: {', '.join(uniform)}.") if uniform else ""
     if not grids:
         raise NoData(f"no run allocates sparsity unevenly. {note}".strip())
     span = max(float(np.nanmax(np.abs(d))) for _, d, _ in grids.values()) * 100.0
@@ -96,19 +121,29 @@ def allocation(df: pd.DataFrame) -> FigureData:
         step = max(1, len(grid.index) // 12)
         ax.set_yticks(range(0, len(grid.index), step), [int(b) for b in grid.index[::step]], fontsize=7)
         ax.set_title(f"{label} (target {target:.0%})", fontsize=9)
-        panels[label] = {"deviation_pt": dev * 100.0, "sparsity": grid.to_numpy(float), "target": target, "vmin": -span, "vmax": span,
-                         "blocks": [int(b) for b in grid.index], "projections": list(grid.columns)}
+        panels[label] = {
+            "deviation_pt": dev * 100.0,
+            "sparsity": grid.to_numpy(float),
+            "target": target,
+            "vmin": -span,
+            "vmax": span,
+            "blocks": [int(b) for b in grid.index],
+            "projections": list(grid.columns),
+        }
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel("decoder block")
     fig.colorbar(im, ax=axes.ravel().tolist(), label="realised − target sparsity (points)", shrink=0.9)
-    cap = (f"Realised minus target sparsity of every layer, in percentage points, on one colour scale shared by all panels "
-           f"(±{span:g} points; red = pruned more than the target, blue = less). {note}").strip()
+    cap = (
+        f"Realised minus target sparsity of every layer, in percentage points, on one colour scale shared by all panels "
+        f"(±{span:g} points; red = pruned more than the target, blue = less). {note}"
+    ).strip()
     return FigureData("allocation", "Per-layer sparsity allocation", fig, cap, panels, meta={"uniform": uniform, "vmin": -span, "vmax": span})
 
 
 # --- 2. per-row sparsity -----------------------------------------------------------------------
+
 
 def row_sparsity(rows: pd.DataFrame) -> FigureData:
     """Distribution of per-row sparsity (allocation.json ``row_sparsity``) per projection, one panel
@@ -150,18 +185,20 @@ def row_sparsity(rows: pd.DataFrame) -> FigureData:
         ax.set_xticks(range(len(names)), [p.replace("_proj", "") for p in names], fontsize=7)
         ax.set_ylim(*ylim)
         ax.set_title(f"{label}", fontsize=9)
-        panels[label] = {"values": vals, "target": target, "ylim": ylim,
-                         "median": {p: float(np.median(v)) for p, v in vals.items()}}
+        panels[label] = {"values": vals, "target": target, "ylim": ylim, "median": {p: float(np.median(v)) for p, v in vals.items()}}
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel("row sparsity (fraction pruned)")
-    cap = (f"Sparsity of each output row, pooled over the decoder blocks, per projection (violin = distribution, bar = median; "
-           f"dotted = the run's target). Shared y axis {ylim[0]:.2f}–{ylim[1]:.2f}. {note}").strip()
+    cap = (
+        f"Sparsity of each output row, pooled over the decoder blocks, per projection (violin = distribution, bar = median; "
+        f"dotted = the run's target). Shared y axis {ylim[0]:.2f}–{ylim[1]:.2f}. {note}"
+    ).strip()
     return FigureData("row_sparsity", "Per-row sparsity distribution", fig, cap, panels, meta={"uniform": uniform, "ylim": ylim})
 
 
 # --- 3. per-layer speedup ------------------------------------------------------------------------
+
 
 def layer_speedup(df: pd.DataFrame, preset: str | None = None) -> FigureData:
     """Speedup of every layer, grouped by projection (x) and ordered by block inside each group,
@@ -204,21 +241,32 @@ def layer_speedup(df: pd.DataFrame, preset: str | None = None) -> FigureData:
                 ax.axvline(k - 0.5, color="#dddddd", lw=0.5)
             ax.set_xticks(range(len(projs)), [p.replace("_proj", "") for p in projs], fontsize=7)
             ax.set_title(f"{label}: {phase} (N = {n}), model {model:.2f}×", fontsize=8)
-            panels[f"{label}|{phase}"] = {"tokens": n, "projection": g["projection"].to_numpy(), "block": blk, "x": x,
-                                          "speedup": g["speedup"].to_numpy(float), "bound": bound, "model_speedup": model}
+            panels[f"{label}|{phase}"] = {
+                "tokens": n,
+                "projection": g["projection"].to_numpy(),
+                "block": blk,
+                "x": x,
+                "speedup": g["speedup"].to_numpy(float),
+                "bound": bound,
+                "model_speedup": model,
+            }
         axes[i, 0].set_ylabel("speedup (×)")
     for b, c in BOUND_COLORS.items():
         axes[0, 0].scatter([], [], color=c, s=12, label=f"{b}-bound")
     axes[0, 0].plot([], [], color="#d62728", ls="--", lw=0.8, label="whole model")
     axes[0, 0].legend(fontsize=7, loc="best")
-    cap = (f"Speedup of every layer on {preset} (dense cycles / cycles), grouped by projection; within a group the points "
-           f"run from block 0 (left) to the last block (right). Blue = memory-bound, orange = compute-bound; dashed = whole "
-           f"model. Decode N = {phases.get('decode', '—')}, prefill N = {phases.get('prefill', '—')}.")
-    return FigureData(f"layer_speedup-{preset}", f"Per-layer speedup by projection ({preset})", fig, cap, panels,
-                      meta={"preset": preset, "ylim": ylim, "phases": phases})
+    cap = (
+        f"Speedup of every layer on {preset} (dense cycles / cycles), grouped by projection; within a group the points "
+        f"run from block 0 (left) to the last block (right). Blue = memory-bound, orange = compute-bound; dashed = whole "
+        f"model. Decode N = {phases.get('decode', '—')}, prefill N = {phases.get('prefill', '—')}."
+    )
+    return FigureData(
+        f"layer_speedup-{preset}", f"Per-layer speedup by projection ({preset})", fig, cap, panels, meta={"preset": preset, "ylim": ylim, "phases": phases}
+    )
 
 
 # --- 4. speedup vs sparsity (dot plot) ---------------------------------------------------------
+
 
 def speedup_vs_sparsity(df: pd.DataFrame) -> FigureData:
     """Dot plot: one row per run (labelled with its realised sparsity), one panel per (preset, mode,
@@ -227,8 +275,7 @@ def speedup_vs_sparsity(df: pd.DataFrame) -> FigureData:
     if summ.empty:
         raise NoData("no simulated runs")
     runs = order_runs(summ)
-    configs = sorted({(p, m, int(t)) for p, m, t in zip(summ["preset"], summ["mode"], summ["tokens"])},
-                     key=lambda c: (c[1] != "cycle", c[0], c[1], c[2]))
+    configs = sorted({(p, m, int(t)) for p, m, t in zip(summ["preset"], summ["mode"], summ["tokens"])}, key=lambda c: (c[1] != "cycle", c[0], c[1], c[2]))
     lo, hi = float(summ["speedup"].min()), float(summ["speedup"].max())
     xlim = (min(0.9, lo * 0.93), max(1.1, hi * 1.07))
     ncols = len(configs)
@@ -247,29 +294,54 @@ def speedup_vs_sparsity(df: pd.DataFrame) -> FigureData:
         if dense_ok is False:
             bad = float(dense.iloc[0])
             flags.append(f"{key}: the dense run shows {bad:.3f}×, not 1.0× — this mode's baseline is not the dense run's own cycles")
-            ax.text(0.5, 1.0 - 0.3 / max(1, len(runs)), f"⚠ dense = {bad:.3f}× ≠ 1.0×", transform=ax.transAxes, ha="center", va="center", color="#c00000",
-                    fontsize=8, fontweight="bold", bbox={"facecolor": "#ffecec", "edgecolor": "#c00000", "lw": 0.8})
+            ax.text(
+                0.5,
+                1.0 - 0.3 / max(1, len(runs)),
+                f"⚠ dense = {bad:.3f}× ≠ 1.0×",
+                transform=ax.transAxes,
+                ha="center",
+                va="center",
+                color="#c00000",
+                fontsize=8,
+                fontweight="bold",
+                bbox={"facecolor": "#ffecec", "edgecolor": "#c00000", "lw": 0.8},
+            )
             ax.set_facecolor("#fff6f6")
         ax.set_xlim(*xlim)
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("speedup vs dense (×)")
         ax.grid(axis="y", color="#eeeeee", lw=0.5)
-        panels[key] = {"label": g["label"].to_list(), "speedup": g["speedup"].to_numpy(float), "pattern": g["pattern"].to_list(),
-                       "marker": [marker(p) for p in g["pattern"]], "dense_speedup": dense.to_list(), "dense_ok": dense_ok}
-    axes[0, 0].set_yticks([ypos[r] for r in runs], [f"{r} ({realised.get(r, math.nan):.1%})" if pd.notna(realised.get(r)) else r for r in runs],
-                          fontsize=8)
+        panels[key] = {
+            "label": g["label"].to_list(),
+            "speedup": g["speedup"].to_numpy(float),
+            "pattern": g["pattern"].to_list(),
+            "marker": [marker(p) for p in g["pattern"]],
+            "dense_speedup": dense.to_list(),
+            "dense_ok": dense_ok,
+        }
+    axes[0, 0].set_yticks([ypos[r] for r in runs], [f"{r} ({realised.get(r, math.nan):.1%})" if pd.notna(realised.get(r)) else r for r in runs], fontsize=8)
     axes[0, 0].set_ylim(-0.7, len(runs) - 0.3)
     handles = [axes[0, -1].scatter([], [], marker=marker(p), color="#666666", label=p) for p in pd.unique(summ["pattern"].astype(str))]
     handles += [axes[0, -1].scatter([], [], marker="o", color=color(m), label=m) for m in pd.unique(summ["method"].astype(str))]
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(8, len(handles)), fontsize=7, frameon=False,
-               title="marker = pattern (grey), colour = method", title_fontsize=7)
-    cap = ("Whole-model speedup (Σ dense cycles / Σ cycles) of every run, in brackets its realised sparsity; one panel per "
-           "machine, mode and token count N on a shared axis. Marker = sparsity pattern, colour = method. A dense run must be "
-           "exactly 1.0×" + ("; FLAGGED: " + "; ".join(flags) if flags else " and is.") )
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=min(8, len(handles)),
+        fontsize=7,
+        frameon=False,
+        title="marker = pattern (grey), colour = method",
+        title_fontsize=7,
+    )
+    cap = (
+        "Whole-model speedup (Σ dense cycles / Σ cycles) of every run, in brackets its realised sparsity; one panel per "
+        "machine, mode and token count N on a shared axis. Marker = sparsity pattern, colour = method. A dense run must be "
+        "exactly 1.0×" + ("; FLAGGED: " + "; ".join(flags) if flags else " and is.")
+    )
     return FigureData("speedup_vs_sparsity", "Speedup of every run", fig, cap, panels, flags, meta={"xlim": xlim, "runs": runs})
 
 
 # --- 5. perplexity vs speedup (Pareto) ----------------------------------------------------------
+
 
 def _pareto(speedup: np.ndarray, ppl: np.ndarray) -> np.ndarray:
     """Mask of the points no other point beats on both (higher speedup, lower perplexity)."""
@@ -327,8 +399,7 @@ def ppl_vs_speedup(df: pd.DataFrame, preset: str | None = None) -> FigureData:
         ax.set_xlabel(f"speedup vs dense (×), {preset}/{mode}, {phase} N = {phases[phase]}")
         ax.set_title(f"{phase} (N = {phases[phase]})", fontsize=9)
         ax.legend(fontsize=7, loc="upper left")
-        panels[phase] = {"label": g["label"].to_list(), "speedup": sp, "ppl": pp, "front": g.loc[front, "label"].to_list(),
-                         "tokens": phases[phase]}
+        panels[phase] = {"label": g["label"].to_list(), "speedup": sp, "ppl": pp, "front": g.loc[front, "label"].to_list(), "tokens": phases[phase]}
     axes[0, 0].set_ylabel(f"perplexity ({_eval_size(summ)})")
     fig.draw_without_rendering()
     fig.set_layout_engine("none")  # freeze the layout: label boxes are measured in final display coordinates
@@ -336,12 +407,15 @@ def ppl_vs_speedup(df: pd.DataFrame, preset: str | None = None) -> FigureData:
         p = panels[phase]
         if len(p["label"]):
             p["label_boxes"] = place_labels(ax, p["speedup"], p["ppl"], p["label"])
-    cap = (f"Perplexity ({_eval_size(summ)}) against whole-model speedup on {preset}/{mode}: decode (what serving a token costs) "
-           f"and prefill side by side; dashed = Pareto front (no other run is both faster and better).")
+    cap = (
+        f"Perplexity ({_eval_size(summ)}) against whole-model speedup on {preset}/{mode}: decode (what serving a token costs) "
+        f"and prefill side by side; dashed = Pareto front (no other run is both faster and better)."
+    )
     return FigureData("ppl_vs_speedup", "Perplexity vs speedup (Pareto)", fig, cap, panels, flags, meta={"preset": preset, "eval": _eval_size(summ)})
 
 
 # --- 6. roofline ---------------------------------------------------------------------------------
+
 
 def _roofs(sim: pd.DataFrame) -> tuple[float | None, float | None]:
     peak = pick(sim["peak_macs_per_cycle"]) if "peak_macs_per_cycle" in sim.columns else None
@@ -389,8 +463,10 @@ def roofline(df: pd.DataFrame, preset: str | None = None) -> FigureData:
         if anomaly.any():
             a = g[anomaly]
             ax.scatter(a["oi"], a["perf"], s=70, facecolors="none", edgecolors="#c00000", lw=1.2, label="impossible (flagged)")
-            flags.append(f"roofline {phase}: {int(anomaly.sum())} layer point(s) above a roof: "
-                         + ", ".join(sorted({f'{r.label}:{r.layer}' for r in a.itertuples()})[:4]))
+            flags.append(
+                f"roofline {phase}: {int(anomaly.sum())} layer point(s) above a roof: "
+                + ", ".join(sorted({f"{r.label}:{r.layer}" for r in a.itertuples()})[:4])
+            )
         x0, x1 = float(g["oi"].min()) / 1.6, float(g["oi"].max()) * 1.6
         y0, y1 = float(g["perf"].min()) / 1.6, float(g["perf"].max()) * 1.6
         xs = np.logspace(np.log10(x0), np.log10(x1), 100)
@@ -407,18 +483,29 @@ def roofline(df: pd.DataFrame, preset: str | None = None) -> FigureData:
         ax.set_xlabel("dense MACs per DRAM byte")
         ax.set_ylabel("dense-equivalent MACs / cycle")
         ax.set_title(f"{phase} (N = {n}), {preset}", fontsize=9)
-        panels[phase] = {"tokens": n, "label": g["label"].to_list(), "layer": g["layer"].to_list(), "oi": g["oi"].to_numpy(float),
-                         "perf": g["perf"].to_numpy(float), "anomaly": anomaly, "peak": peak, "bw": bw, "xlim": (x0, x1), "ylim": (y0, y1)}
+        panels[phase] = {
+            "tokens": n,
+            "label": g["label"].to_list(),
+            "layer": g["layer"].to_list(),
+            "oi": g["oi"].to_numpy(float),
+            "perf": g["perf"].to_numpy(float),
+            "anomaly": anomaly,
+            "peak": peak,
+            "bw": bw,
+            "xlim": (x0, x1),
+            "ylim": (y0, y1),
+        }
     seen = {}
     for ax in axes[0]:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(lab, h)
     if seen:
         fig.legend(list(seen.values()), list(seen), loc="outside right center", fontsize=7, frameon=False)
-    cap = ("Every layer in dense-equivalent terms: work = the dense layer's MACs, so a pruned layer that runs faster sits higher "
-           "than its dense twin. Solid = memory roof (no layer can move more bytes per cycle than the DRAM gives); dashed = dense "
-           "compute peak, which only pruned layers may pass. Axes trimmed to the data. "
-           + (f"FLAGGED: {'; '.join(flags)}." if flags else "No point above a roof."))
+    cap = (
+        "Every layer in dense-equivalent terms: work = the dense layer's MACs, so a pruned layer that runs faster sits higher "
+        "than its dense twin. Solid = memory roof (no layer can move more bytes per cycle than the DRAM gives); dashed = dense "
+        "compute peak, which only pruned layers may pass. Axes trimmed to the data. " + (f"FLAGGED: {'; '.join(flags)}." if flags else "No point above a roof.")
+    )
     return FigureData(f"roofline-{preset}", f"Roofline per layer ({preset})", fig, cap, panels, flags, meta={"preset": preset})
 
 
@@ -435,8 +522,7 @@ def swept_fields(sweep: pd.DataFrame) -> list[str]:
     from simulator.sweep import RESULT_FIELDS
 
     ok = _ok_points(sweep)
-    swept = [c for c in ok.columns if c not in RESULT_FIELDS and c not in _NOT_SWEPT and c not in _FACET_COLUMNS
-             and ok[c].nunique(dropna=True) > 1]
+    swept = [c for c in ok.columns if c not in RESULT_FIELDS and c not in _NOT_SWEPT and c not in _FACET_COLUMNS and ok[c].nunique(dropna=True) > 1]
     return sorted(swept, key=lambda c: SWEEP_AXES.index(c) if c in SWEEP_AXES else len(SWEEP_AXES))
 
 
@@ -513,9 +599,9 @@ def sweep_heatmaps(sweep: pd.DataFrame, x: str | None = None, y: str | None = No
         tokens = int(key[0])
         facet = ", ".join(f"{f}={v}" for f, v in zip(facets, key[1:]))
         mhz = pick(g["_mhz"]) if g["_mhz"].nunique(dropna=True) == 1 else None
-        for col, (value, cmap, lims, norm) in enumerate([
-                (absolute, "viridis", alim[tokens], None),
-                ("speedup", "RdBu", snorm, LogNorm(vmin=snorm[0], vmax=snorm[1]))]):
+        for col, (value, cmap, lims, norm) in enumerate(
+            [(absolute, "viridis", alim[tokens], None), ("speedup", "RdBu", snorm, LogNorm(vmin=snorm[0], vmax=snorm[1]))]
+        ):
             ax = axes[row, col]
             grid = g.pivot_table(index=y, columns=x, values=value, aggfunc="first")
             kw = {"norm": norm} if norm is not None else {"vmin": lims[0], "vmax": lims[1]}
@@ -525,8 +611,15 @@ def sweep_heatmaps(sweep: pd.DataFrame, x: str | None = None, y: str | None = No
             vals = grid.to_numpy(float)
             for (i, j), v in np.ndenumerate(vals):
                 if np.isfinite(v):
-                    ax.text(j, i, f"{v:.2f}" if value == "speedup" else number(v, 3), ha="center", va="center", fontsize=6,
-                            color="k" if value == "speedup" or v > (lims[0] + lims[1]) / 2 else "w")
+                    ax.text(
+                        j,
+                        i,
+                        f"{v:.2f}" if value == "speedup" else number(v, 3),
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="k" if value == "speedup" or v > (lims[0] + lims[1]) / 2 else "w",
+                    )
             ax.set_xlabel(_axis_name(x, mhz), fontsize=8)
             ax.set_ylabel(_axis_name(y, mhz), fontsize=8)
             what = {"tokens_per_s": "tokens/s (linear layers)", "cycles_per_token": "cycles / token", "speedup": "speedup vs same machine dense (×)"}[value]
@@ -537,16 +630,32 @@ def sweep_heatmaps(sweep: pd.DataFrame, x: str | None = None, y: str | None = No
                 cb.set_ticks(ticks, labels=[f"{t:g}×" for t in ticks])
                 cb.minorticks_off()
             panels[f"N={tokens}|{facet}|{'speedup' if value == 'speedup' else 'absolute'}"] = {
-                "value": value, "grid": vals, "x": list(grid.columns), "y": list(grid.index), "vmin": lims[0], "vmax": lims[1],
-                "tokens": tokens, "facet": facet, "mhz": mhz}
-    cap = (f"What-if sweep over {x} × {y}. Left: absolute throughput ({'tokens per second at the preset clock' if absolute == 'tokens_per_s' else 'cycles per token: no clock known'}), "
-           f"one colour scale per token count; right: speedup vs the SAME machine's dense run, one scale centred at 1.0× for every panel "
-           f"({snorm[0]:.2f}–{snorm[1]:.2f}×). "
-           + (f"One row per value of {', '.join(facets)} (nothing is averaged away). " if facets else "")
-           + (f"{dropped} more facet row(s) not drawn; see the results file. " if dropped else ""))
+                "value": value,
+                "grid": vals,
+                "x": list(grid.columns),
+                "y": list(grid.index),
+                "vmin": lims[0],
+                "vmax": lims[1],
+                "tokens": tokens,
+                "facet": facet,
+                "mhz": mhz,
+            }
+    cap = (
+        f"What-if sweep over {x} × {y}. Left: absolute throughput ({'tokens per second at the preset clock' if absolute == 'tokens_per_s' else 'cycles per token: no clock known'}), "
+        f"one colour scale per token count; right: speedup vs the SAME machine's dense run, one scale centred at 1.0× for every panel "
+        f"({snorm[0]:.2f}–{snorm[1]:.2f}×). "
+        + (f"One row per value of {', '.join(facets)} (nothing is averaged away). " if facets else "")
+        + (f"{dropped} more facet row(s) not drawn; see the results file. " if dropped else "")
+    )
     fid = "sweep" if (x, y) == tuple(swept[:2]) else f"sweep-{x}-{y}"
-    return FigureData(fid, f"What-if sweep: {x} × {y}", fig, cap.strip(), panels,
-                      meta={"x": x, "y": y, "facets": facets, "speedup_lims": snorm, "absolute": absolute, "dropped": dropped})
+    return FigureData(
+        fid,
+        f"What-if sweep: {x} × {y}",
+        fig,
+        cap.strip(),
+        panels,
+        meta={"x": x, "y": y, "facets": facets, "speedup_lims": snorm, "absolute": absolute, "dropped": dropped},
+    )
 
 
 def sweep_pairs(sweep: pd.DataFrame | None) -> list[tuple[str, str]]:
@@ -558,6 +667,7 @@ def sweep_pairs(sweep: pd.DataFrame | None) -> list[tuple[str, str]]:
 
 
 # --- 8. two experiments side by side ------------------------------------------------------------
+
 
 def compare_experiments(df: pd.DataFrame, preset: str | None = None) -> FigureData:
     """Runs of several experiments side by side: per run name, one marker per experiment (joined by a
@@ -574,7 +684,9 @@ def compare_experiments(df: pd.DataFrame, preset: str | None = None) -> FigureDa
     phases = _phases(sim["tokens"])
     metrics = {"perplexity": summ.groupby("label").first()[["experiment", "run", "ppl"]].rename(columns={"ppl": "value"})}
     for phase, n in phases.items():
-        metrics[f"{phase} speedup (N = {n})"] = sim[sim["tokens"] == n].groupby("label").first()[["experiment", "run", "speedup"]].rename(columns={"speedup": "value"})
+        metrics[f"{phase} speedup (N = {n})"] = (
+            sim[sim["tokens"] == n].groupby("label").first()[["experiment", "run", "speedup"]].rename(columns={"speedup": "value"})
+        )
     names = list(dict.fromkeys(r for lab in order_runs(summ) for r in summ.loc[summ["label"] == lab, "run"].iloc[:1]))
     ypos = {r: len(names) - 1 - i for i, r in enumerate(names)}
     fig, axes = new_figure(1, len(metrics), 4.0 * len(metrics), 0.35 * len(names) + 1.8, sharey=True)
@@ -586,8 +698,7 @@ def compare_experiments(df: pd.DataFrame, preset: str | None = None) -> FigureDa
             ax.plot(g["value"], [ypos[run]] * len(g), color="#bbbbbb", lw=1, zorder=1)
         for k, exp in enumerate(exps):
             h = m[m["experiment"] == exp]
-            ax.scatter(h["value"], [ypos[r] + off[k] for r in h["run"]], color=EXPERIMENT_COLORS[k % len(EXPERIMENT_COLORS)], s=30,
-                       zorder=3, label=exp)
+            ax.scatter(h["value"], [ypos[r] + off[k] for r in h["run"]], color=EXPERIMENT_COLORS[k % len(EXPERIMENT_COLORS)], s=30, zorder=3, label=exp)
         if mname == "perplexity":
             ax.set_xscale("log")
             plain_log(ax, "x")
@@ -598,8 +709,10 @@ def compare_experiments(df: pd.DataFrame, preset: str | None = None) -> FigureDa
         panels[mname] = {"experiment": m["experiment"].to_list(), "run": m["run"].to_list(), "value": m["value"].to_numpy(float)}
     axes[0, 0].set_yticks([ypos[r] for r in names], names, fontsize=8)
     axes[0, 0].legend(fontsize=7, title="experiment", title_fontsize=7)
-    cap = (f"The same run names in {len(exps)} experiments ({', '.join(exps)}), side by side: each experiment keeps its own "
-           f"runs (labels experiment/run elsewhere on this page); grey lines join a run's values across experiments.")
+    cap = (
+        f"The same run names in {len(exps)} experiments ({', '.join(exps)}), side by side: each experiment keeps its own "
+        f"runs (labels experiment/run elsewhere on this page); grey lines join a run's values across experiments."
+    )
     return FigureData("compare", "Experiments side by side", fig, cap, panels, meta={"experiments": exps})
 
 
@@ -625,8 +738,7 @@ def _cycle_presets(df: pd.DataFrame) -> list[str]:
     return sorted(pd.unique(sim["preset"].dropna()), key=lambda p: (p != "vitcod", p))
 
 
-def build_figures(df: pd.DataFrame | None, rows: pd.DataFrame | None = None, sweep: pd.DataFrame | None = None
-                  ) -> list[tuple[str, str, FigureData | str]]:
+def build_figures(df: pd.DataFrame | None, rows: pd.DataFrame | None = None, sweep: pd.DataFrame | None = None) -> list[tuple[str, str, FigureData | str]]:
     """Every figure of the page: ``(section id, title, FigureData or the reason it is not shown)``.
 
     One layer-speedup and one roofline figure per simulated machine; one sweep figure per pair of

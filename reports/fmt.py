@@ -32,7 +32,7 @@ def number(v: float, digits: int = 4) -> str:
     if v == int(v) and abs(v) < 1e15:
         return f"{int(v):,}"
     mag = abs(v)
-    if mag >= 10 ** digits:
+    if mag >= 10**digits:
         return f"{v:,.0f}"
     decimals = max(0, digits - 1 - int(math.floor(math.log10(mag)))) if mag > 0 else 0
     text = f"{v:,.{decimals}f}"

@@ -48,8 +48,7 @@ figure{margin:1em 0}.files{font-size:.85em}
 
 def _table_html(df: pd.DataFrame, cls: str = "") -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(cell(c, v))}</td>" for c, v in zip(df.columns, r)) + "</tr>"
-                   for r in df.itertuples(index=False))
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(cell(c, v))}</td>" for c, v in zip(df.columns, r)) + "</tr>" for r in df.itertuples(index=False))
     return f"<div class='wide'><table class='{cls}'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>"
 
 
@@ -61,32 +60,45 @@ def _decode_note(summ: pd.DataFrame) -> str:
     lo, hi = cyc["tokens"].min(), cyc["tokens"].max()
     dec = cyc[cyc["tokens"] == lo]["speedup"]
     pre = cyc[cyc["tokens"] == hi]["speedup"]
-    return (f'<p class="note">Decode (N = {int(lo)}) is usually memory-bound on these presets: its speedup comes from fewer bytes '
-            f'(kept values + index metadata), not fewer MACs. Pruned-run speedups here: decode {dec.min():.2f}–{dec.max():.2f}×, '
-            f'prefill (N = {int(hi)}) {pre.min():.2f}–{pre.max():.2f}×. The besa-compat mode is compute-only (N = 1, no memory model) '
-            f'and reproduces the BESA authors\' formula; do not read it as a decode speedup.</p>')
+    return (
+        f'<p class="note">Decode (N = {int(lo)}) is usually memory-bound on these presets: its speedup comes from fewer bytes '
+        f"(kept values + index metadata), not fewer MACs. Pruned-run speedups here: decode {dec.min():.2f}–{dec.max():.2f}×, "
+        f"prefill (N = {int(hi)}) {pre.min():.2f}–{pre.max():.2f}×. The besa-compat mode is compute-only (N = 1, no memory model) "
+        f"and reproduces the BESA authors' formula; do not read it as a decode speedup.</p>"
+    )
 
 
 def _figure_block(fd: FigureData, files: dict[str, Path], out_dir: Path) -> str:
     png = base64.b64encode(fd.to_bytes("png")).decode("ascii")
     links = " · ".join(f'<a href="{html.escape(p.relative_to(out_dir).as_posix())}">{fmt.upper()}</a>' for fmt, p in files.items())
     flags = "".join(f"<p class='flag'>⚠ {html.escape(f)}</p>" for f in fd.flags)
-    return (f'<figure id="figure-{html.escape(fd.fig_id)}"><img id="img-{html.escape(fd.fig_id)}" alt="{html.escape(fd.title)}" '
-            f'src="data:image/png;base64,{png}"><figcaption class="caption">{html.escape(fd.caption)}'
-            f'{" <span class=files>(" + links + ")</span>" if links else ""}</figcaption></figure>{flags}')
+    return (
+        f'<figure id="figure-{html.escape(fd.fig_id)}"><img id="img-{html.escape(fd.fig_id)}" alt="{html.escape(fd.title)}" '
+        f'src="data:image/png;base64,{png}"><figcaption class="caption">{html.escape(fd.caption)}'
+        f"{' <span class=files>(' + links + ')</span>' if links else ''}</figcaption></figure>{flags}"
+    )
 
 
 def _header(runs: list[RunInfo], df: pd.DataFrame, sweep: pd.DataFrame | None, title: str, notes: Iterable[str]) -> list[str]:
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<link rel='icon' href='data:,'><style>{CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
+    parts = [
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<link rel='icon' href='data:,'><style>{CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     models = ", ".join(sorted({str(m) for m in df["model"].dropna().unique()})) if not df.empty else ""
     exps = list(dict.fromkeys(r.experiment for r in runs))
-    what = (f"{len(runs)} run(s) of {html.escape(models or 'unknown model')}" + (f" from {len(exps)} experiments ({html.escape(', '.join(exps))})" if len(exps) > 1 else "")
-            if runs else "what-if sweep results")
-    parts.append(f"<p>{what}; generated {stamp} by <code>besa report</code>. Sparsity = fraction of weights pruned; speedup = dense "
-                 "cycles / cycles on the same simulated machine (&gt; 1 = faster); decode = the smallest token count N simulated, "
-                 "prefill = the largest.</p>")
+    what = (
+        f"{len(runs)} run(s) of {html.escape(models or 'unknown model')}"
+        + (f" from {len(exps)} experiments ({html.escape(', '.join(exps))})" if len(exps) > 1 else "")
+        if runs
+        else "what-if sweep results"
+    )
+    parts.append(
+        f"<p>{what}; generated {stamp} by <code>besa report</code>. Sparsity = fraction of weights pruned; speedup = dense "
+        "cycles / cycles on the same simulated machine (&gt; 1 = faster); decode = the smallest token count N simulated, "
+        "prefill = the largest.</p>"
+    )
     if sweep is not None and not sweep.empty:
         bad = sweep[sweep["status"] != "ok"] if "status" in sweep.columns else sweep.iloc[0:0]
         wls = ", ".join(map(str, pd.unique(sweep["workload"]))) if "workload" in sweep.columns else "?"
@@ -97,15 +109,21 @@ def _header(runs: list[RunInfo], df: pd.DataFrame, sweep: pd.DataFrame | None, t
     if any(r.manifest.get("fixture") for r in runs):
         parts.append('<p class="note">FIXTURE data: hand-made files for tests, not measurements.</p>')
     if "smollm2" in models.lower():
-        parts.append('<p class="note">SmolLM2-135M weights come from a Q4_1 GGUF file dequantized to fp32: a trained model with a little quantization noise.</p>')
+        parts.append(
+            '<p class="note">SmolLM2-135M weights come from a Q4_1 GGUF file dequantized to fp32: a trained model with a little quantization noise.</p>'
+        )
     parts += [f'<p class="note">{html.escape(n)}</p>' for n in notes]
     return parts
 
 
 def _gaps(runs: list[RunInfo]) -> str:
     gaps = [(r.label or r.name, m) for r in runs for m in r.missing]
-    failures = [(r.label or r.name, step, rec.get("error")) for r in runs for step, rec in (r.status.get("steps") or {}).items()
-                if isinstance(rec, dict) and rec.get("error")]
+    failures = [
+        (r.label or r.name, step, rec.get("error"))
+        for r in runs
+        for step, rec in (r.status.get("steps") or {}).items()
+        if isinstance(rec, dict) and rec.get("error")
+    ]
     if not gaps and not failures:
         return ""
     items = [f"<li class='missing'>{html.escape(n)}: {html.escape(m)}</li>" for n, m in gaps]
@@ -122,8 +140,14 @@ def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(fmts))
 
 
-def render_report(runs: list[RunInfo], out_dir: str | Path, sweep: pd.DataFrame | None = None, title: str = "besa report",
-                  notes: Iterable[str] = (), formats: Sequence[str] = ("svg",)) -> Path:
+def render_report(
+    runs: list[RunInfo],
+    out_dir: str | Path,
+    sweep: pd.DataFrame | None = None,
+    title: str = "besa report",
+    notes: Iterable[str] = (),
+    formats: Sequence[str] = ("svg",),
+) -> Path:
     """Write the page, the figure files and the tables (see the module docstring); return the HTML path."""
     out_dir = Path(out_dir)
     fmts = check_formats(formats)
@@ -133,9 +157,16 @@ def render_report(runs: list[RunInfo], out_dir: str | Path, sweep: pd.DataFrame 
     if runs:
         write_tables(df, out_dir)
         summ = summary_table(df)
-        sections.append(("glance", "At a glance", "<p class='caption'>One row per run. Speedups are whole-model (Σ dense cycles / Σ cycles) per "
-                         "simulated machine; energy columns are dense energy / energy (&gt; 1 = less energy than dense), when the simulator reports it.</p>"
-                         + _table_html(glance_table(summ), "glance") + _decode_note(summ)))
+        sections.append(
+            (
+                "glance",
+                "At a glance",
+                "<p class='caption'>One row per run. Speedups are whole-model (Σ dense cycles / Σ cycles) per "
+                "simulated machine; energy columns are dense energy / energy (&gt; 1 = less energy than dense), when the simulator reports it.</p>"
+                + _table_html(glance_table(summ), "glance")
+                + _decode_note(summ),
+            )
+        )
     gaps = _gaps(runs)
     if gaps:
         sections.append(("gaps", "Missing pieces", gaps))
@@ -155,14 +186,24 @@ def render_report(runs: list[RunInfo], out_dir: str | Path, sweep: pd.DataFrame 
     if runs:
         show = [c for c in SUMMARY_SHOW if c in summ.columns]
         sections.append(("summary", "Every simulation", _table_html(summ[show])))
-    tables = ("Every row of the tidy table: <code>table.csv</code>; whole-model totals: <code>summary.csv</code>; "
-              "Markdown: <code>report.md</code>; " if runs else "The sweep's points: <code>results.parquet</code>; ")
-    sections.append(("files", "Files", f"<p>{tables}every figure as SVG (and PDF / PNG with <code>--format</code>) in "
-                     "<code>figures/</code>, next to this page. Regenerate with <code>besa report DIR...</code>.</p>"))
+    tables = (
+        "Every row of the tidy table: <code>table.csv</code>; whole-model totals: <code>summary.csv</code>; Markdown: <code>report.md</code>; "
+        if runs
+        else "The sweep's points: <code>results.parquet</code>; "
+    )
+    sections.append(
+        (
+            "files",
+            "Files",
+            f"<p>{tables}every figure as SVG (and PDF / PNG with <code>--format</code>) in "
+            "<code>figures/</code>, next to this page. Regenerate with <code>besa report DIR...</code>.</p>",
+        )
+    )
     parts = _header(runs, df, sweep, title, notes)
     parts += [f"<p class='flag'>⚠ {html.escape(f)}</p>" for f in flags]
-    parts.append("<nav id='toc'><strong>Contents</strong><ol>" + "".join(
-        f"<li><a href='#{sid}'>{html.escape(t)}</a></li>" for sid, t, _ in sections) + "</ol></nav>")
+    parts.append(
+        "<nav id='toc'><strong>Contents</strong><ol>" + "".join(f"<li><a href='#{sid}'>{html.escape(t)}</a></li>" for sid, t, _ in sections) + "</ol></nav>"
+    )
     for sid, t, body in sections:
         parts.append(f"<section id='{sid}'><h2>{html.escape(t)}</h2>{body}</section>")
     parts.append("</body></html>")

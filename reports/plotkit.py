@@ -122,8 +122,14 @@ def order_runs(frame: pd.DataFrame) -> list[str]:
     def key(r):
         m = str(r.get("method"))
         sp = r.get("sparsity")
-        return (str(r.get("experiment", "")), METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m,
-                float(sp) if pd.notna(sp) else -1.0, str(r.get("pattern")), str(r["label"]))
+        return (
+            str(r.get("experiment", "")),
+            METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER),
+            m,
+            float(sp) if pd.notna(sp) else -1.0,
+            str(r.get("pattern")),
+            str(r["label"]),
+        )
 
     return [r["label"] for r in sorted(first.to_dict("records"), key=key)]
 
@@ -148,8 +154,9 @@ def _overlap(a, b) -> float:
     return w * h if w > 0 and h > 0 else 0.0
 
 
-def place_labels(ax, xs: Sequence[float], ys: Sequence[float], texts: Sequence[str], fontsize: float = 7.0,
-                 point_radius_pt: float = 4.0) -> list[tuple[float, float, float, float]]:
+def place_labels(
+    ax, xs: Sequence[float], ys: Sequence[float], texts: Sequence[str], fontsize: float = 7.0, point_radius_pt: float = 4.0
+) -> list[tuple[float, float, float, float]]:
     """Annotate each point with its text so that no two labels overlap each other or a marker.
 
     Deterministic: points are taken in a fixed order and each tries the offsets of :data:`_DIRS` ×
@@ -197,9 +204,16 @@ def place_labels(ax, xs: Sequence[float], ys: Sequence[float], texts: Sequence[s
         norm = math.hypot(dx, dy)
         ha = "left" if dx > 0 else "right" if dx < 0 else "center"
         va = "bottom" if dy > 0 else "top" if dy < 0 else "center"
-        ann = ax.annotate(texts[i], (xs[i], ys[i]), xytext=(dx / norm * rad, dy / norm * rad), textcoords="offset points",
-                          fontsize=fontsize, ha=ha, va=va,
-                          arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "#888888", "shrinkA": 0, "shrinkB": 3} if rad > 12 else None)
+        ann = ax.annotate(
+            texts[i],
+            (xs[i], ys[i]),
+            xytext=(dx / norm * rad, dy / norm * rad),
+            textcoords="offset points",
+            fontsize=fontsize,
+            ha=ha,
+            va=va,
+            arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "#888888", "shrinkA": 0, "shrinkB": 3} if rad > 12 else None,
+        )
         ann.set_in_layout(False)
         occupied.append(box)
         placed[i] = box
@@ -208,7 +222,7 @@ def place_labels(ax, xs: Sequence[float], ys: Sequence[float], texts: Sequence[s
 
 def boxes_overlap(boxes: Sequence[tuple[float, float, float, float]]) -> bool:
     """Whether any two boxes intersect (a shared edge does not count)."""
-    return any(_overlap(a, b) > 1e-6 for k, a in enumerate(boxes) for b in boxes[k + 1:])
+    return any(_overlap(a, b) > 1e-6 for k, a in enumerate(boxes) for b in boxes[k + 1 :])
 
 
 def write_figure(fd: FigureData, folder: Path, fmt: str) -> Path:

@@ -41,10 +41,34 @@ from besa_common.fileio import atomic_write_text
 
 # Columns first in the tidy table, in this order; any other layers.csv column follows.
 CORE_COLUMNS = [
-    "label", "experiment", "run", "method", "sparsity", "pattern", "wbits", "model",
-    "layer", "block", "projection", "rows", "cols", "target_sparsity", "expected_sparsity", "layer_sparsity",
-    "preset", "mode", "tokens", "cycles", "dense_cycles", "nm_cycles", "speedup", "speedup_vs_nm",
-    "ppl", "ppl_dataset", "ppl_seqlen", "ppl_windows",
+    "label",
+    "experiment",
+    "run",
+    "method",
+    "sparsity",
+    "pattern",
+    "wbits",
+    "model",
+    "layer",
+    "block",
+    "projection",
+    "rows",
+    "cols",
+    "target_sparsity",
+    "expected_sparsity",
+    "layer_sparsity",
+    "preset",
+    "mode",
+    "tokens",
+    "cycles",
+    "dense_cycles",
+    "nm_cycles",
+    "speedup",
+    "speedup_vs_nm",
+    "ppl",
+    "ppl_dataset",
+    "ppl_seqlen",
+    "ppl_windows",
 ]
 # Order of the projections of a LLaMA decoder block (heatmap columns).
 PROJECTIONS = list(llama.PROJECTIONS)
@@ -137,8 +161,7 @@ _SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
     "eval.json": {"method": (str,), "model": (str,), "ppl": _NUM},
     "summary.json": {"preset": (str,), "mode": (str,), "hardware": (dict,)},
 }
-_LAYER_SCHEMA: dict[str, tuple[type, ...]] = {"shape": (list,), "target": _NUM, "expected": _NUM, "realised": _NUM,
-                                              "block": (int,), "proj": (str,)}
+_LAYER_SCHEMA: dict[str, tuple[type, ...]] = {"shape": (list,), "target": _NUM, "expected": _NUM, "realised": _NUM, "block": (int,), "proj": (str,)}
 
 
 def _jsontype(v: Any) -> str:
@@ -270,7 +293,9 @@ def run_meta(info: RunInfo) -> dict[str, Any]:
         "run": info.name,
         "method": method,
         "sparsity": float(sparsity) if sparsity is not None else math.nan,
-        "pattern": "dense" if method == "dense" else _pattern(man.get("pattern", st.get("pattern")), man.get("pattern_convention", "n_kept_of_m" if not man else None)),
+        "pattern": "dense"
+        if method == "dense"
+        else _pattern(man.get("pattern", st.get("pattern")), man.get("pattern_convention", "n_kept_of_m" if not man else None)),
         "wbits": int(wbits) if wbits not in (None, "", 0) else 16,
         "model": man.get("model") or st.get("model") or info.eval.get("model"),
         "ppl": ppl["ppl"],
@@ -394,7 +419,21 @@ def build_table(runs: Iterable[RunInfo]) -> pd.DataFrame:
             df[col] = None
     rest = [c for c in df.columns if c not in CORE_COLUMNS]
     df = df[CORE_COLUMNS + rest]
-    for col in ("sparsity", "target_sparsity", "expected_sparsity", "layer_sparsity", "cycles", "dense_cycles", "nm_cycles", "speedup", "speedup_vs_nm", "ppl", "tokens", "rows", "cols"):
+    for col in (
+        "sparsity",
+        "target_sparsity",
+        "expected_sparsity",
+        "layer_sparsity",
+        "cycles",
+        "dense_cycles",
+        "nm_cycles",
+        "speedup",
+        "speedup_vs_nm",
+        "ppl",
+        "tokens",
+        "rows",
+        "cols",
+    ):
         df[col] = pd.to_numeric(df[col], errors="coerce")
     return df
 
@@ -422,6 +461,7 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     sim = df.dropna(subset=["cycles"])
     rows = []
     if not sim.empty:
+
         def total(s: pd.Series) -> float:
             return s.sum(min_count=1)  # all-missing stays missing (e.g. no n:m engine in besa-compat)
 
@@ -523,11 +563,19 @@ def row_sparsity_table(runs: Iterable[RunInfo]) -> pd.DataFrame:
             if not isinstance(rs, list) or not rs:
                 continue
             block, proj = split_layer(name)
-            recs.append({"label": info.label or info.name, "experiment": info.experiment, "run": info.name,
-                         "method": info.allocation.get("method") or info.manifest.get("method"),
-                         "target": rec.get("target", info.allocation.get("target")), "layer": name,
-                         "block": rec.get("block", block), "projection": proj,
-                         "row_sparsity": np.asarray(rs, dtype=float)})
+            recs.append(
+                {
+                    "label": info.label or info.name,
+                    "experiment": info.experiment,
+                    "run": info.name,
+                    "method": info.allocation.get("method") or info.manifest.get("method"),
+                    "target": rec.get("target", info.allocation.get("target")),
+                    "layer": name,
+                    "block": rec.get("block", block),
+                    "projection": proj,
+                    "row_sparsity": np.asarray(rs, dtype=float),
+                }
+            )
     return pd.DataFrame(recs, columns=["label", "experiment", "run", "method", "target", "layer", "block", "projection", "row_sparsity"])
 
 
@@ -548,8 +596,23 @@ def to_markdown(df: pd.DataFrame, floatfmt: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-SUMMARY_SHOW = ("label", "method", "sparsity", "pattern", "wbits", "realised_sparsity", "ppl", "preset", "mode", "tokens",
-                "cycles", "dense_cycles", "speedup", "speedup_vs_nm", "energy_vs_dense")
+SUMMARY_SHOW = (
+    "label",
+    "method",
+    "sparsity",
+    "pattern",
+    "wbits",
+    "realised_sparsity",
+    "ppl",
+    "preset",
+    "mode",
+    "tokens",
+    "cycles",
+    "dense_cycles",
+    "speedup",
+    "speedup_vs_nm",
+    "energy_vs_dense",
+)
 
 
 def write_tables(df: pd.DataFrame, out: str | Path) -> dict[str, Path]:
@@ -560,8 +623,11 @@ def write_tables(df: pd.DataFrame, out: str | Path) -> dict[str, Path]:
     atomic_write_text(paths["table"], df.to_csv(index=False))
     atomic_write_text(paths["summary"], summ.to_csv(index=False))
     show = [c for c in SUMMARY_SHOW if c in summ.columns]
-    md = ("# besa report\n\n## At a glance\n\n" + to_markdown(glance_table(summ))
-          + "\n## Every simulation\n\nWhole-model totals (cycles summed over layers; speedup = dense cycles / cycles).\n\n"
-          + to_markdown(summ[show]))
+    md = (
+        "# besa report\n\n## At a glance\n\n"
+        + to_markdown(glance_table(summ))
+        + "\n## Every simulation\n\nWhole-model totals (cycles summed over layers; speedup = dense cycles / cycles).\n\n"
+        + to_markdown(summ[show])
+    )
     atomic_write_text(paths["markdown"], md)
     return paths

@@ -21,34 +21,59 @@ HELP = "simulate masks on a sparse accelerator, write layers.csv + summary.json"
 
 def add_arguments(parser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--masks", metavar="PATH", help="masks file (DIR/masks.safetensors), a run directory, or a checkpoint to "
-                                                     "extract masks from (HF dir with zeros, compressed-tensors dir, .gguf; see besa masks extract)")
-    src.add_argument("--synthetic", metavar="SPEC",
-                     help="seeded synthetic workload SHAPE[:PATTERN], e.g. llama-7b:sparsity=0.5, "
-                          "llama-7b[2]:nm=2:4, 4096x4096*3:skewed=0.5, smollm2-135m:dense "
-                          "(sparsity = fraction pruned; N:M = N kept of every M)")
+    src.add_argument(
+        "--masks",
+        metavar="PATH",
+        help="masks file (DIR/masks.safetensors), a run directory, or a checkpoint to "
+        "extract masks from (HF dir with zeros, compressed-tensors dir, .gguf; see besa masks extract)",
+    )
+    src.add_argument(
+        "--synthetic",
+        metavar="SPEC",
+        help="seeded synthetic workload SHAPE[:PATTERN], e.g. llama-7b:sparsity=0.5, "
+        "llama-7b[2]:nm=2:4, 4096x4096*3:skewed=0.5, smollm2-135m:dense "
+        "(sparsity = fraction pruned; N:M = N kept of every M)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of --synthetic masks (default 0)")
-    parser.add_argument("--hw", default="vitcod", metavar="PRESET|FILE",
-                        help="hardware preset in configs/hw (vitcod, besa, hbm-4k) or a TOML file (default vitcod)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a hardware field, repeatable (e.g. --set lines=32 --set index_format=csr)")
+    parser.add_argument(
+        "--hw", default="vitcod", metavar="PRESET|FILE", help="hardware preset in configs/hw (vitcod, besa, hbm-4k) or a TOML file (default vitcod)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a hardware field, repeatable (e.g. --set lines=32 --set index_format=csr)",
+    )
     from simulator.engine import MODES_REGISTRY
 
-    parser.add_argument("--mode", default="cycle", choices=list(MODES_REGISTRY),
-                        help="; ".join(f"{m.name}: {m.help}" for m in MODES_REGISTRY.values()))
-    parser.add_argument("--tokens", default="1", metavar="N[,N...]",
-                        help="tokens in flight: 1 = decode, seqlen = prefill; comma-separated list (default 1)")
-    parser.add_argument("--context", type=int, default=None, metavar="L",
-                        help="also simulate the rest of the decoder step (dense): attention over L cached positions + "
-                             "KV cache per block, LM head, embeddings; writes decoder.csv and end-to-end totals")
-    parser.add_argument("--batch", type=int, default=1, metavar="B",
-                        help="with --context: the tokens in flight come from B sequences, each with its own KV cache (default 1)")
-    parser.add_argument("--model", metavar="NAME|CONFIG", default=None,
-                        help="with --context: model shapes (shipped name, config.json, directory, .gguf); "
-                             "default: the --synthetic spec's model")
+    parser.add_argument("--mode", default="cycle", choices=list(MODES_REGISTRY), help="; ".join(f"{m.name}: {m.help}" for m in MODES_REGISTRY.values()))
+    parser.add_argument("--tokens", default="1", metavar="N[,N...]", help="tokens in flight: 1 = decode, seqlen = prefill; comma-separated list (default 1)")
+    parser.add_argument(
+        "--context",
+        type=int,
+        default=None,
+        metavar="L",
+        help="also simulate the rest of the decoder step (dense): attention over L cached positions + "
+        "KV cache per block, LM head, embeddings; writes decoder.csv and end-to-end totals",
+    )
+    parser.add_argument(
+        "--batch", type=int, default=1, metavar="B", help="with --context: the tokens in flight come from B sequences, each with its own KV cache (default 1)"
+    )
+    parser.add_argument(
+        "--model",
+        metavar="NAME|CONFIG",
+        default=None,
+        help="with --context: model shapes (shipped name, config.json, directory, .gguf); default: the --synthetic spec's model",
+    )
     parser.add_argument("--out", metavar="DIR", help="output directory (default: next to the masks, sim/<preset>-<mode>)")
-    parser.add_argument("--engine", choices=["cpp", "python", "reference"], default=None,
-                        help="cpp (default), python (reference cycle model on fast statistics), reference (spec; tiny layers)")
+    parser.add_argument(
+        "--engine",
+        choices=["cpp", "python", "reference"],
+        default=None,
+        help="cpp (default), python (reference cycle model on fast statistics), reference (spec; tiny layers)",
+    )
 
 
 def parse_tokens(text: str) -> list[int]:
@@ -138,11 +163,14 @@ def run(args) -> int:
         extra = f", vs n:m {t['speedup_vs_nm']:.3f}x" if t.get("speedup_vs_nm") is not None else ""
         bound = f", {round(t['memory_bound_share'] * t['layers'])}/{t['layers']} layers memory-bound" if "memory_bound_share" in t else ""
         energy = f", energy vs dense {t['energy_vs_dense']:.3f}x" if t.get("energy_vs_dense") is not None else ""
-        print(f"N={n}: {t['cycles']} cycles ({t['time_ms']:.3f} ms at {hw.freq_mhz:g} MHz), "
-              f"speedup vs dense {t['speedup_vs_dense']:.3f}x{extra}{energy}{bound}")
+        print(
+            f"N={n}: {t['cycles']} cycles ({t['time_ms']:.3f} ms at {hw.freq_mhz:g} MHz), speedup vs dense {t['speedup_vs_dense']:.3f}x{extra}{energy}{bound}"
+        )
         if "e2e_cycles" in t:
-            print(f"  whole decoder step (context {args.context}, batch {args.batch}): {t['e2e_cycles']} cycles "
-                  f"({t['e2e_us_per_token']:.2f} us/token), speedup vs dense {t['e2e_speedup_vs_dense']:.3f}x")
+            print(
+                f"  whole decoder step (context {args.context}, batch {args.batch}): {t['e2e_cycles']} cycles "
+                f"({t['e2e_us_per_token']:.2f} us/token), speedup vs dense {t['e2e_speedup_vs_dense']:.3f}x"
+            )
     if summary.get("ridge_tokens") is not None and args.mode in ("cycle", "dense", "nm"):
         print(f"ridge point of {hw.name}: ~{summary['ridge_tokens']:.1f} tokens (fewer tokens in flight -> weight streaming is memory-bound)")
     print(f"wrote {csv_path} and {json_path}")

@@ -18,9 +18,26 @@ from simulator import engine as eng
 from simulator import reference as ref
 from simulator.hardware import FJ_PER_PJ, Hardware
 
-DECODER_COLUMNS = ["layer", "kind", "block", "tokens", "context", "batch", "cycles", "compute_cycles",
-                   "memory_cycles", "stall_cycles", "bound", "bytes_kv", "bytes_weights", "bytes_act", "bytes_out",
-                   "macs", "energy_pj", "time_us"]
+DECODER_COLUMNS = [
+    "layer",
+    "kind",
+    "block",
+    "tokens",
+    "context",
+    "batch",
+    "cycles",
+    "compute_cycles",
+    "memory_cycles",
+    "stall_cycles",
+    "bound",
+    "bytes_kv",
+    "bytes_weights",
+    "bytes_act",
+    "bytes_out",
+    "macs",
+    "energy_pj",
+    "time_us",
+]
 
 
 def check_decoder_args(context: int, batch: int, tokens: list[int]) -> None:
@@ -58,12 +75,26 @@ def model_for(layers, spec: str | None, synthetic: str | None):
 
 def _row(layer: str, kind: str, block: int, n: int, context: int, batch: int, r: dict, hw: Hardware) -> dict:
     e = ref.energy_fj(r, hw)["total"]
-    return {"layer": layer, "kind": kind, "block": block, "tokens": n, "context": context, "batch": batch,
-            "cycles": r["cycles"], "compute_cycles": r["compute_cycles"], "memory_cycles": r["memory_cycles"],
-            "stall_cycles": r["stall_cycles"], "bound": r["bound"], "bytes_kv": -(-r.get("bits_kv", 0) // 8),
-            "bytes_weights": -(-r["bits_weights"] // 8), "bytes_act": -(-r["bits_act"] // 8),
-            "bytes_out": -(-r["bits_out"] // 8), "macs": r["macs"], "energy_pj": e / FJ_PER_PJ,
-            "time_us": r["cycles"] / hw.freq_mhz}
+    return {
+        "layer": layer,
+        "kind": kind,
+        "block": block,
+        "tokens": n,
+        "context": context,
+        "batch": batch,
+        "cycles": r["cycles"],
+        "compute_cycles": r["compute_cycles"],
+        "memory_cycles": r["memory_cycles"],
+        "stall_cycles": r["stall_cycles"],
+        "bound": r["bound"],
+        "bytes_kv": -(-r.get("bits_kv", 0) // 8),
+        "bytes_weights": -(-r["bits_weights"] // 8),
+        "bytes_act": -(-r["bits_act"] // 8),
+        "bytes_out": -(-r["bits_out"] // 8),
+        "macs": r["macs"],
+        "energy_pj": e / FJ_PER_PJ,
+        "time_us": r["cycles"] / hw.freq_mhz,
+    }
 
 
 def decoder_rows(layers, shape, hw: Hardware, tokens: list[int], context: int, batch: int, engine: str) -> pd.DataFrame:
@@ -91,11 +122,16 @@ def add_end_to_end(summary: dict, dec: pd.DataFrame, hw: Hardware) -> None:
         part = dec[dec["tokens"] == int(key)]
         rest = int(part["cycles"].sum())
         e2e, e2e_dense = t["cycles"] + rest, t["dense_cycles"] + rest
-        t.update(decoder_rest_cycles=rest, attention_cycles=int(part[part.kind == "attention"]["cycles"].sum()),
-                 e2e_cycles=e2e, e2e_dense_cycles=e2e_dense, e2e_speedup_vs_dense=e2e_dense / e2e if e2e else None,
-                 e2e_time_ms=e2e / hw.freq_mhz / 1000.0, e2e_cycles_per_token=e2e / int(key),
-                 e2e_us_per_token=e2e / hw.freq_mhz / int(key))
+        t.update(
+            decoder_rest_cycles=rest,
+            attention_cycles=int(part[part.kind == "attention"]["cycles"].sum()),
+            e2e_cycles=e2e,
+            e2e_dense_cycles=e2e_dense,
+            e2e_speedup_vs_dense=e2e_dense / e2e if e2e else None,
+            e2e_time_ms=e2e / hw.freq_mhz / 1000.0,
+            e2e_cycles_per_token=e2e / int(key),
+            e2e_us_per_token=e2e / hw.freq_mhz / int(key),
+        )
         if "energy_uj" in t:
             rest_e = float(part["energy_pj"].sum()) / 1e6
-            t.update(e2e_energy_uj=t["energy_uj"] + rest_e,
-                     e2e_energy_vs_dense=(t["dense_energy_uj"] + rest_e) / (t["energy_uj"] + rest_e))
+            t.update(e2e_energy_uj=t["energy_uj"] + rest_e, e2e_energy_vs_dense=(t["dense_energy_uj"] + rest_e) / (t["energy_uj"] + rest_e))

@@ -38,16 +38,33 @@ def default_engine() -> str:
 def hw_fields(hw: Hardware) -> dict:
     """The integer view of a Hardware the C++ core reads (cpp/model.hpp ``HwParams``, every field)."""
     return {
-        "lines": hw.lines, "macs_per_line": hw.macs_per_line, "memory": bool(hw.memory),
-        "bw_bits_scaled": hw.bw_bits_scaled, "weight_bits": hw.weight_bits, "act_bits": hw.act_bits,
-        "out_bits": hw.out_bits, "acc_bits": hw.acc_bits, "kv_bits": hw.kv_bits,
+        "lines": hw.lines,
+        "macs_per_line": hw.macs_per_line,
+        "memory": bool(hw.memory),
+        "bw_bits_scaled": hw.bw_bits_scaled,
+        "weight_bits": hw.weight_bits,
+        "act_bits": hw.act_bits,
+        "out_bits": hw.out_bits,
+        "acc_bits": hw.acc_bits,
+        "kv_bits": hw.kv_bits,
         "index_format": INDEX_FORMATS.index(hw.index_format),
-        "index_bits": hw.index_bits, "rowptr_bits": hw.rowptr_bits, "rle_bits": hw.rle_bits,
-        "pipeline_fill": hw.pipeline_fill, "tile_m": hw.tile_m, "tile_k": hw.tile_k, "tile_n": hw.tile_n,
-        "weight_buffer_bytes": hw.weight_buffer_bytes, "act_buffer_bytes": hw.act_buffer_bytes,
-        "out_buffer_bytes": hw.out_buffer_bytes, "index_buffer_bytes": hw.index_buffer_bytes,
-        "split_optimal": hw.split == "optimal", "assign_lpt": hw.assign == "lpt",
-        "gather_scale": GATHER_SCALE, "nm_n": hw.nm_n, "nm_m": hw.nm_m, "nm_meta_bits": hw.nm_meta_bits,
+        "index_bits": hw.index_bits,
+        "rowptr_bits": hw.rowptr_bits,
+        "rle_bits": hw.rle_bits,
+        "pipeline_fill": hw.pipeline_fill,
+        "tile_m": hw.tile_m,
+        "tile_k": hw.tile_k,
+        "tile_n": hw.tile_n,
+        "weight_buffer_bytes": hw.weight_buffer_bytes,
+        "act_buffer_bytes": hw.act_buffer_bytes,
+        "out_buffer_bytes": hw.out_buffer_bytes,
+        "index_buffer_bytes": hw.index_buffer_bytes,
+        "split_optimal": hw.split == "optimal",
+        "assign_lpt": hw.assign == "lpt",
+        "gather_scale": GATHER_SCALE,
+        "nm_n": hw.nm_n,
+        "nm_m": hw.nm_m,
+        "nm_meta_bits": hw.nm_meta_bits,
     }
 
 
@@ -86,6 +103,7 @@ def reorder_sparse_nnz_packed(packed: np.ndarray, col0: int, cols: int, dense: n
     col_ok[mc] = False
     row_ok = rl < rows
     row_ok[mr] = False
+
     def col_bits(c_idx):  # (rows, len(c_idx)) bool
         c = c_idx + col0
         return ((packed[:, c >> 3] >> (c & 7).astype(np.uint8)) & 1).astype(bool)
@@ -96,12 +114,12 @@ def reorder_sparse_nnz_packed(packed: np.ndarray, col0: int, cols: int, dense: n
         total = int(counts[good_cols].sum())
     else:
         bad_rows = np.flatnonzero(~row_ok)
-        sub = np.unpackbits(packed[bad_rows], axis=1, bitorder="little")[:, col0:col0 + cols].astype(bool)
+        sub = np.unpackbits(packed[bad_rows], axis=1, bitorder="little")[:, col0 : col0 + cols].astype(bool)
         total = int(counts[good_cols].sum() - sub[:, good_cols].sum())
     # cells touching a merged row or column: collapse duplicates
     cells = []
     if mr.size:
-        sub = np.unpackbits(packed[mr], axis=1, bitorder="little")[:, col0:col0 + cols].astype(bool)
+        sub = np.unpackbits(packed[mr], axis=1, bitorder="little")[:, col0 : col0 + cols].astype(bool)
         rr, cc = np.nonzero(sub)
         cells.append((mr[rr], cc))
     if mc.size:
@@ -116,14 +134,22 @@ def reorder_sparse_nnz_packed(packed: np.ndarray, col0: int, cols: int, dense: n
     return total
 
 
-def compat_from_counts(counts: np.ndarray, rows: int, cols: int, tokens: int, hw: Hardware,
-                       packed: np.ndarray | None = None) -> dict:
+def compat_from_counts(counts: np.ndarray, rows: int, cols: int, tokens: int, hw: Hardware, packed: np.ndarray | None = None) -> dict:
     """``besa-compat`` from column counts (same code path as reference.compat_layer after the counts);
     with ``packed`` given, ``besa-code`` (their column reordering reproduced bit for bit)."""
     L, H = hw.lines, hw.macs_per_line
     patches = [(b, min(cols, b + rows)) for b in range(0, cols, rows)] if cols > rows else [(0, cols)]
-    out = {"cycles": 0, "dense_cycles": 0, "dense_engine_cycles": 0, "sparse_engine_cycles": 0, "G": 0,
-           "lines_dense": None, "lines_sparse": None, "tau": None, "tries": 0}
+    out = {
+        "cycles": 0,
+        "dense_cycles": 0,
+        "dense_engine_cycles": 0,
+        "sparse_engine_cycles": 0,
+        "G": 0,
+        "lines_dense": None,
+        "lines_sparse": None,
+        "tau": None,
+        "tries": 0,
+    }
     for b, e in patches:
         fn = None
         if packed is not None:
@@ -160,9 +186,18 @@ def corrected_from_counts(counts: np.ndarray, rows: int, cols: int, tokens: int,
     sc = np.where(S > 0, -(-(sw * tokens) // np.maximum(Ls * H, 1)), 0)
     cyc = np.where(both & (L == 1), dc + sc, np.maximum(dc, sc))
     g = int(np.argmin(cyc))  # first minimum, as the reference loop
-    return {"cycles": int(cyc[g]), "dense_engine_cycles": int(dc[g]), "sparse_engine_cycles": int(sc[g]),
-            "G": g, "lines_dense": int(Ld[g]), "lines_sparse": int(Ls[g]), "dense_cycles": ref.cdiv(rows * cols * tokens, L * H),
-            "nnz": E, "tau": None, "tries": cols + 1}
+    return {
+        "cycles": int(cyc[g]),
+        "dense_engine_cycles": int(dc[g]),
+        "sparse_engine_cycles": int(sc[g]),
+        "G": g,
+        "lines_dense": int(Ld[g]),
+        "lines_sparse": int(Ls[g]),
+        "dense_cycles": ref.cdiv(rows * cols * tokens, L * H),
+        "nnz": E,
+        "tau": None,
+        "tries": cols + 1,
+    }
 
 
 # ---------------------------------------------------------------------------- cycle-level modes
@@ -254,8 +289,7 @@ def _with_baselines(r: dict, rows: int, cols: int, n: int, gmax: int, hw: Hardwa
 
 def _dense_mode(packed, rows, cols, tokens, hw, engine):
     nnz = int(stats.col_counts(packed, cols).sum())
-    return [dict(d, dense_cycles=d["cycles"], dense_energy=ref.energy_fj(d, hw)["total"], nnz=nnz)
-            for d in (_dense(rows, cols, n, hw, engine) for n in tokens)]
+    return [dict(d, dense_cycles=d["cycles"], dense_energy=ref.energy_fj(d, hw)["total"], nnz=nnz) for d in (_dense(rows, cols, n, hw, engine) for n in tokens)]
 
 
 def _nm_mode(packed, rows, cols, tokens, hw, engine):
@@ -265,8 +299,7 @@ def _nm_mode(packed, rows, cols, tokens, hw, engine):
     for n in tokens:
         r = _nm(rows, cols, n, gmax, hw, engine)
         d = _dense(rows, cols, n, hw, engine)
-        out.append(dict(r, dense_cycles=d["cycles"], dense_energy=ref.energy_fj(d, hw)["total"], nnz=nnz,
-                        nm_cycles=r["cycles"]))
+        out.append(dict(r, dense_cycles=d["cycles"], dense_energy=ref.energy_fj(d, hw)["total"], nnz=nnz, nm_cycles=r["cycles"]))
     return out
 
 
@@ -300,8 +333,7 @@ def _ref_nm(keep, n, hw):
     M, K = keep.shape
     r = ref.nm_layer(M, K, n, ref.nm_group_max(keep, hw.nm_m), hw)
     d = ref.dense_layer(M, K, n, hw)
-    return dict(r, dense_cycles=d["cycles"], dense_energy=ref.energy_fj(d, hw)["total"], nnz=int(keep.sum()),
-                nm_cycles=r["cycles"])
+    return dict(r, dense_cycles=d["cycles"], dense_energy=ref.energy_fj(d, hw)["total"], nnz=int(keep.sum()), nm_cycles=r["cycles"])
 
 
 @dataclass(frozen=True)
@@ -320,16 +352,17 @@ class Mode:
     help: str
 
 
-MODES_REGISTRY: dict[str, Mode] = {m.name: m for m in (
-    Mode("besa-compat", _compat, lambda k, n, hw: ref.compat_layer(k, n, hw), False,
-         "the BESA authors' method as specified, quirks included"),
-    Mode("besa-code", _code, lambda k, n, hw: ref.compat_layer(k, n, hw, code=True), False,
-         "besa-compat plus their column-reordering bug, bit for bit"),
-    Mode("corrected", _corrected, ref.corrected_layer, False, "compute-only model without the quirks"),
-    Mode("cycle", _cycle, _ref_cycle, True, "cycle-level model (default)"),
-    Mode("dense", _dense_mode, _ref_dense, True, "dense baseline"),
-    Mode("nm", _nm_mode, _ref_nm, True, "n:m (2:4-style) engine baseline"),
-)}
+MODES_REGISTRY: dict[str, Mode] = {
+    m.name: m
+    for m in (
+        Mode("besa-compat", _compat, lambda k, n, hw: ref.compat_layer(k, n, hw), False, "the BESA authors' method as specified, quirks included"),
+        Mode("besa-code", _code, lambda k, n, hw: ref.compat_layer(k, n, hw, code=True), False, "besa-compat plus their column-reordering bug, bit for bit"),
+        Mode("corrected", _corrected, ref.corrected_layer, False, "compute-only model without the quirks"),
+        Mode("cycle", _cycle, _ref_cycle, True, "cycle-level model (default)"),
+        Mode("dense", _dense_mode, _ref_dense, True, "dense baseline"),
+        Mode("nm", _nm_mode, _ref_nm, True, "n:m (2:4-style) engine baseline"),
+    )
+}
 MODES = tuple(MODES_REGISTRY)
 
 
@@ -340,8 +373,7 @@ def get_mode(name: str) -> Mode:
         raise UserError(f"unknown mode {name!r} (modes: {', '.join(MODES)})") from None
 
 
-def evaluate(packed: np.ndarray, rows: int, cols: int, mode: str, tokens: list[int], hw: Hardware,
-             engine: str = "cpp") -> list[dict]:
+def evaluate(packed: np.ndarray, rows: int, cols: int, mode: str, tokens: list[int], hw: Hardware, engine: str = "cpp") -> list[dict]:
     """One layer (bit-packed keep mask ``[rows, ceil(cols/8)]``) in ``mode`` for each token count.
 
     Every result has ``cycles``, ``dense_cycles`` and ``nnz``; the memory modes add the breakdown of

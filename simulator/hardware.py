@@ -42,8 +42,7 @@ BW_SCALE = 1 << 16
 GATHER_SCALE = 256
 # Energies are stored as integer femtojoules for the same reason (exact sums in any engine).
 FJ_PER_PJ = 1000
-ENERGY_FIELDS = ("e_dram_pj_per_byte", "e_wbuf_pj_per_byte", "e_abuf_pj_per_byte", "e_obuf_pj_per_byte",
-                 "e_ibuf_pj_per_byte", "e_mac_pj", "e_index_pj")
+ENERGY_FIELDS = ("e_dram_pj_per_byte", "e_wbuf_pj_per_byte", "e_abuf_pj_per_byte", "e_obuf_pj_per_byte", "e_ibuf_pj_per_byte", "e_mac_pj", "e_index_pj")
 
 
 @dataclass(frozen=True)
@@ -128,17 +127,31 @@ _FIELD_TYPES = {f.name: f.type for f in fields(Hardware)}
 # traceback, an overflow or a silent clamp.  A numeric field not listed here must still be finite
 # and within +-2**53.
 RANGES: dict[str, tuple[float, float]] = {
-    "lines": (1, 1 << 16), "macs_per_line": (1, 1 << 16),
+    "lines": (1, 1 << 16),
+    "macs_per_line": (1, 1 << 16),
     "freq_mhz": (1e-3, 1e7),  # 1 kHz .. 10 THz
     "dram_bytes_per_cycle": (1e-3, 1e9),  # above 1e-3 the fixed-point bandwidth (BW_SCALE) is exact to 0.1 %
-    "weight_buffer_bytes": (1, 1 << 48), "act_buffer_bytes": (1, 1 << 48),
-    "out_buffer_bytes": (1, 1 << 48), "index_buffer_bytes": (1, 1 << 48),
-    "weight_bits": (1, 64), "act_bits": (1, 64), "out_bits": (1, 64), "acc_bits": (1, 64),
-    "index_bits": (1, 64), "rowptr_bits": (1, 64), "rle_bits": (1, 64), "kv_bits": (1, 64),
+    "weight_buffer_bytes": (1, 1 << 48),
+    "act_buffer_bytes": (1, 1 << 48),
+    "out_buffer_bytes": (1, 1 << 48),
+    "index_buffer_bytes": (1, 1 << 48),
+    "weight_bits": (1, 64),
+    "act_bits": (1, 64),
+    "out_bits": (1, 64),
+    "acc_bits": (1, 64),
+    "index_bits": (1, 64),
+    "rowptr_bits": (1, 64),
+    "rle_bits": (1, 64),
+    "kv_bits": (1, 64),
     "pipeline_fill": (0, 1 << 24),
-    "tile_m": (0, 1 << 20), "tile_k": (0, 1 << 20), "tile_n": (0, 1 << 20),  # 0 = derived from the buffers
-    "tau": (0.0, 1.0), "gather_factor": (0.0, 1e3), "banks": (1, 1 << 16),  # gather 0 = from the mask
-    "nm_n": (1, 1024), "nm_m": (1, 1024),
+    "tile_m": (0, 1 << 20),
+    "tile_k": (0, 1 << 20),
+    "tile_n": (0, 1 << 20),  # 0 = derived from the buffers
+    "tau": (0.0, 1.0),
+    "gather_factor": (0.0, 1e3),
+    "banks": (1, 1 << 16),  # gather 0 = from the mask
+    "nm_n": (1, 1024),
+    "nm_m": (1, 1024),
     **{k: (0.0, 1e6) for k in ENERGY_FIELDS},  # pJ
 }
 
@@ -152,7 +165,7 @@ def check_ranges(hw: "Hardware") -> None:
             continue
         if isinstance(v, float) and not math.isfinite(v):
             raise UserError(f"{src}: {f.name} must be a finite number, got {v}")
-        lo, hi = RANGES.get(f.name, (-(2.0 ** 53), 2.0 ** 53))
+        lo, hi = RANGES.get(f.name, (-(2.0**53), 2.0**53))
         if not lo <= v <= hi:
             raise UserError(f"{src}: {f.name}={v:g} is outside its range [{lo:g}, {hi:g}]")
 
@@ -240,10 +253,7 @@ def validate(hw: Hardware) -> Hardware:
         tile_bytes = -(-bits // 8)
         have = getattr(hw, key)
         if have < 2 * tile_bytes:
-            raise UserError(
-                f"{src}: {key}={have} is smaller than two tiles of {tile_bytes} bytes "
-                f"(tile {tm}x{tk}x{tn}; double buffering needs 2)"
-            )
+            raise UserError(f"{src}: {key}={have} is smaller than two tiles of {tile_bytes} bytes (tile {tm}x{tk}x{tn}; double buffering needs 2)")
     return hw
 
 

@@ -62,8 +62,7 @@ class ModelShape:
     def linear_shapes(self) -> dict[str, tuple[int, int]]:
         """projection -> weight shape ``(out, in)`` of one block, in :data:`PROJECTIONS` order."""
         h, q, kv, i = self.hidden, self.q_dim, self.kv_dim, self.intermediate
-        shapes = {"q_proj": (q, h), "k_proj": (kv, h), "v_proj": (kv, h), "o_proj": (h, q),
-                  "gate_proj": (i, h), "up_proj": (i, h), "down_proj": (h, i)}
+        shapes = {"q_proj": (q, h), "k_proj": (kv, h), "v_proj": (kv, h), "o_proj": (h, q), "gate_proj": (i, h), "up_proj": (i, h), "down_proj": (h, i)}
         return {p: shapes[p] for p in PROJECTIONS}
 
 
@@ -92,9 +91,16 @@ def from_hf_config(cfg: dict[str, Any], name: str, where: str) -> ModelShape:
     if not isinstance(kv, int) or heads % kv:
         raise UserError(f"{where}: num_key_value_heads {kv!r} must divide num_attention_heads {heads}")
     return ModelShape(
-        name=name, architecture=arch, hidden=hidden, intermediate=_require(cfg, "intermediate_size", where),
-        layers=_require(cfg, "num_hidden_layers", where), heads=heads, kv_heads=kv, head_dim=int(head_dim),
-        vocab=_require(cfg, "vocab_size", where), tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        name=name,
+        architecture=arch,
+        hidden=hidden,
+        intermediate=_require(cfg, "intermediate_size", where),
+        layers=_require(cfg, "num_hidden_layers", where),
+        heads=heads,
+        kv_heads=kv,
+        head_dim=int(head_dim),
+        vocab=_require(cfg, "vocab_size", where),
+        tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
         source=where,
     )
 
@@ -123,11 +129,15 @@ def from_gguf(path: Path) -> ModelShape:
     heads = get("attention.head_count")
     hidden = get("embedding_length")
     cfg = {
-        "model_type": arch, "hidden_size": hidden, "intermediate_size": get("feed_forward_length"),
-        "num_hidden_layers": get("block_count"), "num_attention_heads": heads,
+        "model_type": arch,
+        "hidden_size": hidden,
+        "intermediate_size": get("feed_forward_length"),
+        "num_hidden_layers": get("block_count"),
+        "num_attention_heads": heads,
         "num_key_value_heads": get("attention.head_count_kv") or heads,
         "head_dim": get("attention.key_length") or (hidden // heads if hidden and heads else None),
-        "vocab_size": vocab, "tie_word_embeddings": not any(t.name == "output.weight" for t in reader.tensors),
+        "vocab_size": vocab,
+        "tie_word_embeddings": not any(t.name == "output.weight" for t in reader.tensors),
     }
     cfg = {k: (int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v) for k, v in cfg.items()}
     return from_hf_config(cfg, path.stem, str(path))

@@ -32,8 +32,7 @@ def cdiv(a: int, b: int) -> int:
 
 
 # ============================================================================ besa-compat / corrected
-def compat_try(counts: np.ndarray, rows: int, cols: int, tokens: int, tau: float, lines: int, height: int,
-               sparse_nnz=None) -> dict:
+def compat_try(counts: np.ndarray, rows: int, cols: int, tokens: int, tau: float, lines: int, height: int, sparse_nnz=None) -> dict:
     """One threshold try of the BESA authors' ``sparse_linear_simulate`` (after their ``reorder.calc``).
 
     ``counts[j]`` = kept entries of column j.  Returns cycles and the partition numbers.
@@ -59,9 +58,18 @@ def compat_try(counts: np.ndarray, rows: int, cols: int, tokens: int, tau: float
     dense_cycles = cdiv(cols * tokens * G, Ld * height) if Ld > 0 else 0
     # QUIRK (Ls = 0): the sparse work then runs at one MAC per cycle (nnz_s*N cycles).
     sparse_cycles = cdiv(nnz_s * tokens, Ls * height) if Ls > 0 else nnz_s * tokens
-    return {"cycles": max(dense_cycles, sparse_cycles), "dense_engine_cycles": dense_cycles,
-            "sparse_engine_cycles": sparse_cycles, "G": G, "D": D, "E": E, "nnz_s": nnz_s,
-            "lines_dense": Ld, "lines_sparse": Ls, "tau": tau}
+    return {
+        "cycles": max(dense_cycles, sparse_cycles),
+        "dense_engine_cycles": dense_cycles,
+        "sparse_engine_cycles": sparse_cycles,
+        "G": G,
+        "D": D,
+        "E": E,
+        "nnz_s": nnz_s,
+        "lines_dense": Ld,
+        "lines_sparse": Ls,
+        "tau": tau,
+    }
 
 
 def _de_ratio_step(D: int, E: int) -> int:
@@ -80,8 +88,7 @@ def _de_ratio_step(D: int, E: int) -> int:
     return 0
 
 
-def compat_matrix(counts: np.ndarray, rows: int, cols: int, tokens: int, lines: int, height: int,
-                  sparse_nnz=None) -> dict:
+def compat_matrix(counts: np.ndarray, rows: int, cols: int, tokens: int, lines: int, height: int, sparse_nnz=None) -> dict:
     """Their ``process_layer_loop``: the retry loop over tau, keeping the minimum cycles seen.
 
     QUIRK (retry loop): tau starts at 0.5 and moves by +-0.1 (float accumulation, as in Python) while
@@ -121,8 +128,17 @@ def compat_layer(keep: np.ndarray, tokens: int, hw: Hardware, code: bool = False
     L, H = hw.lines, hw.macs_per_line
     counts = keep.sum(axis=0)
     patches = [(b, min(K, b + M)) for b in range(0, K, M)] if K > M else [(0, K)]
-    out = {"cycles": 0, "dense_cycles": 0, "dense_engine_cycles": 0, "sparse_engine_cycles": 0, "G": 0,
-           "lines_dense": None, "lines_sparse": None, "tau": None, "tries": 0}
+    out = {
+        "cycles": 0,
+        "dense_cycles": 0,
+        "dense_engine_cycles": 0,
+        "sparse_engine_cycles": 0,
+        "G": 0,
+        "lines_dense": None,
+        "lines_sparse": None,
+        "tau": None,
+        "tries": 0,
+    }
     for b, e in patches:
         width = e - b
         fn = (lambda dense, part=keep[:, b:e]: reorder_sparse_nnz(part, dense)) if code else None
@@ -164,7 +180,7 @@ def reorder_sparse_nnz(keep: np.ndarray, dense: np.ndarray) -> int:
     ok = (b < M) & (a < K)
     new_kept = np.zeros((M, K), bool)
     new_kept[b[ok], a[ok]] = True
-    return int(new_kept[:, int(dense.sum()):].sum())
+    return int(new_kept[:, int(dense.sum()) :].sum())
 
 
 def corrected_split(G: int, nnz_s: int, rows: int, lines: int) -> tuple[int, int]:
@@ -188,8 +204,7 @@ def corrected_cycles(G: int, nnz_s: int, rows: int, tokens: int, lines: int, hei
     dc = cdiv(rows * G * tokens, Ld * height) if G else 0
     sc = cdiv(nnz_s * tokens, Ls * height) if nnz_s else 0
     cycles = dc + sc if (lines == 1 and G and nnz_s) else max(dc, sc)
-    return {"cycles": cycles, "dense_engine_cycles": dc, "sparse_engine_cycles": sc, "G": G,
-            "lines_dense": Ld, "lines_sparse": Ls}
+    return {"cycles": cycles, "dense_engine_cycles": dc, "sparse_engine_cycles": sc, "G": G, "lines_dense": Ld, "lines_sparse": Ls}
 
 
 def corrected_layer(keep: np.ndarray, tokens: int, hw: Hardware) -> dict:
@@ -322,7 +337,7 @@ def rle_pads(row_keep: np.ndarray, bits: int) -> int:
     gap is bridged by explicit zero entries, each covering R zeros plus itself (R + 1 positions).
     Trailing zeros need nothing (row length is known).
     """
-    R1 = (1 << bits)  # R + 1
+    R1 = 1 << bits  # R + 1
     pads, gap = 0, 0
     for kept in row_keep:
         if kept:
@@ -383,8 +398,7 @@ def dense_beats(tm: int, tn: int, width: int, lines: int, m: int) -> int:
     return min(cdiv(tm, lines) * tn * cdiv(width, m), cdiv(tm, lines * m) * tn * width)
 
 
-def engine_compute(M: int, N: int, G: int, load: int, gs: int, tm: int, tn: int, Ld: int, has_sparse: bool,
-                   shared: bool, hw: Hardware) -> tuple[int, int, int]:
+def engine_compute(M: int, N: int, G: int, load: int, gs: int, tm: int, tn: int, Ld: int, has_sparse: bool, shared: bool, hw: Hardware) -> tuple[int, int, int]:
     """(total, dense engine, sparse engine) compute cycles of one option and tiling.
 
     Dense engine: per (row tile, token tile) :func:`dense_beats` + lambda.  Sparse engine: rows balanced over the WHOLE matrix (``load`` =
@@ -408,8 +422,7 @@ def _finish(C: int, bits: dict, hw: Hardware) -> tuple[int, int, int]:
     return max(C, Mem), Mem, C
 
 
-def evaluate_partition(M: int, K: int, N: int, G: int, row_sparse: list[int], pads: int, gs: int,
-                       hw: Hardware, tiles: list[tuple[int, int]]) -> dict:
+def evaluate_partition(M: int, K: int, N: int, G: int, row_sparse: list[int], pads: int, gs: int, hw: Hardware, tiles: list[tuple[int, int]]) -> dict:
     """Best (tiling, lane split) for one dense-column set: G dense columns, ``row_sparse[i]`` kept
     entries of row i in the other columns, ``pads`` rle padding entries in all, gather ``gs``/256."""
     S = sum(row_sparse)
@@ -426,16 +439,38 @@ def evaluate_partition(M: int, K: int, N: int, G: int, row_sparse: list[int], pa
             C, dc, sc = engine_compute(M, N, G, loads.get(Ls, 0), gs, tm, tn, Ld, S > 0, shared, hw)
             cycles, Mem, C = _finish(C, bits, hw)
             if best is None or (cycles, sum(bits.values())) < (best["cycles"], best["_bits"]):
-                best = {"_bits": sum(bits.values()), "cycles": cycles, "compute_cycles": C, "memory_cycles": Mem, "stall_cycles": max(0, Mem - C),
-                        "dense_engine_cycles": dc, "sparse_engine_cycles": sc, "lines_dense": Ld, "lines_sparse": Ls,
-                        "shared": int(shared), "tile_m": tm, "tile_n": tn, "token_tiles": cdiv(N, tn),
-                        "bits_weights": bits["w"], "bits_index": bits["i"], "bits_act": bits["a"], "bits_out": bits["o"]}
+                best = {
+                    "_bits": sum(bits.values()),
+                    "cycles": cycles,
+                    "compute_cycles": C,
+                    "memory_cycles": Mem,
+                    "stall_cycles": max(0, Mem - C),
+                    "dense_engine_cycles": dc,
+                    "sparse_engine_cycles": sc,
+                    "lines_dense": Ld,
+                    "lines_sparse": Ls,
+                    "shared": int(shared),
+                    "tile_m": tm,
+                    "tile_n": tn,
+                    "token_tiles": cdiv(N, tn),
+                    "bits_weights": bits["w"],
+                    "bits_index": bits["i"],
+                    "bits_act": bits["a"],
+                    "bits_out": bits["o"],
+                }
     del best["_bits"]
     best["bound"] = "memory" if best["memory_cycles"] > best["compute_cycles"] else "compute"
     A, O = K * N * hw.act_bits, M * N * hw.out_bits
     F = mem_cycles(W + I + A + O, hw)
-    best.update(G=G, nnz_s=S, gather=gs, lb_split=max(cdiv((M * G + S) * N, hw.macs), F), memory_floor=F,
-                macs=(M * G + S) * N, index_entries=(S + pads) * best["token_tiles"] if K - G else 0)
+    best.update(
+        G=G,
+        nnz_s=S,
+        gather=gs,
+        lb_split=max(cdiv((M * G + S) * N, hw.macs), F),
+        memory_floor=F,
+        macs=(M * G + S) * N,
+        index_entries=(S + pads) * best["token_tiles"] if K - G else 0,
+    )
     return best
 
 
@@ -464,7 +499,7 @@ def nm_group_max(keep: np.ndarray, m: int) -> int:
     best = 0
     for i in range(M):
         for g0 in range(0, K, m):
-            best = max(best, int(keep[i, g0:g0 + m].sum()))
+            best = max(best, int(keep[i, g0 : g0 + m].sum()))
     return best
 
 
@@ -491,10 +526,22 @@ def nm_layer(M: int, K: int, N: int, group_max: int, hw: Hardware) -> dict:
         bits = traffic(M, K, N, tm, tn, W, I, hw)
         cycles, Mem, C = _finish(C, bits, hw)
         if best is None or (cycles, sum(bits.values())) < (best["cycles"], best["_bits"]):
-            best = {"_bits": sum(bits.values()), "cycles": cycles, "compute_cycles": C, "memory_cycles": Mem,
-                    "stall_cycles": max(0, Mem - C), "dense_engine_cycles": C, "sparse_engine_cycles": 0, "tile_m": tm, "tile_n": tn,
-                    "token_tiles": cdiv(N, tn), "bits_weights": bits["w"], "bits_index": bits["i"],
-                    "bits_act": bits["a"], "bits_out": bits["o"]}
+            best = {
+                "_bits": sum(bits.values()),
+                "cycles": cycles,
+                "compute_cycles": C,
+                "memory_cycles": Mem,
+                "stall_cycles": max(0, Mem - C),
+                "dense_engine_cycles": C,
+                "sparse_engine_cycles": 0,
+                "tile_m": tm,
+                "tile_n": tn,
+                "token_tiles": cdiv(N, tn),
+                "bits_weights": bits["w"],
+                "bits_index": bits["i"],
+                "bits_act": bits["a"],
+                "bits_out": bits["o"],
+            }
     del best["_bits"]
     best["bound"] = "memory" if best["memory_cycles"] > best["compute_cycles"] else "compute"
     best.update(nm_n=n_use, macs=M * groups * n_use * N, index_entries=M * groups * n_use * best["token_tiles"])
@@ -538,7 +585,7 @@ def bank_gather_scaled(keep: np.ndarray, sparse_cols: np.ndarray, hw: Hardware) 
     for r in (i * M // S for i in range(S)):
         cols = np.flatnonzero(keep[r] & sparse_cols)
         for b0 in range(0, len(cols), hw.macs_per_line):
-            beat = cols[b0:b0 + hw.macs_per_line]
+            beat = cols[b0 : b0 + hw.macs_per_line]
             cost += int(np.bincount(beat % hw.banks).max())
             ideal += cdiv(len(beat), hw.banks)
     return max(GATHER_SCALE, cdiv(cost * GATHER_SCALE, ideal)) if ideal else GATHER_SCALE
@@ -566,6 +613,8 @@ def cycle_layer(keep: np.ndarray, tokens: int, hw: Hardware) -> dict:
     nnz = int(keep.sum())
     best.update(nnz=nnz, lb_ideal=lb_ideal(nnz, M, K, tokens, hw))
     return best
+
+
 def attention_block(hidden: int, kv_dim: int, tokens: int, context: int, batch: int, hw: Hardware) -> dict:
     """One transformer block's attention for ``batch`` sequences, each adding ``tokens`` new tokens
     after ``context`` cached ones; dense, on all lines.
@@ -583,18 +632,40 @@ def attention_block(hidden: int, kv_dim: int, tokens: int, context: int, batch: 
     out = hidden * tokens * batch * hw.out_bits
     C = cdiv(macs, hw.macs) + hw.pipeline_fill
     Mem = mem_cycles(kv + act + out, hw)
-    return {"cycles": max(C, Mem), "compute_cycles": C, "memory_cycles": Mem, "stall_cycles": max(0, Mem - C),
-            "bound": "memory" if Mem > C else "compute", "bits_kv": kv, "bits_act": act, "bits_out": out,
-            "bits_weights": 0, "bits_index": 0, "macs": macs, "index_entries": 0}
+    return {
+        "cycles": max(C, Mem),
+        "compute_cycles": C,
+        "memory_cycles": Mem,
+        "stall_cycles": max(0, Mem - C),
+        "bound": "memory" if Mem > C else "compute",
+        "bits_kv": kv,
+        "bits_act": act,
+        "bits_out": out,
+        "bits_weights": 0,
+        "bits_index": 0,
+        "macs": macs,
+        "index_entries": 0,
+    }
 
 
 def embedding_lookup(hidden: int, tokens: int, hw: Hardware) -> dict:
     """Embedding rows of the tokens in flight: memory only (hidden weights per token)."""
     bits = hidden * tokens * hw.weight_bits
     Mem = mem_cycles(bits, hw)
-    return {"cycles": Mem, "compute_cycles": 0, "memory_cycles": Mem, "stall_cycles": Mem, "bound": "memory",
-            "bits_weights": bits, "bits_index": 0, "bits_act": 0, "bits_out": 0, "bits_kv": 0, "macs": 0,
-            "index_entries": 0}
+    return {
+        "cycles": Mem,
+        "compute_cycles": 0,
+        "memory_cycles": Mem,
+        "stall_cycles": Mem,
+        "bound": "memory",
+        "bits_weights": bits,
+        "bits_index": 0,
+        "bits_act": 0,
+        "bits_out": 0,
+        "bits_kv": 0,
+        "macs": 0,
+        "index_entries": 0,
+    }
 
 
 ENERGY_CLASSES = ("dram", "sram", "mac", "index")
@@ -608,19 +679,16 @@ def energy_fj(r: dict, hw: Hardware) -> dict:
     buffer); mac: MACs executed (the dense engine multiplies the zeros of its columns too); index:
     index entries decoded (per stored sparse value per token tile).
     """
-    bits = {"w": r.get("bits_weights", 0), "i": r.get("bits_index", 0), "a": r.get("bits_act", 0) + r.get("bits_kv", 0),
-            "o": r.get("bits_out", 0)}
+    bits = {"w": r.get("bits_weights", 0), "i": r.get("bits_index", 0), "a": r.get("bits_act", 0) + r.get("bits_kv", 0), "o": r.get("bits_out", 0)}
     buf = {"w": "e_wbuf_pj_per_byte", "i": "e_ibuf_pj_per_byte", "a": "e_abuf_pj_per_byte", "o": "e_obuf_pj_per_byte"}
     dram = cdiv(sum(bits.values()) * hw.energy_fj("e_dram_pj_per_byte"), 8) if hw.memory else 0
     sram = sum(cdiv(2 * b * hw.energy_fj(buf[k]), 8) for k, b in bits.items())
-    out = {"dram": dram, "sram": sram, "mac": r.get("macs", 0) * hw.energy_fj("e_mac_pj"),
-           "index": r.get("index_entries", 0) * hw.energy_fj("e_index_pj")}
+    out = {"dram": dram, "sram": sram, "mac": r.get("macs", 0) * hw.energy_fj("e_mac_pj"), "index": r.get("index_entries", 0) * hw.energy_fj("e_index_pj")}
     out["total"] = sum(out.values())
     return out
 
 
-def split_compute_cycles(dense_work: int, sparse_work: int, lines_dense: int, lines_sparse: int, height: int,
-                         tokens: int) -> int:
+def split_compute_cycles(dense_work: int, sparse_work: int, lines_dense: int, lines_sparse: int, height: int, tokens: int) -> int:
     """Compute part of a lane split without tiling: max(ceil(Wd*N/(Ld*m)), ceil(Ws*N/(Ls*m)))."""
     dc = cdiv(dense_work * tokens, lines_dense * height) if dense_work else 0
     sc = cdiv(sparse_work * tokens, lines_sparse * height) if sparse_work else 0

@@ -28,22 +28,80 @@ SIMULATOR_VERSION = "0.1.0"
 
 # Fixed header order of layers.csv.  Columns a mode does not define are left empty.
 COLUMNS = [
-    "layer", "proj", "block", "rows", "cols", "density", "tokens", "mode", "preset",
-    "cycles", "dense_cycles", "speedup_vs_dense", "nm_cycles", "speedup_vs_nm", "nm_n",
-    "dense_engine_cycles", "sparse_engine_cycles", "stall_cycles",
-    "bytes_weights", "bytes_index", "bytes_act", "bytes_out",
-    "utilization", "bound", "lb_ideal", "lb_split",
-    "dense_cols", "lines_dense", "lines_sparse", "tau", "tries", "time_us",
+    "layer",
+    "proj",
+    "block",
+    "rows",
+    "cols",
+    "density",
+    "tokens",
+    "mode",
+    "preset",
+    "cycles",
+    "dense_cycles",
+    "speedup_vs_dense",
+    "nm_cycles",
+    "speedup_vs_nm",
+    "nm_n",
+    "dense_engine_cycles",
+    "sparse_engine_cycles",
+    "stall_cycles",
+    "bytes_weights",
+    "bytes_index",
+    "bytes_act",
+    "bytes_out",
+    "utilization",
+    "bound",
+    "lb_ideal",
+    "lb_split",
+    "dense_cols",
+    "lines_dense",
+    "lines_sparse",
+    "tau",
+    "tries",
+    "time_us",
     # added by the fidelity work (docs/simulator.md): lanes time-shared, chosen tiles, gather factor,
     # compulsory-traffic floor, energy by class (pJ) and against the dense baseline
-    "shared", "tile_m", "tile_n", "gather", "memory_floor",
-    "energy_pj", "energy_dram_pj", "energy_sram_pj", "energy_mac_pj", "energy_index_pj",
-    "dense_energy_pj", "energy_vs_dense",
+    "shared",
+    "tile_m",
+    "tile_n",
+    "gather",
+    "memory_floor",
+    "energy_pj",
+    "energy_dram_pj",
+    "energy_sram_pj",
+    "energy_mac_pj",
+    "energy_index_pj",
+    "dense_energy_pj",
+    "energy_vs_dense",
 ]
-INT_COLUMNS = ["block", "rows", "cols", "tokens", "cycles", "dense_cycles", "nm_cycles", "nm_n",
-               "dense_engine_cycles", "sparse_engine_cycles", "stall_cycles", "bytes_weights", "bytes_index",
-               "bytes_act", "bytes_out", "lb_ideal", "lb_split", "dense_cols", "lines_dense", "lines_sparse", "tries",
-               "shared", "tile_m", "tile_n", "memory_floor"]
+INT_COLUMNS = [
+    "block",
+    "rows",
+    "cols",
+    "tokens",
+    "cycles",
+    "dense_cycles",
+    "nm_cycles",
+    "nm_n",
+    "dense_engine_cycles",
+    "sparse_engine_cycles",
+    "stall_cycles",
+    "bytes_weights",
+    "bytes_index",
+    "bytes_act",
+    "bytes_out",
+    "lb_ideal",
+    "lb_split",
+    "dense_cols",
+    "lines_dense",
+    "lines_sparse",
+    "tries",
+    "shared",
+    "tile_m",
+    "tile_n",
+    "memory_floor",
+]
 
 
 def _ratio(a, b):
@@ -57,27 +115,57 @@ def _bytes(bits):
 def _row(layer: LayerWorkload, mode: str, n: int, hw: Hardware, r: dict) -> dict:
     nnz = r["nnz"]
     row = {c: None for c in COLUMNS}
-    row.update(layer=layer.name, proj=layer.proj, block=layer.block, rows=layer.rows, cols=layer.cols,
-               density=nnz / (layer.rows * layer.cols), tokens=n, mode=mode, preset=hw.name,
-               cycles=r["cycles"], dense_cycles=r["dense_cycles"], speedup_vs_dense=_ratio(r["dense_cycles"], r["cycles"]),
-               dense_engine_cycles=r.get("dense_engine_cycles"), sparse_engine_cycles=r.get("sparse_engine_cycles"),
-               dense_cols=r.get("G"), lines_dense=r.get("lines_dense"), lines_sparse=r.get("lines_sparse"),
-               tau=r.get("tau"), tries=r.get("tries"), time_us=r["cycles"] / hw.freq_mhz,
-               utilization=_ratio(nnz * n, hw.macs * r["cycles"]), nm_n=r.get("nm_n"), nm_cycles=r.get("nm_cycles"),
-               lb_ideal=r.get("lb_ideal"), lb_split=r.get("lb_split"), shared=r.get("shared"),
-               tile_m=r.get("tile_m"), tile_n=r.get("tile_n"), memory_floor=r.get("memory_floor"))
+    row.update(
+        layer=layer.name,
+        proj=layer.proj,
+        block=layer.block,
+        rows=layer.rows,
+        cols=layer.cols,
+        density=nnz / (layer.rows * layer.cols),
+        tokens=n,
+        mode=mode,
+        preset=hw.name,
+        cycles=r["cycles"],
+        dense_cycles=r["dense_cycles"],
+        speedup_vs_dense=_ratio(r["dense_cycles"], r["cycles"]),
+        dense_engine_cycles=r.get("dense_engine_cycles"),
+        sparse_engine_cycles=r.get("sparse_engine_cycles"),
+        dense_cols=r.get("G"),
+        lines_dense=r.get("lines_dense"),
+        lines_sparse=r.get("lines_sparse"),
+        tau=r.get("tau"),
+        tries=r.get("tries"),
+        time_us=r["cycles"] / hw.freq_mhz,
+        utilization=_ratio(nnz * n, hw.macs * r["cycles"]),
+        nm_n=r.get("nm_n"),
+        nm_cycles=r.get("nm_cycles"),
+        lb_ideal=r.get("lb_ideal"),
+        lb_split=r.get("lb_split"),
+        shared=r.get("shared"),
+        tile_m=r.get("tile_m"),
+        tile_n=r.get("tile_n"),
+        memory_floor=r.get("memory_floor"),
+    )
     if r.get("nm_cycles") is not None:  # only for masks the n:m engine can run (2:4-compliant)
         row["speedup_vs_nm"] = _ratio(r["nm_cycles"], r["cycles"])
     if "gather" in r:
         row["gather"] = r["gather"] / GATHER_SCALE
     if eng.get_mode(mode).memory:
-        row.update(stall_cycles=r["stall_cycles"], bound=r["bound"],
-                   bytes_weights=_bytes(r["bits_weights"]), bytes_index=_bytes(r["bits_index"]),
-                   bytes_act=_bytes(r["bits_act"]), bytes_out=_bytes(r["bits_out"]))
+        row.update(
+            stall_cycles=r["stall_cycles"],
+            bound=r["bound"],
+            bytes_weights=_bytes(r["bits_weights"]),
+            bytes_index=_bytes(r["bits_index"]),
+            bytes_act=_bytes(r["bits_act"]),
+            bytes_out=_bytes(r["bits_out"]),
+        )
         e = r["energy"]
-        row.update({f"energy_{k}_pj": e[k] / FJ_PER_PJ for k in ENERGY_CLASSES},
-                   energy_pj=e["total"] / FJ_PER_PJ, dense_energy_pj=r["dense_energy"] / FJ_PER_PJ,
-                   energy_vs_dense=_ratio(r["dense_energy"], e["total"]))
+        row.update(
+            {f"energy_{k}_pj": e[k] / FJ_PER_PJ for k in ENERGY_CLASSES},
+            energy_pj=e["total"] / FJ_PER_PJ,
+            dense_energy_pj=r["dense_energy"] / FJ_PER_PJ,
+            energy_vs_dense=_ratio(r["dense_energy"], e["total"]),
+        )
     else:
         row["bound"] = "compute"
     return row
@@ -89,8 +177,7 @@ def _check_tokens(tokens) -> list[int]:
     return check_tokens(list(tokens), "tokens")
 
 
-def simulate(workload: list[LayerWorkload], hw: Hardware, mode: str, tokens: list[int], engine: str | None = None,
-             progress: bool = False) -> pd.DataFrame:
+def simulate(workload: list[LayerWorkload], hw: Hardware, mode: str, tokens: list[int], engine: str | None = None, progress: bool = False) -> pd.DataFrame:
     """Simulate every layer of ``workload`` in ``mode`` at each token count; returns layers.csv's rows.
 
     ``engine``: ``cpp`` (default when built), ``python`` (reference cycle model on numba statistics)
@@ -149,8 +236,12 @@ def summarize(df: pd.DataFrame, hw: Hardware) -> dict:
         totals[str(int(n))] = {k: _clean(v) for k, v in t.items()}
         pp = {}
         for proj, g in part.groupby("proj", sort=False):
-            e = {"layers": int(len(g)), "avg_cycles": float(g["cycles"].mean()),
-                 "avg_dense_cycles": float(g["dense_cycles"].mean()), "avg_density": float(g["density"].mean())}
+            e = {
+                "layers": int(len(g)),
+                "avg_cycles": float(g["cycles"].mean()),
+                "avg_dense_cycles": float(g["dense_cycles"].mean()),
+                "avg_density": float(g["density"].mean()),
+            }
             e["speedup_vs_dense"] = _ratio(e["avg_dense_cycles"], e["avg_cycles"])
             if g["nm_cycles"].notna().all():
                 e["avg_nm_cycles"] = float(g["nm_cycles"].mean())

@@ -36,8 +36,7 @@ from besa_common.errors import UserError
 # (rows, cols, rng) -> packed keep mask
 Generator = Callable[[int, int, np.random.Generator], np.ndarray]
 DEFAULT_SIGMA = 0.22
-PATTERN_HELP = ("sparsity=S, nm=N:M, skewed=S[/SIGMA], like=MASKS_FILE[@S], dense "
-                "(S = fraction pruned, N:M = N kept of every M)")
+PATTERN_HELP = "sparsity=S, nm=N:M, skewed=S[/SIGMA], like=MASKS_FILE[@S], dense (S = fraction pruned, N:M = N kept of every M)"
 
 
 # ---------------------------------------------------------------------------- exact counts
@@ -203,7 +202,7 @@ def row_quota(row_w: np.ndarray, col_w: np.ndarray, t: float, total: int) -> np.
     if short > 0:
         quota[order[:short]] += 1
     elif short < 0:
-        quota[np.argsort(expect - quota, kind="stable")[: -short]] -= 1
+        quota[np.argsort(expect - quota, kind="stable")[:-short]] -= 1
     return np.clip(quota, 0, len(c))
 
 
@@ -216,8 +215,7 @@ def _fix_rows(keep: np.ndarray, quota: np.ndarray, rng: np.random.Generator) -> 
         keep[i, cand[rng.choice(len(cand), size=abs(d), replace=False)]] = d > 0
 
 
-def gen_profile(rows: int, cols: int, density: float, row_w: np.ndarray | None, col_w: np.ndarray,
-                rng: np.random.Generator) -> np.ndarray:
+def gen_profile(rows: int, cols: int, density: float, row_w: np.ndarray | None, col_w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Weight (i, j) kept with probability ``min(1, t * row_w[i] * col_w[j])`` (``t`` from
     :func:`solve_scale`, so the expected density is ``density``), then exactly
     ``target_kept(rows, cols, density)`` kept: with ``row_w`` every row is corrected to its
@@ -316,8 +314,7 @@ def _proj_and_block(name: str) -> tuple[str, int]:
     return proj, int(m.group(1)) if m else -1
 
 
-def like_generators(profiles: LikeProfiles, shapes: Sequence[tuple[str, int, int, str, int]],
-                    sparsity: float | None) -> list[Generator]:
+def like_generators(profiles: LikeProfiles, shapes: Sequence[tuple[str, int, int, str, int]], sparsity: float | None) -> list[Generator]:
     """One generator per ``(name, rows, cols, proj, block)`` of ``shapes`` imitating ``profiles``.
 
     ``sparsity`` None: each layer takes its source layer's density.  Otherwise every density is
@@ -361,8 +358,7 @@ def _refuse_old(kind: str, arg: str) -> None:
         hint = f"sparsity={1.0 - float(arg):g}"
     except ValueError:
         hint = "sparsity=S"
-    raise UserError(f"synthetic pattern {kind}={arg}: the density spelling was removed; write {hint} "
-                    f"(S = fraction of weights pruned)")
+    raise UserError(f"synthetic pattern {kind}={arg}: the density spelling was removed; write {hint} (S = fraction of weights pruned)")
 
 
 def _fraction(text: str) -> float:
@@ -403,7 +399,10 @@ def _p_dense(arg: str):
 
 # kind -> parser of the argument: returns one generator for every layer
 PATTERNS: dict[str, Callable[[str], Generator]] = {
-    "sparsity": _p_sparsity, "nm": _p_nm, "skewed": _p_skewed, "dense": _p_dense,
+    "sparsity": _p_sparsity,
+    "nm": _p_nm,
+    "skewed": _p_skewed,
+    "dense": _p_dense,
 }
 
 

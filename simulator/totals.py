@@ -27,8 +27,20 @@ from typing import Any
 import numpy as np
 
 # layers.csv columns whose model total is their sum over the layers
-SUM_COLUMNS = ("cycles", "dense_cycles", "nm_cycles", "stall_cycles", "dense_engine_cycles", "sparse_engine_cycles",
-               "bytes_weights", "bytes_index", "bytes_act", "bytes_out", "lb_ideal", "lb_split")
+SUM_COLUMNS = (
+    "cycles",
+    "dense_cycles",
+    "nm_cycles",
+    "stall_cycles",
+    "dense_engine_cycles",
+    "sparse_engine_cycles",
+    "bytes_weights",
+    "bytes_index",
+    "bytes_act",
+    "bytes_out",
+    "lb_ideal",
+    "lb_split",
+)
 _ENERGY = ("energy_pj", "dense_energy_pj")
 
 

@@ -32,6 +32,7 @@ import numpy as np
 from besa_common import llama
 from besa_common.errors import UserError
 from besa_common.masks import read_masks_packed, unpack_keep
+
 PROJECTIONS = llama.PROJECTIONS
 
 # Input ranges, checked in Python before anything reaches the C++ core (int64 counters).
@@ -63,8 +64,7 @@ def check_seed(seed, where: str = "--seed") -> int:
 
 def check_shape(rows: int, cols: int, where: str) -> None:
     if not (1 <= rows <= MAX_DIM and 1 <= cols <= MAX_DIM and rows * cols <= MAX_WEIGHTS):
-        raise UserError(f"{where}: a {rows}x{cols} matrix is outside the supported range "
-                        f"(1..{MAX_DIM} rows and columns, at most {MAX_WEIGHTS} weights)")
+        raise UserError(f"{where}: a {rows}x{cols} matrix is outside the supported range (1..{MAX_DIM} rows and columns, at most {MAX_WEIGHTS} weights)")
 
 
 def check_magnitudes(workload, hw, tokens) -> None:
@@ -89,11 +89,12 @@ def check_magnitudes(workload, hw, tokens) -> None:
         tile_bits = (tm * k + k * tn + tm * tn) * 64 * 2
         tiles = -(-m // hw_tm) * -(-n // hw_tn) * -(-k // min(hw_tk, k))
         total_bits = (m * k * -(-n // hw_tn) + k * n * -(-m // hw_tm) + m * n) * 64 * 2
-        worst = max(tile_bits * BW_SCALE, total_bits * BW_SCALE // bw + m * k * n * GATHER_SCALE,
-                    tiles * (hw.pipeline_fill + 1) * hw_tm * hw_tn)
+        worst = max(tile_bits * BW_SCALE, total_bits * BW_SCALE // bw + m * k * n * GATHER_SCALE, tiles * (hw.pipeline_fill + 1) * hw_tm * hw_tn)
         if worst >= INT64_BUDGET:
-            raise UserError(f"layer {big.name!r} ({big.rows}x{big.cols}) at {n} tokens on {hw.name!r}: the simulator's counts "
-                            f"would overflow 64-bit integers; use fewer tokens, a smaller shape or more bandwidth")
+            raise UserError(
+                f"layer {big.name!r} ({big.rows}x{big.cols}) at {n} tokens on {hw.name!r}: the simulator's counts "
+                f"would overflow 64-bit integers; use fewer tokens, a smaller shape or more bandwidth"
+            )
 
 
 @dataclass(frozen=True)
@@ -199,9 +200,11 @@ def synthetic(spec: str, seed: int = 0) -> list[LayerWorkload]:
     gens = parse_pattern(pattern or "sparsity=0.5", shapes)
     out = []
     for i, ((name, rows, cols, proj, block), gen) in enumerate(zip(shapes, gens)):
+
         def loader(rows=rows, cols=cols, i=i, gen=gen):
             rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), i])))
             return gen(rows, cols, rng)
+
         out.append(LayerWorkload(name, rows, cols, proj, block, loader))
     return out
 

@@ -48,9 +48,12 @@ def P(tmp_path):
     pad = packed.copy()
     pad[0, -1] |= 0x80  # bit 15 of a 12-wide row: a pad bit
     p = SimpleNamespace(
-        tmp=tmp_path, run=run, masks=run / "masks.safetensors",
+        tmp=tmp_path,
+        run=run,
+        masks=run / "masks.safetensors",
         nonexistent=tmp_path / "nope" / "masks.safetensors",
-        empty=bad / "empty.safetensors", trunc=bad / "trunc.safetensors",
+        empty=bad / "empty.safetensors",
+        trunc=bad / "trunc.safetensors",
         wrongtype=_craft(bad / "wrongtype.safetensors", {LAYER: packed}, {"layers": {LAYER: {"shape": "abc", "density": 0.5}}}),
         notjson=_craft(bad / "notjson.safetensors", {LAYER: packed}, "{not json"),
         nan=_craft(bad / "nan.safetensors", {LAYER: packed}, '{"layers": {"%s": {"shape": [16, 12], "density": NaN}}}' % LAYER),
@@ -73,9 +76,11 @@ def _w(path: Path, text: str) -> Path:
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
     """Every file under root (size, mtime) except the lock siblings a writer may leave."""
-    return {str(f.relative_to(root)): (f.stat().st_size, f.stat().st_mtime_ns) for f in root.rglob("*")
-            if f.is_file() and not f.name.endswith((".lock", ".lock.info"))} | {
-            str(d.relative_to(root)) + "/": (0, 0) for d in root.rglob("*") if d.is_dir()}
+    return {
+        str(f.relative_to(root)): (f.stat().st_size, f.stat().st_mtime_ns)
+        for f in root.rglob("*")
+        if f.is_file() and not f.name.endswith((".lock", ".lock.info"))
+    } | {str(d.relative_to(root)) + "/": (0, 0) for d in root.rglob("*") if d.is_dir()}
 
 
 @pytest.fixture
@@ -120,13 +125,18 @@ SIMULATE_CASES = {
     "tokens wrong type": (lambda P: [*SIM, "--masks", P.masks, "--tokens", "abc", "--out", P.tmp / "o"], "--tokens"),
     "--set lines=1e19": (lambda P: [*SIM, "--masks", P.masks, "--set", "lines=1e19", "--out", P.tmp / "o"], "lines"),
     "--set dram 1e300": (lambda P: [*SIM, "--masks", P.masks, "--set", "dram_bytes_per_cycle=1e300", "--out", P.tmp / "o"], "dram_bytes_per_cycle"),
-    "--set dram 1e-300 (no silent clamp)": (lambda P: [*SIM, "--masks", P.masks, "--set", "dram_bytes_per_cycle=1e-300", "--out", P.tmp / "o"], "dram_bytes_per_cycle"),
+    "--set dram 1e-300 (no silent clamp)": (
+        lambda P: [*SIM, "--masks", P.masks, "--set", "dram_bytes_per_cycle=1e-300", "--out", P.tmp / "o"],
+        "dram_bytes_per_cycle",
+    ),
     "--set freq 1e-320": (lambda P: [*SIM, "--masks", P.masks, "--set", "freq_mhz=1e-320", "--out", P.tmp / "o"], "freq_mhz"),
     "--set wrong type": (lambda P: [*SIM, "--masks", P.masks, "--set", "lines=abc", "--out", P.tmp / "o"], "lines"),
     "--seed -1": (lambda P: ["simulate", "--synthetic", "64x64", "--seed", "-1", "--out", P.tmp / "o"], "--seed"),
     "synthetic 99999999999^2": (lambda P: ["simulate", "--synthetic", "99999999999x99999999999", "--out", P.tmp / "o"], "outside the supported range"),
-    "int64 overflow at the engine": (lambda P: ["simulate", "--synthetic", "1048576x4096", "--tokens", "16777216",
-                                                "--set", "dram_bytes_per_cycle=0.001", "--out", P.tmp / "o"], "overflow"),
+    "int64 overflow at the engine": (
+        lambda P: ["simulate", "--synthetic", "1048576x4096", "--tokens", "16777216", "--set", "dram_bytes_per_cycle=0.001", "--out", P.tmp / "o"],
+        "overflow",
+    ),
     "hw preset nonexistent": (lambda P: [*SIM[:1], "--hw", P.tmp / "nope.toml", "--masks", P.masks, "--out", P.tmp / "o"], "not found"),
     "out is a file": (lambda P: [*SIM, "--masks", P.masks, "--out", P.afile], "not a directory"),
     "out under a file": (lambda P: [*SIM, "--masks", P.masks, "--out", P.afile / "sub"], "is a file"),
@@ -184,7 +194,10 @@ REPORT_CASES = {
     "manifest.target wrong type": (lambda P: ["report", _report_run(P, lambda o: o.update(target="abc"))], "target"),
     "manifest not an object": (lambda P: ["report", _report_run(P, raw=b"[1, 2]")], "JSON object"),
     "allocation.layers wrong type": (lambda P: ["report", _report_run(P, lambda o: o.update(layers=[]), "allocation.json")], "layers"),
-    "allocation layer shape wrong type": (lambda P: ["report", _report_run(P, lambda o: next(iter(o["layers"].values())).update(shape="x"), "allocation.json")], "shape"),
+    "allocation layer shape wrong type": (
+        lambda P: ["report", _report_run(P, lambda o: next(iter(o["layers"].values())).update(shape="x"), "allocation.json")],
+        "shape",
+    ),
     "manifest.target out of range (Infinity)": (lambda P: ["report", _report_run(P, raw=b'{"method": "besa", "target": Infinity}')], "target"),
     "summary.json wrong type": (lambda P: ["report", _report_run(P, lambda o: o.update(hardware=[1]), "sim/vitcod-cycle/summary.json")], "hardware"),
     "out is a file": (lambda P: ["report", _report_run(P), "--out", P.afile], "not a directory"),
@@ -265,7 +278,10 @@ EXPORT_CASES = {
     "masks manifest wrong type": (lambda P: [*EX, "--masks", P.wrongtype, "--out", P.tmp / "o"], "manifest"),
     "masks kept count lie": (lambda P: [*EX, "--masks", P.lie, "--out", P.tmp / "o"], "kept weights"),
     "masks [0, 8] layer": (lambda P: [*EX, "--masks", P.zero, "--out", P.tmp / "o"], "[0, 8]"),
-    "model wrong type (a plain file)": (lambda P: [*EX[:1], "--model", P.afile, *EX[3:], "--masks", P.masks, "--out", P.tmp / "o"], "expected a Hugging Face directory"),
+    "model wrong type (a plain file)": (
+        lambda P: [*EX[:1], "--model", P.afile, *EX[3:], "--masks", P.masks, "--out", P.tmp / "o"],
+        "expected a Hugging Face directory",
+    ),
     "dtype out of range": (lambda P: [*EX, "--masks", P.masks, "--dtype", "int3", "--out", P.tmp / "o"], "invalid choice"),
     "out is a file": (lambda P: [*EX, "--masks", P.masks, "--out", P.afile], "not a directory"),
     "out under a file": (lambda P: [*EX, "--masks", P.masks, "--out", P.afile / "x"], "is a file"),

@@ -40,9 +40,11 @@ scalars = st.one_of(
     st.text(max_size=12),
 )
 toml_values = st.one_of(scalars, st.lists(scalars, max_size=4), st.lists(st.lists(scalars, max_size=2), max_size=2))
-json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8)),
-                           lambda c: st.one_of(st.lists(c, max_size=3), st.dictionaries(st.text(max_size=5), c, max_size=3)),
-                           max_leaves=6)
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8)),
+    lambda c: st.one_of(st.lists(c, max_size=3), st.dictionaries(st.text(max_size=5), c, max_size=3)),
+    max_leaves=6,
+)
 
 
 def toml_literal(v) -> str:
@@ -96,8 +98,7 @@ def test_masks_random_bytes(data, capsys):
 
 
 @SETTINGS
-@given(edits=st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 255)), min_size=1, max_size=4),
-       cut=st.one_of(st.none(), st.integers(min_value=0)))
+@given(edits=st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 255)), min_size=1, max_size=4), cut=st.one_of(st.none(), st.integers(min_value=0)))
 def test_masks_damaged_valid_file(edits, cut, capsys):
     """A valid file with a few bytes overwritten and/or cut short: rejected unless the edit was a no-op."""
     with tempfile.TemporaryDirectory() as d:
@@ -135,8 +136,9 @@ def test_report_json_random_bytes(which, data, capsys):
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-@given(key=st.sampled_from(["method", "target", "sparsity", "pattern", "wbits", "model"]),
-       value=json_values.filter(lambda v: not isinstance(v, (str, type(None)))))
+@given(
+    key=st.sampled_from(["method", "target", "sparsity", "pattern", "wbits", "model"]), value=json_values.filter(lambda v: not isinstance(v, (str, type(None))))
+)
 def test_report_manifest_random_values(key, value, capsys):
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
@@ -170,9 +172,27 @@ def _preset_lines() -> list[str]:
 
 
 @SETTINGS
-@given(field=st.sampled_from(["lines", "macs_per_line", "freq_mhz", "dram_bytes_per_cycle", "weight_bits", "tile_m",
-                              "tile_n", "tau", "gather_factor", "nm_n", "pipeline_fill", "index_format", "memory", "version"]),
-       value=toml_values)
+@given(
+    field=st.sampled_from(
+        [
+            "lines",
+            "macs_per_line",
+            "freq_mhz",
+            "dram_bytes_per_cycle",
+            "weight_bits",
+            "tile_m",
+            "tile_n",
+            "tau",
+            "gather_factor",
+            "nm_n",
+            "pipeline_fill",
+            "index_format",
+            "memory",
+            "version",
+        ]
+    ),
+    value=toml_values,
+)
 def test_hardware_preset_random_values(field, value, capsys):
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
@@ -211,10 +231,23 @@ def _experiment_text(section: str, key: str, value) -> str:
 
 
 @SETTINGS
-@given(where=st.sampled_from([("experiment", "seed"), ("calibration", "nsamples"), ("calibration", "seqlen"), ("runs", "methods"),
-                              ("runs", "sparsities"), ("runs", "wbits"), ("runs", "patterns"), ("simulate", "tokens"),
-                              ("simulate", "preset"), ("simulate", "modes")]),
-       value=toml_values)
+@given(
+    where=st.sampled_from(
+        [
+            ("experiment", "seed"),
+            ("calibration", "nsamples"),
+            ("calibration", "seqlen"),
+            ("runs", "methods"),
+            ("runs", "sparsities"),
+            ("runs", "wbits"),
+            ("runs", "patterns"),
+            ("simulate", "tokens"),
+            ("simulate", "preset"),
+            ("simulate", "modes"),
+        ]
+    ),
+    value=toml_values,
+)
 def test_experiment_random_values(where, value, capsys):
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
@@ -244,9 +277,22 @@ def _sweep_text(section: str, key: str, value) -> str:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-@given(where=st.sampled_from([("sweep", "tokens"), ("sweep", "preset"), ("sweep", "mode"), ("sweep", "seed"), ("grid", "lines"),
-                              ("grid", "dram_bytes_per_cycle"), ("grid", "freq_mhz"), ("grid", "tau"), ("workload", "synthetic")]),
-       value=toml_values)
+@given(
+    where=st.sampled_from(
+        [
+            ("sweep", "tokens"),
+            ("sweep", "preset"),
+            ("sweep", "mode"),
+            ("sweep", "seed"),
+            ("grid", "lines"),
+            ("grid", "dram_bytes_per_cycle"),
+            ("grid", "freq_mhz"),
+            ("grid", "tau"),
+            ("workload", "synthetic"),
+        ]
+    ),
+    value=toml_values,
+)
 def test_sweep_random_values(where, value, capsys):
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)

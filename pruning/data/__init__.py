@@ -49,8 +49,24 @@ from pruning.data.tokens import (
 )
 
 __all__ = [
-    "BENCHMARKS", "C4_EVAL_DOCS", "C4_EVAL_WINDOWS", "DATASETS", "OFFLINE", "SPLITS", "CalibrationInfo",
-    "c4_documents", "calibration", "calibration_with_info", "data_root", "eval_text", "eval_tokens",
-    "extract_news", "extract_novel", "extract_wiki", "offline_documents", "prepare", "ptb_sentences",
+    "BENCHMARKS",
+    "C4_EVAL_DOCS",
+    "C4_EVAL_WINDOWS",
+    "DATASETS",
+    "OFFLINE",
+    "SPLITS",
+    "CalibrationInfo",
+    "c4_documents",
+    "calibration",
+    "calibration_with_info",
+    "data_root",
+    "eval_text",
+    "eval_tokens",
+    "extract_news",
+    "extract_novel",
+    "extract_wiki",
+    "offline_documents",
+    "prepare",
+    "ptb_sentences",
     "wikitext2_lines",
 ]

@@ -100,8 +100,6 @@ def _novel_split(i: int, n: int) -> str:
     return "test" if i == n - 1 else "validation" if i == n - 2 else "train"
 
 
-
-
 def _write_corpus(name: str, docs: list[str], split_of, source: str) -> dict:
     out = data_root() / name
     splits: dict[str, list[str]] = {s: [] for s in SPLITS}
@@ -154,7 +152,9 @@ def prepare(names: tuple[str, ...] = OFFLINE, force: bool = False, quiet: bool =
         done[name] = info
         if not quiet:
             w = info["words"]
-            print(f"[besa data] {name}: {sum(info['documents'].values())} documents, words train/validation/test = {w['train']}/{w['validation']}/{w['test']} -> {data_root() / name}")
+            print(
+                f"[besa data] {name}: {sum(info['documents'].values())} documents, words train/validation/test = {w['train']}/{w['validation']}/{w['test']} -> {data_root() / name}"
+            )
     return done
 
 

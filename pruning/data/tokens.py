@@ -88,7 +88,9 @@ def _train_documents(dataset: str, data_path) -> tuple[list[str], str]:
     return c4_documents("train", data_path), " "
 
 
-def calibration_with_info(tokenizer, dataset: str, nsamples: int, seqlen: int, seed: int, data_path: str | os.PathLike | None = None) -> tuple[torch.Tensor, CalibrationInfo]:
+def calibration_with_info(
+    tokenizer, dataset: str, nsamples: int, seqlen: int, seed: int, data_path: str | os.PathLike | None = None
+) -> tuple[torch.Tensor, CalibrationInfo]:
     """``nsamples`` windows of ``seqlen`` tokens from ``dataset``'s train split, seeded.
 
     Reference sampler: repeat {pick a random document; tokenize; accept if longer than seqlen};

@@ -209,27 +209,32 @@ class Besa(PruningMethod):
     @classmethod
     def add_arguments(cls, parser) -> None:
         g = parser
-        g.add_argument("--besa-granularity", choices=GRANULARITIES, default="row",
-                       help="BESA: one learnable logit vector per output row (paper default) or per layer")
-        g.add_argument("--no-smoothing", action="store_true",
-                       help="BESA: coefficients softmax(logits) instead of softmax(sigmoid(logits)); "
-                            "smoothing confines every row to about [0.376, 0.624] sparsity")
-        g.add_argument("--d-coef", type=float, default=None,
-                       help="BESA: Prodigy d_coef (default 5; with --pattern N:M default 1)")
+        g.add_argument(
+            "--besa-granularity", choices=GRANULARITIES, default="row", help="BESA: one learnable logit vector per output row (paper default) or per layer"
+        )
+        g.add_argument(
+            "--no-smoothing",
+            action="store_true",
+            help="BESA: coefficients softmax(logits) instead of softmax(sigmoid(logits)); smoothing confines every row to about [0.376, 0.624] sparsity",
+        )
+        g.add_argument("--d-coef", type=float, default=None, help="BESA: Prodigy d_coef (default 5; with --pattern N:M default 1)")
         g.add_argument("--beta", type=float, default=5.0, help="BESA: weight of the sparsity penalty (default 5)")
-        g.add_argument("--epochs", type=int, default=None,
-                       help="BESA: epochs over the calibration set (default 1; with --pattern N:M default 3)")
+        g.add_argument("--epochs", type=int, default=None, help="BESA: epochs over the calibration set (default 1; with --pattern N:M default 3)")
         g.add_argument("--lr", type=float, default=None, help="BESA: Prodigy lr (default 1; with --pattern N:M default 0.2)")
-        g.add_argument("--exact-budget", choices=EXACT_BUDGETS, default="off",
-                       help="BESA: off = soft budget (reference); layer = every layer hits the target exactly; "
-                            "model = every block and so the whole model hits it exactly")
-        g.add_argument("--freeze", action="store_true",
-                       help="BESA: no learning, every row at the uniform target (equals Wanda; for checks)")
-        g.add_argument("--nm-init-scale", type=float, default=1.0,
-                       help="BESA + --pattern: initial logit per unit of summed within-group score rank "
-                            "(argmax = Wanda's n:m choice; default 1)")
-        g.add_argument("--quant-lr", type=float, default=5e-2,
-                       help="BESA + --wbits: Adam step for the learnable clipping logits (default 0.05)")
+        g.add_argument(
+            "--exact-budget",
+            choices=EXACT_BUDGETS,
+            default="off",
+            help="BESA: off = soft budget (reference); layer = every layer hits the target exactly; model = every block and so the whole model hits it exactly",
+        )
+        g.add_argument("--freeze", action="store_true", help="BESA: no learning, every row at the uniform target (equals Wanda; for checks)")
+        g.add_argument(
+            "--nm-init-scale",
+            type=float,
+            default=1.0,
+            help="BESA + --pattern: initial logit per unit of summed within-group score rank (argmax = Wanda's n:m choice; default 1)",
+        )
+        g.add_argument("--quant-lr", type=float, default=5e-2, help="BESA + --wbits: Adam step for the learnable clipping logits (default 0.05)")
 
     @classmethod
     def from_args(cls, args) -> "Besa":
@@ -242,18 +247,20 @@ class Besa(PruningMethod):
             value = getattr(args, name, None)
             return defaults[name] if value is None else value
 
-        return cls(BesaConfig(
-            granularity=getattr(args, "besa_granularity", "row"),
-            smoothing=not getattr(args, "no_smoothing", False),
-            d_coef=pick("d_coef"),
-            beta=getattr(args, "beta", 5.0),
-            epochs=pick("epochs"),
-            lr=pick("lr"),
-            exact_budget=getattr(args, "exact_budget", "off"),
-            freeze=getattr(args, "freeze", False),
-            quant_lr=getattr(args, "quant_lr", 5e-2),
-            nm_init_scale=getattr(args, "nm_init_scale", 1.0),
-        ))
+        return cls(
+            BesaConfig(
+                granularity=getattr(args, "besa_granularity", "row"),
+                smoothing=not getattr(args, "no_smoothing", False),
+                d_coef=pick("d_coef"),
+                beta=getattr(args, "beta", 5.0),
+                epochs=pick("epochs"),
+                lr=pick("lr"),
+                exact_budget=getattr(args, "exact_budget", "off"),
+                freeze=getattr(args, "freeze", False),
+                quant_lr=getattr(args, "quant_lr", 5e-2),
+                nm_init_scale=getattr(args, "nm_init_scale", 1.0),
+            )
+        )
 
     # ------------------------------------------------------------------ one block
     def prune_block(self, block: nn.Module, inputs: BlockInputs, targets: torch.Tensor | None, job: BlockJob) -> BlockResult:
@@ -316,8 +323,10 @@ class Besa(PruningMethod):
             return None
         keep, m = kept_per_group(job.pattern), int(job.pattern[1])
         if nm.pattern_count(m, keep) > nm.MAX_PATTERNS:
-            raise UserError(f"besa n:m: {keep} kept of {m} has {nm.pattern_count(m, keep)} keep patterns per group "
-                            f"(at most {nm.MAX_PATTERNS} are learnable); use a smaller group, e.g. 2:4 or 4:8")
+            raise UserError(
+                f"besa n:m: {keep} kept of {m} has {nm.pattern_count(m, keep)} keep patterns per group "
+                f"(at most {nm.MAX_PATTERNS} are learnable); use a smaller group, e.g. 2:4 or 4:8"
+            )
         for n in names:
             if mods[n].weight.shape[1] % m:
                 raise UserError(f"besa n:m: in-features of {job.prefix}{n} ({mods[n].weight.shape[1]}) are not a multiple of {m}")
@@ -333,14 +342,19 @@ class Besa(PruningMethod):
             m = int(job.pattern[1])
             pats = nm.keep_patterns(m, nm_keep).to(dev)
             logits = nm.init_logits(nm.group_ranks(score, m), pats, cfg.nm_init_scale)
-            L = _Layer(name=name, W=W, target=float(job.sparsity[name]), logits=logits.requires_grad_(True),
-                       patterns=pats, init_choice=nm.choice(logits.detach()))
+            L = _Layer(
+                name=name, W=W, target=float(job.sparsity[name]), logits=logits.requires_grad_(True), patterns=pats, init_choice=nm.choice(logits.detach())
+            )
         else:
             D = cfg.candidates
             rank = core.sort_ranks(score)
             index = core.soft_index(rank, core.candidate_counts(C, D))
             L = _Layer(  # rank kept as int32: half the memory of int64, only compared, never gathered with
-                name=name, W=W, target=float(job.sparsity[name]), rank=rank.to(torch.int32), index=index,
+                name=name,
+                W=W,
+                target=float(job.sparsity[name]),
+                rank=rank.to(torch.int32),
+                index=index,
                 index_max=int(index.max()),
                 logits=torch.zeros(R if cfg.granularity == "row" else 1, D, device=dev, requires_grad=True),
             )
@@ -385,8 +399,7 @@ class Besa(PruningMethod):
             for _epoch in range(cfg.epochs):
                 for i in range(len(inputs)):
                     sp = dict(zip([L.name for L in unstructured], _layer_sparsities(unstructured, cands, cfg.smoothing)))
-                    weights = {f"{L.name}.weight": self._step_weight(L, *sp.get(L.name, (None, None))[:2], spec)
-                               for L in layers}
+                    weights = {f"{L.name}.weight": self._step_weight(L, *sp.get(L.name, (None, None))[:2], spec) for L in layers}
                     x = inputs.hidden[i : i + 1].to(dev)
                     with _autocast(dev, job.autocast_dtype):
                         out = torch.func.functional_call(block, weights, (x,), dict(inputs.kwargs))
@@ -418,7 +431,7 @@ class Besa(PruningMethod):
             "steps": len(losses),
             "loss_first": losses[0] if losses else None,
             "loss_last": losses[-1] if losses else None,
-            "loss_mean_last_quarter": (sum(losses[-max(1, len(losses) // 4):]) / max(1, len(losses) // 4)) if losses else None,
+            "loss_mean_last_quarter": (sum(losses[-max(1, len(losses) // 4) :]) / max(1, len(losses) // 4)) if losses else None,
             "prodigy_d": d_final,
             "seconds": seconds,
             "layers": {},
@@ -435,15 +448,16 @@ class Besa(PruningMethod):
                 with torch.no_grad():
                     choice = nm.choice(L.logits)
                     top = nm.probabilities(L.logits.float()).amax(dim=0)
-                entry = {"changed_groups": float((choice != L.init_choice).float().mean()),
-                         "mean_top_probability": float(top.mean())}
+                entry = {"changed_groups": float((choice != L.init_choice).float().mean()), "mean_top_probability": float(top.mean())}
             else:
                 _, s, ls = sp[L.name]
                 expected = L.target if self.config.freeze else float(ls)
                 s_rows = s.detach().float().cpu()
-                entry = {"row_expected_min": float(s_rows.min()),
-                         "row_expected_max": float(s_rows.max()),
-                         "row_expected_std": float(s_rows.std()) if s_rows.numel() > 1 else 0.0}
+                entry = {
+                    "row_expected_min": float(s_rows.min()),
+                    "row_expected_max": float(s_rows.max()),
+                    "row_expected_std": float(s_rows.std()) if s_rows.numel() > 1 else 0.0,
+                }
             record["layers"][L.name] = {"target": L.target, "expected": expected, "realised": realised, **entry}
             exp_block += expected * L.numel / n_total
             real_block += realised * L.numel / n_total
@@ -463,5 +477,7 @@ class Besa(PruningMethod):
         loss = ""
         if record["loss_first"] is not None:
             loss = f" | loss {record['loss_first']:.4g} -> {record['loss_mean_last_quarter']:.4g}"
-        return (f"besa block {job.index}: sparsity expected {record['expected']:.4f} realised {record['realised']:.4f} "
-                f"(target {record['target']:.4f}) | {per}{loss} | {record['seconds']:.1f}s")
+        return (
+            f"besa block {job.index}: sparsity expected {record['expected']:.4f} realised {record['realised']:.4f} "
+            f"(target {record['target']:.4f}) | {per}{loss} | {record['seconds']:.1f}s"
+        )

@@ -88,8 +88,16 @@ class SparseGPTLayer:
         raise RuntimeError(f"SparseGPT: Hessian not positive definite even with damping {percdamp * 10**max_retries:g} x mean diag")
 
     @torch.no_grad()
-    def prune(self, weight: torch.Tensor, sparsity: float, pattern: tuple[int, int] | None, blocksize: int = 128, percdamp: float = 0.01, max_retries: int = 6,
-              fixed_keep: torch.Tensor | None = None):
+    def prune(
+        self,
+        weight: torch.Tensor,
+        sparsity: float,
+        pattern: tuple[int, int] | None,
+        blocksize: int = 128,
+        percdamp: float = 0.01,
+        max_retries: int = 6,
+        fixed_keep: torch.Tensor | None = None,
+    ):
         """Return ``(W_new fp32 [out, in], keep bool [out, in], info)`` for ``weight``; ``weight`` is untouched.
 
         ``fixed_keep`` (bool ``[out, in]``, 1 = kept): skip the selection and run the same OBS update
@@ -165,7 +173,12 @@ class SparseGPT(PruningMethod):
     @classmethod
     def add_arguments(cls, parser) -> None:
         parser.add_argument("--sparsegpt-blocksize", type=int, default=128, help="sparsegpt: columns per lazy-update block (default 128)")
-        parser.add_argument("--sparsegpt-damp", type=float, default=0.01, help="sparsegpt: Hessian damping, fraction of the mean diagonal (default 0.01; x10 on Cholesky failure)")
+        parser.add_argument(
+            "--sparsegpt-damp",
+            type=float,
+            default=0.01,
+            help="sparsegpt: Hessian damping, fraction of the mean diagonal (default 0.01; x10 on Cholesky failure)",
+        )
 
     @classmethod
     def from_args(cls, args) -> "SparseGPT":

@@ -39,6 +39,18 @@ from pruning.zeroshot.runner import add_arguments, format_comparison, format_tab
 from pruning.zeroshot.tasks import DEFAULT_TASKS, FIXTURES, TASKS, TaskSpec, check_task_data, load_task_rows, parse_tasks
 
 __all__ = [
-    "DEFAULT_TASKS", "FIXTURES", "TASKS", "TaskSpec", "add_arguments", "build_tasks", "check_task_data",
-    "format_comparison", "format_table", "load_task_rows", "offline", "parse_tasks", "run_tasks", "task_config",
+    "DEFAULT_TASKS",
+    "FIXTURES",
+    "TASKS",
+    "TaskSpec",
+    "add_arguments",
+    "build_tasks",
+    "check_task_data",
+    "format_comparison",
+    "format_table",
+    "load_task_rows",
+    "offline",
+    "parse_tasks",
+    "run_tasks",
+    "task_config",
 ]

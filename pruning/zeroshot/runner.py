@@ -135,12 +135,18 @@ def format_comparison(runs: dict[str, dict[str, dict]], metric: str = "acc") -> 
 def add_arguments(parser) -> None:
     """The zero-shot flags of ``besa eval``."""
     g = parser.add_argument_group("zero-shot (lm-eval)")
-    g.add_argument("--tasks", default=None, metavar="LIST",
-                   help=f"comma-separated zero-shot tasks ({','.join(TASKS)}) or 'all'; default: none (perplexity only)")
-    g.add_argument("--task-data", type=Path, default=None, metavar="DIR",
-                   help="local task files in each task's released format (DIR/piqa/valid.jsonl + valid-labels.lst, "
-                        "DIR/boolq/dev.jsonl, DIR/hellaswag/hellaswag_val.jsonl, DIR/winogrande/dev.jsonl, "
-                        "DIR/arc_easy/ARC-Easy-Test.jsonl, DIR/arc_challenge/ARC-Challenge-Test.jsonl); "
-                        "default: the standard datasets from the local Hugging Face cache")
+    g.add_argument(
+        "--tasks", default=None, metavar="LIST", help=f"comma-separated zero-shot tasks ({','.join(TASKS)}) or 'all'; default: none (perplexity only)"
+    )
+    g.add_argument(
+        "--task-data",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="local task files in each task's released format (DIR/piqa/valid.jsonl + valid-labels.lst, "
+        "DIR/boolq/dev.jsonl, DIR/hellaswag/hellaswag_val.jsonl, DIR/winogrande/dev.jsonl, "
+        "DIR/arc_easy/ARC-Easy-Test.jsonl, DIR/arc_challenge/ARC-Challenge-Test.jsonl); "
+        "default: the standard datasets from the local Hugging Face cache",
+    )
     g.add_argument("--zs-batch-size", type=int, default=8, metavar="N", help="lm-eval batch size (default 8)")
     g.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate only the first N examples of each task")

@@ -119,7 +119,7 @@ def _winogrande(spec: TaskSpec, d: Path) -> list[dict]:
         o2 = _need("winogrande", path, i, row, "option2", str, spec.fmt)
         a = _need("winogrande", path, i, row, "answer", (str, int), spec.fmt)
         if str(a) not in ("1", "2"):
-            raise UserError(f"task winogrande: {path} line {i} answer {a!r} must be \"1\" or \"2\"")
+            raise UserError(f'task winogrande: {path} line {i} answer {a!r} must be "1" or "2"')
         out.append({"sentence": s, "option1": o1, "option2": o2, "answer": str(a)})
     return out
 
@@ -143,15 +143,28 @@ def _arc(spec: TaskSpec, d: Path) -> list[dict]:
 
 _ARC_FMT = "ARC release rows {id, question: {stem, choices: [{text, label}]}, answerKey}"
 TASKS: dict[str, TaskSpec] = {
-    "piqa": TaskSpec("piqa", "piqa/piqa.yaml", "validation", ("valid.jsonl", "valid-labels.lst"), "PIQA release rows {goal, sol1, sol2} + one 0/1 label per line"),
-    "boolq": TaskSpec("boolq", "super_glue/boolq/default.yaml", "validation", ("dev.jsonl",), "BoolQ release rows {question, title, answer: true|false, passage}"),
-    "hellaswag": TaskSpec("hellaswag", "hellaswag/hellaswag.yaml", "validation", ("hellaswag_val.jsonl",), "HellaSwag release rows {activity_label, ctx_a, ctx_b, endings, label}"),
-    "winogrande": TaskSpec("winogrande", "winogrande/default.yaml", "validation", ("dev.jsonl",), 'WinoGrande release rows {sentence, option1, option2, answer: "1"|"2"}'),
+    "piqa": TaskSpec(
+        "piqa", "piqa/piqa.yaml", "validation", ("valid.jsonl", "valid-labels.lst"), "PIQA release rows {goal, sol1, sol2} + one 0/1 label per line"
+    ),
+    "boolq": TaskSpec(
+        "boolq", "super_glue/boolq/default.yaml", "validation", ("dev.jsonl",), "BoolQ release rows {question, title, answer: true|false, passage}"
+    ),
+    "hellaswag": TaskSpec(
+        "hellaswag", "hellaswag/hellaswag.yaml", "validation", ("hellaswag_val.jsonl",), "HellaSwag release rows {activity_label, ctx_a, ctx_b, endings, label}"
+    ),
+    "winogrande": TaskSpec(
+        "winogrande", "winogrande/default.yaml", "validation", ("dev.jsonl",), 'WinoGrande release rows {sentence, option1, option2, answer: "1"|"2"}'
+    ),
     "arc_easy": TaskSpec("arc_easy", "arc/arc_easy.yaml", "test", ("ARC-Easy-Test.jsonl",), _ARC_FMT),
     "arc_challenge": TaskSpec("arc_challenge", "arc/arc_challenge.yaml", "test", ("ARC-Challenge-Test.jsonl",), _ARC_FMT),
 }
 _READERS: dict[str, Callable[[TaskSpec, Path], list[dict]]] = {
-    "piqa": _piqa, "boolq": _boolq, "hellaswag": _hellaswag, "winogrande": _winogrande, "arc_easy": _arc, "arc_challenge": _arc,
+    "piqa": _piqa,
+    "boolq": _boolq,
+    "hellaswag": _hellaswag,
+    "winogrande": _winogrande,
+    "arc_easy": _arc,
+    "arc_challenge": _arc,
 }
 DEFAULT_TASKS = tuple(TASKS)
 FIXTURES = Path(__file__).resolve().parent.parent / "tasks" / "fixtures"  # pruning/tasks/fixtures: hand-written test files, NOT benchmark data

@@ -62,8 +62,7 @@ def _prepare_shared(cache: Path, todo: list[Point], client, n_workers: int) -> d
     shared: dict[str, str] = {}
     for p in todo:
         if p.workload_key not in shared:
-            idx = shared_wl.materialize(cache, p.workload_key, p.workload.synthetic, p.masks_path, p.seed, client=client,
-                                        parts=max(1, n_workers * 2))
+            idx = shared_wl.materialize(cache, p.workload_key, p.workload.synthetic, p.masks_path, p.seed, client=client, parts=max(1, n_workers * 2))
             shared[p.workload_key] = str(idx)
     return shared
 
@@ -108,10 +107,20 @@ def _run_on_dask(todo: list[Point], cache: Path, record: _Recorder, client) -> t
     return t1 - t0, time.perf_counter() - t1
 
 
-def run_sweep(spec: SweepSpec, out: str | os.PathLike, scheduler: str | None = None, workers: int | None = None,
-              processes: bool = True, progress: bool = True, wait: bool = False, export: bool = True,
-              on_row: Callable[[dict[str, Any]], None] | None = None, client=None, points: list[Point] | None = None,
-              workload_dir: str | os.PathLike | None = None) -> SweepOutcome:
+def run_sweep(
+    spec: SweepSpec,
+    out: str | os.PathLike,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    processes: bool = True,
+    progress: bool = True,
+    wait: bool = False,
+    export: bool = True,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+    client=None,
+    points: list[Point] | None = None,
+    workload_dir: str | os.PathLike | None = None,
+) -> SweepOutcome:
     """Run every point of ``spec`` not already finished in ``out``; return the whole results table.
 
     ``workers = 0`` runs serially in this process (no Dask); otherwise a LocalCluster of
@@ -135,8 +144,7 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, scheduler: str | None = N
             points = expand(spec) if points is None else list(points)
             done = store.finished_ids()
             todo = [p for p in points if p.point_id not in done]
-            bar = tqdm(total=len(points), initial=len(points) - len(todo), desc="sweep points", unit="pt",
-                       disable=not progress, dynamic_ncols=True)
+            bar = tqdm(total=len(points), initial=len(points) - len(todo), desc="sweep points", unit="pt", disable=not progress, dynamic_ncols=True)
             record = _Recorder(store, bar, on_row)
             prepare_s = points_s = 0.0
             try:
@@ -165,6 +173,14 @@ def run_sweep(spec: SweepSpec, out: str | os.PathLike, scheduler: str | None = N
             results = store.frame()
         finally:
             store.close()
-    return SweepOutcome(results=results, total=len(points), skipped=len(points) - len(todo), computed=len(todo),
-                        failed=record.failed, wall_s=time.perf_counter() - t0, sim_s=record.sim_s, prepare_s=prepare_s,
-                        points_s=points_s)
+    return SweepOutcome(
+        results=results,
+        total=len(points),
+        skipped=len(points) - len(todo),
+        computed=len(todo),
+        failed=record.failed,
+        wall_s=time.perf_counter() - t0,
+        sim_s=record.sim_s,
+        prepare_s=prepare_s,
+        points_s=points_s,
+    )

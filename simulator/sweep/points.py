@@ -48,8 +48,7 @@ def point_id(preset: str, mode: str, hw, workload_identity: dict, tokens: int, s
 def _fast_ids(preset: str, mode: str, hw, ident_json: str, tokens: tuple[int, ...], seed: int) -> list[str]:
     """:func:`point_id` for every token count of one machine, serialising the shared parts once
     (a 100,000-point grid spends no noticeable time here; a test checks it equals the definition)."""
-    head = (f'{{"hw": {json.dumps(sorted(hw), default=str)}, "mode": {json.dumps(mode)}, "preset": {json.dumps(preset)}, '
-            f'"seed": {json.dumps(seed)}, "tokens": ')
+    head = f'{{"hw": {json.dumps(sorted(hw), default=str)}, "mode": {json.dumps(mode)}, "preset": {json.dumps(preset)}, "seed": {json.dumps(seed)}, "tokens": '
     tail = f', "workload": {ident_json}}}'
     return [hashlib.sha1(f"{head}{json.dumps(t)}{tail}".encode()).hexdigest()[:16] for t in tokens]
 

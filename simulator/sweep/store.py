@@ -34,9 +34,29 @@ DB_NAME = "results.sqlite"
 FORMAT, VERSION = "besa-sweep-results", "1"
 # Columns that are results, not swept parameters (the report finds the swept axes with this).
 RESULT_FIELDS = {
-    "point_id", "status", "error", "wall_s", "cycles", "dense_cycles", "nm_cycles", "speedup", "speedup_vs_nm",
-    "stall_cycles", "dense_engine_cycles", "sparse_engine_cycles", "bytes_weights", "bytes_index", "bytes_act", "bytes_out",
-    "memory_bound_share", "layers", "utilization", "lb_ideal", "lb_split", "seed", "finished_at",
+    "point_id",
+    "status",
+    "error",
+    "wall_s",
+    "cycles",
+    "dense_cycles",
+    "nm_cycles",
+    "speedup",
+    "speedup_vs_nm",
+    "stall_cycles",
+    "dense_engine_cycles",
+    "sparse_engine_cycles",
+    "bytes_weights",
+    "bytes_index",
+    "bytes_act",
+    "bytes_out",
+    "memory_bound_share",
+    "layers",
+    "utilization",
+    "lb_ideal",
+    "lb_split",
+    "seed",
+    "finished_at",
 }
 _FIRST = ("point_id", "preset", "mode", "workload", "tokens", "seed", "status", "error")
 
@@ -87,8 +107,7 @@ class ResultStore:
         if not meta:
             self.con.executemany("INSERT INTO meta VALUES (?, ?)", [("format", FORMAT), ("version", VERSION)])
         elif meta.get("format") != FORMAT or meta.get("version") != VERSION:
-            raise UserError(f"{self.path}: format {meta.get('format')!r} version {meta.get('version')!r}, "
-                            f"this build reads {FORMAT!r} version {VERSION}")
+            raise UserError(f"{self.path}: format {meta.get('format')!r} version {meta.get('version')!r}, this build reads {FORMAT!r} version {VERSION}")
 
     def _columns(self) -> list[str]:
         return [r[1] for r in self.con.execute("PRAGMA table_info(results)")]
@@ -122,8 +141,10 @@ class ResultStore:
         if getattr(self, "_sql_cols", None) != cols:  # rebuilt only when a column was added
             names = ", ".join(_quote(c) for c in cols)
             updates = ", ".join(f"{_quote(c)} = excluded.{_quote(c)}" for c in cols if c != "point_id")
-            self._sql = (f"INSERT INTO results ({names}) VALUES ({', '.join('?' * len(cols))}) "
-                         f"ON CONFLICT(point_id) DO UPDATE SET {updates} WHERE results.status IS NOT 'ok'")
+            self._sql = (
+                f"INSERT INTO results ({names}) VALUES ({', '.join('?' * len(cols))}) "
+                f"ON CONFLICT(point_id) DO UPDATE SET {updates} WHERE results.status IS NOT 'ok'"
+            )
             self._sql_cols = cols
         return self._sql
 

@@ -71,8 +71,7 @@ def fill_layers(path: str, synthetic: str | None, masks_path: str | None, seed: 
     return n
 
 
-def materialize(cache: str | os.PathLike, key: str, synthetic: str | None, masks_path: str | None, seed: int,
-                client=None, parts: int = 1) -> Path:
+def materialize(cache: str | os.PathLike, key: str, synthetic: str | None, masks_path: str | None, seed: int, client=None, parts: int = 1) -> Path:
     """Make ``CACHE/<key>.bin`` + ``.json`` exist (reused when a previous run finished them).
 
     With a Dask ``client``, synthetic layers are generated on the workers in ``parts`` tasks (in

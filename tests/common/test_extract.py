@@ -16,10 +16,26 @@ from besa_common import extract
 from besa_common.errors import UserError
 from besa_common.masks import pack_keep, read_masks_packed
 
-LINEARS = {"self_attn.q_proj": (32, 24), "self_attn.k_proj": (16, 24), "self_attn.v_proj": (16, 24),
-           "self_attn.o_proj": (24, 32), "mlp.gate_proj": (40, 24), "mlp.up_proj": (40, 24), "mlp.down_proj": (24, 40)}
-CONFIG = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 24, "intermediate_size": 40,
-          "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8, "vocab_size": 50}
+LINEARS = {
+    "self_attn.q_proj": (32, 24),
+    "self_attn.k_proj": (16, 24),
+    "self_attn.v_proj": (16, 24),
+    "self_attn.o_proj": (24, 32),
+    "mlp.gate_proj": (40, 24),
+    "mlp.up_proj": (40, 24),
+    "mlp.down_proj": (24, 40),
+}
+CONFIG = {
+    "model_type": "llama",
+    "architectures": ["LlamaForCausalLM"],
+    "hidden_size": 24,
+    "intermediate_size": 40,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 8,
+    "vocab_size": 50,
+}
 
 
 def write_safetensors(path: Path, tensors: dict[str, tuple[str, list[int], bytes]]) -> None:
@@ -63,7 +79,7 @@ def _hf_dir(d: Path, weights, dtype="F32", shards=1, cfg=CONFIG):
     wm = {}
     for s in range(shards):
         fname = "model.safetensors" if shards == 1 else f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
-        part = dict(items[s * per:(s + 1) * per])
+        part = dict(items[s * per : (s + 1) * per])
         write_safetensors(d / fname, part)
         wm.update({k: fname for k in part})
     if shards > 1:
@@ -105,8 +121,14 @@ def test_sharded_checkpoint_is_read_with_bounded_memory(tmp_path, monkeypatch):
 
 def _ct_dir(d: Path, weights, keep, fmt):
     d.mkdir(parents=True)
-    cfg = {**CONFIG, "quantization_config": {"quant_method": "compressed-tensors", "format": "dense",
-                                             "sparsity_config": {"format": fmt, "targets": ["Linear"], "ignore": ["lm_head"]}}}
+    cfg = {
+        **CONFIG,
+        "quantization_config": {
+            "quant_method": "compressed-tensors",
+            "format": "dense",
+            "sparsity_config": {"format": fmt, "targets": ["Linear"], "ignore": ["lm_head"]},
+        },
+    }
     (d / "config.json").write_text(json.dumps(cfg))
     items = {}
     for name, w in weights.items():
@@ -145,8 +167,15 @@ def _gguf_file(path: Path, weights, quant: bool = False, arch="llama"):
     gguf = pytest.importorskip("gguf")
     from gguf.quants import quantize
 
-    names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-             "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+    names = {
+        "self_attn.q_proj": "attn_q",
+        "self_attn.k_proj": "attn_k",
+        "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output",
+        "mlp.gate_proj": "ffn_gate",
+        "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down",
+    }
     w_ = gguf.GGUFWriter(str(path), arch)
     w_.add_block_count(2)
     w_.add_embedding_length(24)
@@ -186,12 +215,15 @@ def test_gguf_quantised_warns(tmp_path):
     assert any("quantis" in w for w in ex.warnings) and ex.source["quantization"] == ["Q8_0"]
 
 
-@pytest.mark.parametrize("make, needle", [
-    (lambda d: (d / "pytorch_model.bin").write_bytes(b"\x80\x04"), "pickled"),
-    (lambda d: write_safetensors(d / "model.safetensors", {"x.weight": ("F32", [1], b"\0" * 4)}), "no LLaMA linear weights"),
-    (lambda d: (d / "config.json").write_text(json.dumps({"model_type": "gpt2"})) or _hf_dir(d, {}, cfg={"model_type": "gpt2"}), "not LLaMA-family"),
-    (lambda d: None, "no masks.safetensors"),
-])
+@pytest.mark.parametrize(
+    "make, needle",
+    [
+        (lambda d: (d / "pytorch_model.bin").write_bytes(b"\x80\x04"), "pickled"),
+        (lambda d: write_safetensors(d / "model.safetensors", {"x.weight": ("F32", [1], b"\0" * 4)}), "no LLaMA linear weights"),
+        (lambda d: (d / "config.json").write_text(json.dumps({"model_type": "gpt2"})) or _hf_dir(d, {}, cfg={"model_type": "gpt2"}), "not LLaMA-family"),
+        (lambda d: None, "no masks.safetensors"),
+    ],
+)
 def test_bad_sources_are_one_line(tmp_path, capsys, make, needle):
     d = tmp_path / "src"
     d.mkdir()

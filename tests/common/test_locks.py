@@ -39,8 +39,7 @@ print("released", flush=True)
 
 def _holder(directory: Path, seconds: float) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(directory), str(seconds)], stdout=subprocess.PIPE,
-                            text=True, env=env)
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(directory), str(seconds)], stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout.readline().strip() == "locked"
     return proc
 
@@ -96,9 +95,11 @@ def test_killed_holder_does_not_block_the_next_writer(tmp_path):
 def test_two_cli_processes_one_directory(tmp_path):
     """Two real `besa`-style writers started together: exactly one gets the lock, the other exits 2 with one line."""
     d = tmp_path / "run"
-    code = ("import sys, time\nfrom besa_common.errors import UserError\nfrom besa_common.fileio import dir_lock\n"
-            "try:\n    with dir_lock(sys.argv[1]):\n        time.sleep(2)\nexcept UserError as e:\n"
-            "    print(e, file=sys.stderr); sys.exit(2)\n")
+    code = (
+        "import sys, time\nfrom besa_common.errors import UserError\nfrom besa_common.fileio import dir_lock\n"
+        "try:\n    with dir_lock(sys.argv[1]):\n        time.sleep(2)\nexcept UserError as e:\n"
+        "    print(e, file=sys.stderr); sys.exit(2)\n"
+    )
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     procs = [subprocess.Popen([sys.executable, "-c", code, str(d)], stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
     results = sorted((p.wait(timeout=60), p.stderr.read()) for p in procs)
@@ -134,8 +135,9 @@ def test_temp_files_carry_the_pid_and_only_dead_writers_temps_are_cleaned(tmp_pa
     (d / ".notours.tmp").write_text("no pid: never touched")
     with dir_lock(d) as lk:
         removed = lk.clean_temps()
-    assert sorted(p.name for p in removed) == sorted([f".layers.csv.pid{dead_pid}.abc.tmp", f".summary.json.pid{dead_pid}.def.tmp",
-                                                      f".export.pid{dead_pid}.ghi.tmp"])
+    assert sorted(p.name for p in removed) == sorted(
+        [f".layers.csv.pid{dead_pid}.abc.tmp", f".summary.json.pid{dead_pid}.def.tmp", f".export.pid{dead_pid}.ghi.tmp"]
+    )
     assert live.exists() and (d / ".notours.tmp").exists() and (d / "x.txt").read_text() == "x"
 
 

@@ -23,8 +23,29 @@ def test_table_rows_and_ratio(quality, tmp_path, capsys):
     d = tmp_path / "model"
     tiny_model().save_pretrained(str(d))
     byte_tokenizer().save_pretrained(str(d))
-    assert quality.main(["--model", str(d), "--only", "wanda,besa-exact+admm", "--nsamples", "2", "--seqlen", "32",
-                         "--eval-windows", "2", "--eval-seqlen", "64", "--threads", "1", "--out", str(tmp_path / "q")]) == 0
+    assert (
+        quality.main(
+            [
+                "--model",
+                str(d),
+                "--only",
+                "wanda,besa-exact+admm",
+                "--nsamples",
+                "2",
+                "--seqlen",
+                "32",
+                "--eval-windows",
+                "2",
+                "--eval-seqlen",
+                "64",
+                "--threads",
+                "1",
+                "--out",
+                str(tmp_path / "q"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     rows = [l for l in out.splitlines() if l.startswith("| wanda") or l.startswith("| besa-exact+admm")]
     assert len(rows) == 2 and rows[0].split("|")[4].strip() == "1.000"  # Wanda is the only baseline here

@@ -48,8 +48,7 @@ def _brute_force(score, p, s, C):
 
 
 @settings(max_examples=30, deadline=None)
-@given(R=st.integers(1, 5), C=st.integers(1, 40), D=st.sampled_from([2, 5, 11, 101]),
-       ties=st.booleans(), smoothing=st.booleans(), seed=st.integers(0, 2**16))
+@given(R=st.integers(1, 5), C=st.integers(1, 40), D=st.sampled_from([2, 5, 11, 101]), ties=st.booleans(), smoothing=st.booleans(), seed=st.integers(0, 2**16))
 def test_mask_generator_matches_per_row_loop(R, C, D, ties, smoothing, seed):
     gen = torch.Generator().manual_seed(seed)
     score = torch.randn(R, C, generator=gen).abs()
@@ -151,8 +150,7 @@ def test_exact_counts_hand_computed():
 
 
 @settings(max_examples=60, deadline=None)
-@given(R=st.integers(1, 6), C=st.integers(1, 50), kind=st.sampled_from(["rand", "ties", "signed", "special"]),
-       seed=st.integers(0, 2**16))
+@given(R=st.integers(1, 6), C=st.integers(1, 50), kind=st.sampled_from(["rand", "ties", "signed", "special"]), seed=st.integers(0, 2**16))
 def test_stable_order_equals_torch_stable_sort(R, C, kind, seed):
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(R, C, generator=gen)
@@ -171,8 +169,15 @@ def _reference_masked_weight(W, hard, p, index):
 
 
 @settings(max_examples=40, deadline=None)
-@given(R=st.integers(1, 5), C=st.integers(1, 40), D=st.sampled_from([2, 11, 101]), rows1=st.booleans(),
-       smoothing=st.booleans(), scale=st.sampled_from([1.0, 30.0]), seed=st.integers(0, 2**16))
+@given(
+    R=st.integers(1, 5),
+    C=st.integers(1, 40),
+    D=st.sampled_from([2, 11, 101]),
+    rows1=st.booleans(),
+    smoothing=st.booleans(),
+    scale=st.sampled_from([1.0, 30.0]),
+    seed=st.integers(0, 2**16),
+)
 def test_masked_weight_is_bit_identical_to_ste_composition(R, C, D, rows1, smoothing, scale, seed):
     """Value and gradient of the fused STE op equal ``W * ste_mask(hard, soft_keep(p, index))`` exactly,
     also where float noise pushes the cumulative coefficients past 1 (no smoothing, extreme logits)."""

@@ -20,8 +20,7 @@ def block_inputs(model, n=4, T=16, seed=0):
 
 
 def job(S=0.5, **kw):
-    base = dict(index=0, prefix="model.layers.0.", sparsity={n: S for n in LINEAR_NAMES}, pattern=None,
-                device=torch.device("cpu"), autocast_dtype=None, seed=0)
+    base = dict(index=0, prefix="model.layers.0.", sparsity={n: S for n in LINEAR_NAMES}, pattern=None, device=torch.device("cpu"), autocast_dtype=None, seed=0)
     base.update(kw)
     return BlockJob(**base)
 
@@ -40,6 +39,7 @@ def reference_wanda(block, inputs, S):
             stats[name] *= seen[name] / (seen[name] + 1)
             seen[name] += 1
             stats[name] += torch.norm(x, p=2, dim=1) ** 2 / seen[name]
+
         return fn
 
     hs = [mods[n].register_forward_hook(hook(n)) for n in LINEAR_NAMES]
@@ -77,8 +77,7 @@ def masked_loss(block, inputs, targets, keep):
 
     weights = {f"{n}.weight": dict(block.named_modules())[n].weight * keep[n] for n in keep}
     with torch.no_grad():
-        outs = [torch.func.functional_call(block, weights, (inputs.hidden[i : i + 1],), inputs.kwargs)
-                for i in range(len(inputs))]
+        outs = [torch.func.functional_call(block, weights, (inputs.hidden[i : i + 1],), inputs.kwargs) for i in range(len(inputs))]
     return sum(float(reconstruction_loss(o, targets[i : i + 1])) for i, o in enumerate(outs)) / len(outs)
 
 
@@ -137,8 +136,7 @@ def test_joint_quant_returns_clipping_logits_and_bf16_autocast_path(tiny_llama):
     block = tiny_llama.model.layers[0]
     inputs = block_inputs(tiny_llama, n=2)
     # the CUDA code path (autocast around the block) exercised on CPU with bf16
-    res = Besa(BesaConfig(epochs=1, verbose=False)).prune_block(
-        block, inputs, None, job(wbits=4, group_size=32, autocast_dtype=torch.bfloat16))
+    res = Besa(BesaConfig(epochs=1, verbose=False)).prune_block(block, inputs, None, job(wbits=4, group_size=32, autocast_dtype=torch.bfloat16))
     assert res.tensors["mlp.up_proj.lwc_upper"].shape == (160,)
     assert not torch.equal(res.tensors["mlp.up_proj.lwc_upper"], torch.full((160,), 4.0))  # it learned
 
@@ -162,8 +160,7 @@ def test_bad_inputs(tiny_llama):
         BesaConfig(exact_budget="all")
 
 
-@pytest.mark.parametrize("opts", [dict(), dict(granularity="layer"), dict(smoothing=False, epochs=3),
-                                  dict(wbits=4)])
+@pytest.mark.parametrize("opts", [dict(), dict(granularity="layer"), dict(smoothing=False, epochs=3), dict(wbits=4)])
 def test_fast_paths_leave_masks_and_losses_unchanged(tiny_llama, monkeypatch, opts):
     """The fused STE op and the numpy sort are speed-ups only: with the obvious code put back
     (``W * ste_mask(hard, soft_keep(p, index))``, ``torch.sort(stable=True)``) every mask, loss and
@@ -181,8 +178,7 @@ def test_fast_paths_leave_masks_and_losses_unchanged(tiny_llama, monkeypatch, op
         return Besa(BesaConfig(verbose=False, **opts)).prune_block(block, inputs, None, j)
 
     fast = run()
-    monkeypatch.setattr(core, "masked_weight", lambda W, hard, p, index, index_max=None:
-                        W * core.ste_mask(hard, core.soft_keep(p, index)))
+    monkeypatch.setattr(core, "masked_weight", lambda W, hard, p, index, index_max=None: W * core.ste_mask(hard, core.soft_keep(p, index)))
     monkeypatch.setattr(core, "stable_order", lambda s: torch.sort(s, dim=1, stable=True).indices)
     slow = run()
     for n in LINEAR_NAMES:

@@ -55,8 +55,13 @@ def test_small_case_by_hand():
 
 
 @settings(max_examples=40, deadline=None)
-@given(R=st.integers(1, 4), G=st.integers(1, 5), mk=st.sampled_from([(4, 2), (4, 1), (4, 3), (8, 4), (8, 2), (3, 1)]),
-       ties=st.booleans(), seed=st.integers(0, 2**16))
+@given(
+    R=st.integers(1, 4),
+    G=st.integers(1, 5),
+    mk=st.sampled_from([(4, 2), (4, 1), (4, 3), (8, 4), (8, 2), (3, 1)]),
+    ties=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_init_argmax_is_wanda_and_every_group_keeps_exactly_k(R, G, mk, ties, seed):
     m, k = mk
     gen = torch.Generator().manual_seed(seed)
@@ -105,6 +110,7 @@ def test_kept_per_group_reads_the_driver_convention():
 
 # --- the method on a tiny LLaMA block ------------------------------------------------------------
 
+
 @pytest.mark.parametrize("pattern", [(2, 4), (4, 8), (3, 4), (1, 4)])
 def test_frozen_besa_nm_equals_wanda_nm_bit_exactly(tiny_llama, pattern):
     block = tiny_llama.model.layers[1]
@@ -152,8 +158,7 @@ def test_learned_nm_is_deterministic_and_own_targets_match_given_ones(tiny_llama
     inputs = block_inputs(tiny_llama, n=3)
     with torch.no_grad():
         targets = torch.cat([inputs.run(block, i, torch.device("cpu")) for i in range(len(inputs))])
-    runs = [Besa(BesaConfig(epochs=2, verbose=False)).prune_block(block, inputs, t, job(0.5, pattern=(2, 4)))
-            for t in (None, None, targets)]
+    runs = [Besa(BesaConfig(epochs=2, verbose=False)).prune_block(block, inputs, t, job(0.5, pattern=(2, 4))) for t in (None, None, targets)]
     for n in LINEAR_NAMES:
         assert torch.equal(runs[0].keep[n], runs[1].keep[n]) and torch.equal(runs[0].keep[n], runs[2].keep[n])
     assert runs[0].record["loss_last"] == runs[2].record["loss_last"]
@@ -162,8 +167,7 @@ def test_learned_nm_is_deterministic_and_own_targets_match_given_ones(tiny_llama
 def test_learned_nm_with_joint_quant(tiny_llama):
     block = tiny_llama.model.layers[0]
     inputs = block_inputs(tiny_llama, n=2)
-    res = Besa(BesaConfig(epochs=1, verbose=False)).prune_block(
-        block, inputs, None, job(0.5, pattern=(2, 4), wbits=4, group_size=32))
+    res = Besa(BesaConfig(epochs=1, verbose=False)).prune_block(block, inputs, None, job(0.5, pattern=(2, 4), wbits=4, group_size=32))
     assert res.tensors["mlp.up_proj.lwc_upper"].shape == (160,)
     assert (res.keep["mlp.up_proj"].reshape(160, -1, 4).sum(-1) == 2).all()
 

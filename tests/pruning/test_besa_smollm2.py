@@ -34,8 +34,7 @@ def test_besa_joint_4bit_cli_then_eval(tmp_path, capsys):
     assert q["expected"] is not None and abs(q["realised"] - q["expected"]) < 0.01
     assert (out / "quant.safetensors").is_file()
     capsys.readouterr()
-    assert main(["eval", "--masks", str(out), "--dataset", "wiki", "--seqlen", "64", "--max-windows", "2",
-                 "--json", "--no-progress", "--device", "cpu"]) == 0
+    assert main(["eval", "--masks", str(out), "--dataset", "wiki", "--seqlen", "64", "--max-windows", "2", "--json", "--no-progress", "--device", "cpu"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["quant"]["wbits"] == 4 and math.isfinite(res["ppl"])
     # 128 does not divide SmolLM2's 576 in-features: a one-line error, exit status 2

@@ -52,7 +52,10 @@ def test_bad_inputs_needing_a_model(capsys, tmp_path, tiny_dir):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"garbage")
     assert "corrupt" in _one_line_error(capsys, ["eval", "--model", str(tiny_dir), "--masks", str(bad)])
-    assert "not found" in _one_line_error(capsys, ["prune", "--model", str(tiny_dir), "--method", "wanda", "--calib-dataset", "wikitext2", "--data-path", str(tmp_path), "--out", str(tmp_path / "r")])
+    assert "not found" in _one_line_error(
+        capsys,
+        ["prune", "--model", str(tiny_dir), "--method", "wanda", "--calib-dataset", "wikitext2", "--data-path", str(tmp_path), "--out", str(tmp_path / "r")],
+    )
 
 
 def test_prune_then_eval_on_local_model(capsys, tmp_path, tiny_dir, monkeypatch):
@@ -63,15 +66,56 @@ def test_prune_then_eval_on_local_model(capsys, tmp_path, tiny_dir, monkeypatch)
     for split in ("train", "valid", "test"):
         (wt / f"wiki.{split}.raw").write_text(text)
     out = tmp_path / "run"
-    rc = main(["prune", "--model", str(tiny_dir), "--method", "wanda", "--pattern", "2:4", "--calib-dataset", "wikitext2", "--data-path", str(wt),
-               "--nsamples", "2", "--seqlen", "16", "--no-progress", "--out", str(out), "--save-model", str(tmp_path / "pruned")])
+    rc = main(
+        [
+            "prune",
+            "--model",
+            str(tiny_dir),
+            "--method",
+            "wanda",
+            "--pattern",
+            "2:4",
+            "--calib-dataset",
+            "wikitext2",
+            "--data-path",
+            str(wt),
+            "--nsamples",
+            "2",
+            "--seqlen",
+            "16",
+            "--no-progress",
+            "--out",
+            str(out),
+            "--save-model",
+            str(tmp_path / "pruned"),
+        ]
+    )
     assert rc == 0
     capsys.readouterr()
     man = json.loads((out / "manifest.json").read_text())
     assert man["pattern"] == "2:4" and man["calibration"]["dataset"] == "wikitext2" and man["calibration"]["nsamples"] == 2
     assert (tmp_path / "pruned" / "config.json").is_file()
-    rc = main(["eval", "--model", str(tiny_dir), "--masks", str(out), "--dataset", "wikitext2", "--data-path", str(wt), "--seqlen", "16",
-               "--max-windows", "3", "--json", "--no-progress", "--out", str(out)])
+    rc = main(
+        [
+            "eval",
+            "--model",
+            str(tiny_dir),
+            "--masks",
+            str(out),
+            "--dataset",
+            "wikitext2",
+            "--data-path",
+            str(wt),
+            "--seqlen",
+            "16",
+            "--max-windows",
+            "3",
+            "--json",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1
@@ -81,6 +125,22 @@ def test_prune_then_eval_on_local_model(capsys, tmp_path, tiny_dir, monkeypatch)
     assert res["windows"] == 3 and res["seqlen"] == 16 and res["sparsity"] == pytest.approx(0.5) and res["dataset"] == "wikitext2"
     assert json.loads((out / "eval.json").read_text()) == res
     # The saved pruned model gives the same ppl without masks.
-    rc = main(["eval", "--model", str(tmp_path / "pruned"), "--dataset", "wikitext2", "--data-path", str(wt), "--seqlen", "16", "--max-windows", "3", "--json", "--no-progress"])
+    rc = main(
+        [
+            "eval",
+            "--model",
+            str(tmp_path / "pruned"),
+            "--dataset",
+            "wikitext2",
+            "--data-path",
+            str(wt),
+            "--seqlen",
+            "16",
+            "--max-windows",
+            "3",
+            "--json",
+            "--no-progress",
+        ]
+    )
     res2 = json.loads(capsys.readouterr().out.strip())
     assert res2["ppl"] == pytest.approx(res["ppl"], rel=1e-5)

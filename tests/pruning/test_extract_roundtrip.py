@@ -50,11 +50,14 @@ def _export(d, masks, fmt, out):
     return out
 
 
-@pytest.mark.parametrize("fmt, pattern, sparse_format", [
-    ("hf", "unstructured", None),
-    ("compressed", "unstructured", "sparse-bitmask"),
-    ("compressed", "2:4", "sparse-24-bitmask"),
-])
+@pytest.mark.parametrize(
+    "fmt, pattern, sparse_format",
+    [
+        ("hf", "unstructured", None),
+        ("compressed", "unstructured", "sparse-bitmask"),
+        ("compressed", "2:4", "sparse-24-bitmask"),
+    ],
+)
 def test_export_then_extract_gives_identical_masks(run, tmp_path, capsys, fmt, pattern, sparse_format):
     d, masks = run(pattern)
     out = _export(d, masks, fmt, tmp_path / "export")
@@ -114,7 +117,8 @@ def test_hf_export_loads_in_transformers_and_lm_eval(run, tmp_path):
     with zeroshot.lmeval.offline():
         (tmp_path / "tasks").mkdir()
         tasks, _ = zeroshot.build_tasks(["piqa"], zeroshot.FIXTURES, rows, tmp_path / "tasks")
-        res = evaluator.simple_evaluate(model="hf", model_args=f"pretrained={out},device=cpu,dtype=float32",
-                                        tasks=tasks, limit=4, task_manager=TaskManager(include_defaults=False))
+        res = evaluator.simple_evaluate(
+            model="hf", model_args=f"pretrained={out},device=cpu,dtype=float32", tasks=tasks, limit=4, task_manager=TaskManager(include_defaults=False)
+        )
     acc = res["results"]["piqa"]["acc,none"]
     assert 0.0 <= acc <= 1.0 and res["config"]["model"] == "hf"

@@ -63,7 +63,9 @@ def test_driver_masks_round_trip_and_manifest(tmp_path):
     from pruning.methods.base import METHODS
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    cfg = LlamaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True
+    )
     model = LlamaForCausalLM(cfg).eval()
     prune_model(model, METHODS["wanda"](), torch.randint(0, 64, (2, 8)), tmp_path, DriverConfig(sparsity=0.5, progress=False), meta={"model": "t"})
     keep, manifest = read_masks(tmp_path / "masks.safetensors")
@@ -111,7 +113,7 @@ def test_masks_module_imports_without_torch(tmp_path):
                 return None
         sys.meta_path.insert(0, Block())
         import besa_common.masks as m
-        keep, manifest = m.read_masks({str(tmp_path / 'm.safetensors')!r})
+        keep, manifest = m.read_masks({str(tmp_path / "m.safetensors")!r})
         assert keep["model.layers.0.mlp.up_proj"].sum() == 4
         assert "torch" not in sys.modules
         try:

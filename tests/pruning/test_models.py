@@ -89,7 +89,7 @@ def test_errors_are_user_errors(tmp_path):
 def test_corrupt_safetensors_is_a_user_error(tmp_path):
     d = save_tiny_hf_dir(tiny_model(layers=1), tmp_path / "t")
     f = d / "model.safetensors"
-    f.write_bytes(f.read_bytes()[: 1000])
+    f.write_bytes(f.read_bytes()[:1000])
     with pytest.raises(UserError):
         load_model(d)
 

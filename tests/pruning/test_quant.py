@@ -76,8 +76,17 @@ def test_clipping_shrinks_range_and_gets_gradients():
 
 
 def _job(**kw):
-    base = dict(index=0, prefix="model.layers.0.", sparsity={n: 0.5 for n in LINEAR_NAMES}, pattern=None,
-                device=torch.device("cpu"), autocast_dtype=None, seed=0, wbits=4, group_size=32)
+    base = dict(
+        index=0,
+        prefix="model.layers.0.",
+        sparsity={n: 0.5 for n in LINEAR_NAMES},
+        pattern=None,
+        device=torch.device("cpu"),
+        autocast_dtype=None,
+        seed=0,
+        wbits=4,
+        group_size=32,
+    )
     base.update(kw)
     return BlockJob(**base)
 
@@ -99,8 +108,7 @@ def test_quantize_block_roundtrip_through_file(tiny_llama, tmp_path):
         assert not torch.equal(mods[n].weight, masked[n])
     # eval side: apply saved parameters to the masked (unquantized) weights -> identical weights
     quantized = {n: mods[n].weight.detach().clone() for n in LINEAR_NAMES}
-    save_quant(tmp_path / "quant.safetensors", {f"model.layers.0.{k}": v for k, v in q.items()},
-               {"wbits": 4, "group_size": 32})
+    save_quant(tmp_path / "quant.safetensors", {f"model.layers.0.{k}": v for k, v in q.items()}, {"wbits": 4, "group_size": 32})
     params, meta = load_quant(tmp_path / "quant.safetensors")
     assert meta["wbits"] == 4 and meta["group_size"] == 32 and meta["method"] == "lwc"
     with torch.no_grad():

@@ -45,8 +45,7 @@ def test_hand_computed_order_and_round_trip(tmp_path):
 
 
 @settings(max_examples=30, deadline=None)
-@given(shapes=st.lists(st.tuples(st.integers(1, 7), st.integers(1, 13)), min_size=1, max_size=3),
-       density=st.floats(0, 1), seed=st.integers(0, 2**16))
+@given(shapes=st.lists(st.tuples(st.integers(1, 7), st.integers(1, 13)), min_size=1, max_size=3), density=st.floats(0, 1), seed=st.integers(0, 2**16))
 def test_round_trip_property(tmp_path_factory, shapes, density, seed):
     rng = np.random.default_rng(seed)
     keep = {f"l{i}": rng.random(s) < density for i, s in enumerate(shapes)}
@@ -139,8 +138,10 @@ def test_consumers_refuse_updated_masks_without_weights(tmp_path, capsys):
     prune_model(tiny_model(), METHODS["sparsegpt"](), _calib(), run, DriverConfig(sparsity=0.5, **CFG))
     (run / "weights.safetensors").unlink()
     capsys.readouterr()
-    for argv in (["eval", "--model", str(d), "--masks", str(run), "--seqlen", "8", "--json", "--no-progress"],
-                 ["export", "--model", str(d), "--masks", str(run), "--format", "hf", "--out", str(tmp_path / "x")]):
+    for argv in (
+        ["eval", "--model", str(d), "--masks", str(run), "--seqlen", "8", "--json", "--no-progress"],
+        ["export", "--model", str(d), "--masks", str(run), "--format", "hf", "--out", str(tmp_path / "x")],
+    ):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert "weights.safetensors is missing" in err and err.count("\n") == 1

@@ -41,8 +41,16 @@ def tiny_results():
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True)
+    cfg = LlamaConfig(
+        vocab_size=256,
+        hidden_size=64,
+        intermediate_size=160,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+    )
     model = LlamaForCausalLM(cfg).eval()
     tok = byte_tokenizer()
     return model, tok, zeroshot.run_tasks(model, tok, list(zeroshot.TASKS), FIXTURES, batch_size=4, per_example=True)
@@ -131,8 +139,11 @@ def test_limit_caps_examples():
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512)).eval()
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512
+        )
+    ).eval()
     r = zeroshot.run_tasks(model, byte_tokenizer(), ["piqa", "arc_easy"], FIXTURES, batch_size=2, limit=3)
     assert r["piqa"]["n"] == 3 and r["piqa"]["n_total"] == 10
     assert r["arc_easy"]["n"] == 3
@@ -170,9 +181,17 @@ def test_unknown_task_is_a_user_error(data):
     assert "openbookqa" in _one_line(e)
 
 
-@pytest.mark.parametrize("task,file", [("piqa", "valid-labels.lst"), ("piqa", "valid.jsonl"), ("boolq", "dev.jsonl"),
-                                       ("hellaswag", "hellaswag_val.jsonl"), ("winogrande", "dev.jsonl"),
-                                       ("arc_challenge", "ARC-Challenge-Test.jsonl")])
+@pytest.mark.parametrize(
+    "task,file",
+    [
+        ("piqa", "valid-labels.lst"),
+        ("piqa", "valid.jsonl"),
+        ("boolq", "dev.jsonl"),
+        ("hellaswag", "hellaswag_val.jsonl"),
+        ("winogrande", "dev.jsonl"),
+        ("arc_challenge", "ARC-Challenge-Test.jsonl"),
+    ],
+)
 def test_missing_task_data_names_task_and_file(data, task, file):
     (data / task / file).unlink()
     with pytest.raises(UserError) as e:
@@ -271,8 +290,27 @@ def test_besa_eval_tasks_cli_tiny(tiny_llama, tmp_path, capsys):
     rng = np.random.default_rng(0)
     keep = {f"model.layers.{i}.mlp.up_proj": rng.random((160, 64)) < 0.5 for i in range(2)}
     write_masks(tmp_path / "run" / "masks.safetensors", keep, {"method": "random-test"})
-    rc = main(["eval", "--model", str(d), "--masks", str(tmp_path / "run"), "--no-ppl", "--tasks", "piqa,winogrande",
-               "--task-data", str(FIXTURES), "--limit", "4", "--zs-batch-size", "2", "--out", str(tmp_path / "run"), "--no-progress"])
+    rc = main(
+        [
+            "eval",
+            "--model",
+            str(d),
+            "--masks",
+            str(tmp_path / "run"),
+            "--no-ppl",
+            "--tasks",
+            "piqa,winogrande",
+            "--task-data",
+            str(FIXTURES),
+            "--limit",
+            "4",
+            "--zs-batch-size",
+            "2",
+            "--out",
+            str(tmp_path / "run"),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     table = capsys.readouterr().out
     assert "piqa" in table and "winogrande" in table and "acc_norm" in table
@@ -304,8 +342,7 @@ def test_besa_eval_all_tasks_cli_smollm2(tmp_path, capsys):
     """The documented command on the real model (fixtures, --limit 3 to stay short)."""
     from besa.cli import main
 
-    rc = main(["eval", "--model", "smollm2-135m", "--no-ppl", "--tasks", "all", "--task-data", str(FIXTURES),
-               "--limit", "3", "--json", "--no-progress"])
+    rc = main(["eval", "--model", "smollm2-135m", "--no-ppl", "--tasks", "all", "--task-data", str(FIXTURES), "--limit", "3", "--json", "--no-progress"])
     assert rc == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert sorted(res["tasks"]) == sorted(zeroshot.TASKS)  # --json sorts keys

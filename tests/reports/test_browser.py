@@ -44,8 +44,7 @@ def _browser():
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900",
-              "--allow-file-access-from-files"):
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900", "--allow-file-access-from-files"):
         opts.add_argument(a)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(options=opts, service=Service(driver))
@@ -68,8 +67,7 @@ def page(tmp_path_factory):
 
 
 def test_every_image_decodes(page):
-    imgs = page.execute_script(
-        "return Array.from(document.images).map(i => [i.id, i.complete, i.naturalWidth, i.naturalHeight]);")
+    imgs = page.execute_script("return Array.from(document.images).map(i => [i.id, i.complete, i.naturalWidth, i.naturalHeight]);")
     assert len(imgs) >= 8, imgs  # allocation, row sparsity, layer speedup, dots, Pareto, roofline, sweep, comparison
     for img_id, complete, w, h in imgs:
         assert complete and w > 0 and h > 0, (img_id, w, h)
@@ -77,7 +75,8 @@ def test_every_image_decodes(page):
     bad = page.execute_async_script(
         "const done = arguments[arguments.length - 1];"
         "Promise.allSettled(Array.from(document.images).map(i => i.decode()))"
-        ".then(r => done(r.map((x, k) => [document.images[k].id, x.status]).filter(x => x[1] !== 'fulfilled')));")
+        ".then(r => done(r.map((x, k) => [document.images[k].id, x.status]).filter(x => x[1] !== 'fulfilled')));"
+    )
     assert bad == []
 
 
@@ -99,7 +98,9 @@ def test_every_toc_link_lands_on_its_section(page):
             "if (!t) return null;"
             "const r = t.getBoundingClientRect();"
             "return {hash: location.hash, top: r.top, bottom: r.bottom, vh: window.innerHeight, tag: t.tagName,"
-            "        maxScroll: document.documentElement.scrollHeight - window.innerHeight, y: window.scrollY};", href[1:])
+            "        maxScroll: document.documentElement.scrollHeight - window.innerHeight, y: window.scrollY};",
+            href[1:],
+        )
         assert state is not None, f"{href}: no element with that id"
         assert state["hash"] == href and state["tag"] == "SECTION"
         # at the top of the window, or the page scrolled as far as it goes with the section in view

@@ -48,33 +48,38 @@ def test_nm_runs_take_the_sparsity_of_n_kept_of_m():
         parse_experiment(d, source="x.toml")
 
 
-@pytest.mark.parametrize("mutate, key", [
-    (lambda d: d["calibration"].update(nsampels=3), "[calibration].nsampels: unknown key"),
-    (lambda d: d.update(extra={}), "extra: unknown key"),
-    (lambda d: d["calibration"].update(nsamples="32"), "[calibration].nsamples: expected an integer"),
-    (lambda d: d["runs"][0].update(sparsities=[0.5, "x"]), "[[runs]][0].sparsities[1]: expected a number"),
-    (lambda d: d["runs"][0].update(methods=["magnitude", "obs"]), "[[runs]][0].methods[1]: unknown method 'obs'"),
-    (lambda d: d["runs"][1].update(patterns=["4:2"]), "[[runs]][1].patterns[0]"),
-    (lambda d: d["runs"][0].update(methods=[]), "[[runs]][0].methods: empty list"),
-    (lambda d: d.update(runs=[]), "[[runs]]: expected one or more"),
-    (lambda d: d["simulate"][0].update(preset="tpu9000"), "[[simulate]][0].preset: unknown preset 'tpu9000'"),
-    (lambda d: d["simulate"][0].update(tokens=[]), "[[simulate]][0].tokens: empty list"),
-    (lambda d: d["whatif"].update(run="nope-s50"), "[whatif].run: 'nope-s50' is not a run"),
-    (lambda d: d["whatif"].update(lines=[1]), "[whatif].lines: unknown key"),
-    (lambda d: d["eval"].update(seqlen=True), "[eval].seqlen: expected an integer"),
-    # [whatif]: the same checks as a sweep file (the hang of `workers = -1` included)
-    (lambda d: d["whatif"].update(workers=-1), "[whatif].workers must be an integer >= 0"),
-    (lambda d: d["whatif"].update(mode="warp"), "[whatif].mode: unknown mode 'warp'"),
-    (lambda d: d["whatif"].update(tokens=[0]), "[whatif].tokens[0]: token counts must be >= 1"),
-    (lambda d: d["whatif"].update(preset="tpu9000"), "[whatif].preset: unknown hardware preset 'tpu9000'"),
-    (lambda d: d["whatif"]["grid"].update(linez=[1]), "[whatif].grid.linez: unknown hardware field"),
-    (lambda d: d["whatif"]["grid"].update(lines=["x"]), "[whatif].grid.lines[0]: expected an integer"),
-    (lambda d: d["whatif"]["grid"].update(lines=[16, 0]), "[whatif].grid.lines[1]: hardware"),
-    (lambda d: d["experiment"].update(seed=-1), "[experiment].seed: must be >= 0"),
-    # two different runs, one name (one folder): refused
-    (lambda d: d["runs"][0].update(methods=["magnitude"], sparsities=[0.3333331, 0.3333332]),
-     "[[runs]]: sparsities 0.3333331 and 0.3333332 of magnitude would both be run 'magnitude-s0.333333'"),
-])
+@pytest.mark.parametrize(
+    "mutate, key",
+    [
+        (lambda d: d["calibration"].update(nsampels=3), "[calibration].nsampels: unknown key"),
+        (lambda d: d.update(extra={}), "extra: unknown key"),
+        (lambda d: d["calibration"].update(nsamples="32"), "[calibration].nsamples: expected an integer"),
+        (lambda d: d["runs"][0].update(sparsities=[0.5, "x"]), "[[runs]][0].sparsities[1]: expected a number"),
+        (lambda d: d["runs"][0].update(methods=["magnitude", "obs"]), "[[runs]][0].methods[1]: unknown method 'obs'"),
+        (lambda d: d["runs"][1].update(patterns=["4:2"]), "[[runs]][1].patterns[0]"),
+        (lambda d: d["runs"][0].update(methods=[]), "[[runs]][0].methods: empty list"),
+        (lambda d: d.update(runs=[]), "[[runs]]: expected one or more"),
+        (lambda d: d["simulate"][0].update(preset="tpu9000"), "[[simulate]][0].preset: unknown preset 'tpu9000'"),
+        (lambda d: d["simulate"][0].update(tokens=[]), "[[simulate]][0].tokens: empty list"),
+        (lambda d: d["whatif"].update(run="nope-s50"), "[whatif].run: 'nope-s50' is not a run"),
+        (lambda d: d["whatif"].update(lines=[1]), "[whatif].lines: unknown key"),
+        (lambda d: d["eval"].update(seqlen=True), "[eval].seqlen: expected an integer"),
+        # [whatif]: the same checks as a sweep file (the hang of `workers = -1` included)
+        (lambda d: d["whatif"].update(workers=-1), "[whatif].workers must be an integer >= 0"),
+        (lambda d: d["whatif"].update(mode="warp"), "[whatif].mode: unknown mode 'warp'"),
+        (lambda d: d["whatif"].update(tokens=[0]), "[whatif].tokens[0]: token counts must be >= 1"),
+        (lambda d: d["whatif"].update(preset="tpu9000"), "[whatif].preset: unknown hardware preset 'tpu9000'"),
+        (lambda d: d["whatif"]["grid"].update(linez=[1]), "[whatif].grid.linez: unknown hardware field"),
+        (lambda d: d["whatif"]["grid"].update(lines=["x"]), "[whatif].grid.lines[0]: expected an integer"),
+        (lambda d: d["whatif"]["grid"].update(lines=[16, 0]), "[whatif].grid.lines[1]: hardware"),
+        (lambda d: d["experiment"].update(seed=-1), "[experiment].seed: must be >= 0"),
+        # two different runs, one name (one folder): refused
+        (
+            lambda d: d["runs"][0].update(methods=["magnitude"], sparsities=[0.3333331, 0.3333332]),
+            "[[runs]]: sparsities 0.3333331 and 0.3333332 of magnitude would both be run 'magnitude-s0.333333'",
+        ),
+    ],
+)
 def test_bad_experiment_names_the_key(mutate, key):
     d = _default()
     mutate(d)
@@ -135,11 +140,16 @@ def test_point_ids_follow_their_definition():
     from simulator.sweep.points import _fast_ids
 
     value = st.one_of(st.integers(-5, 10**6), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=5))
-    hw = st.lists(st.tuples(st.sampled_from(["lines", "tau", "index_format", "a\"b"]), value), max_size=3, unique_by=lambda kv: kv[0])
+    hw = st.lists(st.tuples(st.sampled_from(["lines", "tau", "index_format", 'a"b']), value), max_size=3, unique_by=lambda kv: kv[0])
 
     @settings(max_examples=200, deadline=None)
-    @given(hw=hw, tokens=st.lists(st.integers(1, 10**9), min_size=1, max_size=3), seed=st.integers(0, 2**63 - 1),
-           mode=st.text(max_size=4), ident=st.dictionaries(st.text(max_size=3), value, max_size=3))
+    @given(
+        hw=hw,
+        tokens=st.lists(st.integers(1, 10**9), min_size=1, max_size=3),
+        seed=st.integers(0, 2**63 - 1),
+        mode=st.text(max_size=4),
+        ident=st.dictionaries(st.text(max_size=3), value, max_size=3),
+    )
     def check(hw, tokens, seed, mode, ident):
         import json
 
@@ -150,29 +160,34 @@ def test_point_ids_follow_their_definition():
     check()
 
 
-@pytest.mark.parametrize("mutate, key", [
-    (lambda d: d["grid"].update(linez=[1]), "[grid].linez: unknown hardware field"),
-    (lambda d: d["grid"].update(lines=[]), "[grid].lines: empty list"),
-    (lambda d: d["grid"].update(lines=["many"]), "[grid].lines[0]: expected an integer"),
-    (lambda d: d["grid"].update(lines=16), "[grid].lines: expected a list"),
-    (lambda d: d["sweep"].update(preset="tpu9000"), "[sweep].preset: unknown hardware preset 'tpu9000'"),
-    (lambda d: d["sweep"].update(mode="warp"), "[sweep].mode: unknown mode 'warp'"),
-    (lambda d: d["sweep"].update(tokens=[1, 0]), "[sweep].tokens[1]: token counts must be >= 1"),
-    (lambda d: d["sweep"].update(seed=-3), "[sweep].seed: must be in 0..2^63-1"),
-    (lambda d: d["grid"].update(lines=[16, 0]), "[grid].lines[1]: hardware 'vitcod': lines must be >= 1"),
-    (lambda d: d["grid"].update(tau=[0.5, 1.5]), "[grid].tau[1]"),
-    (lambda d: d["grid"].update(index_format=["bitmap", "zip"]), "[grid].index_format[1]"),
-    (lambda d: d["grid"].update(lines=[16, 16]), "[grid].lines: duplicate value 16"),
-    (lambda d: d["grid"].update(name=["x"]), "[grid].name: unknown hardware field"),
-    (lambda d: d["workload"][0].update(synthetic=None, masks="missing.safetensors") or d["workload"][0].pop("synthetic"),
-     "[[workload]][0].masks: file not found"),
-    (lambda d: d["sweep"].update(tokens=[]), "[sweep].tokens: empty list"),
-    (lambda d: d["sweep"].update(tokenz=[1]), "[sweep].tokenz: unknown key"),
-    (lambda d: d.pop("workload"), "[[workload]]: missing"),
-    (lambda d: d["workload"][0].update(masks="a.safetensors"), "[[workload]][0]: give exactly one of"),
-    (lambda d: d["workload"][0].update(synthetic="llama-9b"), "[[workload]][0].synthetic"),
-    (lambda d: d.update(extra=1), "unknown key 'extra'"),
-])
+@pytest.mark.parametrize(
+    "mutate, key",
+    [
+        (lambda d: d["grid"].update(linez=[1]), "[grid].linez: unknown hardware field"),
+        (lambda d: d["grid"].update(lines=[]), "[grid].lines: empty list"),
+        (lambda d: d["grid"].update(lines=["many"]), "[grid].lines[0]: expected an integer"),
+        (lambda d: d["grid"].update(lines=16), "[grid].lines: expected a list"),
+        (lambda d: d["sweep"].update(preset="tpu9000"), "[sweep].preset: unknown hardware preset 'tpu9000'"),
+        (lambda d: d["sweep"].update(mode="warp"), "[sweep].mode: unknown mode 'warp'"),
+        (lambda d: d["sweep"].update(tokens=[1, 0]), "[sweep].tokens[1]: token counts must be >= 1"),
+        (lambda d: d["sweep"].update(seed=-3), "[sweep].seed: must be in 0..2^63-1"),
+        (lambda d: d["grid"].update(lines=[16, 0]), "[grid].lines[1]: hardware 'vitcod': lines must be >= 1"),
+        (lambda d: d["grid"].update(tau=[0.5, 1.5]), "[grid].tau[1]"),
+        (lambda d: d["grid"].update(index_format=["bitmap", "zip"]), "[grid].index_format[1]"),
+        (lambda d: d["grid"].update(lines=[16, 16]), "[grid].lines: duplicate value 16"),
+        (lambda d: d["grid"].update(name=["x"]), "[grid].name: unknown hardware field"),
+        (
+            lambda d: d["workload"][0].update(synthetic=None, masks="missing.safetensors") or d["workload"][0].pop("synthetic"),
+            "[[workload]][0].masks: file not found",
+        ),
+        (lambda d: d["sweep"].update(tokens=[]), "[sweep].tokens: empty list"),
+        (lambda d: d["sweep"].update(tokenz=[1]), "[sweep].tokenz: unknown key"),
+        (lambda d: d.pop("workload"), "[[workload]]: missing"),
+        (lambda d: d["workload"][0].update(masks="a.safetensors"), "[[workload]][0]: give exactly one of"),
+        (lambda d: d["workload"][0].update(synthetic="llama-9b"), "[[workload]][0].synthetic"),
+        (lambda d: d.update(extra=1), "unknown key 'extra'"),
+    ],
+)
 def test_bad_sweep_names_the_key(mutate, key):
     d = tomllib.loads(SWEEP)
     mutate(d)
@@ -217,6 +232,5 @@ def test_cli_bad_files_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "besa.cli", "sweep", str(sw), "--out", str(tmp_path / "so")], capture_output=True, text=True)
     assert r.returncode == 2 and "[sweep].mode: unknown mode 'warp'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "so").exists()  # nothing ran, nothing written
-    r = subprocess.run([sys.executable, "-m", "besa.cli", "sweep", str(sw), "--out", str(tmp_path / "so"), "--workers", "-1"],
-                       capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "besa.cli", "sweep", str(sw), "--out", str(tmp_path / "so"), "--workers", "-1"], capture_output=True, text=True)
     assert r.returncode == 2 and "--workers must be an integer >= 0" in r.stderr

@@ -48,8 +48,9 @@ def test_whatif_notebook_runs(tmp_path):
 def test_quickstart_notebook_runs(tmp_path):
     pytest.importorskip("simulator.run", reason="the simulator's run API is not in this checkout yet")
     out = tmp_path / "qs"
-    nb = _execute("quickstart.ipynb", {"BESA_NB_OUT": str(out), "BESA_NB_NSAMPLES": "4", "BESA_NB_SEQLEN": "64",
-                                       "BESA_NB_EVAL_WINDOWS": "2"}, tmp_path, timeout=900)
+    nb = _execute(
+        "quickstart.ipynb", {"BESA_NB_OUT": str(out), "BESA_NB_NSAMPLES": "4", "BESA_NB_SEQLEN": "64", "BESA_NB_EVAL_WINDOWS": "2"}, tmp_path, timeout=900
+    )
     assert (out / "report.html").is_file() and (out / "besa-s50" / "sim" / "vitcod-cycle" / "layers.csv").is_file()
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert images

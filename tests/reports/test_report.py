@@ -156,8 +156,9 @@ def test_pareto_has_both_phases_and_labels_do_not_overlap(table):
         assert not boxes_overlap(p["label_boxes"])
         # the front, by brute force: no other run is both at least as fast and at least as good
         sp, pp = p["speedup"], p["ppl"]
-        want = {p["label"][i] for i in range(len(sp)) if not any(sp[j] >= sp[i] and pp[j] <= pp[i] and (sp[j], pp[j]) != (sp[i], pp[i])
-                                                                     for j in range(len(sp)))}
+        want = {
+            p["label"][i] for i in range(len(sp)) if not any(sp[j] >= sp[i] and pp[j] <= pp[i] and (sp[j], pp[j]) != (sp[i], pp[i]) for j in range(len(sp)))
+        }
         assert set(p["front"]) == want and "dense" in want and "magnitude-s50" not in want
     assert "4 windows × 512 tokens" in fd.figure.axes[0].get_ylabel()
 
@@ -325,8 +326,9 @@ def test_label_placer_never_overlaps_when_room(points):
 
 
 def test_reports_never_import_torch(tmp_path):
-    code = ("import sys; import reports.cli, reports.table, reports.figures, reports.html, simulator.sweep, besa.cmd_sweep; "
-            "from reports.cli import build_report; build_report([%r], %r); assert 'torch' not in sys.modules, 'torch imported'") % (
-        str(DEFAULT), str(tmp_path / "o"))
+    code = (
+        "import sys; import reports.cli, reports.table, reports.figures, reports.html, simulator.sweep, besa.cmd_sweep; "
+        "from reports.cli import build_report; build_report([%r], %r); assert 'torch' not in sys.modules, 'torch imported'"
+    ) % (str(DEFAULT), str(tmp_path / "o"))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

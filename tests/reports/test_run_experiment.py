@@ -101,7 +101,7 @@ def test_run_kill_midway_then_resume(tmp_path):
 def test_dry_run_lists_every_step_with_real_weight_width(tmp_path):
     exp = tmp_path / "q.toml"
     exp.write_text(TINY.format(model="smollm2-135m", methods='["dense", "besa"]') + "\n[options.besa]\nd_coef = 5\nsmoothing = false\n")
-    text = exp.read_text().replace('sparsities = [0.5]', 'sparsities = [0.5]\nwbits = [16, 4]')
+    text = exp.read_text().replace("sparsities = [0.5]", "sparsities = [0.5]\nwbits = [16, 4]")
     exp.write_text(text)
     r = _besa("run", str(exp), "--out", str(tmp_path / "o"), "--dry-run")
     assert r.returncode == 0, r.stderr
@@ -121,18 +121,25 @@ def test_prune_outputs_require_weights_of_weight_changing_runs(tmp_path):
 
     base = [tmp_path / "masks.safetensors", tmp_path / "manifest.json"]
     assert prune_outputs(tmp_path) == base  # nothing yet
-    for manifest, needs in (({"method": "wanda", "updated_weights": False}, False), ({"method": "sparsegpt", "updated_weights": True}, True),
-                            ({"method": "sparsegpt"}, True), ({"method": "wanda"}, False)):
+    for manifest, needs in (
+        ({"method": "wanda", "updated_weights": False}, False),
+        ({"method": "sparsegpt", "updated_weights": True}, True),
+        ({"method": "sparsegpt"}, True),
+        ({"method": "wanda"}, False),
+    ):
         (tmp_path / "manifest.json").write_text(json.dumps(manifest))
         assert prune_outputs(tmp_path) == base + ([tmp_path / "weights.safetensors"] if needs else []), manifest
 
 
-@pytest.mark.parametrize("extra, key", [
-    ("\n[options.besa]\nd_coeff = 5\n", "[options.besa].d_coeff: `besa prune` rejects it: unrecognized arguments: --d-coeff 5"),
-    ("\n[options.besa]\nd_coef = \"many\"\n", "[options.besa].d_coef: `besa prune` rejects it: argument --d-coef: invalid float value"),
-    ("\n[whatif]\nrun = \"besa-s50\"\nworkers = -1\ngrid = {lines = [16, 32]}\n", "[whatif].workers must be an integer >= 0"),
-    ("\n[whatif]\nrun = \"besa-s50\"\ngrid = {lines = [16, 32], tau = [\"x\"]}\n", "[whatif].grid.tau[0]: expected a number"),
-])
+@pytest.mark.parametrize(
+    "extra, key",
+    [
+        ("\n[options.besa]\nd_coeff = 5\n", "[options.besa].d_coeff: `besa prune` rejects it: unrecognized arguments: --d-coeff 5"),
+        ('\n[options.besa]\nd_coef = "many"\n', "[options.besa].d_coef: `besa prune` rejects it: argument --d-coef: invalid float value"),
+        ('\n[whatif]\nrun = "besa-s50"\nworkers = -1\ngrid = {lines = [16, 32]}\n', "[whatif].workers must be an integer >= 0"),
+        ('\n[whatif]\nrun = "besa-s50"\ngrid = {lines = [16, 32], tau = ["x"]}\n', "[whatif].grid.tau[0]: expected a number"),
+    ],
+)
 def test_dry_run_rejects_what_the_real_run_would(tmp_path, extra, key):
     """`besa run --dry-run` and `besa run` go through the same checks: one line, exit 2, nothing written."""
     exp = tmp_path / "x.toml"

@@ -104,9 +104,12 @@ def test_cli_exit_codes_and_failed_count(tmp_path):
     assert r.returncode == 2 and "no results.sqlite" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
-BIG = TINY.replace("nm_n = [2, 4]\n", "").replace("nm_m = [2, 4]\n", "").replace(
-    "lines = [16, 64]", "lines = [8, 16, 32, 64, 128, 256]\ndram_bytes_per_cycle = [41.2, 82.5, 164.93, 329.9]").replace(
-    "256x512*3", "1024x2048*6")
+BIG = (
+    TINY.replace("nm_n = [2, 4]\n", "")
+    .replace("nm_m = [2, 4]\n", "")
+    .replace("lines = [16, 64]", "lines = [8, 16, 32, 64, 128, 256]\ndram_bytes_per_cycle = [41.2, 82.5, 164.93, 329.9]")
+    .replace("256x512*3", "1024x2048*6")
+)
 
 
 def _wait_rows(out: Path, n: int, proc, timeout: float = 180) -> int:

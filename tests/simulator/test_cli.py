@@ -42,9 +42,25 @@ def test_golden_layers_csv(case, tmp_path, capsys):
 
 
 def test_outputs(tmp_path, capsys):
-    code, out, _ = run_cli(["--synthetic", "llama-7b[1]:sparsity=0.5", "--hw", "vitcod", "--mode", "cycle",
-                            "--tokens", "1,2048", "--set", "lines=32", "--set", "dram_bytes_per_cycle=100",
-                            "--out", str(tmp_path)], capsys)
+    code, out, _ = run_cli(
+        [
+            "--synthetic",
+            "llama-7b[1]:sparsity=0.5",
+            "--hw",
+            "vitcod",
+            "--mode",
+            "cycle",
+            "--tokens",
+            "1,2048",
+            "--set",
+            "lines=32",
+            "--set",
+            "dram_bytes_per_cycle=100",
+            "--out",
+            str(tmp_path),
+        ],
+        capsys,
+    )
     assert code == 0
     assert "N=1:" in out and "N=2048:" in out
     df = pd.read_csv(tmp_path / "layers.csv")
@@ -98,16 +114,19 @@ def test_engines_agree_through_simulate(tmp_path):
     pd.testing.assert_frame_equal(a, b)
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--synthetic", "64x64", "--set", "lines=0"], "lines must be >= 1"),
-    (["--synthetic", "64x64", "--set", "dram_bytes_per_cycle=0"], "dram_bytes_per_cycle"),
-    (["--synthetic", "64x64", "--set", "weight_buffer_bytes=10"], "smaller than two tiles"),
-    (["--synthetic", "64x64", "--set", "nm_n=3", "--set", "nm_m=2"], "n > m"),
-    (["--synthetic", "64x64", "--tokens", "0"], "--tokens"),
-    (["--synthetic", "64x64", "--tokens", "a,b"], "--tokens"),
-    (["--synthetic", "nonsense"], "synthetic shape"),
-    (["--synthetic", "64x64", "--hw", "nope"], "unknown hardware preset"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--synthetic", "64x64", "--set", "lines=0"], "lines must be >= 1"),
+        (["--synthetic", "64x64", "--set", "dram_bytes_per_cycle=0"], "dram_bytes_per_cycle"),
+        (["--synthetic", "64x64", "--set", "weight_buffer_bytes=10"], "smaller than two tiles"),
+        (["--synthetic", "64x64", "--set", "nm_n=3", "--set", "nm_m=2"], "n > m"),
+        (["--synthetic", "64x64", "--tokens", "0"], "--tokens"),
+        (["--synthetic", "64x64", "--tokens", "a,b"], "--tokens"),
+        (["--synthetic", "nonsense"], "synthetic shape"),
+        (["--synthetic", "64x64", "--hw", "nope"], "unknown hardware preset"),
+    ],
+)
 def test_bad_input_one_line_exit_2(args, words, tmp_path, capsys):
     code, out, err = run_cli([*args, "--out", str(tmp_path / "o")], capsys)
     assert code == 2
@@ -121,9 +140,11 @@ def test_bad_masks_file_exit_2(tmp_path, capsys):
 
 
 def test_never_imports_torch():
-    code = ("import sys; from besa.cli import main; "
-            "main(['simulate', '--synthetic', '64x64', '--out', sys.argv[1]]); "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys; from besa.cli import main; "
+        "main(['simulate', '--synthetic', '64x64', '--out', sys.argv[1]]); "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
@@ -132,8 +153,9 @@ def test_never_imports_torch():
 
 def test_whole_decoder_step(tmp_path, capsys):
     """--context: attention + KV per block, LM head, embeddings in decoder.csv; end-to-end totals."""
-    code, out, err = run_cli(["--synthetic", "llama-7b[2]:sparsity=0.5", "--hw", "vitcod", "--tokens", "1,64",
-                              "--context", "2048", "--out", str(tmp_path)], capsys)
+    code, out, err = run_cli(
+        ["--synthetic", "llama-7b[2]:sparsity=0.5", "--hw", "vitcod", "--tokens", "1,64", "--context", "2048", "--out", str(tmp_path)], capsys
+    )
     assert code == 0, err
     dec = pd.read_csv(tmp_path / "decoder.csv")
     assert sorted(set(dec["kind"])) == ["attention", "embedding", "lm_head"]
@@ -151,8 +173,9 @@ def test_whole_decoder_step(tmp_path, capsys):
 
 def test_gqa_moves_fewer_kv_bytes(tmp_path, capsys):
     for name, kv in (("llama-2-7b", 4096), ("llama-3-8b", 1024)):
-        code, _, err = run_cli(["--synthetic", f"{name}[1]:sparsity=0.5", "--tokens", "4", "--batch", "2", "--context", "100",
-                                "--out", str(tmp_path / name)], capsys)
+        code, _, err = run_cli(
+            ["--synthetic", f"{name}[1]:sparsity=0.5", "--tokens", "4", "--batch", "2", "--context", "100", "--out", str(tmp_path / name)], capsys
+        )
         assert code == 0, err
         a = pd.read_csv(tmp_path / name / "decoder.csv").query("kind == 'attention'").iloc[0]
         assert a["bytes_kv"] == 2 * kv * (100 + 2) * 2  # batch 2 sequences, 2 new tokens each
@@ -169,15 +192,18 @@ def test_energy_columns(tmp_path, capsys):
     assert s["totals"]["1"]["energy_vs_dense"] > 1
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--synthetic", "llama-7b[1]", "--context", "0"], "--context must be >= 1"),
-    (["--synthetic", "llama-7b[1]", "--context", "-5"], "--context must be >= 1"),
-    (["--synthetic", "llama-7b[1]", "--context", "8", "--batch", "0"], "--batch must be >= 1"),
-    (["--synthetic", "llama-7b[1]", "--context", "8", "--tokens", "3", "--batch", "2"], "not a multiple of --batch"),
-    (["--synthetic", "64x64", "--context", "8"], "--model"),
-    (["--synthetic", "llama-7b[1]", "--context", "8", "--mode", "besa-compat"], "memory model"),
-    (["--synthetic", "64x64", "--set", "e_dram_pj_per_byte=-1"], "e_dram_pj_per_byte"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--synthetic", "llama-7b[1]", "--context", "0"], "--context must be >= 1"),
+        (["--synthetic", "llama-7b[1]", "--context", "-5"], "--context must be >= 1"),
+        (["--synthetic", "llama-7b[1]", "--context", "8", "--batch", "0"], "--batch must be >= 1"),
+        (["--synthetic", "llama-7b[1]", "--context", "8", "--tokens", "3", "--batch", "2"], "not a multiple of --batch"),
+        (["--synthetic", "64x64", "--context", "8"], "--model"),
+        (["--synthetic", "llama-7b[1]", "--context", "8", "--mode", "besa-compat"], "memory model"),
+        (["--synthetic", "64x64", "--set", "e_dram_pj_per_byte=-1"], "e_dram_pj_per_byte"),
+    ],
+)
 def test_decoder_and_energy_bad_input(args, words, tmp_path, capsys):
     code, out, err = run_cli([*args, "--out", str(tmp_path / "o")], capsys)
     assert code == 2

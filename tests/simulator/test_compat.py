@@ -97,8 +97,7 @@ def test_float32_threshold_like_their_torch_code():
 
 
 @settings(max_examples=60, deadline=None)
-@given(arrays(bool, st.tuples(st.integers(1, 24), st.integers(1, 40))), st.randoms(use_true_random=False),
-       st.integers(1, 3))
+@given(arrays(bool, st.tuples(st.integers(1, 24), st.integers(1, 40))), st.randoms(use_true_random=False), st.integers(1, 3))
 def test_permutation_invariance(keep, rnd, tokens):
     rows = list(range(keep.shape[0]))
     cols = list(range(keep.shape[1]))
@@ -112,8 +111,7 @@ def test_permutation_invariance(keep, rnd, tokens):
 
 
 @settings(max_examples=60, deadline=None)
-@given(arrays(bool, st.tuples(st.integers(1, 30), st.integers(1, 70))), st.integers(1, 4), st.integers(1, 5),
-       st.integers(1, 3))
+@given(arrays(bool, st.tuples(st.integers(1, 30), st.integers(1, 70))), st.integers(1, 4), st.integers(1, 5), st.integers(1, 3))
 def test_fast_path_equals_reference(keep, lines, height, tokens):
     hw = load_hardware("besa", {"lines": lines, "macs_per_line": height})
     M, K = keep.shape
@@ -169,5 +167,4 @@ def test_besa_code_fast_equals_transcription(rows, cols, density, seed):
     p = pack_keep(keep)
     fast = eng.evaluate(p, rows, cols, "besa-code", [1], hw, "cpp" if eng.have_core() else "python")[0]
     spec = eng.evaluate(p, rows, cols, "besa-code", [1], hw, "reference")[0]
-    assert (fast["cycles"], fast["sparse_engine_cycles"], fast["dense_cycles"]) == \
-        (spec["cycles"], spec["sparse_engine_cycles"], spec["dense_cycles"])
+    assert (fast["cycles"], fast["sparse_engine_cycles"], fast["dense_cycles"]) == (spec["cycles"], spec["sparse_engine_cycles"], spec["dense_cycles"])

@@ -19,10 +19,20 @@ ENGINE = "cpp" if eng.have_core() else "python"
 SLOW_OK = [HealthCheck.filter_too_much, HealthCheck.too_slow]  # random machines: some draws are impossible
 
 # 2 x 4 mask of the pencil cases below
-KEEP = np.array([[1, 1, 1, 0],
-                 [1, 0, 0, 1]], bool)
-TINY = dict(lines=2, macs_per_line=2, tile_m=2, tile_k=4, tile_n=1, pipeline_fill=0, tau=0.5,
-            split="proportional", assign="round_robin", dram_bytes_per_cycle=1.0, gather_factor=1.0)
+KEEP = np.array([[1, 1, 1, 0], [1, 0, 0, 1]], bool)
+TINY = dict(
+    lines=2,
+    macs_per_line=2,
+    tile_m=2,
+    tile_k=4,
+    tile_n=1,
+    pipeline_fill=0,
+    tau=0.5,
+    split="proportional",
+    assign="round_robin",
+    dram_bytes_per_cycle=1.0,
+    gather_factor=1.0,
+)
 
 
 def test_pencil_compute_only():
@@ -64,13 +74,16 @@ def test_pencil_optimal_partition_and_time_sharing():
     assert (r["cycles"], r["G"], r["shared"], r["lines_dense"], r["lines_sparse"]) == (3, 2, 1, 2, 2)
 
 
-@pytest.mark.parametrize("fmt, cycles, index_bits", [
-    # weights 2*1*8 (dense column) + 3*8 (sparse values) = 40 bits, acts 4*8 = 32, outputs 2*8 = 16
-    ("bitmap", 12, 6),   # + 2 rows x 3 sparse columns = 6 bits -> 94 bits = 11.75 bytes at 1 B/cycle
-    ("csr", 14, 20),     # + 3 values x 4 bits + 2 row pointers x 4 bits = 20 -> 108 bits = 13.5
-    ("rle", 13, 4),      # row 1 = 0 0 1 over the sparse columns: gap 2 >= 2^1 -> 1 pad entry;
-                         # 4 entries x 1 bit + 4 x 8 value bits -> 48 + 4 + 32 + 16 = 100 bits = 12.5
-])
+@pytest.mark.parametrize(
+    "fmt, cycles, index_bits",
+    [
+        # weights 2*1*8 (dense column) + 3*8 (sparse values) = 40 bits, acts 4*8 = 32, outputs 2*8 = 16
+        ("bitmap", 12, 6),  # + 2 rows x 3 sparse columns = 6 bits -> 94 bits = 11.75 bytes at 1 B/cycle
+        ("csr", 14, 20),  # + 3 values x 4 bits + 2 row pointers x 4 bits = 20 -> 108 bits = 13.5
+        ("rle", 13, 4),  # row 1 = 0 0 1 over the sparse columns: gap 2 >= 2^1 -> 1 pad entry;
+        # 4 entries x 1 bit + 4 x 8 value bits -> 48 + 4 + 32 + 16 = 100 bits = 12.5
+    ],
+)
 def test_pencil_memory_and_index_formats(fmt, cycles, index_bits):
     hw = small_hw(memory=True, index_format=fmt, index_bits=4, rowptr_bits=4, rle_bits=1, **TINY)
     r = ref.cycle_layer(KEEP, 1, hw)
@@ -130,8 +143,10 @@ def test_pencil_bank_gather():
 
 def _random_hw(data, **fixed):
     fields = dict(
-        lines=data.draw(st.integers(1, 8)), macs_per_line=data.draw(st.integers(1, 8)),
-        tile_m=data.draw(st.sampled_from([0, 0, 1, 3, 16])), tile_k=data.draw(st.sampled_from([0, 0, 4, 32])),
+        lines=data.draw(st.integers(1, 8)),
+        macs_per_line=data.draw(st.integers(1, 8)),
+        tile_m=data.draw(st.sampled_from([0, 0, 1, 3, 16])),
+        tile_k=data.draw(st.sampled_from([0, 0, 4, 32])),
         tile_n=data.draw(st.sampled_from([0, 0, 1, 5, 16])),
         pipeline_fill=data.draw(st.integers(0, 6)),
         partition=data.draw(st.sampled_from(["optimal", "optimal", "tau"])),
@@ -139,8 +154,10 @@ def _random_hw(data, **fixed):
         split=data.draw(st.sampled_from(["optimal", "proportional"])),
         assign=data.draw(st.sampled_from(["lpt", "round_robin"])),
         index_format=data.draw(st.sampled_from(["bitmap", "csr", "rle"])),
-        memory=data.draw(st.booleans()), dram_bytes_per_cycle=data.draw(st.sampled_from([0.5, 3.0, 64.0])),
-        gather_factor=data.draw(st.sampled_from([0.0, 1.0, 1.25])), banks=data.draw(st.sampled_from([1, 3, 8])),
+        memory=data.draw(st.booleans()),
+        dram_bytes_per_cycle=data.draw(st.sampled_from([0.5, 3.0, 64.0])),
+        gather_factor=data.draw(st.sampled_from([0.0, 1.0, 1.25])),
+        banks=data.draw(st.sampled_from([1, 3, 8])),
         weight_buffer_bytes=data.draw(st.sampled_from([64, 400, 10**9])),
         index_buffer_bytes=data.draw(st.sampled_from([64, 10**9])),
         act_buffer_bytes=data.draw(st.sampled_from([256, 10**9])),
@@ -174,8 +191,7 @@ def test_cpp_equals_reference(keep, tokens, data):
 @given(st.integers(1, 512), st.integers(1, 512), st.integers(1, 64), st.integers(0, 4096), st.integers(1, 8), st.data())
 def test_attention_cpp_equals_reference(hidden, kv_dim, tokens, context, batch, data):
     hw = _random_hw(data)
-    assert eng.attention(hidden, kv_dim, tokens, context, batch, hw, ENGINE) == \
-        ref.attention_block(hidden, kv_dim, tokens, context, batch, hw)
+    assert eng.attention(hidden, kv_dim, tokens, context, batch, hw, ENGINE) == ref.attention_block(hidden, kv_dim, tokens, context, batch, hw)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=SLOW_OK)
@@ -245,16 +261,14 @@ def test_one_dense_column_is_no_cliff(seed, preset, col):
 @given(st.integers(1, 40), st.integers(1, 40), st.integers(1, 64), st.data())
 def test_dense_baseline_ignores_tile_overrides(rows, cols, tokens, data):
     hw = _random_hw(data, tile_m=0, tile_k=0, tile_n=0)
-    over = dict(tile_m=data.draw(st.integers(0, 64)), tile_k=data.draw(st.integers(0, 64)),
-                tile_n=data.draw(st.integers(0, 64)))
+    over = dict(tile_m=data.draw(st.integers(0, 64)), tile_k=data.draw(st.integers(0, 64)), tile_n=data.draw(st.integers(0, 64)))
     try:
         hw2 = load_hardware("vitcod", dict(hw.as_dict(), **over))
     except Exception:
         assume(False)
     assert ref.dense_layer(rows, cols, tokens, hw2) == ref.dense_layer(rows, cols, tokens, hw)
     p = pack_keep(np.ones((rows, cols), bool))
-    assert eng.evaluate(p, rows, cols, "cycle", [tokens], hw2, ENGINE)[0]["dense_cycles"] == \
-        ref.dense_layer(rows, cols, tokens, hw)["cycles"]
+    assert eng.evaluate(p, rows, cols, "cycle", [tokens], hw2, ENGINE)[0]["dense_cycles"] == ref.dense_layer(rows, cols, tokens, hw)["cycles"]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=SLOW_OK)
@@ -283,10 +297,12 @@ def test_two_four_twice_dense_on_vitcod_prefill():
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=SLOW_OK)
-@given(st.dictionaries(st.sampled_from(["bits_weights", "bits_index", "bits_act", "bits_out", "bits_kv", "macs",
-                                        "index_entries"]), st.integers(0, 10**12)),
-       st.sampled_from(["bits_weights", "bits_index", "bits_act", "bits_out", "bits_kv", "macs", "index_entries"]),
-       st.integers(1, 10**9), st.sampled_from(["vitcod", "hbm-4k", "besa"]))
+@given(
+    st.dictionaries(st.sampled_from(["bits_weights", "bits_index", "bits_act", "bits_out", "bits_kv", "macs", "index_entries"]), st.integers(0, 10**12)),
+    st.sampled_from(["bits_weights", "bits_index", "bits_act", "bits_out", "bits_kv", "macs", "index_entries"]),
+    st.integers(1, 10**9),
+    st.sampled_from(["vitcod", "hbm-4k", "besa"]),
+)
 def test_energy_monotone_in_bytes(counts, key, extra, preset):
     hw = load_hardware(preset)
     more = dict(counts)
@@ -323,9 +339,18 @@ def test_index_formats_bound_memory_side_speedup():
 
 def test_buffers_drive_prefill_timing():
     layer = wl.synthetic("2048x2048:sparsity=0.5", 0)[0]
-    cyc = [eng.evaluate(layer.load(), 2048, 2048, "cycle", [2048], load_hardware("vitcod", {
-        "weight_buffer_bytes": wb, "act_buffer_bytes": wb, "out_buffer_bytes": 2 * wb,
-        "dram_bytes_per_cycle": 8.0}), ENGINE)[0]["cycles"] for wb in (8192, 54272, 1 << 22)]
+    cyc = [
+        eng.evaluate(
+            layer.load(),
+            2048,
+            2048,
+            "cycle",
+            [2048],
+            load_hardware("vitcod", {"weight_buffer_bytes": wb, "act_buffer_bytes": wb, "out_buffer_bytes": 2 * wb, "dram_bytes_per_cycle": 8.0}),
+            ENGINE,
+        )[0]["cycles"]
+        for wb in (8192, 54272, 1 << 22)
+    ]
     assert cyc[0] > cyc[1] > cyc[2]
 
 

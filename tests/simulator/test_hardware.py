@@ -29,18 +29,21 @@ def test_preset_from_file(tmp_path):
     assert load_hardware(str(p)).name == "mine"
 
 
-@pytest.mark.parametrize("over, words", [
-    ({"lines": 0}, "lines"),
-    ({"dram_bytes_per_cycle": 0}, "dram_bytes_per_cycle"),
-    ({"dram_bytes_per_cycle": -3}, "dram_bytes_per_cycle"),
-    ({"weight_buffer_bytes": 4}, "weight_buffer_bytes"),
-    ({"index_buffer_bytes": 0}, "index_buffer_bytes"),
-    ({"nm_n": 5, "nm_m": 4}, "n > m"),
-    ({"tau": 1.0}, "tau"),
-    ({"index_format": "zip"}, "index_format"),
-    ({"version": 7}, "version"),
-    ({"lines": "many"}, "lines"),
-])
+@pytest.mark.parametrize(
+    "over, words",
+    [
+        ({"lines": 0}, "lines"),
+        ({"dram_bytes_per_cycle": 0}, "dram_bytes_per_cycle"),
+        ({"dram_bytes_per_cycle": -3}, "dram_bytes_per_cycle"),
+        ({"weight_buffer_bytes": 4}, "weight_buffer_bytes"),
+        ({"index_buffer_bytes": 0}, "index_buffer_bytes"),
+        ({"nm_n": 5, "nm_m": 4}, "n > m"),
+        ({"tau": 1.0}, "tau"),
+        ({"index_format": "zip"}, "index_format"),
+        ({"version": 7}, "version"),
+        ({"lines": "many"}, "lines"),
+    ],
+)
 def test_impossible_hardware(over, words):
     with pytest.raises(UserError, match=words) as exc:
         load_hardware("vitcod", over)

@@ -39,8 +39,9 @@ def _env():
 
 
 def _simulate(out: Path, tokens: str, spec: str = "64x64*3:sparsity=0.5") -> None:
-    subprocess.run([sys.executable, "-m", "besa", "simulate", "--synthetic", spec, "--tokens", tokens, "--out", str(out)],
-                   check=True, capture_output=True, env=_env())
+    subprocess.run(
+        [sys.executable, "-m", "besa", "simulate", "--synthetic", spec, "--tokens", tokens, "--out", str(out)], check=True, capture_output=True, env=_env()
+    )
 
 
 def _consistent(out: Path) -> list[int]:
@@ -55,8 +56,13 @@ def test_kill_between_the_two_writes_keeps_the_old_pair(tmp_path):
     out = tmp_path / "sim"
     _simulate(out, "1")
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    proc = subprocess.Popen([sys.executable, "-c", STOP_MIDWAY, "simulate", "--synthetic", "64x64*3:sparsity=0.5", "--tokens", "2,4",
-                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STOP_MIDWAY, "simulate", "--synthetic", "64x64*3:sparsity=0.5", "--tokens", "2,4", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
     try:
         line = proc.stdout.readline()
         assert line.startswith("midway"), proc.stderr.read()
@@ -81,8 +87,12 @@ def test_kill_at_random_moments_always_leaves_a_consistent_pair(tmp_path):
     seen = set()
     for i in range(4):
         tokens = "2,4" if i % 2 == 0 else "1"
-        proc = subprocess.Popen([sys.executable, "-m", "besa", "simulate", "--synthetic", "256x256*40:sparsity=0.5", "--tokens", tokens,
-                                 "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "besa", "simulate", "--synthetic", "256x256*40:sparsity=0.5", "--tokens", tokens, "--out", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=_env(),
+        )
         time.sleep(rng.uniform(0.5, 4.0))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()

@@ -12,8 +12,20 @@ from simulator import modelcfg as mc
 from simulator import workload as wl
 
 MODELS = Path(mc.__file__).parent / "models"
-EXPECTED = {"llama-2-7b", "llama-2-13b", "llama-2-70b", "llama-3-8b", "llama-3-70b", "llama-3.2-1b", "llama-3.2-3b",
-            "mistral-7b", "qwen2-7b", "smollm2-135m", "smollm2-360m", "smollm2-1.7b"}
+EXPECTED = {
+    "llama-2-7b",
+    "llama-2-13b",
+    "llama-2-70b",
+    "llama-3-8b",
+    "llama-3-70b",
+    "llama-3.2-1b",
+    "llama-3.2-3b",
+    "mistral-7b",
+    "qwen2-7b",
+    "smollm2-135m",
+    "smollm2-360m",
+    "smollm2-1.7b",
+}
 # (k_proj, gate_proj) weight shapes [out, in] from the models' published dimensions (hand-checked:
 # kv heads x head size, intermediate size)
 PUBLISHED = {
@@ -38,8 +50,14 @@ def test_shapes_follow_the_config_numbers(name):
     cfg = json.loads((MODELS / f"{name}.json").read_text())
     s = mc.model_shape(name)
     assert (s.hidden, s.intermediate, s.layers, s.heads, s.kv_heads, s.vocab, s.tie_word_embeddings) == (
-        cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"],
-        cfg["num_key_value_heads"], cfg["vocab_size"], cfg["tie_word_embeddings"])
+        cfg["hidden_size"],
+        cfg["intermediate_size"],
+        cfg["num_hidden_layers"],
+        cfg["num_attention_heads"],
+        cfg["num_key_value_heads"],
+        cfg["vocab_size"],
+        cfg["tie_word_embeddings"],
+    )
     layers = wl.synthetic(f"{name}[1]:dense", 0)
     shapes = {l.proj: (l.rows, l.cols) for l in layers}
     kv = cfg["num_key_value_heads"] * cfg["head_dim"]
@@ -57,8 +75,14 @@ def test_old_names_still_work():
 
 
 def test_config_json_directory_and_defaults(tmp_path):
-    cfg = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 3,
-           "num_attention_heads": 4, "vocab_size": 100}  # no num_key_value_heads: HF default = no GQA
+    cfg = {
+        "model_type": "llama",
+        "hidden_size": 64,
+        "intermediate_size": 160,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "vocab_size": 100,
+    }  # no num_key_value_heads: HF default = no GQA
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     for spec in (str(tmp_path), str(tmp_path / "config.json")):
         s = mc.model_shape(spec)
@@ -70,12 +94,25 @@ def test_config_json_directory_and_defaults(tmp_path):
     assert shapes["q_proj"] == (128, 64) and shapes["o_proj"] == (64, 128) and shapes["k_proj"] == (64, 64)
 
 
-@pytest.mark.parametrize("cfg, needle", [
-    ({"model_type": "gpt2", "n_embd": 768}, "not LLaMA-family"),
-    ({"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4}, "intermediate_size"),
-    ({"model_type": "llama", "hidden_size": 64, "intermediate_size": 8, "num_hidden_layers": 1, "num_attention_heads": 4,
-      "num_key_value_heads": 3, "vocab_size": 10}, "must divide"),
-])
+@pytest.mark.parametrize(
+    "cfg, needle",
+    [
+        ({"model_type": "gpt2", "n_embd": 768}, "not LLaMA-family"),
+        ({"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4}, "intermediate_size"),
+        (
+            {
+                "model_type": "llama",
+                "hidden_size": 64,
+                "intermediate_size": 8,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 3,
+                "vocab_size": 10,
+            },
+            "must divide",
+        ),
+    ],
+)
 def test_bad_configs_are_one_line(tmp_path, cfg, needle):
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(UserError, match=needle):
@@ -113,8 +150,7 @@ def _gguf(path, arch="llama", tied=True):
 
 def test_gguf_metadata(tmp_path):
     s = mc.model_shape(str(_gguf(tmp_path / "m.gguf")))
-    assert (s.hidden, s.intermediate, s.layers, s.heads, s.kv_heads, s.head_dim, s.vocab, s.tie_word_embeddings) == (
-        64, 96, 2, 4, 2, 16, 50, True)
+    assert (s.hidden, s.intermediate, s.layers, s.heads, s.kv_heads, s.head_dim, s.vocab, s.tie_word_embeddings) == (64, 96, 2, 4, 2, 16, 50, True)
     assert not mc.model_shape(str(_gguf(tmp_path / "u.gguf", tied=False))).tie_word_embeddings
     with pytest.raises(UserError, match="not LLaMA-family"):
         mc.model_shape(str(_gguf(tmp_path / "g.gguf", arch="gpt2")))

@@ -116,9 +116,9 @@ def test_like_is_deterministic_and_model_level_sparsity(source):
     assert abs(1 - kept / (3 * 64 * 80) - 0.7) < 1e-3
 
 
-@pytest.mark.parametrize("spec, needle", [("64x64:like=/nonexistent/masks.safetensors", "not found"),
-                                          ("64x64:like=x@1.5", "needs S in"),
-                                          ("64x64:skewed=0.5/-1", "not understood")])
+@pytest.mark.parametrize(
+    "spec, needle", [("64x64:like=/nonexistent/masks.safetensors", "not found"), ("64x64:like=x@1.5", "needs S in"), ("64x64:skewed=0.5/-1", "not understood")]
+)
 def test_bad_like_and_skewed_specs(spec, needle):
     with pytest.raises(UserError, match=needle):
         wl.synthetic(spec, 0)[0].load()

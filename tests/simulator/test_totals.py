@@ -10,16 +10,18 @@ from simulator.totals import model_totals
 
 def _layers():
     # two token counts x two layers, numbers chosen by hand
-    return pd.DataFrame({
-        "tokens": [1, 1, 8, 8],
-        "cycles": [100, 300, 400, 600],
-        "dense_cycles": [200, 400, 800, 800],
-        "nm_cycles": [150, None, 500, 700],  # the n:m engine could not run layer 2 at N=1
-        "utilization": [0.5, 0.1, 0.25, 0.5],
-        "bound": ["memory", "memory", "compute", "memory"],
-        "energy_pj": [1e6, 3e6, 2e6, 2e6],
-        "dense_energy_pj": [2e6, 4e6, 4e6, 4e6],
-    })
+    return pd.DataFrame(
+        {
+            "tokens": [1, 1, 8, 8],
+            "cycles": [100, 300, 400, 600],
+            "dense_cycles": [200, 400, 800, 800],
+            "nm_cycles": [150, None, 500, 700],  # the n:m engine could not run layer 2 at N=1
+            "utilization": [0.5, 0.1, 0.25, 0.5],
+            "bound": ["memory", "memory", "compute", "memory"],
+            "energy_pj": [1e6, 3e6, 2e6, 2e6],
+            "dense_energy_pj": [2e6, 4e6, 4e6, 4e6],
+        }
+    )
 
 
 def test_totals_by_hand():

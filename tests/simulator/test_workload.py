@@ -65,7 +65,7 @@ def test_nm_masks_are_exact(spec, n, m):
     keep = wl.synthetic(spec, 0)[0].keep()
     cols = keep.shape[1]
     for g0 in range(0, cols - cols % m, m):
-        assert (keep[:, g0:g0 + m].sum(1) == n).all()
+        assert (keep[:, g0 : g0 + m].sum(1) == n).all()
 
 
 def test_skewed_sigma_1_has_dense_columns():
@@ -75,8 +75,7 @@ def test_skewed_sigma_1_has_dense_columns():
     assert frac.max() > 0.95 and frac.min() < 0.2
 
 
-@pytest.mark.parametrize("spec", ["gpt-9:sparsity=0.5", "llama-7b:sparse=0.5", "llama-7b:sparsity=2",
-                                  "llama-7b:nm=5:4", "llama-7b[99]", "0x5"])
+@pytest.mark.parametrize("spec", ["gpt-9:sparsity=0.5", "llama-7b:sparse=0.5", "llama-7b:sparsity=2", "llama-7b:nm=5:4", "llama-7b[99]", "0x5"])
 def test_bad_synthetic_specs(spec):
     with pytest.raises(UserError):
         wl.synthetic(spec, 0)
@@ -96,9 +95,11 @@ def test_nm_1_of_4_is_75_percent_sparse():
 
 def _masks_file(tmp_path):
     rng = np.random.default_rng(0)
-    keep = {"model.layers.0.self_attn.q_proj": rng.random((16, 24)) < 0.5,
-            "model.layers.0.mlp.down_proj": rng.random((16, 40)) < 0.5,
-            "model.layers.1.self_attn.q_proj": rng.random((16, 24)) < 0.5}
+    keep = {
+        "model.layers.0.self_attn.q_proj": rng.random((16, 24)) < 0.5,
+        "model.layers.0.mlp.down_proj": rng.random((16, 40)) < 0.5,
+        "model.layers.1.self_attn.q_proj": rng.random((16, 24)) < 0.5,
+    }
     path = tmp_path / "masks.safetensors"
     write_masks(path, keep, {"method": "test"})
     return path, keep
@@ -107,8 +108,7 @@ def _masks_file(tmp_path):
 def test_from_masks_order_and_content(tmp_path):
     path, keep = _masks_file(tmp_path)
     layers = wl.from_masks(path)
-    assert [l.name for l in layers] == ["model.layers.0.self_attn.q_proj", "model.layers.0.mlp.down_proj",
-                                        "model.layers.1.self_attn.q_proj"]
+    assert [l.name for l in layers] == ["model.layers.0.self_attn.q_proj", "model.layers.0.mlp.down_proj", "model.layers.1.self_attn.q_proj"]
     assert layers[1].proj == "down_proj" and layers[2].block == 1
     for l in layers:
         assert np.array_equal(l.keep(), keep[l.name])
