@@ -41,7 +41,8 @@ const std::vector<std::pair<std::string, Setter>>& fields() {
         field("index_buffer_bytes", &HwParams::index_buffer_bytes),
         field("split_optimal", &HwParams::split_optimal), field("assign_lpt", &HwParams::assign_lpt),
         field("gather_scale", &HwParams::gather_scale), field("nm_n", &HwParams::nm_n), field("nm_m", &HwParams::nm_m),
-        field("nm_meta_bits", &HwParams::nm_meta_bits),
+        field("nm_meta_bits", &HwParams::nm_meta_bits), field("nm_eff_scaled", &HwParams::nm_eff_scaled),
+        field("nm_eff_scale", &HwParams::nm_eff_scale),
     };
     return f;
 }
@@ -59,7 +60,8 @@ HwParams from_dict(const py::dict& d) {
         set(hw, d[py::str(name)]);
     }
     if (hw.lines < 1 || hw.macs_per_line < 1 || hw.tile_m < 0 || hw.tile_k < 0 || hw.tile_n < 0 ||
-        hw.bw_bits_scaled < 1 || hw.gather_scale < 1 || hw.nm_m < 1 || hw.acc_bits < 1 || hw.act_bits < 1 ||
+        hw.bw_bits_scaled < 1 || hw.gather_scale < 1 || hw.nm_eff_scale < 1 || hw.nm_eff_scaled < 1 ||
+        hw.nm_eff_scaled > hw.nm_eff_scale || hw.nm_m < 1 || hw.acc_bits < 1 || hw.act_bits < 1 ||
         hw.weight_bits < 1 || hw.index_format < 0 || hw.index_format > 2)
         throw py::value_error("HwParams: invalid values (validate with simulator.hardware first)");
     return hw;

@@ -305,6 +305,12 @@ LayerResult nm_layer(int64_t M, int64_t K, int64_t N, int64_t group_max, const H
             store_bits(best, b);
         }
     }
+    if (hw.nm_eff_scaled < hw.nm_eff_scale) {  // real n:m kernels: the ideal engine's cycles stretched
+        const int64_t C = cdiv(best.values["compute_cycles"] * hw.nm_eff_scale, hw.nm_eff_scaled);
+        const int64_t Mem = cdiv(best.values["memory_cycles"] * hw.nm_eff_scale, hw.nm_eff_scaled);
+        store_times(best, C, Mem);
+        best.values["dense_engine_cycles"] = C;
+    }
     best.values["nm_n"] = n_use;
     best.values["macs"] = M * groups * n_use * N;
     best.values["index_entries"] = M * groups * n_use * best.values["token_tiles"];

@@ -32,6 +32,7 @@ struct HwParams {
     bool split_optimal, assign_lpt;
     int64_t gather_scale;
     int64_t nm_n, nm_m, nm_meta_bits;
+    int64_t nm_eff_scaled, nm_eff_scale;  // n:m kernel efficiency = nm_eff_scaled / nm_eff_scale (<= 1)
 };
 
 constexpr int64_t kBwScale = int64_t(1) << 16;  // simulator.hardware.BW_SCALE

@@ -17,7 +17,7 @@ from typing import Callable
 from simulator import reference as ref
 from simulator import stats
 from besa_common.errors import UserError
-from simulator.hardware import GATHER_SCALE, INDEX_FORMATS, Hardware
+from simulator.hardware import GATHER_SCALE, INDEX_FORMATS, NM_EFF_SCALE, Hardware
 
 ENGINES = ("cpp", "python", "reference")
 
@@ -65,6 +65,8 @@ def hw_fields(hw: Hardware) -> dict:
         "nm_n": hw.nm_n,
         "nm_m": hw.nm_m,
         "nm_meta_bits": hw.nm_meta_bits,
+        "nm_eff_scaled": hw.nm_eff_scaled,
+        "nm_eff_scale": NM_EFF_SCALE,
     }
 
 

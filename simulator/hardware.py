@@ -40,6 +40,8 @@ ASSIGNS = ("lpt", "round_robin")
 # reference and the C++ engine do exactly the same integer arithmetic (no float ceil() drift).
 BW_SCALE = 1 << 16
 GATHER_SCALE = 256
+# The n:m engine's efficiency is stored in 1/NM_EFF_SCALE units for the same reason.
+NM_EFF_SCALE = 1000
 # Energies are stored as integer femtojoules for the same reason (exact sums in any engine).
 FJ_PER_PJ = 1000
 ENERGY_FIELDS = ("e_dram_pj_per_byte", "e_wbuf_pj_per_byte", "e_abuf_pj_per_byte", "e_obuf_pj_per_byte", "e_ibuf_pj_per_byte", "e_mac_pj", "e_index_pj")
@@ -89,6 +91,9 @@ class Hardware:
     e_ibuf_pj_per_byte: float
     e_mac_pj: float
     e_index_pj: float
+    # Fraction of the ideal n:m engine's throughput that its kernels reach, on both the compute and
+    # the memory side (1 = the ideal engine; an optional field: a file without it gets 1).
+    nm_efficiency: float = 1.0
 
     @property
     def macs(self) -> int:
@@ -106,6 +111,11 @@ class Hardware:
         if self.gather_factor == 0:
             return 0
         return max(GATHER_SCALE, round(self.gather_factor * GATHER_SCALE))
+
+    @property
+    def nm_eff_scaled(self) -> int:
+        """``nm_efficiency`` in 1/``NM_EFF_SCALE`` units (n:m layer cycles = ceil(ideal * SCALE / this))."""
+        return max(1, min(NM_EFF_SCALE, round(self.nm_efficiency * NM_EFF_SCALE)))
 
     def energy_fj(self, key: str) -> int:
         """Energy field ``key`` (pJ) as integer femtojoules."""
@@ -152,6 +162,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "banks": (1, 1 << 16),  # gather 0 = from the mask
     "nm_n": (1, 1024),
     "nm_m": (1, 1024),
+    "nm_efficiency": (1e-3, 1.0),
     **{k: (0.0, 1e6) for k in ENERGY_FIELDS},  # pJ
 }
 
@@ -296,6 +307,7 @@ def load_hardware(name_or_path: str, overrides: dict[str, Any] | None = None) ->
     if unknown:
         raise UserError(f"{path.name}: unknown hardware field {unknown[0]!r} (fields: {', '.join(_FIELD_TYPES)})")
     values.setdefault("description", "")
+    values.setdefault("nm_efficiency", 1.0)  # optional: files written before it existed mean the ideal engine
     values.setdefault("name", path.stem)
     missing = [k for k in _FIELD_TYPES if k not in values]
     if missing:

@@ -23,7 +23,7 @@ import heapq
 
 import numpy as np
 
-from simulator.hardware import BW_SCALE, GATHER_SCALE, Hardware
+from simulator.hardware import BW_SCALE, GATHER_SCALE, NM_EFF_SCALE, Hardware
 
 
 def cdiv(a: int, b: int) -> int:
@@ -510,6 +510,10 @@ def nm_layer(M: int, K: int, N: int, group_max: int, hw: Hardware) -> dict:
     runs at its smallest covering n:m; n_use = m is the dense engine).  A tile's dense work
     (:func:`dense_beats`) scales by n_use/m (rounded up; exactly half for 2:4 when even), plus
     lambda; weights are n_use values per group of m plus ceil(log2 m) metadata bits each.
+
+    ``hw.nm_efficiency`` < 1 (real n:m kernels, e.g. a GPU's sparse tensor-core GEMMs, reach only a
+    fraction of the ideal engine's rates): the best tiling of the ideal engine is kept and its compute
+    and memory cycles are each stretched to ceil(ideal * NM_EFF_SCALE / nm_eff_scaled).
     """
     n_use = max(hw.nm_n, group_max, 1)
     if n_use >= hw.nm_m:
@@ -543,6 +547,10 @@ def nm_layer(M: int, K: int, N: int, group_max: int, hw: Hardware) -> dict:
                 "bits_out": bits["o"],
             }
     del best["_bits"]
+    eff = hw.nm_eff_scaled
+    if eff < NM_EFF_SCALE:
+        C, Mem = (cdiv(best[k] * NM_EFF_SCALE, eff) for k in ("compute_cycles", "memory_cycles"))
+        best.update(cycles=max(C, Mem), compute_cycles=C, memory_cycles=Mem, stall_cycles=max(0, Mem - C), dense_engine_cycles=C)
     best["bound"] = "memory" if best["memory_cycles"] > best["compute_cycles"] else "compute"
     best.update(nm_n=n_use, macs=M * groups * n_use * N, index_entries=M * groups * n_use * best["token_tiles"])
     return best

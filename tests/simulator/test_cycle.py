@@ -162,6 +162,7 @@ def _random_hw(data, **fixed):
         index_buffer_bytes=data.draw(st.sampled_from([64, 10**9])),
         act_buffer_bytes=data.draw(st.sampled_from([256, 10**9])),
         out_buffer_bytes=data.draw(st.sampled_from([1024, 10**9])),
+        nm_efficiency=data.draw(st.sampled_from([1.0, 1.0, 0.72, 0.333])),
     )
     fields.update(fixed)
     try:
@@ -274,11 +275,37 @@ def test_dense_baseline_ignores_tile_overrides(rows, cols, tokens, data):
 @settings(max_examples=60, deadline=None, suppress_health_check=SLOW_OK)
 @given(st.integers(1, 64), st.integers(1, 8), st.integers(1, 64), st.data())
 def test_two_four_is_exactly_twice_dense_when_compute_bound(rows, kgroups, tokens, data):
-    hw = _random_hw(data, memory=False, pipeline_fill=0)
+    hw = _random_hw(data, memory=False, pipeline_fill=0, nm_efficiency=1.0)  # the ideal n:m engine
     cols = 2 * hw.macs_per_line * kgroups  # ceil(K/m) even: every tile's dense work is even
     d = ref.dense_layer(rows, cols, tokens, hw)
     nm = ref.nm_layer(rows, cols, tokens, 2, hw)
     assert nm["nm_n"] == 2 and d["cycles"] == 2 * nm["cycles"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=SLOW_OK)
+@given(st.integers(1, 64), st.integers(1, 64), st.integers(1, 64), st.sampled_from([0.72, 0.5, 0.333, 0.001]), st.data())
+def test_nm_efficiency_stretches_only_the_nm_engine(rows, cols, tokens, eff, data):
+    """nm_efficiency < 1: the ideal n:m engine's best tiling, its compute and memory cycles each
+    ceil(ideal * 1000 / (1000 * eff)); the dense baseline does not move."""
+    hw = _random_hw(data, nm_efficiency=1.0)
+    real = load_hardware("vitcod", dict(hw.as_dict(), nm_efficiency=eff))
+    ideal, nm = ref.nm_layer(rows, cols, tokens, 2, hw), ref.nm_layer(rows, cols, tokens, 2, real)
+    s = round(eff * 1000)
+    C, Mem = (-(-ideal[k] * 1000 // s) for k in ("compute_cycles", "memory_cycles"))
+    assert (nm["compute_cycles"], nm["memory_cycles"], nm["cycles"]) == (C, Mem, max(C, Mem))
+    assert (nm["tile_m"], nm["tile_n"], nm["bits_weights"]) == (ideal["tile_m"], ideal["tile_n"], ideal["bits_weights"])
+    assert ref.dense_layer(rows, cols, tokens, real) == ref.dense_layer(rows, cols, tokens, hw)
+
+
+def test_nm_efficiency_half_makes_two_four_equal_dense_when_compute_bound():
+    """Pencil: compute-only, 2:4 = exactly half the dense work; at efficiency 0.5 it takes exactly as
+    long as dense (and the C++ engine agrees)."""
+    hw = load_hardware("vitcod", {"memory": False, "pipeline_fill": 0, "nm_efficiency": 0.5})
+    layer = wl.synthetic("512x1024:nm=2:4", 0)[0]
+    p = layer.load()
+    d, nm = (eng.evaluate(p, 512, 1024, m, [64], hw, ENGINE)[0] for m in ("dense", "nm"))
+    assert nm["cycles"] == d["cycles"] == ref.dense_layer(512, 1024, 64, hw)["cycles"]
+    assert nm["cycles"] == eng.evaluate(p, 512, 1024, "nm", [64], hw, "reference")[0]["cycles"]
 
 
 def test_two_four_twice_dense_on_vitcod_prefill():

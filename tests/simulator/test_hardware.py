@@ -42,12 +42,24 @@ def test_preset_from_file(tmp_path):
         ({"index_format": "zip"}, "index_format"),
         ({"version": 7}, "version"),
         ({"lines": "many"}, "lines"),
+        ({"nm_efficiency": 0}, "nm_efficiency"),
+        ({"nm_efficiency": 1.5}, "nm_efficiency"),
     ],
 )
 def test_impossible_hardware(over, words):
     with pytest.raises(UserError, match=words) as exc:
         load_hardware("vitcod", over)
     assert "\n" not in str(exc.value)
+
+
+def test_nm_efficiency_is_optional_in_a_file(tmp_path):
+    """A file written before nm_efficiency existed means the ideal n:m engine; gpu-h100 sets its own."""
+    text = (load_hardware.__globals__["PRESET_DIR"] / "vitcod.toml").read_text()
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("nm_efficiency"))
+    p = tmp_path / "old.toml"
+    p.write_text(text)
+    assert load_hardware(str(p)).nm_efficiency == 1.0
+    assert 0 < load_hardware("gpu-h100").nm_efficiency < 1
 
 
 def test_unknown_preset_and_field(tmp_path):
