@@ -4,9 +4,11 @@
                                [--methods wanda besa besa+admm wanda-2:4 besa-2:4] [--device cpu|cuda]
 
 Every method gets the same captured inputs of the same decoder blocks (the dense model's, so runs are
-comparable block by block); methods that use reconstruction targets get the dense block's outputs,
-computed outside the timed region as the driver does; ``besa+admm`` adds the driver's
-``--weight-update admm`` step (pruning.weight_update.update_block) inside the timed region.  Statistics collection is inside every timing.
+comparable block by block).  The timed region is what the driver does for one block between moving it
+to the device and propagating its outputs: reconstruction targets where the driver computes them in a
+separate dense pass (a method that ``makes_targets``, BESA, records them in its own statistics pass
+and gets none), ``prune_block``, and for ``besa+admm`` the driver's ``--weight-update admm`` step
+(pruning.weight_update.update_block).  Statistics collection is inside every timing.
 Each method runs in a fresh subprocess so its peak memory is its own: on CPU the peak resident set size
 above the level before ``prune_block`` (Linux ``VmHWM``, reset through ``/proc/self/clear_refs``), on
 CUDA ``torch.cuda.max_memory_allocated`` above the level before.  Each block is pruned ``--repeat``
@@ -122,6 +124,7 @@ def worker(variant: str, nsamples: int, seqlen: int, blocks: list[int], device: 
     torch.set_num_threads(threads)
     import pruning.methods  # noqa: F401  (fills the registry)
     from pruning.data import calibration
+    from pruning.driver_capture import forward_block
     from pruning.methods.base import LINEAR_NAMES, METHODS, BlockInputs, BlockJob
     from pruning.models import decoder_layers, load_model
 
@@ -145,10 +148,7 @@ def worker(variant: str, nsamples: int, seqlen: int, blocks: list[int], device: 
         if bi in blocks:
             block.to(dev)
             m = METHODS[method_name](**options)
-            targets = None
-            if m.needs_targets:
-                with torch.no_grad():
-                    targets = torch.cat([inputs.run(block, i, dev) for i in range(nsamples)])
+            driver_targets = m.needs_targets and not m.makes_targets  # the driver's own dense pass (pruned targets)
             job = BlockJob(bi, f"model.layers.{bi}.", {n: S for n in LINEAR_NAMES}, pattern, dev, autocast, 0)
             best_wall = best_cpu = float("inf")
             for _ in range(repeat):
@@ -158,6 +158,10 @@ def worker(variant: str, nsamples: int, seqlen: int, blocks: list[int], device: 
                     base = torch.cuda.memory_allocated()
                 with PeakRSS() as rss:
                     t0, c0 = time.perf_counter(), time.process_time()
+                    targets = None
+                    if driver_targets:
+                        targets = torch.empty_like(inputs.hidden)
+                        forward_block(block, inputs.hidden, targets, kwargs, dev, autocast)
                     res = m.prune_block(block, inputs, targets, job)
                     if update != "none":  # what the driver does next with --weight-update (block still dense)
                         update_block(block, inputs, job, res.keep, update_cfg)

@@ -8,7 +8,8 @@ Every method runs through :func:`prune_model`; the lifecycle is the one in
    position ids, rotary ``position_embeddings`` in transformers 5.x, cache flags).
 2. **Per block** ``i`` (only this block on the compute device; with CUDA the model stays on CPU):
    targets (dense block on the pruned-propagated inputs, or on the dense trajectory with
-   ``target="dense"``) when the method ``needs_targets``; ``method.prune_block``; copy its updated
+   ``target="dense"``) when the method ``needs_targets`` (a method that ``makes_targets``, BESA,
+   gets ``None`` in the pruned mode and records them in its own dense pass); ``method.prune_block``; copy its updated
    weights (if any), multiply the keep masks in, quantize when ``wbits`` is set; checkpoint; run
    the pruned block to get block ``i + 1``'s inputs (pruned propagation).
 3. **Write** ``DIR/weights.safetensors`` when any weights were updated (the changed linears' kept
@@ -17,7 +18,8 @@ Every method runs through :func:`prune_model`; the lifecycle is the one in
    ``DIR/quant.safetensors``), then remove ``DIR/checkpoint/``.
 
 Activation buffers (``(n, T, C)`` fp32, on the device, or on CPU with ``offload_acts``): the
-inputs (updated in place, window by window), the targets, and the dense trajectory: at most three.
+inputs (updated in place, window by window), the targets (the method's own when it ``makes_targets``),
+and the dense trajectory: at most three.
 
 Files, one per stage: ``driver_config.py`` (DriverConfig, device, targets, up-front checks),
 ``driver_capture.py`` (input capture and propagation), ``driver_checkpoint.py`` (resume),
@@ -158,10 +160,13 @@ def _prune_block(run: _Run, block: nn.Module, job: BlockJob):
     Returns ``(keep, updates, qparams, record)``."""
     c = run.config
     targets = None
-    if run.method.needs_targets:
-        if not run.use_dense:
-            forward_block(block, run.hidden, run.scratch, run.kwargs, run.device, run.autocast_dtype)
+    if run.use_dense:
         targets = run.scratch
+    elif run.method.needs_targets and not run.method.makes_targets:
+        forward_block(block, run.hidden, run.scratch, run.kwargs, run.device, run.autocast_dtype)
+        targets = run.scratch
+    # else (BESA): targets=None, the method takes them from its own statistics pass, bit for bit the
+    # same outputs (same block, inputs and autocast), one dense forward per block saved.
     # Seed per block so a resumed run draws the same numbers as an uninterrupted one.
     torch.manual_seed(c.seed * 1_000_003 + job.index)
     inputs = BlockInputs(hidden=run.hidden, kwargs=run.kwargs)
@@ -236,7 +241,7 @@ def _start(model, method: PruningMethod, calib: torch.Tensor, config: DriverConf
         needs_inputs,
         use_dense,
         dense=hidden.clone() if use_dense else None,
-        scratch=torch.empty_like(hidden) if method.needs_targets else None,
+        scratch=torch.empty_like(hidden) if use_dense or (method.needs_targets and not method.makes_targets) else None,
     )
 
 

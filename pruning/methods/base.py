@@ -6,7 +6,8 @@ Lifecycle (the driver, ``pruning/driver.py``, owns it; a method never touches th
    block receives) and, for each block ``i`` in order:
 2. moves block ``i`` to the compute device and calls ``method.prune_block(block, inputs, targets, job)``;
    ``targets`` are the dense block's outputs on the pruned-propagated inputs (default) or the dense
-   model's own trajectory (``--target dense``), computed only when ``method.needs_targets``;
+   model's own trajectory (``--target dense``), computed only when ``method.needs_targets`` (``None``
+   in the default mode when ``method.makes_targets``: the method records them in its own dense pass);
 3. multiplies the returned keep masks into the weights (``W *= keep``) and, when ``job.wbits`` is
    set, quantizes them (with the method's own quantization parameters if it returned any, else
    round-to-nearest);
@@ -90,6 +91,10 @@ class PruningMethod(ABC):
 
     name: ClassVar[str] = ""
     needs_targets: ClassVar[bool] = False  # does prune_block use the dense targets?
+    # With needs_targets: given ``targets=None`` in the default (pruned) target mode, prune_block
+    # records the dense block's outputs on these inputs itself, in the dense pass it makes anyway
+    # (BESA's statistics pass), so the driver skips its own target pass: one block forward less.
+    makes_targets: ClassVar[bool] = False
     handles_quant: ClassVar[bool] = False  # does it return its own quantization parameters?
     needs_inputs: ClassVar[bool] = True  # False (magnitude): no calibration forward passes; inputs are empty
     # Does prune_block return updated weights (BlockResult.weights)?  The driver records what actually

@@ -22,8 +22,8 @@ that the most probable pattern is Wanda's n:m choice; each step uses the most pr
 (straight-through, gradient through ``sum_p softmax(logits)_p patterns_p``); no sparsity penalty (every group
 keeps exactly K); finalise = the most probable pattern.  See :mod:`pruning.besa_nm`.
 
-Without driver targets (library use) the statistics pass also records the dense block's outputs and
-uses them as targets (one dense pass instead of two).
+Without driver targets (the driver's default pruned-target mode, and library use) the statistics pass
+also records the dense block's outputs and uses them as targets (one dense pass instead of two).
 
 Pure tensor functions live in :mod:`pruning.besa_core` and :mod:`pruning.besa_nm`.  Masks: bool
 ``[out, in]``, 1 = kept.
@@ -201,6 +201,7 @@ class Besa(PruningMethod):
     quantization parameters (learned clipping) when ``job.wbits`` is set."""
 
     needs_targets = True
+    makes_targets = True  # targets=None: the statistics pass records the dense outputs (driver skips its pass)
     handles_quant = True
 
     def __init__(self, config: BesaConfig | None = None, **options: Any) -> None:

@@ -114,3 +114,18 @@ class _nullctx:
 
     def __exit__(self, *exc):
         return False
+
+
+@pytest.mark.parametrize("target", ["pruned", "dense"])
+def test_besa_targets_come_from_its_statistics_pass(tmp_path, monkeypatch, target):
+    """Pruned targets: the driver makes no target pass of its own (BESA records the dense outputs in its
+    statistics pass), so per block the driver forwards only to propagate; dense targets: plus the dense
+    trajectory.  That the masks are unchanged by this is pinned in test_besa_golden.py."""
+    import pruning.driver as drv
+
+    calls = []
+    real = drv.forward_block
+    monkeypatch.setattr(drv, "forward_block", lambda block, src, dst, *a: (calls.append(src is dst), real(block, src, dst, *a)))
+    prune_model(tiny_model(2), besa(), calib(), tmp_path / target, cfg(target=target), meta={"model": "tiny"})
+    assert calls.count(True) == 2  # in-place pruned propagation, once per block
+    assert calls.count(False) == (2 if target == "dense" else 0)  # the dense trajectory only
