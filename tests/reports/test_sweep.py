@@ -261,3 +261,46 @@ def test_shared_workload_is_bit_identical_and_generated_once(tmp_path):
     mtime = (tmp_path / "c" / "k.bin").stat().st_mtime_ns
     assert shared.materialize(tmp_path / "c", "k", spec, None, 7) == idx  # reused, not regenerated
     assert (tmp_path / "c" / "k.bin").stat().st_mtime_ns == mtime
+
+
+IDENT = """
+[sweep]
+preset = "vitcod"
+mode = "cycle"
+tokens = [1, 64]
+seed = 3
+
+[grid]
+lines = [16, 64]
+index_format = ["bitmap", "rle"]
+macs_per_line = [4, 8]
+
+[[workload]]
+name = "skewed"
+synthetic = "96x160*3:skewed=0.5"
+"""
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_rows_bit_identical_to_besa_simulate(tmp_path, workers):
+    """Every sweep row (statistics computed once per workload and shared by the machines) holds
+    exactly the totals of a separate ``besa simulate`` of that point's machine (summary.json)."""
+    import json
+
+    spec = load_sweep(_write(tmp_path, IDENT))
+    res = run_sweep(spec, tmp_path / "out", workers=workers, processes=False, progress=False)
+    rows = res.results.set_index("point_id")
+    assert len(rows) == 16 and (rows["status"] == "ok").all()
+    for i, p in enumerate(expand(spec)[::2]):  # one machine = two token counts
+        sets = [a for k, v in p.hw for a in ("--set", f"{k}={v}")]
+        sim = tmp_path / f"sim{i}"
+        r = _besa("simulate", "--synthetic", p.workload.synthetic, "--seed", "3", "--hw", "vitcod", *sets, "--tokens", "1,64", "--out", str(sim), timeout=300)
+        assert r.returncode == 0, r.stderr
+        totals = json.loads((sim / "summary.json").read_text())["totals"]
+        for q in expand(spec):
+            if q.hw == p.hw:
+                row, want = rows.loc[q.point_id], totals[str(q.tokens)]
+                for col in ("cycles", "dense_cycles", "stall_cycles", "bytes_weights", "bytes_index", "bytes_act", "bytes_out", "lb_ideal", "layers"):
+                    assert row[col] == want[col], (q.hw, q.tokens, col)
+                assert row["speedup"] == want["speedup_vs_dense"] and row["utilization"] == want["utilization"]
+                assert row["memory_bound_share"] == want["memory_bound_share"]
