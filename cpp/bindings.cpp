@@ -6,16 +6,21 @@
 #include <pybind11/stl.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "model.hpp"
+#include "stats.hpp"
 
 namespace py = pybind11;
 using besa::HwParams;
 using besa::LayerResult;
 using IntArray = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+// A packed keep mask / column selection: uint8, C order (a non-contiguous array is copied; another
+// dtype is refused).  Layout in cpp/stats.hpp.
+using ByteArray = py::array_t<uint8_t, py::array::c_style>;
 
 namespace {
 
@@ -86,6 +91,18 @@ void check_dims(int64_t M, int64_t K, int64_t N) {
     if (M < 1 || K < 1 || N < 1) throw py::value_error("rows, cols and tokens must be >= 1");
 }
 
+besa::PackedMask mask_of(const ByteArray& a) {
+    if (a.ndim() != 2) throw py::value_error("packed mask must be 2-D uint8 [rows, ceil(cols/8)]");
+    return {a.data(), static_cast<int64_t>(a.shape(0)), static_cast<int64_t>(a.shape(1))};
+}
+
+const uint8_t* sel_of(const ByteArray& s, const besa::PackedMask& p) {
+    if (s.ndim() != 1 || s.shape(0) != p.nb) throw py::value_error("packed column selection must be 1-D uint8 of the mask's row length");
+    return s.data();
+}
+
+py::array_t<int64_t> new_ints(int64_t n) { return py::array_t<int64_t>(static_cast<py::ssize_t>(n)); }
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -103,20 +120,23 @@ PYBIND11_MODULE(_core, m) {
     m.def(
         "cycle_partition",
         [](int64_t M, int64_t K, int64_t N, int64_t G, const IntArray& row_sparse, int64_t pads, int64_t gather,
-           const HwParams& hw) {
+           const HwParams& hw, int64_t bound) -> py::object {
             check_dims(M, K, N);
             if (G < 0 || G > K) throw py::value_error("G must be in [0, cols]");
             auto rs = to_vec(row_sparse, M, "row_sparse");
-            LayerResult r;
+            std::optional<LayerResult> r;
             {
                 py::gil_scoped_release release;
-                r = besa::evaluate_partition(M, K, N, G, rs, pads, gather, hw, besa::tilings(M, K, N, hw, G < K, false));
+                r = besa::evaluate_partition_bounded(M, K, N, G, rs, pads, gather, hw,
+                                                     besa::tilings(M, K, N, hw, G < K, false), bound);
             }
-            return to_dict(r);
+            if (!r) return py::none();
+            return to_dict(*r);
         },
         py::arg("rows"), py::arg("cols"), py::arg("tokens"), py::arg("dense_cols"), py::arg("row_sparse"),
-        py::arg("pads"), py::arg("gather"), py::arg("hw"),
-        "Best tiling and lane split of one dense-column set (simulator.reference.evaluate_partition).");
+        py::arg("pads"), py::arg("gather"), py::arg("hw"), py::arg("bound") = -1,
+        "Best tiling and lane split of one dense-column set (simulator.reference.evaluate_partition); with "
+        "bound >= 0, None when no option takes at most bound cycles.");
     m.def(
         "dense_layer",
         [](int64_t M, int64_t K, int64_t N, const HwParams& hw) {
@@ -146,4 +166,70 @@ PYBIND11_MODULE(_core, m) {
         "max_line_load",
         [](const IntArray& costs, int64_t lines, bool lpt) { return besa::max_line_load(to_vec(costs, -1, "costs"), lines, lpt); },
         py::arg("costs"), py::arg("lines"), py::arg("lpt"), "Most beats on any line after row->line assignment.");
+
+    // ---- mask statistics (cpp/stats.hpp); the GIL is released while they run
+    m.def(
+        "mask_counts",
+        [](const ByteArray& packed) {
+            const auto p = mask_of(packed);
+            auto cols = new_ints(8 * p.nb), rows = new_ints(p.rows);
+            int64_t *c = cols.mutable_data(), *r = rows.mutable_data();
+            {
+                py::gil_scoped_release release;
+                besa::count_cols_rows(p, c, r);
+            }
+            return py::make_tuple(cols, rows);
+        },
+        py::arg("packed"), "(kept per column [8 * row bytes], kept per row [rows]) in one pass.");
+    m.def(
+        "row_counts_sel",
+        [](const ByteArray& packed, const ByteArray& sel, std::optional<IntArray> row_total) {
+            const auto p = mask_of(packed);
+            const uint8_t* s = sel_of(sel, p);
+            std::vector<int64_t> tot;
+            if (row_total) tot = to_vec(*row_total, p.rows, "row_total");
+            auto out = new_ints(p.rows);
+            int64_t* o = out.mutable_data();
+            {
+                py::gil_scoped_release release;
+                besa::row_counts_sel(p, s, row_total ? tot.data() : nullptr, o);
+            }
+            return out;
+        },
+        py::arg("packed"), py::arg("sel"), py::arg("row_total") = py::none(), "Kept per row over the selected columns.");
+    m.def(
+        "rle_pads",
+        [](const ByteArray& packed, const ByteArray& sel, int64_t bits) {
+            const auto p = mask_of(packed);
+            const uint8_t* s = sel_of(sel, p);
+            if (bits < 0) throw py::value_error("bits must be >= 0");
+            auto out = new_ints(p.rows);
+            int64_t* o = out.mutable_data();
+            {
+                py::gil_scoped_release release;
+                besa::rle_pads(p, s, bits, o);
+            }
+            return out;
+        },
+        py::arg("packed"), py::arg("sel"), py::arg("bits"), "Run-length padding entries per row over the selected columns.");
+    m.def(
+        "nm_group_max",
+        [](const ByteArray& packed, int64_t cols, int64_t group) {
+            const auto p = mask_of(packed);
+            if (group < 1 || cols < 0 || cols > 8 * p.nb) throw py::value_error("nm_group_max: need m >= 1 and cols <= 8 * row bytes");
+            py::gil_scoped_release release;
+            return besa::nm_group_max(p, cols, group);
+        },
+        py::arg("packed"), py::arg("cols"), py::arg("m"), "Most kept entries in any group of m consecutive columns.");
+    m.def(
+        "bank_gather",
+        [](const ByteArray& packed, const ByteArray& sel, int64_t cols, int64_t group, int64_t banks, int64_t scale) {
+            const auto p = mask_of(packed);
+            const uint8_t* s = sel_of(sel, p);
+            if (group < 1 || banks < 1 || scale < 1) throw py::value_error("bank_gather: m, banks and scale must be >= 1");
+            py::gil_scoped_release release;
+            return besa::bank_gather(p, s, cols, group, banks, scale);
+        },
+        py::arg("packed"), py::arg("sel"), py::arg("cols"), py::arg("m"), py::arg("banks"), py::arg("scale"),
+        "Gather factor x scale from bank conflicts of the selected columns (a sample of <= 64 rows).");
 }

@@ -10,6 +10,7 @@
 #include <numeric>
 #include <queue>
 #include <set>
+#include <stdexcept>
 
 namespace besa {
 
@@ -51,23 +52,50 @@ int64_t index_bits(int64_t rows, int64_t ks, int64_t nnz, int64_t pads, const Hw
     return (nnz + pads) * hw.rle_bits;
 }
 
-// LPT on costs sorted descending: most load on a line.
-int64_t lpt_sorted(const std::vector<int64_t>& sorted_costs, int64_t lines) {
-    if (sorted_costs.empty() || lines <= 0) return 0;
-    if (static_cast<int64_t>(sorted_costs.size()) <= lines) return sorted_costs.front();
-    using Item = std::pair<int64_t, int64_t>;  // (load, line): ties go to the lower line
-    std::priority_queue<Item, std::vector<Item>, std::greater<Item>> heap;
-    for (int64_t ln = 0; ln < lines; ++ln) heap.emplace(0, ln);
-    int64_t best = 0;
-    for (int64_t c : sorted_costs) {
-        if (c == 0) break;
-        Item it = heap.top();
-        heap.pop();
-        it.first += c;
-        best = std::max(best, it.first);
-        heap.push(it);
+// Rows' costs as (cost, rows with that cost), cost descending, zero costs dropped.
+using CostGroups = std::vector<std::pair<int64_t, int64_t>>;
+
+CostGroups cost_groups(const std::vector<int64_t>& costs, int64_t cmax) {
+    CostGroups out;
+    if (cmax <= 4 * static_cast<int64_t>(costs.size()) + 1024) {  // counting sort
+        std::vector<int64_t> hist(static_cast<size_t>(cmax + 1), 0);
+        for (int64_t c : costs) ++hist[static_cast<size_t>(c)];
+        for (int64_t c = cmax; c > 0; --c)
+            if (hist[static_cast<size_t>(c)]) out.emplace_back(c, hist[static_cast<size_t>(c)]);
+        return out;
     }
-    return best;
+    std::vector<int64_t> s(costs);
+    std::sort(s.begin(), s.end(), std::greater<int64_t>());
+    for (int64_t c : s) {
+        if (c == 0) break;
+        if (!out.empty() && out.back().first == c)
+            ++out.back().second;
+        else
+            out.emplace_back(c, 1);
+    }
+    return out;
+}
+
+// LPT (reference.max_line_load): rows by cost descending, each to a least-loaded line; returns the
+// most load on a line.  Which least-loaded line takes a row never changes the MULTISET of line
+// loads, so the loads are kept as load -> lines with it and rows of equal cost go in bulk: k rows of
+// cost c fill the lowest loads, a whole level at a time.  Same answer as the heap, far fewer steps.
+int64_t lpt_groups(const CostGroups& groups, int64_t lines) {
+    if (groups.empty() || lines <= 0) return 0;
+    std::map<int64_t, int64_t> loads{{0, lines}};
+    for (auto [c, k] : groups) {
+        while (k > 0) {
+            auto it = loads.begin();
+            const int64_t v = it->first, take = std::min(k, it->second);
+            if (take == it->second)
+                loads.erase(it);
+            else
+                it->second -= take;
+            loads[v + c] += take;
+            k -= take;
+        }
+    }
+    return loads.rbegin()->first;
 }
 
 int64_t round_robin(const std::vector<int64_t>& costs, int64_t lines) {
@@ -176,13 +204,15 @@ std::vector<Tiling> tilings(int64_t M, int64_t K, int64_t N, const HwParams& hw,
 
 int64_t max_line_load(const std::vector<int64_t>& costs, int64_t lines, bool lpt) {
     if (!lpt) return round_robin(costs, lines);
-    std::vector<int64_t> s(costs);
-    std::sort(s.begin(), s.end(), std::greater<int64_t>());
-    return lpt_sorted(s, lines);
+    for (int64_t c : costs)
+        if (c < 0) throw std::invalid_argument("max_line_load: costs must be >= 0");
+    const int64_t cmax = costs.empty() ? 0 : *std::max_element(costs.begin(), costs.end());
+    return lpt_groups(cost_groups(costs, cmax), lines);
 }
 
-LayerResult evaluate_partition(int64_t M, int64_t K, int64_t N, int64_t G, const std::vector<int64_t>& row_sparse,
-                               int64_t pads, int64_t gs, const HwParams& hw, const std::vector<Tiling>& tiles) {
+std::optional<LayerResult> evaluate_partition_bounded(int64_t M, int64_t K, int64_t N, int64_t G,
+                                                      const std::vector<int64_t>& row_sparse, int64_t pads, int64_t gs,
+                                                      const HwParams& hw, const std::vector<Tiling>& tiles, int64_t bound) {
     const int64_t m = hw.macs_per_line;
     const int64_t S = std::accumulate(row_sparse.begin(), row_sparse.end(), int64_t(0));
     std::vector<int64_t> costs(row_sparse.size());
@@ -192,23 +222,21 @@ LayerResult evaluate_partition(int64_t M, int64_t K, int64_t N, int64_t G, const
         csum += costs[i];
         cmax = std::max(cmax, costs[i]);
     }
-    std::vector<int64_t> sorted_costs(costs);
-    if (hw.assign_lpt) std::sort(sorted_costs.begin(), sorted_costs.end(), std::greater<int64_t>());
-    std::map<int64_t, int64_t> loads;
+    CostGroups groups;
+    if (hw.assign_lpt) groups = cost_groups(costs, cmax);
+    std::vector<int64_t> loads(static_cast<size_t>(hw.lines + 1), -1);  // most beats on a line, per Ls
     auto load_of = [&](int64_t Ls) {
         if (Ls == 0) return int64_t(0);
-        auto it = loads.find(Ls);
-        if (it != loads.end()) return it->second;
-        const int64_t v = hw.assign_lpt ? lpt_sorted(sorted_costs, Ls) : round_robin(costs, Ls);
-        loads[Ls] = v;
+        int64_t& v = loads[static_cast<size_t>(Ls)];
+        if (v < 0) v = hw.assign_lpt ? lpt_groups(groups, Ls) : round_robin(costs, Ls);
         return v;
     };
     const int64_t W = (M * G + S + pads) * hw.weight_bits;
     const int64_t I = index_bits(M, K - G, S, pads, hw);
     const auto opts = split_options(M, G, S, hw);
 
-    // a first upper bound: the first tiling's proportional-ish option (any exact value works)
-    int64_t bestval = -1, best_bits = 0;
+    // a first upper bound: the first tiling's middle option (any exact value works), or the caller's
+    int64_t bestval = -1, best_bits = 0, best_cyc = 0;
     LayerResult best;
     bool found = false;
     {
@@ -217,19 +245,25 @@ LayerResult evaluate_partition(int64_t M, int64_t K, int64_t N, int64_t G, const
         const Option& o = opts[opts.size() / 2];
         const Compute c = engine_compute(M, N, G, load_of(o.Ls), gs, tm, tn, o.Ld, S > 0, o.shared, hw);
         bestval = std::max(c.total, mem_cycles(b.sum(), hw));
+        if (bound >= 0) bestval = std::min(bestval, bound);
     }
     for (const auto& [tm, tn] : tiles) {
         const Bits b = traffic(M, K, N, tm, tn, W, I, hw);
-        const int64_t Mem = mem_cycles(b.sum(), hw);
+        const int64_t bits = b.sum(), Mem = mem_cycles(bits, hw);
         if (Mem > bestval) continue;
+        // every option of this tiling has cycles >= Mem and these bits: none can win when the best
+        // found already has cycles <= Mem and no more bits (ties keep the first)
+        if (found && Mem >= best_cyc && bits >= best_bits) continue;
         for (const Option& o : opts) {
             const int64_t lb_load = o.Ls ? std::max(cdiv(csum, o.Ls), cmax) : 0;
             const Compute lb = engine_compute(M, N, G, lb_load, gs, tm, tn, o.Ld, S > 0, o.shared, hw);
-            if (std::max(lb.total, Mem) > bestval) continue;
+            const int64_t lbc = std::max(lb.total, Mem);
+            if (lbc > bestval || (found && lbc >= best_cyc && bits >= best_bits)) continue;
             const Compute c = engine_compute(M, N, G, load_of(o.Ls), gs, tm, tn, o.Ld, S > 0, o.shared, hw);
             const int64_t cyc = std::max(c.total, Mem);
-            if (!found || cyc < best.values["cycles"] || (cyc == best.values["cycles"] && b.sum() < best_bits)) {
-                best_bits = b.sum();
+            if (!found || cyc < best_cyc || (cyc == best_cyc && bits < best_bits)) {
+                best_bits = bits;
+                best_cyc = cyc;
                 found = true;
                 best = LayerResult();
                 store_times(best, c.total, Mem);
@@ -246,6 +280,7 @@ LayerResult evaluate_partition(int64_t M, int64_t K, int64_t N, int64_t G, const
             }
         }
     }
+    if (bound >= 0 && (!found || best_cyc > bound)) return std::nullopt;
     const int64_t A = K * N * hw.act_bits, O = M * N * hw.out_bits;
     const int64_t F = mem_cycles(W + I + A + O, hw);
     auto& v = best.values;
@@ -257,6 +292,11 @@ LayerResult evaluate_partition(int64_t M, int64_t K, int64_t N, int64_t G, const
     v["macs"] = (M * G + S) * N;
     v["index_entries"] = K - G ? (S + pads) * v["token_tiles"] : 0;
     return best;
+}
+
+LayerResult evaluate_partition(int64_t M, int64_t K, int64_t N, int64_t G, const std::vector<int64_t>& row_sparse,
+                               int64_t pads, int64_t gs, const HwParams& hw, const std::vector<Tiling>& tiles) {
+    return *evaluate_partition_bounded(M, K, N, G, row_sparse, pads, gs, hw, tiles, -1);
 }
 
 int64_t lb_ideal(int64_t nnz, int64_t M, int64_t K, int64_t N, const HwParams& hw) {

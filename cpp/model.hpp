@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -54,6 +55,13 @@ int64_t max_line_load(const std::vector<int64_t>& costs, int64_t lines, bool lpt
 // One dense-column set: the best (tiling, lane split).  `tiles` from tilings(..., own=false).
 LayerResult evaluate_partition(int64_t M, int64_t K, int64_t N, int64_t G, const std::vector<int64_t>& row_sparse,
                                int64_t pads, int64_t gather, const HwParams& hw, const std::vector<Tiling>& tiles);
+// The same, but only options of at most `bound` cycles are of interest (bound < 0: no bound): the
+// search prunes against it and returns nothing when no option reaches it (the caller already holds
+// a result at least as good).  When it returns, the result is evaluate_partition's.
+std::optional<LayerResult> evaluate_partition_bounded(int64_t M, int64_t K, int64_t N, int64_t G,
+                                                      const std::vector<int64_t>& row_sparse, int64_t pads,
+                                                      int64_t gather, const HwParams& hw,
+                                                      const std::vector<Tiling>& tiles, int64_t bound);
 LayerResult dense_layer(int64_t M, int64_t K, int64_t N, const HwParams& hw);
 LayerResult nm_layer(int64_t M, int64_t K, int64_t N, int64_t group_max, const HwParams& hw);
 LayerResult attention_block(int64_t hidden, int64_t kv_dim, int64_t N, int64_t context, int64_t batch,

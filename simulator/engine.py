@@ -1,10 +1,13 @@
-"""The fast path: numba statistics of the packed mask + the C++ core (``simulator._core``).
+"""The fast path: statistics of the packed mask (:mod:`simulator.stats`) + the C++ core (``simulator._core``).
 
 :func:`evaluate` runs one layer in one mode for several token counts and returns a dict per token
 count with the same keys as :mod:`simulator.reference` (cycles, bits ...).  ``engine="cpp"`` uses the
 compiled core, ``engine="python"`` the reference cycle model on the same statistics (slow; the C++
 core must agree with it exactly), ``engine="reference"`` the reference on the unpacked bool mask
 (small layers only: it is the specification).
+
+:func:`evaluate_stats` does the same from a layer's :class:`~simulator.stats.MaskStats`, so the
+statistics of a mask are computed once for every machine, mode and token count it runs on.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Callable
 
 from simulator import reference as ref
 from simulator import stats
+from simulator.stats import MaskStats
 from besa_common.errors import UserError
 from simulator.hardware import GATHER_SCALE, INDEX_FORMATS, NM_EFF_SCALE, Hardware
 
@@ -222,59 +226,50 @@ def attention(hidden: int, kv_dim: int, tokens: int, context: int, batch: int, h
     return ref.attention_block(hidden, kv_dim, tokens, context, batch, hw)
 
 
-class _Candidates:
-    """Partition candidates of one layer with their statistics computed lazily (once per layer,
-    shared by every token count)."""
-
-    def __init__(self, packed: np.ndarray, rows: int, cols: int, hw: Hardware):
-        self.packed, self.rows, self.cols, self.hw = packed, rows, cols, hw
-        self.counts = stats.col_counts(packed, cols)
-        self.nnz = int(self.counts.sum())
-        self.sets = ref.partition_candidates(self.counts, rows, hw)
-        self._stats: dict[int, tuple] = {}
-
-    def lower_bound(self, i: int, tokens: int) -> int:
-        """A lower bound of candidate i's cycles (its work on all MACs, its values once)."""
-        hw, M, K = self.hw, self.rows, self.cols
-        dense = self.sets[i][1]
-        G = int(dense.sum())
-        S = self.nnz - int(self.counts[dense].sum())
-        vals = (M * G + S) * hw.weight_bits + K * tokens * hw.act_bits + M * tokens * hw.out_bits
-        return max(ref.cdiv((M * G + S) * tokens, hw.macs), ref.mem_cycles(vals, hw))
-
-    def stats(self, i: int) -> tuple:
-        if i not in self._stats:
-            hw = self.hw
-            dense = self.sets[i][1]
-            sel = ~dense
-            row_sparse = stats.row_counts(self.packed, sel)
-            pads = int(stats.rle_pads(self.packed, self.cols, sel, hw.rle_bits).sum()) if hw.index_format == "rle" and sel.any() else 0
-            gs = hw.gather_scaled or stats.bank_gather_scaled(self.packed, self.cols, sel, hw.macs_per_line, hw.banks, GATHER_SCALE)
-            self._stats[i] = (int(dense.sum()), row_sparse, pads, gs)
-        return self._stats[i]
+def _candidate_bounds(st: MaskStats, dense: np.ndarray, tokens: int, hw: Hardware) -> tuple[int, int]:
+    """(cycles, DRAM bits) no evaluation of this dense-column set can go below: its kept work on all
+    MACs, and its values (no padding), the index of that many values, activations and outputs each
+    moved once.  Every result satisfies (cycles, bits) >= this pair (cycles first)."""
+    M, K = st.rows, st.cols
+    G = int(dense.sum())
+    S = st.nnz - st.dense_kept(dense)
+    bits = (M * G + S) * hw.weight_bits + ref.index_bits(M, K - G, S, 0, hw) + K * tokens * hw.act_bits + M * tokens * hw.out_bits
+    return max(ref.cdiv((M * G + S) * tokens, hw.macs), ref.mem_cycles(bits, hw)), bits
 
 
-def _cycle(packed: np.ndarray, rows: int, cols: int, tokens: list[int], hw: Hardware, engine: str) -> list[dict]:
-    """``cycle`` mode: the partition search of :func:`simulator.reference.cycle_layer` on packed
-    statistics.  Candidates whose lower bound is above the best found are skipped (they cannot win),
-    so the answer is the reference's."""
-    cand = _Candidates(packed, rows, cols, hw)
-    gmax = stats.nm_group_max(packed, cols, hw.nm_m)
+def _cycle(st: MaskStats, tokens: list[int], hw: Hardware, engine: str) -> list[dict]:
+    """``cycle`` mode: the partition search of :func:`simulator.reference.cycle_layer` on the
+    layer's statistics.  Candidates are evaluated best bound first; one whose (cycles, bits) bound is
+    above the best result found so far cannot win (ties go to the smaller dense set, as the
+    reference's order does) and ends the search, and the C++ search of a candidate is told the best
+    cycles so far to prune against.  The answer is the reference's."""
+    rows, cols = st.rows, st.cols
+    sets = st.candidates(hw)
+    gmax = st.group_max(hw.nm_m)
     out = []
     for n in tokens:
-        best = None
-        for i, (tau, _) in enumerate(cand.sets):
-            if best is not None and cand.lower_bound(i, n) > best["cycles"]:
-                continue
-            G, row_sparse, pads, gs = cand.stats(i)
+        bounds = [_candidate_bounds(st, dense, n, hw) for _tau, dense in sets]
+        best, best_key = None, None
+        for i in sorted(range(len(sets)), key=lambda i: (*bounds[i], i)):
+            if best_key is not None and (*bounds[i], i) > best_key:
+                break  # sorted by bound: no later candidate can win either
+            tau, dense = sets[i]
+            G = int(dense.sum())
+            row_sparse = st.row_sparse(dense)
+            pads = st.pads(dense, hw.rle_bits) if hw.index_format == "rle" else 0
+            gs = hw.gather_scaled or st.gather(dense, hw.macs_per_line, hw.banks, GATHER_SCALE)
             if engine == "cpp":
-                r = dict(_core.cycle_partition(rows, cols, n, G, row_sparse, pads, gs, hw_params(hw)))
+                r = _core.cycle_partition(rows, cols, n, G, row_sparse, pads, gs, hw_params(hw), -1 if best is None else best["cycles"])
+                if r is None:
+                    continue  # nothing at or below the best cycles so far
+                r = dict(r)
             else:
                 tiles = ref.tilings(rows, cols, n, hw, sparse=G < cols, own=False)
                 r = ref.evaluate_partition(rows, cols, n, G, [int(x) for x in row_sparse], pads, gs, hw, tiles)
-            if best is None or (r["cycles"], ref.dram_bits(r)) < (best["cycles"], ref.dram_bits(best)):
-                best = dict(r, tau=tau)
-        best.update(nnz=cand.nnz, lb_ideal=ref.lb_ideal(cand.nnz, rows, cols, n, hw))
+            key = (r["cycles"], ref.dram_bits(r), i)
+            if best_key is None or key < best_key:
+                best, best_key = dict(r, tau=tau), key
+        best.update(nnz=st.nnz, lb_ideal=ref.lb_ideal(st.nnz, rows, cols, n, hw))
         out.append(_with_baselines(best, rows, cols, n, gmax, hw, engine))
     return out
 
@@ -289,35 +284,35 @@ def _with_baselines(r: dict, rows: int, cols: int, n: int, gmax: int, hw: Hardwa
     return out
 
 
-def _dense_mode(packed, rows, cols, tokens, hw, engine):
-    nnz = int(stats.col_counts(packed, cols).sum())
-    return [dict(d, dense_cycles=d["cycles"], dense_energy=ref.energy_fj(d, hw)["total"], nnz=nnz) for d in (_dense(rows, cols, n, hw, engine) for n in tokens)]
+def _dense_mode(st: MaskStats, tokens, hw, engine):
+    rows, cols = st.rows, st.cols
+    return [
+        dict(d, dense_cycles=d["cycles"], dense_energy=ref.energy_fj(d, hw)["total"], nnz=st.nnz) for d in (_dense(rows, cols, n, hw, engine) for n in tokens)
+    ]
 
 
-def _nm_mode(packed, rows, cols, tokens, hw, engine):
-    nnz = int(stats.col_counts(packed, cols).sum())
-    gmax = stats.nm_group_max(packed, cols, hw.nm_m)
+def _nm_mode(st: MaskStats, tokens, hw, engine):
+    rows, cols = st.rows, st.cols
+    gmax = st.group_max(hw.nm_m)
     out = []
     for n in tokens:
         r = _nm(rows, cols, n, gmax, hw, engine)
         d = _dense(rows, cols, n, hw, engine)
-        out.append(dict(r, dense_cycles=d["cycles"], dense_energy=ref.energy_fj(d, hw)["total"], nnz=nnz, nm_cycles=r["cycles"]))
+        out.append(dict(r, dense_cycles=d["cycles"], dense_energy=ref.energy_fj(d, hw)["total"], nnz=st.nnz, nm_cycles=r["cycles"]))
     return out
 
 
-def _compat(packed, rows, cols, tokens, hw, engine):
-    counts = stats.col_counts(packed, cols)
-    return [compat_from_counts(counts, rows, cols, n, hw) for n in tokens]
+def _compat(st: MaskStats, tokens, hw, engine):
+    return [compat_from_counts(st.counts, st.rows, st.cols, n, hw) for n in tokens]
 
 
-def _code(packed, rows, cols, tokens, hw, engine):
-    counts = stats.col_counts(packed, cols)
-    return [compat_from_counts(counts, rows, cols, n, hw, packed) for n in tokens]
+def _code(st: MaskStats, tokens, hw, engine):
+    packed = st.mask()
+    return [compat_from_counts(st.counts, st.rows, st.cols, n, hw, packed) for n in tokens]
 
 
-def _corrected(packed, rows, cols, tokens, hw, engine):
-    counts = stats.col_counts(packed, cols)
-    return [corrected_from_counts(counts, rows, cols, n, hw) for n in tokens]
+def _corrected(st: MaskStats, tokens, hw, engine):
+    return [corrected_from_counts(st.counts, st.rows, st.cols, n, hw) for n in tokens]
 
 
 # ---------------------------------------------------------------------------- the mode registry
@@ -342,7 +337,8 @@ def _ref_nm(keep, n, hw):
 class Mode:
     """One simulator mode: the fast path, the reference (spec) path, and what it models.
 
-    ``fast(packed, rows, cols, tokens, hw, engine) -> [dict per token count]``;
+    ``fast(stats, tokens, hw, engine) -> [dict per token count]`` (``stats``: the layer's
+    :class:`~simulator.stats.MaskStats`);
     ``reference(keep, tokens, hw) -> dict``.  ``memory``: the mode has a DRAM / tiling model (bytes,
     stalls, bound, energy); otherwise it is compute-only.
     """
@@ -381,16 +377,27 @@ def evaluate(packed: np.ndarray, rows: int, cols: int, mode: str, tokens: list[i
     Every result has ``cycles``, ``dense_cycles`` and ``nnz``; the memory modes add the breakdown of
     :func:`simulator.reference.evaluate_partition` (bytes by class, stalls, bound, tiles, energy).
     """
-    spec = get_mode(mode)
+    _check_engine(mode, engine)
+    return evaluate_stats(MaskStats(rows, cols, packed=packed), mode, tokens, hw, engine)
+
+
+def _check_engine(mode: str, engine: str) -> None:
+    get_mode(mode)
     if engine not in ENGINES:
         raise UserError(f"unknown engine {engine!r} (engines: {', '.join(ENGINES)})")
     if engine == "cpp" and _core is None:
         raise UserError("the C++ core simulator._core is not built (pip install --no-build-isolation -e .); use --engine python")
+
+
+def evaluate_stats(st: MaskStats, mode: str, tokens: list[int], hw: Hardware, engine: str = "cpp") -> list[dict]:
+    """:func:`evaluate` from the layer's statistics (computed once, reused for every machine)."""
+    _check_engine(mode, engine)
+    spec = get_mode(mode)
     if engine == "reference":
-        keep = np.unpackbits(packed, axis=1, count=cols, bitorder="little").astype(bool)
+        keep = np.unpackbits(st.mask(), axis=1, count=st.cols, bitorder="little").astype(bool)
         out = [spec.reference(keep, n, hw) for n in tokens]
     else:
-        out = spec.fast(packed, rows, cols, tokens, hw, engine)
+        out = spec.fast(st, tokens, hw, engine)
     if spec.memory:
         for r in out:
             r["energy"] = ref.energy_fj(r, hw)

@@ -21,6 +21,7 @@ from besa_common.fileio import write_dir_unit
 from simulator.totals import SUM_COLUMNS, model_totals
 from simulator.hardware import FJ_PER_PJ, GATHER_SCALE, Hardware
 from simulator.reference import ENERGY_CLASSES
+from simulator.stats import MaskStats
 from simulator.workload import LayerWorkload
 
 RESULTS_VERSION = 1
@@ -177,29 +178,64 @@ def _check_tokens(tokens) -> list[int]:
     return check_tokens(list(tokens), "tokens")
 
 
-def simulate(workload: list[LayerWorkload], hw: Hardware, mode: str, tokens: list[int], engine: str | None = None, progress: bool = False) -> pd.DataFrame:
+def workload_stats(workload: list[LayerWorkload], prepare_for=()) -> list[MaskStats]:
+    """The machine-independent statistics of every layer of ``workload``, each mask read ONCE:
+    compute them once, then :func:`simulate` the workload on many machines with ``stats=`` and no
+    mask is read or generated again for what they share (column / row counts, the nnz).
+
+    ``prepare_for``: machines (:class:`~simulator.hardware.Hardware`) whose every lazy statistic
+    (partition candidates' row counts, padding, gather; n:m groups) is computed now as well, so
+    simulating them never touches the masks again.  Otherwise a lazy statistic calls the layer's
+    ``load()`` again (a synthetic layer regenerates its mask: memoise the workload).  The returned
+    objects hold no mask; they pickle.
+    """
+    out = []
+    for layer in workload:
+        st = MaskStats(layer.rows, layer.cols, packed=layer.load(), loader=layer.load)
+        for hw in prepare_for:
+            st.prepare(hw)
+        out.append(st.release())
+    return out
+
+
+def simulate(
+    workload: list[LayerWorkload],
+    hw: Hardware,
+    mode: str,
+    tokens: list[int],
+    engine: str | None = None,
+    progress: bool = False,
+    stats: list[MaskStats] | None = None,
+) -> pd.DataFrame:
     """Simulate every layer of ``workload`` in ``mode`` at each token count; returns layers.csv's rows.
 
-    ``engine``: ``cpp`` (default when built), ``python`` (reference cycle model on numba statistics)
-    or ``reference`` (the spec, on unpacked masks; small layers only).
+    ``engine``: ``cpp`` (default when built), ``python`` (reference cycle model on fast statistics)
+    or ``reference`` (the spec, on unpacked masks; small layers only).  ``stats``: the layers'
+    :func:`workload_stats` (same order), to reuse across machines; without it each mask is read once
+    here and its statistics are dropped with it.
     """
     tokens = _check_tokens(tokens)
     eng.get_mode(mode)
     if not workload:
         raise UserError("empty workload: no layers to simulate")
+    if stats is not None and len(stats) != len(workload):
+        raise UserError(f"stats: {len(stats)} layers for a workload of {len(workload)}")
     from simulator.workload import check_magnitudes
 
     check_magnitudes(workload, hw, tokens)  # before any layer reaches the int64 engine
     engine = engine or eng.default_engine()
     rows = []
-    it = workload
+    it = range(len(workload))
     if progress:
         from tqdm import tqdm
 
-        it = tqdm(workload, desc=f"simulate {mode}", unit="layer")
-    for layer in it:
-        packed = layer.load()
-        for n, r in zip(tokens, eng.evaluate(packed, layer.rows, layer.cols, mode, tokens, hw, engine)):
+        it = tqdm(it, desc=f"simulate {mode}", unit="layer")
+    for i in it:
+        layer = workload[i]
+        st = stats[i] if stats is not None else MaskStats(layer.rows, layer.cols, packed=layer.load())
+        if (st.rows, st.cols) != (layer.rows, layer.cols):
+            raise UserError(f"stats of layer {layer.name!r}: {st.rows}x{st.cols}, not {layer.rows}x{layer.cols}")
+        for n, r in zip(tokens, eng.evaluate_stats(st, mode, tokens, hw, engine)):
             rows.append(_row(layer, mode, n, hw, r))
     df = pd.DataFrame(rows, columns=COLUMNS)
     for c in INT_COLUMNS:

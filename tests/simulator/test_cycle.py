@@ -189,6 +189,30 @@ def test_cpp_equals_reference(keep, tokens, data):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=SLOW_OK)
+@given(masks, st.lists(st.integers(1, 40), min_size=2, max_size=3), st.data())
+def test_cpp_equals_reference_several_token_counts(keep, tokens, data):
+    """One call for several token counts (statistics shared, each search bounded by the best
+    candidate so far) gives every token count the reference's result."""
+    hw = _random_hw(data)
+    M, K = keep.shape
+    p = pack_keep(keep)
+    fast = eng.evaluate(p, M, K, "cycle", tokens, hw, ENGINE)
+    for n, r in zip(tokens, fast):
+        assert r == eng.evaluate(p, M, K, "cycle", [n], hw, "reference")[0]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=SLOW_OK)
+@given(arrays(bool, st.tuples(st.integers(1, 80), st.integers(1, 48))), st.integers(1, 48), st.sampled_from([9, 64, 200]), st.data())
+def test_cpp_equals_reference_with_many_lines(keep, tokens, lines, data):
+    """Many lines (up to gpu-h100's hundreds): the bulk LPT and the pruned lane-split search agree
+    with the reference."""
+    hw = _random_hw(data, lines=lines, assign=data.draw(st.sampled_from(["lpt", "lpt", "round_robin"])))
+    M, K = keep.shape
+    p = pack_keep(keep)
+    assert eng.evaluate(p, M, K, "cycle", [tokens], hw, ENGINE)[0] == eng.evaluate(p, M, K, "cycle", [tokens], hw, "reference")[0]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=SLOW_OK)
 @given(st.integers(1, 512), st.integers(1, 512), st.integers(1, 64), st.integers(0, 4096), st.integers(1, 8), st.data())
 def test_attention_cpp_equals_reference(hidden, kv_dim, tokens, context, batch, data):
     hw = _random_hw(data)

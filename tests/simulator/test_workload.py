@@ -1,4 +1,4 @@
-"""Workloads and mask statistics: synthetic generators, masks files, numba statistics vs numpy."""
+"""Workloads and mask statistics: synthetic generators, masks files, C++ / numba statistics vs numpy."""
 
 import json
 
@@ -8,28 +8,76 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
 from simulator import reference as ref
+from simulator.hardware import GATHER_SCALE
 from simulator import stats
 from simulator import workload as wl
 from besa_common.errors import UserError
 from besa_common.masks import pack_keep, write_masks
 
+from .helpers import small_hw
 
-@settings(max_examples=80, deadline=None)
-@given(arrays(bool, st.tuples(st.integers(1, 300), st.integers(1, 70))), st.integers(1, 8), st.integers(1, 5))
-def test_numba_statistics_match_numpy(keep, m, bits):
+
+BACKENDS = ["core", "numba"] if stats._core is not None else ["numba"]
+
+
+def _check_statistics(keep, m, bits, sel):
     p = pack_keep(keep)
     rows, cols = keep.shape
     assert np.array_equal(stats.col_counts(p, cols), keep.sum(0))
-    sel = np.arange(cols) % 3 != 0
+    counts, row_total = stats.mask_counts(p, cols)
+    assert np.array_equal(counts, keep.sum(0)) and np.array_equal(row_total, keep.sum(1))
     assert np.array_equal(stats.row_counts(p, sel), keep[:, sel].sum(1))
+    assert np.array_equal(stats.row_counts(p, sel, row_total), keep[:, sel].sum(1))
     assert np.array_equal(stats.row_counts(p), keep.sum(1))
     assert stats.nm_group_max(p, cols, m) == ref.nm_group_max(keep, m)
     pads = stats.rle_pads(p, cols, sel, bits)
     assert list(pads) == [ref.rle_pads(keep[i, sel], bits) for i in range(rows)]
+    for mm, banks in ((m, 3), (8, 32), (2 * m, m)):
+        hw = small_hw(macs_per_line=mm, banks=banks, gather_factor=0.0)
+        assert stats.bank_gather_scaled(p, cols, sel, mm, banks, GATHER_SCALE) == ref.bank_gather_scaled(keep, sel, hw)
+
+
+@settings(max_examples=80, deadline=None)
+@given(arrays(bool, st.tuples(st.integers(1, 300), st.integers(1, 70))), st.integers(1, 8), st.integers(1, 5))
+def test_statistics_match_numpy(keep, m, bits):
+    for use_core in BACKENDS:
+        stats.USE_CORE = use_core == "core"
+        try:
+            _check_statistics(keep, m, bits, np.arange(keep.shape[1]) % 3 != 0)
+        finally:
+            stats.USE_CORE = True
     costs = keep.sum(1)
     for lines in (1, 3):
         assert stats.line_loads(costs, lines, "lpt").max() == ref.max_line_load(list(costs), lines, "lpt")
         assert stats.line_loads(costs, lines, "round_robin").max() == ref.max_line_load(list(costs), lines, "round_robin")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 40), st.integers(1, 200), st.floats(0, 1), st.floats(0, 1), st.integers(0, 2**32), st.sampled_from([1, 2, 3, 4, 5, 8, 16]), st.integers(0, 7)
+)
+def test_statistics_wide_rows_and_sparse_selections(rows, cols, density, sel_density, seed, m, bits):
+    """Rows longer than a 64-bit word, runs longer than a word, selections of any density."""
+    rng = np.random.default_rng(seed)
+    keep = rng.random((rows, cols)) < density**2
+    sel = rng.random(cols) < sel_density
+    for use_core in BACKENDS:
+        stats.USE_CORE = use_core == "core"
+        try:
+            _check_statistics(keep, m, bits, sel)
+        finally:
+            stats.USE_CORE = True
+
+
+@pytest.mark.skipif(stats._core is None, reason="needs the C++ core")
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 12), min_size=0, max_size=300), st.integers(1, 600))
+def test_cpp_lpt_matches_reference_with_many_lines(costs, lines):
+    """The C++ LPT moves rows of equal cost in bulk (the multiset of loads): same makespan as the
+    reference heap, also with hundreds of lines (gpu-h100 has 528)."""
+    c = np.array(costs, np.int64)
+    assert stats._core.max_line_load(c, lines, True) == ref.max_line_load(costs, lines, "lpt")
+    assert stats._core.max_line_load(c, lines, False) == ref.max_line_load(costs, lines, "round_robin")
 
 
 def test_col_counts_survive_more_than_255_rows():

@@ -1,0 +1,270 @@
+// Implementation of stats.hpp.  Rows are read as little-endian 64-bit words (bit i of word w =
+// column 64w + i); a row's last partial word is zero-filled, which is harmless because pad bits are
+// 0.  The functions that touch every byte are compiled twice on x86-64 GCC (BESA_HOT), for
+// x86-64-v3 (AVX2, POPCNT, BMI) and the baseline, and the CPU's one is picked at load time.
+#include "stats.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define BESA_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define BESA_HOT
+#endif
+
+namespace besa {
+
+namespace {
+
+constexpr uint64_t kLane1 = 0x1111111111111111ULL;  // bit 0 of every 4-bit lane
+constexpr uint64_t kLane4 = 0x0F0F0F0F0F0F0F0FULL;  // low nibble of every byte
+
+int64_t words_of(int64_t nb) { return (nb + 7) / 8; }
+
+// Row r as W zero-padded words.
+void load_row(const PackedMask& p, int64_t r, uint64_t* w) {
+    w[words_of(p.nb) - 1] = 0;
+    std::memcpy(w, p.row(r), static_cast<size_t>(p.nb));
+}
+
+inline int64_t popcount_words(const uint64_t* w, int64_t n) {
+    int64_t s = 0;
+    for (int64_t i = 0; i < n; ++i) s += __builtin_popcountll(w[i]);
+    return s;
+}
+
+// Vertical counters: a4[k*W + w] holds 16 4-bit lanes, lane j counting column 64w + 4j + k.
+inline void add_row_nibbles(const uint64_t* x, uint64_t* a4, int64_t W) {
+    for (int64_t k = 0; k < 4; ++k) {
+        uint64_t* a = a4 + k * W;
+        for (int64_t w = 0; w < W; ++w) a[w] += (x[w] >> k) & kLane1;
+    }
+}
+
+// 4-bit lanes (<= 15 each) -> 8-bit lanes: a8[q*W + w] byte lane i counts column 64w + 8i + q.
+inline void flush_nibbles(uint64_t* a4, uint64_t* a8, int64_t W) {
+    for (int64_t k = 0; k < 4; ++k) {
+        uint64_t* a = a4 + k * W;
+        uint64_t* lo = a8 + k * W;
+        uint64_t* hi = a8 + (k + 4) * W;
+        for (int64_t w = 0; w < W; ++w) {
+            lo[w] += a[w] & kLane4;
+            hi[w] += (a[w] >> 4) & kLane4;
+            a[w] = 0;
+        }
+    }
+}
+
+void flush_bytes(uint64_t* a8, int64_t W, int64_t* cols) {
+    for (int64_t q = 0; q < 8; ++q)
+        for (int64_t w = 0; w < W; ++w) {
+            uint64_t v = a8[q * W + w];
+            a8[q * W + w] = 0;
+            for (int64_t i = 0; v; ++i, v >>= 8) cols[64 * w + 8 * i + q] += static_cast<int64_t>(v & 0xFF);
+        }
+}
+
+int64_t sel_word(const uint8_t* sel, int64_t nb, int64_t w) {
+    uint64_t v = 0;
+    std::memcpy(&v, sel + 8 * w, static_cast<size_t>(std::min<int64_t>(8, nb - 8 * w)));
+    return static_cast<int64_t>(v);
+}
+
+}  // namespace
+
+BESA_HOT void count_cols_rows(const PackedMask& p, int64_t* col_out, int64_t* row_out) {
+    const int64_t W = words_of(p.nb);
+    std::vector<uint64_t> x(static_cast<size_t>(W)), a4(static_cast<size_t>(4 * W), 0), a8(static_cast<size_t>(8 * W), 0);
+    std::vector<int64_t> cols(static_cast<size_t>(64 * W), 0);
+    for (int64_t r0 = 0; r0 < p.rows; r0 += 255) {  // an 8-bit lane holds 255
+        const int64_t r1 = std::min(p.rows, r0 + 255);
+        for (int64_t s0 = r0; s0 < r1; s0 += 15) {  // a 4-bit lane holds 15
+            const int64_t s1 = std::min(r1, s0 + 15);
+            for (int64_t r = s0; r < s1; ++r) {
+                load_row(p, r, x.data());
+                row_out[r] = popcount_words(x.data(), W);
+                add_row_nibbles(x.data(), a4.data(), W);
+            }
+            flush_nibbles(a4.data(), a8.data(), W);
+        }
+        flush_bytes(a8.data(), W, cols.data());
+    }
+    std::copy(cols.begin(), cols.begin() + 8 * p.nb, col_out);
+}
+
+BESA_HOT void row_counts_sel(const PackedMask& p, const uint8_t* sel, const int64_t* row_total, int64_t* out) {
+    const int64_t W = words_of(p.nb);
+    std::vector<int64_t> on, off;  // words with a selected / an unselected bit
+    std::vector<uint64_t> mask_on, mask_off;
+    for (int64_t w = 0; w < W; ++w) {
+        const uint64_t s = static_cast<uint64_t>(sel_word(sel, p.nb, w));
+        const int64_t width = std::min<int64_t>(64, 8 * (p.nb - 8 * w));
+        const uint64_t valid = width == 64 ? ~uint64_t(0) : ((uint64_t(1) << width) - 1);
+        if (s) on.push_back(w), mask_on.push_back(s);
+        if (~s & valid) off.push_back(w), mask_off.push_back(~s & valid);
+    }
+    const bool complement = row_total != nullptr && off.size() < on.size();
+    const auto& idx = complement ? off : on;
+    const auto& msk = complement ? mask_off : mask_on;
+    std::vector<uint64_t> x(static_cast<size_t>(W));
+    const bool whole = static_cast<int64_t>(idx.size()) == W;
+    for (int64_t r = 0; r < p.rows; ++r) {
+        int64_t s = 0;
+        if (whole) {
+            load_row(p, r, x.data());
+            for (int64_t w = 0; w < W; ++w) s += __builtin_popcountll(x[static_cast<size_t>(w)] & msk[static_cast<size_t>(w)]);
+        } else {
+            const uint8_t* row = p.row(r);
+            for (size_t i = 0; i < idx.size(); ++i) {
+                uint64_t v = 0;
+                std::memcpy(&v, row + 8 * idx[i], static_cast<size_t>(std::min<int64_t>(8, p.nb - 8 * idx[i])));
+                s += __builtin_popcountll(v & msk[i]);
+            }
+        }
+        out[r] = complement ? row_total[r] - s : s;
+    }
+}
+
+namespace {
+
+inline uint64_t below(int i) { return i >= 64 ? ~uint64_t(0) : (uint64_t(1) << i) - 1; }  // bits < i
+
+// One word of a row: c = kept AND selected bits, s = selected bits (c != 0).  Adds the padding of the
+// zero run before c's first bit (gap: selected zeros carried in) and of the runs between its bits;
+// returns the selected zeros after its last bit.
+inline int64_t rle_word(uint64_t c, uint64_t s, int64_t bits, int64_t gap, int64_t& pads) {
+    const int lo = __builtin_ctzll(c), hi = 63 - __builtin_clzll(c);
+    pads += (gap + __builtin_popcountll(s & below(lo))) >> bits;
+    if (bits < 6 && hi - lo - 1 >= (int64_t(1) << bits)) {  // a run inside a word is at most 62 zeros
+        // selected zeros are a subset of c's zeros: without a run of 2^bits zeros in c, none pads
+        uint64_t y = ~c & below(hi) & ~below(lo);
+        for (int i = 0; i < 6; ++i) y &= i < bits ? y >> (1 << i) : ~uint64_t(0);
+        if (y) {
+            int prev = lo;
+            for (uint64_t rest = c & (c - 1); rest; rest &= rest - 1) {
+                const int i = __builtin_ctzll(rest);
+                pads += __builtin_popcountll(s & below(i) & ~below(prev + 1)) >> bits;
+                prev = i;
+            }
+        }
+    }
+    return __builtin_popcountll(s & ~below(hi + 1));
+}
+
+}  // namespace
+
+BESA_HOT void rle_pads(const PackedMask& p, const uint8_t* sel, int64_t bits, int64_t* out) {
+    bits = std::min<int64_t>(bits, 40);  // gaps are < 2^20 columns
+    const int64_t W = words_of(p.nb);
+    std::vector<uint64_t> x(static_cast<size_t>(W)), s(static_cast<size_t>(W));
+    for (int64_t w = 0; w < W; ++w) s[static_cast<size_t>(w)] = static_cast<uint64_t>(sel_word(sel, p.nb, w));
+    for (int64_t r = 0; r < p.rows; ++r) {
+        load_row(p, r, x.data());
+        int64_t gap = 0, pads = 0;
+        for (int64_t w = 0; w < W; ++w) {
+            const uint64_t sw = s[static_cast<size_t>(w)], c = x[static_cast<size_t>(w)] & sw;
+            if (c)
+                gap = rle_word(c, sw, bits, gap, pads);
+            else
+                gap += __builtin_popcountll(sw);
+        }
+        out[r] = pads;
+    }
+}
+
+BESA_HOT int64_t nm_group_max(const PackedMask& p, int64_t cols, int64_t m) {
+    const int64_t W = words_of(p.nb);
+    std::vector<uint64_t> x(static_cast<size_t>(W));
+    int64_t best = 0;
+    if (m == 1 || m == 2 || m == 4 || m == 8) {
+        // lane counts by SWAR steps; groups never straddle words (m divides 64) and pad bits are 0
+        for (int64_t r = 0; r < p.rows; ++r) {
+            load_row(p, r, x.data());
+            uint64_t any = 0, a2 = 0, a3 = 0, a4 = 0;
+            for (int64_t w = 0; w < W; ++w) {
+                const uint64_t v = x[static_cast<size_t>(w)];
+                any |= v;
+                if (m == 1) continue;
+                const uint64_t c2 = v - ((v >> 1) & 0x5555555555555555ULL);  // 2-bit lanes: 0..2
+                if (m == 2) {
+                    a2 |= c2 & 0xAAAAAAAAAAAAAAAAULL;
+                    continue;
+                }
+                const uint64_t c4 = (c2 & 0x3333333333333333ULL) + ((c2 >> 2) & 0x3333333333333333ULL);  // 0..4
+                if (m == 4) {
+                    a4 |= c4 & 0x4444444444444444ULL;
+                    a3 |= c4 & (c4 >> 1) & kLane1;
+                    a2 |= c4 & 0x2222222222222222ULL;
+                    continue;
+                }
+                const uint64_t c8 = (c4 + (c4 >> 4)) & kLane4;  // bytes: 0..8
+                for (int i = 0; i < 8; ++i) best = std::max<int64_t>(best, static_cast<int64_t>((c8 >> (8 * i)) & 0xFF));
+            }
+            if (m == 4) best = std::max<int64_t>(best, a4 ? 4 : a3 ? 3 : a2 ? 2 : any ? 1 : 0);
+            if (m == 2) best = std::max<int64_t>(best, a2 ? 2 : any ? 1 : 0);
+            if (m == 1) best = std::max<int64_t>(best, any ? 1 : 0);
+            if (best == m) return best;
+        }
+        return best;
+    }
+    for (int64_t r = 0; r < p.rows; ++r) {
+        load_row(p, r, x.data());
+        for (int64_t g0 = 0; g0 < cols; g0 += m) {
+            const int64_t g1 = std::min(cols, g0 + m);
+            int64_t s = 0;
+            for (int64_t c = g0; c < g1;) {
+                const int64_t w = c / 64, lo = c % 64, n = std::min<int64_t>(64 - lo, g1 - c);
+                const uint64_t v = x[static_cast<size_t>(w)] >> lo;
+                s += __builtin_popcountll(n == 64 ? v : v & ((uint64_t(1) << n) - 1));
+                c += n;
+            }
+            if (s > best) {
+                best = s;
+                if (best == m) return best;
+            }
+        }
+    }
+    return best;
+}
+
+BESA_HOT int64_t bank_gather(const PackedMask& p, const uint8_t* sel, int64_t cols, int64_t m, int64_t banks, int64_t scale) {
+    (void)cols;  // pad bits of sel are 0
+    const int64_t S = std::min<int64_t>(p.rows, 64), W = words_of(p.nb);
+    std::vector<uint64_t> x(static_cast<size_t>(W)), s(static_cast<size_t>(W));
+    for (int64_t w = 0; w < W; ++w) s[static_cast<size_t>(w)] = static_cast<uint64_t>(sel_word(sel, p.nb, w));
+    std::vector<int64_t> hist(static_cast<size_t>(banks), 0), buf(static_cast<size_t>(m));
+    int64_t cost = 0, beats = 0;
+    auto beat = [&](int64_t k) {
+        beats += (k + banks - 1) / banks;
+        if (buf[static_cast<size_t>(k - 1)] - buf[0] < banks) {  // k distinct columns within one bank cycle
+            cost += 1;
+            return;
+        }
+        int64_t mx = 0;
+        for (int64_t q = 0; q < k; ++q) mx = std::max(mx, ++hist[static_cast<size_t>(buf[static_cast<size_t>(q)] % banks)]);
+        for (int64_t q = 0; q < k; ++q) hist[static_cast<size_t>(buf[static_cast<size_t>(q)] % banks)] = 0;
+        cost += mx;
+    };
+    for (int64_t i = 0; i < S; ++i) {
+        load_row(p, i * p.rows / S, x.data());
+        int64_t k = 0;
+        for (int64_t w = 0; w < W; ++w) {
+            uint64_t v = x[static_cast<size_t>(w)] & s[static_cast<size_t>(w)];
+            while (v) {
+                buf[static_cast<size_t>(k++)] = 64 * w + __builtin_ctzll(v);
+                v &= v - 1;
+                if (k == m) {
+                    beat(k);
+                    k = 0;
+                }
+            }
+        }
+        if (k) beat(k);
+    }
+    if (beats == 0) return scale;
+    return std::max(scale, (cost * scale + beats - 1) / beats);
+}
+
+}  // namespace besa

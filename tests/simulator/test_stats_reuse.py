@@ -1,0 +1,67 @@
+"""Mask statistics computed once and reused: workload_stats + simulate(stats=) give exactly the
+results of plain simulate() on every machine and mode, without reading the masks again."""
+
+import dataclasses
+import pickle
+
+import pandas as pd
+import pytest
+
+from simulator import run
+from simulator import workload as wl
+from simulator.hardware import load_hardware
+from simulator.stats import MaskStats
+
+MACHINES = [("vitcod", {}), ("gpu-h100", {}), ("hbm-4k", {}), ("vitcod", {"index_format": "rle", "rle_bits": 2}), ("vitcod", {"partition": "tau", "tau": 0.3})]
+MODES = ["cycle", "nm", "dense", "besa-compat", "corrected"]
+
+
+def _counted(layers):
+    calls = [0]
+
+    def wrap(layer):
+        def loader():
+            calls[0] += 1
+            return layer.loader()
+
+        return dataclasses.replace(layer, loader=loader)
+
+    return [wrap(l) for l in layers], calls
+
+
+def test_stats_reused_across_machines_equal_fresh_runs():
+    layers, calls = _counted(wl.synthetic("96x160*2:skewed=0.5/1.0", 3) + wl.synthetic("64x64:nm=2:4", 1) + wl.synthetic("40x72:sparsity=0.3", 2))
+    machines = [load_hardware(name, over) for name, over in MACHINES]
+    stats = run.workload_stats(layers, prepare_for=machines)
+    assert calls[0] == len(layers)  # each mask read once
+    stats = pickle.loads(pickle.dumps(stats))  # what a worker process receives: no mask, no loader
+    for hw in machines:
+        for mode in MODES:
+            fresh = run.simulate(layers, hw, mode, [1, 64])
+            reused = run.simulate(layers, hw, mode, [1, 64], stats=stats)
+            pd.testing.assert_frame_equal(reused, fresh)
+
+
+def test_unprepared_statistic_reads_the_mask_through_the_loader():
+    layers, calls = _counted(wl.synthetic("64x96*2:skewed=0.5/1.0", 0))
+    stats = run.workload_stats(layers)
+    assert calls[0] == 2
+    hw = load_hardware("vitcod")
+    reused = run.simulate(layers, hw, "cycle", [8], stats=stats)
+    assert calls[0] > 2  # the partition candidates' row counts came from the masks again
+    pd.testing.assert_frame_equal(reused, run.simulate(layers, hw, "cycle", [8]))
+    gone = pickle.loads(pickle.dumps(run.workload_stats(layers)))
+    with pytest.raises(RuntimeError, match="not prepared"):
+        run.simulate(layers, hw, "cycle", [8], stats=gone)
+
+
+def test_stats_must_match_the_workload():
+    layers = wl.synthetic("32x32*2", 0)
+    stats = run.workload_stats(layers)
+    hw = load_hardware("vitcod")
+    from besa_common.errors import UserError
+
+    with pytest.raises(UserError, match="layers for a workload"):
+        run.simulate(layers, hw, "cycle", [1], stats=stats[:1])
+    with pytest.raises(UserError, match="not 32x32"):
+        run.simulate(layers, hw, "cycle", [1], stats=[MaskStats(16, 32, packed=layers[0].load()[:16])] * 2)
