@@ -242,16 +242,20 @@ def _verdict(sim: float, low: float, high: float) -> str:
 def published_table(preset: str) -> None:
     hw = load_hardware(preset)
     print(f"`{preset}`: nm_efficiency = {hw.nm_efficiency:g}\n")
-    print("| workload (shape; tokens N, context, batch) | role | linear only | simulator e2e | published | within 15%? | source |")
-    print("|---|---|---|---|---|---|---|")
+    print("| workload (shape; tokens N, context, batch) | role | linear only | simulator e2e | ideal n:m engine | published | within 15%? | source |")
+    print("|---|---|---|---|---|---|---|---|")
     for p in PUBLISHED:
         t = _point_totals(p, preset)
         lin, sim = t["speedup_vs_dense"], t["e2e_speedup_vs_dense"]
+        ideal = "-"
+        if p.mode == "nm":  # the same point on the ideal engine (nm_efficiency = 1), for comparison
+            i = _point_totals(p, preset, {"nm_efficiency": 1.0})
+            ideal = f"{i['speedup_vs_dense'] if p.compare == 'linear' else i['e2e_speedup_vs_dense']:.3f}x"
         ctx = f"{p.context // 1024}K" if p.context >= 1024 else f"context {p.context}"
         shown = f"{lin:.3f}x | ({sim:.3f}x)" if p.compare == "linear" else f"{lin:.3f}x | {sim:.3f}x"
         print(
             f"| {p.label} ({p.model}; N={p.tokens}, {ctx}, batch {p.batch}) | {p.role} | "
-            f"{shown} | {p.published} | {_verdict(lin if p.compare == 'linear' else sim, p.low, p.high)} | {p.source} |",
+            f"{shown} | {ideal} | {p.published} | {_verdict(lin if p.compare == 'linear' else sim, p.low, p.high)} | {p.source} |",
             flush=True,
         )
 
