@@ -69,6 +69,42 @@ def sort_ranks(score: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(order).scatter_(1, order, pos)  # (R, C): column -> sorted position
 
 
+def compact(t: torch.Tensor, top: int) -> torch.Tensor:
+    """Non-negative integers ``t`` (all ``<= top``) in the narrowest of uint8 / int16 / int32 / int64
+    that holds ``top``; values unchanged.
+
+    BESA keeps a rank and a soft-mask index per weight for a whole block: as int64 that is 16 bytes
+    per weight (four times the fp32 weight itself); compact, 3 (rank int16 for C < 32768, index uint8
+    for D < 256).  Consumers widen to int64 only where torch demands it (gather/scatter), one layer at
+    a time.
+    """
+    for dtype in (torch.uint8, torch.int16, torch.int32):
+        if top <= torch.iinfo(dtype).max:
+            return t.to(dtype)
+    return t.to(torch.int64)
+
+
+def layer_ranking(W: torch.Tensor, stat: torch.Tensor, D: int = D_DEFAULT, chunk: int = 1 << 18) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """What BESA keeps per layer for a whole block: ``(rank, index, index_max)``.
+
+    ``rank = compact(sort_ranks(wanda_score(W, stat)), C)``, ``index = compact(soft_index(rank,
+    candidate_counts(C, D)), D)`` and ``index_max = max(index)``, computed ``chunk`` entries' worth of
+    rows at a time: every step is row-wise, so the result is identical, and the int64 temporaries of
+    the sort stay a few MiB instead of several copies of the layer.
+    """
+    R, C = W.shape
+    m = soft_index(torch.arange(C, device=W.device).reshape(1, -1), candidate_counts(C, D))[0]  # (C,) index of sorted position j
+    rank = torch.empty((R, C), dtype=compact(torch.zeros(0), C).dtype, device=W.device)
+    index = torch.empty((R, C), dtype=compact(torch.zeros(0), D).dtype, device=W.device)
+    rows = max(1, chunk // max(C, 1))
+    for r0 in range(0, R, rows):
+        rk = sort_ranks(wanda_score(W[r0 : r0 + rows], stat))  # (rows, C) int64
+        rank[r0 : r0 + rows] = rk
+        index[r0 : r0 + rows] = m[rk]
+    index_max = int(m[0]) if R and C else 0  # sorted position 0 exists in every row; m is non-increasing
+    return rank, index, index_max
+
+
 def coefficients(logits: torch.Tensor, smoothing: bool = True) -> torch.Tensor:
     """``p = softmax(sigmoid(logits))`` (sigmoid smoothing, the reference default) or ``softmax(logits)``.
 
@@ -90,7 +126,9 @@ def row_counts(s: torch.Tensor, C: int, R: int) -> torch.Tensor:
 
 
 def hard_keep(rank: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Bool keep mask ``[R, C]``: entry (r, c) is pruned iff ``rank[r, c] < k_r`` (the k_r lowest scores)."""
+    """Bool keep mask ``[R, C]``: entry (r, c) is pruned iff ``rank[r, c] < k_r`` (the k_r lowest scores).
+
+    ``rank`` may be :func:`compact` (with ``top = C``, so every ``k_r`` in [0, C] fits its dtype)."""
     return rank >= k.to(rank.device, rank.dtype).reshape(-1, 1)
 
 
@@ -109,13 +147,13 @@ def soft_index(rank: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
 def soft_keep(p: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Soft keep probability ``1 - sum_d p_{r,d} 1[rank < floor(C c_d)]`` in column order, fp32 ``[R, C]``.
 
-    ``p``: ``[rows, D]`` (rows = R, or 1 broadcast to every row); ``index`` from :func:`soft_index`.
-    One cumulative sum and one gather per step.
+    ``p``: ``[rows, D]`` (rows = R, or 1 broadcast to every row); ``index`` from :func:`soft_index`
+    (any integer dtype, e.g. :func:`compact`).  One cumulative sum and one gather per step.
     """
     R = index.shape[0]
     cp = torch.cumsum(p, dim=-1)  # (rows, D): cp[:, d] = sum_{d' <= d} p
     cp = torch.cat([torch.zeros_like(cp[:, :1]), cp], dim=-1).expand(R, -1)  # (R, D + 1), cp[:, 0] = 0
-    return 1.0 - torch.gather(cp, 1, index)
+    return 1.0 - torch.gather(cp, 1, index.long())
 
 
 def ste_mask(hard: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
@@ -133,8 +171,13 @@ class _SteMaskedWeight(torch.autograd.Function):
     cumulative sum without smoothing) falls back to the literal formula.
     Backward: d/dcp of ``1 - cp[index]`` is ``-scatter_add(grad * W)``; negating the small ``[R, D+1]``
     result instead of every entry is exact (rounding is symmetric), so gradients match autograd's
-    bit for bit.  Nothing ``[R, C]`` is saved: ``W`` and ``index`` live for the whole block anyway.
+    bit for bit.  Nothing ``[R, C]`` is saved: ``W`` and ``index`` live for the whole block anyway
+    (``index`` in any integer dtype).  The backward runs over row chunks of ``CHUNK`` entries: the
+    scatter adds each row's entries in column order either way, so the sums are the same bits, while
+    ``grad * W`` and the int64 index the scatter needs are a few MiB instead of two copies of the layer.
     """
+
+    CHUNK = 1 << 18  # entries per row chunk in backward
 
     @staticmethod
     def forward(ctx, W, hard, cp, index, index_max):
@@ -143,22 +186,27 @@ class _SteMaskedWeight(torch.autograd.Function):
         used = cp[:, : index_max + 1]  # the columns index can reach (the last, sum p ~ 1 + noise, is not)
         if bool(used.min() >= 0) and bool(used.max() <= 1):
             return W * hard
-        soft = 1.0 - torch.gather(cp, 1, index)
+        soft = 1.0 - torch.gather(cp, 1, index.long())
         return W * (hard.to(soft.dtype) - soft + soft)
 
     @staticmethod
     def backward(ctx, grad):
         W, index = ctx.saved_tensors
-        g = grad * W  # d loss / d mask
-        gcp = torch.zeros(ctx.cp_shape, dtype=g.dtype, device=g.device).scatter_add_(1, index, g).neg_()
-        return None, None, gcp, None, None
+        R, C = W.shape
+        gcp = torch.zeros(ctx.cp_shape, dtype=torch.result_type(grad, W), device=grad.device)
+        rows = max(1, _SteMaskedWeight.CHUNK // max(C, 1))
+        for r0 in range(0, R, rows):
+            r1 = r0 + rows
+            gcp[r0:r1].scatter_add_(1, index[r0:r1].long(), grad[r0:r1] * W[r0:r1])  # grad * W = d loss / d mask
+        return None, None, gcp.neg_(), None, None
 
 
 def masked_weight(W: torch.Tensor, hard: torch.Tensor, p: torch.Tensor, index: torch.Tensor, index_max: int | None = None) -> torch.Tensor:
     """``W * ste_mask(hard, soft_keep(p, index))`` (fp32 ``[R, C]``), bit-identical in value and gradient.
 
     ``W``: fp32 ``[R, C]`` (no gradient); ``hard``: bool keep mask; ``p``: ``[rows, D]`` coefficients
-    (gradient flows to them); ``index`` from :func:`soft_index`, ``index_max`` its maximum (computed
+    (gradient flows to them); ``index`` from :func:`soft_index` (any integer dtype, e.g. :func:`compact`),
+    ``index_max`` its maximum (computed
     when not given; pass it to save a pass per step).  See :class:`_SteMaskedWeight`.
     """
     R = index.shape[0]

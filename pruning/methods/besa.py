@@ -142,8 +142,8 @@ class _Layer:
     W: torch.Tensor  # (R, C) frozen weight on the device
     target: float  # this layer's target sparsity
     logits: torch.Tensor  # learnable; shape above
-    rank: torch.Tensor | None = None  # (R, C) int32 sorted position of each entry (ascending score)
-    index: torch.Tensor | None = None  # (R, C) int64 index into the cumulative coefficients (soft mask)
+    rank: torch.Tensor | None = None  # (R, C) sorted position of each entry (ascending score), core.compact (int16)
+    index: torch.Tensor | None = None  # (R, C) index into the cumulative coefficients (soft mask), core.compact (uint8)
     index_max: int = 0  # max(index): the cumulative coefficients the soft mask can reach
     patterns: torch.Tensor | None = None  # n:m: bool (P, M) keep patterns
     init_choice: torch.Tensor | None = None  # n:m: (R, G) int64 argmax of the initial logits
@@ -338,25 +338,24 @@ class Besa(PruningMethod):
         cfg = self.config
         dev = job.device
         R, C = W.shape
-        score = core.wanda_score(W, stat)
         if nm_keep is not None:
             m = int(job.pattern[1])
             pats = nm.keep_patterns(m, nm_keep).to(dev)
-            logits = nm.init_logits(nm.group_ranks(score, m), pats, cfg.nm_init_scale)
+            logits = nm.init_logits(nm.group_ranks(core.wanda_score(W, stat), m), pats, cfg.nm_init_scale)
             L = _Layer(
                 name=name, W=W, target=float(job.sparsity[name]), logits=logits.requires_grad_(True), patterns=pats, init_choice=nm.choice(logits.detach())
             )
         else:
             D = cfg.candidates
-            rank = core.sort_ranks(score)
-            index = core.soft_index(rank, core.candidate_counts(C, D))
-            L = _Layer(  # rank kept as int32: half the memory of int64, only compared, never gathered with
+            # rank and index live for the whole block: compact dtypes, 3 bytes per weight instead of 16
+            rank, index, index_max = core.layer_ranking(W, stat, D)
+            L = _Layer(
                 name=name,
                 W=W,
                 target=float(job.sparsity[name]),
-                rank=rank.to(torch.int32),
+                rank=rank,
                 index=index,
-                index_max=int(index.max()),
+                index_max=index_max,
                 logits=torch.zeros(R if cfg.granularity == "row" else 1, D, device=dev, requires_grad=True),
             )
         if spec is not None:

@@ -177,10 +177,21 @@ def _reference_masked_weight(W, hard, p, index):
     smoothing=st.booleans(),
     scale=st.sampled_from([1.0, 30.0]),
     seed=st.integers(0, 2**16),
+    chunk=st.sampled_from([1, 7, 1 << 18]),
 )
-def test_masked_weight_is_bit_identical_to_ste_composition(R, C, D, rows1, smoothing, scale, seed):
+def test_masked_weight_is_bit_identical_to_ste_composition(R, C, D, rows1, smoothing, scale, seed, chunk):
     """Value and gradient of the fused STE op equal ``W * ste_mask(hard, soft_keep(p, index))`` exactly,
-    also where float noise pushes the cumulative coefficients past 1 (no smoothing, extreme logits)."""
+    also where float noise pushes the cumulative coefficients past 1 (no smoothing, extreme logits), and
+    whatever the backward's row chunk (1 entry = one row per chunk, 7, the default)."""
+    old_chunk = core._SteMaskedWeight.CHUNK
+    core._SteMaskedWeight.CHUNK = chunk
+    try:
+        _check_masked_weight(R, C, D, rows1, smoothing, scale, seed)
+    finally:
+        core._SteMaskedWeight.CHUNK = old_chunk
+
+
+def _check_masked_weight(R, C, D, rows1, smoothing, scale, seed):
     gen = torch.Generator().manual_seed(seed)
     score = torch.rand(R, C, generator=gen)
     rank = core.sort_ranks(score)
@@ -189,12 +200,13 @@ def test_masked_weight_is_bit_identical_to_ste_composition(R, C, D, rows1, smoot
     G = torch.randn(R, C, generator=gen)  # an arbitrary upstream gradient
     base = torch.randn(1 if rows1 else R, D, generator=gen) * scale
     out = []
-    for fn in (_reference_masked_weight, core.masked_weight):
+    # the method's way: fused op on the compact rank and index; the reference on plain int64
+    for fn, rk, ix in ((_reference_masked_weight, rank, index), (core.masked_weight, core.compact(rank, C), core.compact(index, D))):
         logits = base.clone().requires_grad_(True)
         p = core.coefficients(logits, smoothing)
         s = core.expected_sparsity(p, core.candidates(D))
-        hard = core.hard_keep(rank, core.row_counts(s, C, R))
-        y = fn(W, hard, p, index)
+        hard = core.hard_keep(rk, core.row_counts(s, C, R))
+        y = fn(W, hard, p, ix)
         (y * G).sum().backward()
         out.append((y.detach(), logits.grad))
     assert torch.equal(out[0][0], out[1][0])
@@ -210,3 +222,39 @@ def test_masked_weight_fallback_when_cumulative_coefficients_exceed_one():
     hard = torch.tensor([[True, True, False]])
     W = torch.tensor([[1.0, 2.0, 3.0]])
     assert torch.equal(core.masked_weight(W, hard, p, index), _reference_masked_weight(W, hard, p, index))
+
+
+def test_compact_picks_the_narrowest_dtype_and_keeps_values():
+    t = torch.tensor([[0, 3, 255]])
+    assert core.compact(t, 255).dtype == torch.uint8 and core.compact(t, 256).dtype == torch.int16
+    assert core.compact(t, 32767).dtype == torch.int16 and core.compact(t, 32768).dtype == torch.int32
+    assert core.compact(t, 2**31).dtype == torch.int64
+    for top in (255, 256, 32768, 2**31):
+        assert core.compact(t, top).long().tolist() == [[0, 3, 255]]
+
+
+@pytest.mark.parametrize("C", [7, 255, 256, 300])
+def test_hard_keep_on_compact_rank_equals_int64_including_prune_all(C):
+    """k_r ranges over [0, C] (C = prune the whole row): the compact rank's dtype must hold C itself."""
+    gen = torch.Generator().manual_seed(C)
+    rank = core.sort_ranks(torch.rand(4, C, generator=gen))
+    k = torch.tensor([0, 1, C - 1, C])
+    assert torch.equal(core.hard_keep(core.compact(rank, C), k), core.hard_keep(rank, k))
+    assert not core.hard_keep(core.compact(rank, C), k)[3].any() and core.hard_keep(core.compact(rank, C), k)[0].all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(R=st.integers(1, 9), C=st.integers(1, 40), D=st.sampled_from([2, 11, 101]), chunk=st.integers(1, 200), ties=st.booleans(), seed=st.integers(0, 2**16))
+def test_layer_ranking_equals_the_unchunked_composition(R, C, D, chunk, ties, seed):
+    gen = torch.Generator().manual_seed(seed)
+    W = torch.randn(R, C, generator=gen)
+    stat = torch.rand(C, generator=gen)
+    if ties:
+        W = torch.round(W * 2) / 2
+        stat = torch.ones(C)
+    rank, index, index_max = core.layer_ranking(W, stat, D, chunk=chunk)
+    want_rank = core.sort_ranks(core.wanda_score(W, stat))
+    want_index = core.soft_index(want_rank, core.candidate_counts(C, D))
+    assert rank.dtype == core.compact(want_rank, C).dtype and index.dtype == core.compact(want_index, D).dtype
+    assert torch.equal(rank.long(), want_rank) and torch.equal(index.long(), want_index)
+    assert index_max == int(want_index.max())
