@@ -14,6 +14,16 @@ An experiment (TOML, see ``configs/experiments/default.toml``)::
     [[simulate]]        preset, modes, tokens: every run is simulated on each
     [options.<method>]  extra ``besa prune`` flags for that method (``d_coef = 5`` -> ``--d-coef 5``)
     [whatif]            optional: a small hardware sweep over one run's masks (the report's sweep heatmap)
+    [siblings]          optional: the equal-sparsity n:m sibling of each unstructured run (below)
+
+**Siblings.**  Each pruned unstructured run whose sparsity equals that of ``[siblings].pattern``
+(default ``2:4``, i.e. 50 %) is paired with an n:m run at the same sparsity and weight bits: the
+same method at that pattern when the experiment has it, else ``[siblings].fallback`` (default
+``wanda``) at that pattern, on the experiment's one calibration — ADDED to the plan when the
+experiment lacks it.  ``[siblings].pairs`` names a pairing explicitly; ``enabled = false`` turns
+pairing off.  ``besa run`` simulates every sibling on the n:m engine (mode ``nm``) of each preset the
+experiment runs in ``cycle`` mode, so the report can put "unstructured on the sparse engine" next to
+"n:m on the n:m engine" at equal sparsity (see :func:`pair_siblings`).
 
 Any unknown key, wrong type, unknown method / preset / mode or empty grid is a one-line
 :class:`UserError` naming the key.
@@ -82,6 +92,30 @@ class WhatIf:
 
 
 @dataclass(frozen=True)
+class SiblingSettings:
+    """``[siblings]``: see the module docstring."""
+
+    enabled: bool = True
+    pattern: str = "2:4"  # n KEPT of every m
+    fallback: str = "wanda"
+    pairs: dict = field(default_factory=dict)  # unstructured run name -> n:m run name
+
+
+@dataclass(frozen=True)
+class Sibling:
+    """One pairing: the unstructured run ``run`` and its n:m ``sibling`` (run names).
+
+    ``why``: ``same-method`` (the experiment has the run's own method at the pattern), ``fallback``
+    (``[siblings].fallback`` at the pattern, same calibration) or ``configured`` (``[siblings].pairs``);
+    ``added``: the sibling run is in the plan only because of this pairing."""
+
+    run: str
+    sibling: str
+    why: str
+    added: bool = False
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """One run of the experiment: its folder name and what ``besa prune`` is asked to do."""
 
@@ -106,8 +140,18 @@ class Experiment:
     options: dict = field(default_factory=dict)
     whatif: WhatIf | None = None
     source: str = "experiment"
+    siblings: SiblingSettings = SiblingSettings()
 
     def run_specs(self) -> list[RunSpec]:
+        """Every run of the experiment: the grids' runs in file order, then the sibling runs the
+        pairing added (:meth:`sibling_plan`)."""
+        return self.grid_specs() + self.sibling_plan()[1]
+
+    def sibling_plan(self) -> tuple[dict[str, Sibling], list[RunSpec]]:
+        """``({unstructured run: Sibling}, [sibling runs added to the plan])``: :func:`pair_siblings`."""
+        return pair_siblings(self.grid_specs(), self.siblings, f"{self.source}: [siblings]")
+
+    def grid_specs(self) -> list[RunSpec]:
         """Every run of the grids, deduplicated, in file order.  Two DIFFERENT runs with the same
         name (sparsities 0.3333331 and 0.3333332 both give ``-s0.333333``) would share one folder
         and overwrite each other: a UserError."""
@@ -130,6 +174,67 @@ class Experiment:
                                     f"the first 6 significant digits"
                                 )
         return list(out.values())
+
+
+def _same_sparsity(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-9
+
+
+def pair_siblings(specs: list[RunSpec], cfg: SiblingSettings, where: str = "[siblings]") -> tuple[dict[str, Sibling], list[RunSpec]]:
+    """Pair every pruned unstructured run of ``specs`` with its n:m sibling (``cfg.pattern``).
+
+    A run is paired only when its sparsity equals the pattern's (``1 - n/m``): the comparison is at
+    EQUAL sparsity, so a 60 % run has no 2:4 sibling.  In order of preference the sibling is
+    ``cfg.pairs[run]`` (must be an n:m run of ``specs`` with the same sparsity and weight bits), the
+    same method and weight bits at ``cfg.pattern`` when ``specs`` has it, else ``cfg.fallback`` at
+    ``cfg.pattern`` and the same weight bits — a run appended to the returned list when ``specs``
+    lacks it.  A pairing that names no such run is a UserError naming the key.
+    """
+    if not cfg.enabled:
+        return {}, []
+    by_name = {s.name: s for s in specs}
+    unstructured = {s.name: s for s in specs if not s.dense and s.pattern == "unstructured"}
+    out: dict[str, Sibling] = {}
+    for run, sib in cfg.pairs.items():
+        u, s = unstructured.get(run), by_name.get(sib)
+        if u is None:
+            raise UserError(f"{where}.pairs.{run}: not a pruned unstructured run of this experiment (those: {', '.join(unstructured) or 'none'})")
+        nm = [n for n, x in by_name.items() if x.pattern != "unstructured" and _same_sparsity(x.sparsity, u.sparsity) and x.wbits == u.wbits]
+        if s is None or s.name not in nm:
+            raise UserError(
+                f"{where}.pairs.{run}: {sib!r} is not an n:m run of this experiment at {run}'s sparsity "
+                f"{u.sparsity:g} and {u.wbits} weight bits (those: {', '.join(nm) or 'none'})"
+            )
+        out[run] = Sibling(run, sib, "configured")
+    target = pattern_sparsity(cfg.pattern)
+    added: list[RunSpec] = []
+    for u in unstructured.values():
+        if u.name in out or not _same_sparsity(u.sparsity, target):
+            continue
+        same = run_name(u.method, target, cfg.pattern, u.wbits)
+        if same in by_name:
+            sib = by_name[same]
+        else:
+            sib = RunSpec(run_name(cfg.fallback, target, cfg.pattern, u.wbits), cfg.fallback, target, cfg.pattern, u.wbits)
+            if sib.name not in by_name:
+                by_name[sib.name] = sib
+                added.append(sib)
+        why = "same-method" if sib.method == u.method else "fallback"  # e.g. a Wanda run's added Wanda 2:4 is its own method
+        out[u.name] = Sibling(u.name, sib.name, why, added=sib in added)
+    return out, added
+
+
+def _parse_siblings(tbl: Any, where: str) -> SiblingSettings:
+    cfg = build(SiblingSettings, tbl, where)
+    m = _PATTERN_RE.match(cfg.pattern)
+    if not (m and 0 < int(m.group(1)) < int(m.group(2))):
+        raise UserError(f'{where}.pattern: expected "n:m" (at most n of every m consecutive weights KEPT, 0 < n < m), got {cfg.pattern!r}')
+    if cfg.fallback not in KNOWN_METHODS or cfg.fallback == "dense":
+        raise UserError(f"{where}.fallback: unknown method {cfg.fallback!r} (known: {', '.join(KNOWN_METHODS[1:])})")
+    for k, v in cfg.pairs.items():
+        if not isinstance(v, str):
+            raise UserError(f"{where}.pairs.{k}: expected a run name (a string), got {type(v).__name__} {v!r}")
+    return cfg
 
 
 def pattern_sparsity(pattern: str) -> float:
@@ -183,7 +288,7 @@ def _known(kind: str) -> tuple[str, ...] | None:
 
 def parse_experiment(obj: dict[str, Any], source: str = "experiment") -> Experiment:
     """Validate a parsed experiment TOML (see the module docstring)."""
-    known = {"experiment", "calibration", "eval", "runs", "simulate", "options", "whatif"}
+    known = {"experiment", "calibration", "eval", "runs", "simulate", "options", "whatif", "siblings"}
     for key in obj:
         if key not in known:
             raise UserError(f"{source}: {key}: unknown key (known: {', '.join(sorted(known))})")
@@ -265,8 +370,9 @@ def parse_experiment(obj: dict[str, Any], source: str = "experiment") -> Experim
     whatif = None
     if "whatif" in obj:
         whatif = _parse_whatif(obj["whatif"], exp.seed, f"{source}: [whatif]")
-    ex = Experiment(exp, cal, ev, tuple(grids), tuple(targets), dict(options), whatif, source)
-    names = [r.name for r in ex.run_specs()]
+    siblings = _parse_siblings(obj.get("siblings", {}), f"{source}: [siblings]")
+    ex = Experiment(exp, cal, ev, tuple(grids), tuple(targets), dict(options), whatif, source, siblings)
+    names = [r.name for r in ex.run_specs()]  # also checks [siblings].pairs
     if whatif is not None and whatif.run not in names:
         raise UserError(f"{source}: [whatif].run: {whatif.run!r} is not a run of this experiment (runs: {', '.join(names)})")
     return ex
@@ -304,4 +410,17 @@ def option_flags(options: dict[str, Any]) -> list[str]:
     return flags
 
 
-__all__ = ["Experiment", "RunSpec", "load_experiment", "parse_experiment", "run_name", "pattern_sparsity", "option_flags", "KNOWN_METHODS", "check_value"]
+__all__ = [
+    "Experiment",
+    "RunSpec",
+    "Sibling",
+    "SiblingSettings",
+    "pair_siblings",
+    "load_experiment",
+    "parse_experiment",
+    "run_name",
+    "pattern_sparsity",
+    "option_flags",
+    "KNOWN_METHODS",
+    "check_value",
+]

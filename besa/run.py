@@ -17,6 +17,14 @@ eval / simulate outputs of DESIGN.md, ``status.json`` and ``logs/<step>.log``;
 ``DIR/experiment.toml`` (the experiment as given), ``DIR/whatif/`` (optional sweep) and the report:
 ``DIR/report.html``, ``table.csv``, ``summary.csv``, ``report.md``.  A "dense" run is not pruned:
 it is evaluated without masks and simulated on an all-kept masks file of the model's shapes.
+
+Siblings (``[siblings]``, :func:`besa.experiment.pair_siblings`): every pruned unstructured run at the
+sparsity of the sibling pattern (2:4 = 50 %) is paired with an n:m run of the same sparsity and weight
+bits (its own method at 2:4 if the experiment has it, else Wanda 2:4, added to the plan when missing).
+Each sibling run is additionally simulated in mode ``nm`` (the n:m engine) on every preset the
+experiment simulates in ``cycle`` mode (:func:`sibling_sims`), and each paired run records the
+pairing in ``DIR/<run>/sibling.json`` (:func:`sibling_record`), which the report reads to put the two
+side by side.
 """
 
 from __future__ import annotations
@@ -105,6 +113,85 @@ def prune_outputs(run_dir: Path) -> list[Path]:
 
         updated = updates_weights(manifest)
     return outs + [run_dir / "weights.safetensors"] if updated else outs
+
+
+SIBLING_FILE = "sibling.json"
+SIBLING_FORMAT = "besa-sibling"
+SIBLING_ENGINE = "nm"  # the simulator mode of the n:m engine
+
+
+def sibling_sims(exp) -> list[tuple[str, str, tuple[int, ...]]]:
+    """The n:m-engine simulations of a sibling run, on top of the experiment's own: mode ``nm`` on
+    each preset the experiment simulates in ``cycle`` mode (the machine model the unstructured run is
+    compared in), at that preset's cycle token counts — unless the experiment already simulates mode
+    ``nm`` on that preset, which every run (the siblings included) gets anyway."""
+    cycle: dict[str, set[int]] = {}
+    have_nm = {t.preset for t in exp.simulate if SIBLING_ENGINE in t.modes}
+    for t in exp.simulate:
+        if "cycle" in t.modes and t.preset not in have_nm:
+            cycle.setdefault(t.preset, set()).update(t.tokens)
+    return [(preset, SIBLING_ENGINE, tuple(sorted(toks))) for preset, toks in cycle.items()]
+
+
+def plan_sims(exp) -> dict[str, list[tuple[str, str, tuple[int, ...]]]]:
+    """Run name -> the (preset, mode, tokens) simulations ``besa run`` gives it: the experiment's
+    ``[[simulate]]`` targets, plus :func:`sibling_sims` for the runs that are some run's sibling."""
+    sims = [(t.preset, m, tuple(t.tokens)) for t in exp.simulate for m in t.modes]
+    pairs, _ = exp.sibling_plan()
+    siblings = {p.sibling for p in pairs.values()}
+    extra = sibling_sims(exp)
+    return {s.name: sims + (extra if s.name in siblings else []) for s in exp.run_specs()}
+
+
+def sibling_record(exp, pair) -> dict:
+    """The content of ``DIR/<run>/sibling.json`` for one pairing (see :mod:`besa.experiment`)."""
+    spec = {s.name: s for s in exp.run_specs()}[pair.sibling]
+    nm_sims = sorted({f"{p}-{m}" for p, m, _ in plan_sims(exp)[pair.sibling] if m == SIBLING_ENGINE})
+    return {
+        "format": SIBLING_FORMAT,
+        "version": 1,
+        "run": pair.run,
+        "sibling": pair.sibling,
+        "why": pair.why,
+        "added": pair.added,
+        "method": spec.method,
+        "pattern": spec.pattern,
+        "sparsity": spec.sparsity,
+        "wbits": spec.wbits,
+        "engine": SIBLING_ENGINE,
+        "simulations": [f"../{pair.sibling}/sim/{k}" for k in nm_sims],  # relative to this run directory
+    }
+
+
+def write_sibling_files(exp, out: Path) -> None:
+    """Write each paired run's ``sibling.json`` (atomically) and remove a stale one left by an earlier
+    plan from a run that is no longer paired."""
+    pairs, _ = exp.sibling_plan()
+    for s in exp.run_specs():
+        path = out / s.name / SIBLING_FILE
+        if s.name in pairs:
+            atomic_write_json(path, sibling_record(exp, pairs[s.name]))
+        elif path.is_file():
+            path.unlink()
+
+
+WHY = {
+    "same-method": "the same method at {pattern}",
+    "fallback": "{method} {pattern} on the same calibration",
+    "configured": "[siblings].pairs",
+}
+
+
+def describe_siblings(exp) -> list[str]:
+    """One line per pairing, for the run's header and the dry run."""
+    pairs, _ = exp.sibling_plan()
+    specs = {s.name: s for s in exp.run_specs()}
+    lines = []
+    for p in pairs.values():
+        sib = specs[p.sibling]
+        why = WHY[p.why].format(method=sib.method, pattern=sib.pattern) + (", added to the plan" if p.added else "")
+        lines.append(f"{p.run} vs {p.sibling} ({why})")
+    return lines
 
 
 def sim_cmd(masks: Path, preset: str, mode: str, tokens, out: Path, wbits: int) -> list[str]:
@@ -223,7 +310,7 @@ def check_steps(exp, out: Path, dry_run: bool = False) -> None:
     from besa.experiment import option_flags
 
     specs = exp.run_specs()
-    sims = [(t.preset, m, t.tokens) for t in exp.simulate for m in t.modes]
+    sims = plan_sims(exp)
     pruned = [s for s in specs if not s.dense]
     scratch = out / "_check"
     lines: list[tuple[str, list[str]]] = []
@@ -238,7 +325,7 @@ def check_steps(exp, out: Path, dry_run: bool = False) -> None:
         if not s.dense:
             lines.append((f"run {s.name}: besa prune", prune_cmd(exp, s, d)))
         lines.append((f"run {s.name}: besa eval", eval_cmd(exp, s, d)))
-        for preset, mode, tokens in sims:
+        for preset, mode, tokens in sims[s.name]:
             lines.append((f"run {s.name}: besa simulate", sim_cmd(d / "masks.safetensors", preset, mode, tokens, d / "sim", s.wbits)))
     try:
         errors = check_commands([a for _, a in lines])
@@ -269,20 +356,26 @@ def run_experiment(exp, out: Path, dry_run: bool = False, report: bool = True, e
 def _run_experiment(exp, out: Path, dry_run: bool, report: bool, experiment_text: str | None, lock) -> int:
     t0 = time.perf_counter()
     specs = exp.run_specs()
+    plan = plan_sims(exp)
     sims = [(t.preset, m, t.tokens) for t in exp.simulate for m in t.modes]
-    n_steps = sum((0 if s.dense else 1) + 1 + len(sims) for s in specs) + (1 if exp.whatif else 0)
+    n_steps = sum((0 if s.dense else 1) + 1 + len(plan[s.name]) for s in specs) + (1 if exp.whatif else 0)
+    extra = sum(len(plan[s.name]) - len(sims) for s in specs)
     print(
         f"besa run: experiment {exp.experiment.name!r} ({exp.source}), model {exp.experiment.model}: "
-        f"{len(specs)} runs ({', '.join(s.name for s in specs)}), {len(sims)} simulation(s) each, {n_steps} steps -> {out}",
+        f"{len(specs)} runs ({', '.join(s.name for s in specs)}), {len(sims)} simulation(s) each"
+        + (f" (+{extra} on the n:m engine for the 2:4 siblings)" if extra else "")
+        + f", {n_steps} steps -> {out}",
         flush=True,
     )
+    for line in describe_siblings(exp):
+        print(f"  sibling: {line}", flush=True)
     if dry_run:
         for s in specs:
             d = out / s.name
             if not s.dense:
                 print("  besa " + " ".join(prune_cmd(exp, s, d)))
             print("  besa " + " ".join(eval_cmd(exp, s, d)))
-            for preset, mode, tokens in sims:
+            for preset, mode, tokens in plan[s.name]:
                 print("  besa " + " ".join(sim_cmd(d / "masks.safetensors", preset, mode, tokens, d / "sim" / f"{preset}-{mode}", s.wbits)))
         return 0
     out.mkdir(parents=True, exist_ok=True)
@@ -292,6 +385,9 @@ def _run_experiment(exp, out: Path, dry_run: bool, report: bool, experiment_text
     # intact, or absent): remove such leftovers of earlier, dead writers before resuming (only the
     # lock holder may, and only temps whose writer pid no longer runs).
     lock.clean_temps()
+    for s in specs:
+        (out / s.name).mkdir(parents=True, exist_ok=True)
+    write_sibling_files(exp, out)  # the pairing, before any step: the report reads it even if a step fails
     runner = Runner(out, n_steps)
     statuses: dict[str, dict] = {}
     prune_digest: dict[str, str | None] = {}
@@ -301,7 +397,7 @@ def _run_experiment(exp, out: Path, dry_run: bool, report: bool, experiment_text
     # and simulated last: its all-kept workload takes the layer shapes from a pruned masks file.
     def simulate_run(s, d: Path) -> None:
         masks = d / "masks.safetensors"
-        for preset, mode, tokens in sims:
+        for preset, mode, tokens in plan[s.name]:
             if prune_digest[s.name] is None:
                 runner.count += 1
                 continue
@@ -324,7 +420,7 @@ def _run_experiment(exp, out: Path, dry_run: bool, report: bool, experiment_text
         else:
             prune_digest[s.name] = runner.step(d, st, "prune", prune_cmd(exp, s, d), prune_outputs(d))
         if prune_digest[s.name] is None:
-            runner.count += 1 + len(sims)
+            runner.count += 1 + len(plan[s.name])
             continue
         # The evaluation depends on the updated weights too: a run directory pruned before they were
         # stored re-prunes (prune_outputs) and must then re-evaluate.
@@ -339,7 +435,7 @@ def _run_experiment(exp, out: Path, dry_run: bool, report: bool, experiment_text
         template = next((out / p.name / "masks.safetensors" for p in specs if not p.dense and prune_digest.get(p.name)), None)
         if template is None:
             print(f"{s.name}: no pruned masks file to take the layer shapes from; dense simulation skipped", flush=True)
-            runner.count += len(sims)
+            runner.count += len(plan[s.name])
             runner.failed.append(f"{s.name}: simulation (no pruned masks for the shapes)")
             continue
         if not (d / "masks.safetensors").is_file():
@@ -351,7 +447,14 @@ def _run_experiment(exp, out: Path, dry_run: bool, report: bool, experiment_text
     wall = time.perf_counter() - t0
     atomic_write_json(
         out / "experiment.json",
-        {"name": exp.experiment.name, "source": exp.source, "runs": [s.name for s in specs], "failed_steps": runner.failed, "wall_s": round(wall, 1)},
+        {
+            "name": exp.experiment.name,
+            "source": exp.source,
+            "runs": [s.name for s in specs],
+            "siblings": {p.run: p.sibling for p in exp.sibling_plan()[0].values()},
+            "failed_steps": runner.failed,
+            "wall_s": round(wall, 1),
+        },
     )
     if report:
         from reports.cli import build_report

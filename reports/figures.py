@@ -49,6 +49,7 @@ __all__ = [
     "roofline",
     "sweep_heatmaps",
     "compare_experiments",
+    "sibling_pairs",
     "build_figures",
     "boxes_overlap",
 ]
@@ -716,6 +717,70 @@ def compare_experiments(df: pd.DataFrame, preset: str | None = None) -> FigureDa
     return FigureData("compare", "Experiments side by side", fig, cap, panels, meta={"experiments": exps})
 
 
+# --- unstructured vs its equal-sparsity n:m sibling ---------------------------------------------
+
+
+def sibling_pairs(df: pd.DataFrame) -> FigureData:
+    """Per (machine, phase): each unstructured run (circle, sparse engine) joined by a line to its
+    equal-sparsity n:m sibling (square, n:m engine); x = speedup vs dense, y = perplexity."""
+    from reports.siblings import sibling_table
+
+    summ = summary_table(df)
+    sib = sibling_table(summ).dropna(subset=["speedup", "sibling_speedup"])
+    if sib.empty:
+        raise NoData("no unstructured run with an n:m sibling simulated on the n:m engine (besa run writes RUN/sibling.json and sim/<preset>-nm)")
+    keys = list(dict.fromkeys(zip(sib["preset"], sib["phase"], sib["tokens"].astype(int))))
+    fig, axes = new_figure(1, len(keys), max(6.0, 5.0 * len(keys)), 4.6, sharey=True)
+    ppl = pd.concat([sib["ppl"], sib["sibling_ppl"]]).dropna()
+    panels = {}
+    for ax, (preset, phase, n) in zip(axes[0], keys):
+        g = sib[(sib["preset"] == preset) & (sib["tokens"] == n)]
+        for _, r in g.iterrows():
+            ax.plot([r["speedup"], r["sibling_speedup"]], [r["ppl"], r["sibling_ppl"]], color=color(r["method"]), lw=0.8, alpha=0.7, zorder=2)
+            ax.scatter(r["speedup"], r["ppl"], marker="o", color=color(r["method"]), s=40, zorder=3)
+            ax.scatter(r["sibling_speedup"], r["sibling_ppl"], marker="s", color=color(r["sibling_method"]), s=40, zorder=3)
+        if not ppl.empty:
+            ax.set_yscale("log")
+            ax.set_ylim(float(ppl.min()) / 1.3, float(ppl.max()) * 1.3)
+            plain_log(ax, "y")
+        sp = np.concatenate([g["speedup"].to_numpy(float), g["sibling_speedup"].to_numpy(float)])
+        span = max(float(sp.max() - sp.min()), 0.05)
+        ax.set_xlim(float(sp.min()) - 0.3 * span, float(sp.max()) + 0.45 * span)
+        ax.set_title(f"{preset} {phase} (N = {n})", fontsize=9)
+        ax.set_xlabel("speedup vs dense (×)")
+        panels[f"{preset} {phase}"] = {
+            "label": g["label"].to_list(),
+            "sibling": g["sibling"].to_list(),
+            "speedup": g["speedup"].to_numpy(float),
+            "sibling_speedup": g["sibling_speedup"].to_numpy(float),
+            "ppl": g["ppl"].to_numpy(float),
+            "sibling_ppl": g["sibling_ppl"].to_numpy(float),
+            "faster": g["faster"].to_list(),
+            "tokens": n,
+        }
+    axes[0, 0].set_ylabel(f"perplexity ({_eval_size(summ)})" if _eval_size(summ) else "perplexity")
+    handles = [
+        axes[0, -1].scatter([], [], marker="o", color="#666666", label="unstructured, sparse engine (cycle)"),
+        axes[0, -1].scatter([], [], marker="s", color="#666666", label="n:m sibling, n:m engine"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=7, frameon=False)
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")  # label boxes are measured in final display coordinates
+    for ax, p in zip(axes[0], panels.values()):
+        sibs = list(dict.fromkeys(zip(p["sibling"], p["sibling_speedup"], p["sibling_ppl"])))
+        xs = [*p["speedup"], *(x for _, x, _ in sibs)]
+        ys = [*p["ppl"], *(y for _, _, y in sibs)]
+        ok = [i for i in range(len(xs)) if np.isfinite(xs[i]) and np.isfinite(ys[i])]
+        texts = [*p["label"], *(name for name, _, _ in sibs)]
+        p["label_boxes"] = place_labels(ax, [xs[i] for i in ok], [ys[i] for i in ok], [texts[i] for i in ok])
+    cap = (
+        "Each pruned unstructured run (●, simulated on the machine's sparse engine, cycle mode) joined to its n:m sibling at the "
+        "SAME sparsity and weight bits (■, simulated on the machine's n:m engine): further right = faster, lower = better "
+        "perplexity. Table: 'Unstructured vs its n:m sibling' and siblings.csv."
+    )
+    return FigureData("siblings", "Unstructured vs its n:m sibling (equal sparsity)", fig, cap, panels, [], meta={"keys": keys})
+
+
 # --- registry ------------------------------------------------------------------------------------
 
 # Figure id -> (title, input: "table" | "rows" | "sweep").  The page draws them in this order.
@@ -728,6 +793,7 @@ FIGURES = {
     "roofline": ("Roofline per layer (dense-equivalent)", "table"),
     "sweep": ("What-if sweep", "sweep"),
     "compare": ("Experiments side by side", "table"),
+    "siblings": ("Unstructured vs its n:m sibling (equal sparsity)", "table"),
 }
 
 
@@ -761,6 +827,8 @@ def build_figures(df: pd.DataFrame | None, rows: pd.DataFrame | None = None, swe
             attempt("layer_speedup", FIGURES["layer_speedup"][0], layer_speedup, df, p)
         attempt("speedup_vs_sparsity", FIGURES["speedup_vs_sparsity"][0], speedup_vs_sparsity, df)
         attempt("ppl_vs_speedup", FIGURES["ppl_vs_speedup"][0], ppl_vs_speedup, df)
+        if "sibling" in df.columns and df["sibling"].notna().any():  # only experiments that pair runs (besa run)
+            attempt("siblings", FIGURES["siblings"][0], sibling_pairs, df)
         for p in presets:
             attempt("roofline", FIGURES["roofline"][0], roofline, df, p)
     pairs = sweep_pairs(sweep)

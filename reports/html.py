@@ -9,7 +9,8 @@ file for papers.
   the table of every simulation, and the gaps found in the run directories;
 * ``OUT/figures/<figure id>.<fmt>`` for every drawn figure and every format in ``formats``
   (``svg`` always; ``pdf`` / ``png`` on request);
-* ``OUT/table.csv``, ``OUT/summary.csv``, ``OUT/report.md`` (:func:`reports.table.write_tables`).
+* ``OUT/table.csv``, ``OUT/summary.csv``, ``OUT/report.md`` and, when runs are paired with an n:m
+  sibling, ``OUT/siblings.csv`` (:func:`reports.table.write_tables`, :mod:`reports.siblings`).
 
 Every section has an ``id`` the table of contents links to; a figure with no data keeps its
 section and says why, so a partial experiment still gives an honest page.
@@ -50,6 +51,24 @@ def _table_html(df: pd.DataFrame, cls: str = "") -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(cell(c, v))}</td>" for c, v in zip(df.columns, r)) + "</tr>" for r in df.itertuples(index=False))
     return f"<div class='wide'><table class='{cls}'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>"
+
+
+def _siblings_section(summ: pd.DataFrame) -> str:
+    """The equal-sparsity comparison (:mod:`reports.siblings`): the verdicts, then the table; "" when no run is paired."""
+    from reports.siblings import display_table, sibling_table, verdicts
+
+    sib = sibling_table(summ)
+    if sib.empty:
+        return ""
+    lines = verdicts(sib)
+    head = (
+        "<p class='caption'>Each pruned unstructured run simulated on the machine's sparse engine (cycle mode) against its n:m "
+        "sibling — an n:m run at the SAME sparsity and weight bits (its own method when the experiment has it, else "
+        "the fallback method on the same calibration) — simulated on the same machine's n:m engine. Speedups are whole-model, "
+        "each against the same dense baseline; faster / lower ppl name the winner. All rows: <code>siblings.csv</code>.</p>"
+    )
+    body = "".join(f"<p class='note'>{html.escape(l)}</p>" for l in lines)
+    return head + body + _table_html(display_table(sib))
 
 
 def _decode_note(summ: pd.DataFrame) -> str:
@@ -167,6 +186,9 @@ def render_report(
                 + _decode_note(summ),
             )
         )
+        sib_html = _siblings_section(summ)
+        if sib_html:
+            sections.append(("sibling-table", "Unstructured vs its n:m sibling", sib_html))
     gaps = _gaps(runs)
     if gaps:
         sections.append(("gaps", "Missing pieces", gaps))

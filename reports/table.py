@@ -6,6 +6,7 @@ Reads only the files other stages write (see DESIGN.md, "Run directory"); never 
     RUN/allocation.json     per-layer target / expected / realised sparsity (1 = kept convention upstream)
     RUN/eval.json           perplexity (``besa eval --out RUN``)
     RUN/sim/<preset>-<mode>/layers.csv + summary.json   (``besa simulate``)
+    RUN/sibling.json        the run's equal-sparsity n:m sibling (``besa run``; see reports.siblings)
 
 Runs are identified by EXPERIMENT + run name: the experiment is the folder given to
 :func:`load_runs` that holds the runs (``besa run --out DIR`` -> ``DIR``'s name), so two experiments
@@ -89,6 +90,7 @@ class RunInfo:
     sims: dict[str, tuple[pd.DataFrame, dict[str, Any]]] = field(default_factory=dict)  # "<preset>-<mode>" -> (layers, summary)
     missing: list[str] = field(default_factory=list)  # human-readable notes for the report
     status: dict[str, Any] = field(default_factory=dict)  # besa run's status.json, when present
+    sibling: dict[str, Any] = field(default_factory=dict)  # besa run's sibling.json, when present
 
 
 def split_layer(name: str) -> tuple[int | None, str]:
@@ -159,7 +161,8 @@ _SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
     "allocation.json": {"layers": (dict,), "method": (str,), "target": _NUM},
     "status.json": {"method": (str,), "sparsity": _NUM, "pattern": (str, list), "wbits": (int,), "model": (str,), "steps": (dict,)},
     "eval.json": {"method": (str,), "model": (str,), "ppl": _NUM},
-    "summary.json": {"preset": (str,), "mode": (str,), "hardware": (dict,)},
+    "summary.json": {"preset": (str,), "mode": (str,), "hardware": (dict,), "totals": (dict,)},
+    "sibling.json": {"run": (str,), "sibling": (str,), "why": (str,), "method": (str,), "pattern": (str,), "sparsity": _NUM, "wbits": (int,)},
 }
 _LAYER_SCHEMA: dict[str, tuple[type, ...]] = {"shape": (list,), "target": _NUM, "expected": _NUM, "realised": _NUM, "block": (int,), "proj": (str,)}
 
@@ -213,6 +216,8 @@ def load_run(path: str | Path, experiment: str | None = None) -> RunInfo:
     info.allocation = _read_json(path / "allocation.json", info.missing)
     if (path / "status.json").is_file():
         info.status = _read_json(path / "status.json", [])
+    if (path / "sibling.json").is_file():
+        info.sibling = _read_json(path / "sibling.json", [])
     if "dense" in (info.manifest.get("method"), info.status.get("method"), info.eval.get("method")):
         # A dense run has no masks, hence no manifest / allocation of its own: not a gap.
         info.missing = [m for m in info.missing if m not in ("no manifest.json", "no allocation.json")]
@@ -302,7 +307,28 @@ def run_meta(info: RunInfo) -> dict[str, Any]:
         "ppl_dataset": ppl["dataset"],
         "ppl_seqlen": ppl["seqlen"],
         "ppl_windows": ppl["windows"],
+        "sibling": info.sibling.get("sibling"),  # run name of the equal-sparsity n:m sibling (same experiment)
+        "sibling_why": info.sibling.get("why"),
     }
+
+
+# summary.json totals (simulator.totals) copied into every tidy row of that token count as ``total_<key>``
+TOTAL_KEYS = ("layers", "cycles", "dense_cycles", "nm_cycles", "energy_uj", "dense_energy_uj")
+
+
+def sim_totals(layers: pd.DataFrame, summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{str(tokens): totals}`` of one simulation: summary.json's ``totals`` (written by
+    :mod:`simulator.totals`, the one definition of a model total); for a summary without them (a
+    hand-written or older file) the same function applied to its layers.csv."""
+    tot = summary.get("totals")
+    if isinstance(tot, dict) and tot:
+        return {str(k): v for k, v in tot.items() if isinstance(v, dict)}
+    if "tokens" not in layers.columns or layers.empty:
+        return {}
+    from simulator.totals import model_totals
+
+    toks = sorted({int(t) for t in layers["tokens"].dropna()})
+    return {str(t): row for t, row in zip(toks, model_totals(layers, toks))}
 
 
 def hw_numbers(summary: dict[str, Any]) -> tuple[float | None, float | None]:
@@ -357,10 +383,12 @@ def run_table(info: RunInfo) -> pd.DataFrame:
         elif {"cycles", "dense_cycles"} <= set(df.columns):
             df["speedup"] = df["dense_cycles"] / df["cycles"]
         df["sim"] = key
-        tot = summary.get("totals") if isinstance(summary.get("totals"), dict) else {}
+        tot = sim_totals(layers, summary)
         e2e = sorted({k for t in tot.values() if isinstance(t, dict) for k in t if k.startswith(("e2e_", "end_to_end"))})
         for k in e2e:  # end-to-end totals (attention, KV cache ...) per token count, when the simulator wrote them
             df[k] = df["tokens"].map(lambda n, k=k, tot=tot: (tot.get(str(int(n))) or {}).get(k) if pd.notna(n) else None)
+        for k in TOTAL_KEYS:  # the model totals, read by summary_table
+            df["total_" + k] = df["tokens"].map(lambda n, k=k, tot=tot: (tot.get(str(int(n))) or {}).get(k) if pd.notna(n) else None)
         peak, bw = hw_numbers(summary)
         df["peak_macs_per_cycle"] = peak
         df["bandwidth_bytes_per_cycle"] = bw
@@ -438,22 +466,14 @@ def build_table(runs: Iterable[RunInfo]) -> pd.DataFrame:
     return df
 
 
-def _energy_pair(columns: Iterable[str]) -> tuple[str, str] | None:
-    """The (energy, dense energy) layers.csv columns to total, when the simulator wrote them.
-
-    Any ``energy*`` column with a ``dense_energy*`` partner of the same unit counts; a total
-    (``energy_pj`` / ``energy_total*``) is preferred over a per-class one.
-    """
-    cols = set(columns)
-    pairs = [(c, "dense_" + c) for c in sorted(cols) if c.startswith("energy") and "vs" not in c and "dense_" + c in cols]
-    pairs.sort(key=lambda pc: (0 if pc[0] in ("energy_pj", "energy_uj", "energy_nj", "energy_j") else 1 if "total" in pc[0] else 2, pc[0]))
-    return pairs[0] if pairs else None
-
-
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Whole-model totals per (run label, preset, mode, tokens): cycles summed over layers,
-    speedup = Σdense / Σcycles; ``energy_vs_dense`` = Σ dense energy / Σ energy (> 1 = less energy) when the simulator
-    wrote energy columns; ``e2e_*`` columns copied from summary.json when present.
+    """Whole-model totals per (run label, preset, mode, tokens), READ from each simulation's
+    summary.json (the tidy table's ``total_*`` columns, see :func:`sim_totals`), never re-summed
+    here: ``cycles``, ``dense_cycles``, ``nm_cycles`` (empty unless EVERY layer fits the n:m engine),
+    ``layers``, ``speedup`` = dense_cycles / cycles, ``speedup_vs_nm`` = nm_cycles / cycles;
+    ``energy_uj``, ``dense_energy_uj`` and ``energy_vs_dense`` (dense / run, > 1 = less energy) when
+    the simulator wrote energy; ``e2e_*`` columns when present; the run's ``sibling`` (see
+    :mod:`reports.siblings`).
 
     Runs without a simulation keep one row (cycles empty) so their perplexity still shows.
     """
@@ -461,27 +481,22 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     sim = df.dropna(subset=["cycles"])
     rows = []
     if not sim.empty:
-
-        def total(s: pd.Series) -> float:
-            return s.sum(min_count=1)  # all-missing stays missing (e.g. no n:m engine in besa-compat)
-
-        agg = {"cycles": ("cycles", total), "dense_cycles": ("dense_cycles", total), "layers": ("layer", "nunique")}
-        if sim["nm_cycles"].notna().any():
-            agg["nm_cycles"] = ("nm_cycles", total)
-        pair = _energy_pair(sim.columns)
-        if pair:
-            agg["energy"] = (pair[0], total)
-            agg["dense_energy"] = (pair[1], total)
+        agg = {k: ("total_" + k, "first") for k in TOTAL_KEYS if "total_" + k in sim.columns}
         for c in sim.columns:
             if c.startswith("e2e_") or c.startswith("end_to_end"):
                 agg[c] = (c, "first")
         g = sim.groupby(keys + ["preset", "mode", "tokens"], dropna=False).agg(**agg).reset_index()
+        for k in TOTAL_KEYS:
+            g[k] = pd.to_numeric(g[k], errors="coerce") if k in g.columns else np.nan
         g["speedup"] = g["dense_cycles"] / g["cycles"]
-        if "nm_cycles" in g.columns:
+        if g["nm_cycles"].notna().any():
             g["speedup_vs_nm"] = g["nm_cycles"] / g["cycles"]
-        if pair:
-            g["energy_vs_dense"] = g["dense_energy"] / g["energy"]  # like speedup: > 1 = less energy than dense
-            g = g.rename(columns={"energy": pair[0], "dense_energy": pair[1]})
+        else:
+            g = g.drop(columns="nm_cycles")
+        if g["energy_uj"].notna().any():
+            g["energy_vs_dense"] = g["dense_energy_uj"] / g["energy_uj"]  # like speedup: > 1 = less energy than dense
+        else:
+            g = g.drop(columns=["energy_uj", "dense_energy_uj"])
         rows.append(g)
     runs = df.groupby("label", sort=False).first().reset_index()
     nosim = runs[~runs["label"].isin(sim["label"].unique())][keys]
@@ -492,7 +507,8 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     size = (df["rows"] * df["cols"]).where(df["layer_sparsity"].notna())
     per_run = df.assign(_w=size, _z=size * df["layer_sparsity"]).drop_duplicates(["label", "layer"]).groupby("label")[["_w", "_z"]].sum()
     realised = (per_run["_z"] / per_run["_w"].where(per_run["_w"] > 0)).rename("realised_sparsity")
-    ppl = runs.set_index("label")[["ppl", "ppl_dataset", "ppl_seqlen", "ppl_windows"]]
+    extra = [c for c in ("ppl", "ppl_dataset", "ppl_seqlen", "ppl_windows", "sibling", "sibling_why") if c in runs.columns]
+    ppl = runs.set_index("label")[extra]
     out = out.join(realised, on="label").join(ppl, on="label")
     for col in ("preset", "mode", "tokens", "cycles", "dense_cycles", "speedup"):
         if col not in out.columns:
@@ -616,18 +632,30 @@ SUMMARY_SHOW = (
 
 
 def write_tables(df: pd.DataFrame, out: str | Path) -> dict[str, Path]:
-    """Write ``OUT/table.csv`` (every tidy row), ``OUT/summary.csv`` and ``OUT/report.md`` atomically."""
+    """Write ``OUT/table.csv`` (every tidy row), ``OUT/summary.csv``, ``OUT/report.md`` and, when some run
+    has an n:m sibling, ``OUT/siblings.csv`` (:func:`reports.siblings.sibling_table`), atomically.  A
+    ``siblings.csv`` of an earlier report whose runs are no longer paired is removed."""
+    from reports.siblings import display_table, sibling_table, verdicts
+
     out = Path(out)
     summ = summary_table(df)
+    sib = sibling_table(summ)
     paths = {"table": out / "table.csv", "summary": out / "summary.csv", "markdown": out / "report.md"}
     atomic_write_text(paths["table"], df.to_csv(index=False))
     atomic_write_text(paths["summary"], summ.to_csv(index=False))
+    if not sib.empty:
+        paths["siblings"] = out / "siblings.csv"
+        atomic_write_text(paths["siblings"], sib.to_csv(index=False))
+    elif (out / "siblings.csv").is_file():
+        (out / "siblings.csv").unlink()
     show = [c for c in SUMMARY_SHOW if c in summ.columns]
-    md = (
-        "# besa report\n\n## At a glance\n\n"
-        + to_markdown(glance_table(summ))
-        + "\n## Every simulation\n\nWhole-model totals (cycles summed over layers; speedup = dense cycles / cycles).\n\n"
-        + to_markdown(summ[show])
-    )
+    md = "# besa report\n\n## At a glance\n\n" + to_markdown(glance_table(summ))
+    if not sib.empty:
+        md += (
+            "\n## Unstructured vs its n:m sibling (equal sparsity)\n\n"
+            "Unstructured run on the sparse engine (cycle mode) vs its n:m sibling on the n:m engine, same machine, "
+            "sparsity and weight bits.\n\n" + "".join(f"- {l}\n" for l in verdicts(sib)) + "\n" + to_markdown(display_table(sib))
+        )
+    md += "\n## Every simulation\n\nWhole-model totals (summary.json of each simulation; speedup = dense cycles / cycles).\n\n" + to_markdown(summ[show])
     atomic_write_text(paths["markdown"], md)
     return paths

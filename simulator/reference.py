@@ -422,6 +422,28 @@ def _finish(C: int, bits: dict, hw: Hardware) -> tuple[int, int, int]:
     return max(C, Mem), Mem, C
 
 
+def _tiling_result(cycles: int, Mem: int, C: int, bits: dict, tm: int, tn: int, N: int, dense_engine: int, sparse_engine: int, **extra) -> dict:
+    """One tiling's result (the keys every memory-mode engine reports); ``_bits`` = its total DRAM
+    bits, the tie-breaker between equal cycle counts, removed by the caller once the best is chosen."""
+    return {
+        "_bits": sum(bits.values()),
+        "cycles": cycles,
+        "compute_cycles": C,
+        "memory_cycles": Mem,
+        "stall_cycles": max(0, Mem - C),
+        "dense_engine_cycles": dense_engine,
+        "sparse_engine_cycles": sparse_engine,
+        **extra,
+        "tile_m": tm,
+        "tile_n": tn,
+        "token_tiles": cdiv(N, tn),
+        "bits_weights": bits["w"],
+        "bits_index": bits["i"],
+        "bits_act": bits["a"],
+        "bits_out": bits["o"],
+    }
+
+
 def evaluate_partition(M: int, K: int, N: int, G: int, row_sparse: list[int], pads: int, gs: int, hw: Hardware, tiles: list[tuple[int, int]]) -> dict:
     """Best (tiling, lane split) for one dense-column set: G dense columns, ``row_sparse[i]`` kept
     entries of row i in the other columns, ``pads`` rle padding entries in all, gather ``gs``/256."""
@@ -439,25 +461,7 @@ def evaluate_partition(M: int, K: int, N: int, G: int, row_sparse: list[int], pa
             C, dc, sc = engine_compute(M, N, G, loads.get(Ls, 0), gs, tm, tn, Ld, S > 0, shared, hw)
             cycles, Mem, C = _finish(C, bits, hw)
             if best is None or (cycles, sum(bits.values())) < (best["cycles"], best["_bits"]):
-                best = {
-                    "_bits": sum(bits.values()),
-                    "cycles": cycles,
-                    "compute_cycles": C,
-                    "memory_cycles": Mem,
-                    "stall_cycles": max(0, Mem - C),
-                    "dense_engine_cycles": dc,
-                    "sparse_engine_cycles": sc,
-                    "lines_dense": Ld,
-                    "lines_sparse": Ls,
-                    "shared": int(shared),
-                    "tile_m": tm,
-                    "tile_n": tn,
-                    "token_tiles": cdiv(N, tn),
-                    "bits_weights": bits["w"],
-                    "bits_index": bits["i"],
-                    "bits_act": bits["a"],
-                    "bits_out": bits["o"],
-                }
+                best = _tiling_result(cycles, Mem, C, bits, tm, tn, N, dc, sc, lines_dense=Ld, lines_sparse=Ls, shared=int(shared))
     del best["_bits"]
     best["bound"] = "memory" if best["memory_cycles"] > best["compute_cycles"] else "compute"
     A, O = K * N * hw.act_bits, M * N * hw.out_bits
@@ -530,22 +534,7 @@ def nm_layer(M: int, K: int, N: int, group_max: int, hw: Hardware) -> dict:
         bits = traffic(M, K, N, tm, tn, W, I, hw)
         cycles, Mem, C = _finish(C, bits, hw)
         if best is None or (cycles, sum(bits.values())) < (best["cycles"], best["_bits"]):
-            best = {
-                "_bits": sum(bits.values()),
-                "cycles": cycles,
-                "compute_cycles": C,
-                "memory_cycles": Mem,
-                "stall_cycles": max(0, Mem - C),
-                "dense_engine_cycles": C,
-                "sparse_engine_cycles": 0,
-                "tile_m": tm,
-                "tile_n": tn,
-                "token_tiles": cdiv(N, tn),
-                "bits_weights": bits["w"],
-                "bits_index": bits["i"],
-                "bits_act": bits["a"],
-                "bits_out": bits["o"],
-            }
+            best = _tiling_result(cycles, Mem, C, bits, tm, tn, N, C, 0)
     del best["_bits"]
     eff = hw.nm_eff_scaled
     if eff < NM_EFF_SCALE:

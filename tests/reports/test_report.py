@@ -132,7 +132,9 @@ def test_layer_speedup_has_decode_and_prefill(table):
 
 def test_speedup_dots_dense_is_one_and_flagged_when_not(table):
     fd = F.speedup_vs_sparsity(table)
-    assert set(fd.panels) == {"vitcod/cycle N=1", "vitcod/cycle N=512", "besa/besa-compat N=1"}
+    # vitcod/nm: the 2:4 sibling on the n:m engine (besa run simulates it there); no dense run to check
+    assert set(fd.panels) == {"vitcod/cycle N=1", "vitcod/cycle N=512", "besa/besa-compat N=1", "vitcod/nm N=1", "vitcod/nm N=512"}
+    assert fd.panels["vitcod/nm N=1"]["label"] == ["wanda-s50-2x4"] and fd.panels["vitcod/nm N=1"]["dense_ok"] is None
     for key in ("vitcod/cycle N=1", "vitcod/cycle N=512"):
         assert fd.panels[key]["dense_speedup"] == [1.0] and fd.panels[key]["dense_ok"] is True
     # the fixture's besa-compat dense run is NOT 1.0x (as the authors' formula gives): flagged visibly
@@ -248,10 +250,11 @@ def test_report_page(tmp_path):
     for t in targets:
         assert f"<section id='{t}'>" in page, t
     assert targets[0] == "glance" and page.index("id='glance'") < page.index("id='fig-allocation'")
-    for fig_id in ("allocation", "row_sparsity", "layer_speedup", "speedup_vs_sparsity", "ppl_vs_speedup", "roofline", "sweep"):
+    for fig_id in ("allocation", "row_sparsity", "layer_speedup", "speedup_vs_sparsity", "ppl_vs_speedup", "siblings", "roofline", "sweep"):
         assert f"fig-{fig_id}" in targets, fig_id
+    assert "sibling-table" in targets and "2:4 faster in 4, tied in 0" in page  # the equal-sparsity comparison and its verdict
     imgs = re.findall(r'<img id="img-([\w-]+)"[^>]*src="data:image/png;base64,[A-Za-z0-9+/=]{200,}"', page)
-    assert len(imgs) == 7 and "compare" not in page.split("</nav>")[0]
+    assert len(imgs) == 8 and "compare" not in page.split("</nav>")[0]
     for fid in imgs:  # every drawn figure is also a file, SVG always, PDF on request
         assert (out / "figures" / f"{fid}.svg").read_text().lstrip().startswith("<?xml")
         assert (out / "figures" / f"{fid}.pdf").read_bytes()[:4] == b"%PDF"
@@ -261,7 +264,7 @@ def test_report_page(tmp_path):
     assert not re.search(r'src="(?!data:)', page) and not re.search(r"<link[^>]*href='(?!data:)", page)  # self-contained
     assert "besa-s50-w4: no simulation" in page and "FIXTURE" in page
     assert "dense run shows" in page  # the besa-compat dense != 1.0x flag reaches the page
-    for name in ("table.csv", "summary.csv", "report.md"):
+    for name in ("table.csv", "summary.csv", "siblings.csv", "report.md"):
         assert (out / name).is_file()
     assert "## At a glance" in (out / "report.md").read_text()
     assert not list(out.rglob(".*.tmp"))

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,8 +95,12 @@ def test_run_kill_midway_then_resume(tmp_path):
     assert (out / "figures" / "ppl_vs_speedup.svg").is_file()
     assert not [p for p in out.rglob("*.tmp")]
     # a third run has nothing left to do
+    # the added 2:4 sibling of magnitude-s50 (Wanda 2:4), simulated on the n:m engine, side by side in the report
+    sib = pd.read_csv(out / "siblings.csv")
+    assert set(sib["run"]) == {"magnitude-s50"} and (sib["sibling"] == "wanda-s50-2x4").all() and sib["sibling_speedup"].notna().all()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and r.stdout.count("already done, skipped") == 1 + 2 + 2
+    # dense: eval + sim; magnitude-s50: prune + eval + sim; wanda-s50-2x4: prune + eval + sim + the n:m engine
+    assert r.returncode == 0 and r.stdout.count("already done, skipped") == 2 + 3 + 4
 
 
 def test_dry_run_lists_every_step_with_real_weight_width(tmp_path):
@@ -106,12 +111,17 @@ def test_dry_run_lists_every_step_with_real_weight_width(tmp_path):
     r = _besa("run", str(exp), "--out", str(tmp_path / "o"), "--dry-run")
     assert r.returncode == 0, r.stderr
     lines = [l.strip() for l in r.stdout.splitlines() if l.startswith("  besa ")]
-    # dense: eval + 1 sim; besa-s50 and besa-s50-w4: prune + eval + 1 sim each
-    assert len(lines) == 2 + 3 + 3
+    # dense: eval + 1 sim; besa-s50 and besa-s50-w4: prune + eval + 1 sim each; their added 2:4 siblings
+    # wanda-s50-2x4 and wanda-s50-2x4-w4: prune + eval + 1 sim + the n:m engine each
+    assert len(lines) == 2 + 3 + 3 + 4 + 4
     w4 = [l for l in lines if "besa-s50-w4" in l]
     assert any(l.startswith("besa prune") and "--wbits 4" in l and "--d-coef 5" in l and "--no-smoothing" in l for l in w4)
     assert any(l.startswith("besa simulate") and "--set weight_bits=4" in l for l in w4)
-    assert not any("weight_bits" in l for l in lines if "besa-s50-w4" not in l)
+    assert not any("weight_bits" in l for l in lines if "-w4/" not in l)
+    sib_w4 = [l for l in lines if "wanda-s50-2x4-w4" in l]
+    assert any(l.startswith("besa prune") and "--pattern 2:4" in l and "--wbits 4" in l for l in sib_w4)
+    assert any("--mode nm" in l and "--set weight_bits=4" in l for l in sib_w4)
+    assert "sibling: besa-s50-w4 vs wanda-s50-2x4-w4 (wanda 2:4 on the same calibration, added to the plan)" in r.stdout
     assert not (tmp_path / "o").exists()  # a dry run writes nothing
 
 
