@@ -8,6 +8,10 @@
 #include <array>
 #include <cstring>
 
+// Vec4 below is only used inside this file (inlined), so the ABI note about AVX vector arguments
+// does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define BESA_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
@@ -29,31 +33,63 @@ void load_row(const PackedMask& p, int64_t r, uint64_t* w) {
     std::memcpy(w, p.row(r), static_cast<size_t>(p.nb));
 }
 
-inline int64_t popcount_words(const uint64_t* w, int64_t n) {
+// Four words at a time (GCC vector extension: AVX2 in the x86-64-v3 clone, SSE2 pairs otherwise).
+typedef uint64_t Vec4 __attribute__((vector_size(32)));
+
+inline Vec4 load4(const uint64_t* p) {
+    Vec4 v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+inline void add4(uint64_t* p, Vec4 v) {
+    Vec4 t = load4(p) + v;
+    std::memcpy(p, &t, sizeof t);
+}
+
+// Kept bits of a row of Wp words (Wp a multiple of 4), SWAR on four words at a time: byte counts
+// (<= 8) summed over at most 31 vectors (<= 248 per byte), then each 64-bit lane's bytes added up.
+inline int64_t popcount_row(const uint64_t* x, int64_t Wp) {
+    const uint64_t k1 = 0x5555555555555555ULL, k2 = 0x3333333333333333ULL, k16 = 0x00FF00FF00FF00FFULL;
+    const Vec4 m1 = {k1, k1, k1, k1}, m2 = {k2, k2, k2, k2}, m4 = {kLane4, kLane4, kLane4, kLane4},
+               m16 = {k16, k16, k16, k16};
     int64_t s = 0;
-    for (int64_t i = 0; i < n; ++i) s += __builtin_popcountll(w[i]);
+    for (int64_t w0 = 0; w0 < Wp; w0 += 4 * 31) {
+        Vec4 bytes = {0, 0, 0, 0};
+        for (int64_t w = w0; w < std::min(Wp, w0 + 4 * 31); w += 4) {
+            Vec4 v = load4(x + w);
+            v = v - ((v >> 1) & m1);
+            v = (v & m2) + ((v >> 2) & m2);
+            bytes += (v + (v >> 4)) & m4;
+        }
+        const Vec4 pairs = (bytes & m16) + ((bytes >> 8) & m16);  // four 16-bit lanes <= 496 each
+        for (int i = 0; i < 4; ++i) s += static_cast<int64_t>((pairs[i] * 0x0001000100010001ULL) >> 48);
+    }
     return s;
 }
 
-// Vertical counters: a4[k*W + w] holds 16 4-bit lanes, lane j counting column 64w + 4j + k.
-inline void add_row_nibbles(const uint64_t* x, uint64_t* a4, int64_t W) {
-    for (int64_t k = 0; k < 4; ++k) {
-        uint64_t* a = a4 + k * W;
-        for (int64_t w = 0; w < W; ++w) a[w] += (x[w] >> k) & kLane1;
-    }
-}
-
-// 4-bit lanes (<= 15 each) -> 8-bit lanes: a8[q*W + w] byte lane i counts column 64w + 8i + q.
-inline void flush_nibbles(uint64_t* a4, uint64_t* a8, int64_t W) {
-    for (int64_t k = 0; k < 4; ++k) {
-        uint64_t* a = a4 + k * W;
-        uint64_t* lo = a8 + k * W;
-        uint64_t* hi = a8 + (k + 4) * W;
-        for (int64_t w = 0; w < W; ++w) {
-            lo[w] += a[w] & kLane4;
-            hi[w] += (a[w] >> 4) & kLane4;
-            a[w] = 0;
+// Vertical counting of a block of 15 rows (xb: 15 rows of Wp words, Wp a multiple of 4): per word,
+// four sums of 4-bit lanes kept in registers (lane j of sum k counts column 64w + 4j + k, at most
+// 15), then split into the 8-bit lanes of a8 (a8[q*Wp + w], byte lane i counts column 64w + 8i + q).
+inline void add_block(const uint64_t* xb, uint64_t* a8, int64_t Wp) {
+    const Vec4 m1 = {kLane1, kLane1, kLane1, kLane1}, m4 = {kLane4, kLane4, kLane4, kLane4};
+    for (int64_t w = 0; w < Wp; w += 4) {
+        Vec4 s0 = {0, 0, 0, 0}, s1 = s0, s2 = s0, s3 = s0;
+        for (int i = 0; i < 15; ++i) {
+            const Vec4 v = load4(xb + i * Wp + w);
+            s0 += v & m1;
+            s1 += (v >> 1) & m1;
+            s2 += (v >> 2) & m1;
+            s3 += (v >> 3) & m1;
         }
+        add4(a8 + 0 * Wp + w, s0 & m4);
+        add4(a8 + 4 * Wp + w, (s0 >> 4) & m4);
+        add4(a8 + 1 * Wp + w, s1 & m4);
+        add4(a8 + 5 * Wp + w, (s1 >> 4) & m4);
+        add4(a8 + 2 * Wp + w, s2 & m4);
+        add4(a8 + 6 * Wp + w, (s2 >> 4) & m4);
+        add4(a8 + 3 * Wp + w, s3 & m4);
+        add4(a8 + 7 * Wp + w, (s3 >> 4) & m4);
     }
 }
 
@@ -75,22 +111,25 @@ int64_t sel_word(const uint8_t* sel, int64_t nb, int64_t w) {
 }  // namespace
 
 BESA_HOT void count_cols_rows(const PackedMask& p, int64_t* col_out, int64_t* row_out) {
-    const int64_t W = words_of(p.nb);
-    std::vector<uint64_t> x(static_cast<size_t>(W)), a4(static_cast<size_t>(4 * W), 0), a8(static_cast<size_t>(8 * W), 0);
-    std::vector<int64_t> cols(static_cast<size_t>(64 * W), 0);
-    for (int64_t r0 = 0; r0 < p.rows; r0 += 255) {  // an 8-bit lane holds 255
-        const int64_t r1 = std::min(p.rows, r0 + 255);
-        for (int64_t s0 = r0; s0 < r1; s0 += 15) {  // a 4-bit lane holds 15
-            const int64_t s1 = std::min(r1, s0 + 15);
-            for (int64_t r = s0; r < s1; ++r) {
-                load_row(p, r, x.data());
-                row_out[r] = popcount_words(x.data(), W);
-                add_row_nibbles(x.data(), a4.data(), W);
-            }
-            flush_nibbles(a4.data(), a8.data(), W);
+    const int64_t W = words_of(p.nb), Wp = (W + 3) / 4 * 4;
+    std::vector<uint64_t> xb(static_cast<size_t>(15 * Wp), 0), a8(static_cast<size_t>(8 * Wp), 0);
+    std::vector<int64_t> cols(static_cast<size_t>(64 * Wp), 0);
+    int64_t held = 0;  // rows added to a8 since its last flush (a byte lane holds 255)
+    for (int64_t r0 = 0; r0 < p.rows; r0 += 15) {
+        const int64_t R = std::min<int64_t>(15, p.rows - r0);
+        for (int64_t i = 0; i < R; ++i) {
+            load_row(p, r0 + i, xb.data() + i * Wp);  // words W..Wp-1 stay 0
+            row_out[r0 + i] = popcount_row(xb.data() + i * Wp, Wp);
         }
-        flush_bytes(a8.data(), W, cols.data());
+        std::fill(xb.begin() + R * Wp, xb.end(), 0);  // a short last block: zero rows
+        add_block(xb.data(), a8.data(), Wp);
+        held += 15;
+        if (held + 15 > 255) {
+            flush_bytes(a8.data(), Wp, cols.data());
+            held = 0;
+        }
     }
+    flush_bytes(a8.data(), Wp, cols.data());
     std::copy(cols.begin(), cols.begin() + 8 * p.nb, col_out);
 }
 

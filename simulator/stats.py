@@ -169,8 +169,19 @@ class MaskStats:
         """:func:`simulator.reference.partition_candidates` of this mask on ``hw`` (ascending G)."""
         from simulator import reference as ref
 
-        key = ("cand", hw.partition, hw.tau if hw.partition == "tau" else None)
-        return self._cached(key, lambda: ref.partition_candidates(self.counts, self.rows, hw))
+        if hw.partition == "tau":
+            return self._cached(("cand", "tau", hw.tau), lambda: ref.partition_candidates(self.counts, self.rows, hw))
+        return self._cached(("cand", hw.partition), self._optimal_candidates)
+
+    def _optimal_candidates(self) -> list[tuple[float, np.ndarray]]:
+        # The reference's sets {counts >= rows} then {16*count > k*rows} = {count >= k*rows//16 + 1},
+        # k = 15 .. 0, sized from the histogram of the counts; only the distinct sets are built.
+        M = self.rows
+        at_least = np.cumsum(np.bincount(self.counts, minlength=M + 1)[::-1])[::-1]  # [c]: columns with count >= c
+        first: dict[int, tuple[float, int]] = {}
+        for tau, c in [(1.0, M)] + [(k / 16, k * M // 16 + 1) for k in range(15, -1, -1)]:
+            first.setdefault(int(at_least[c]) if c <= M else 0, (tau, c))
+        return [(tau, self.counts >= c) for _g, (tau, c) in sorted(first.items())]
 
     def dense_kept(self, dense: np.ndarray) -> int:
         """Kept entries in the dense columns ``dense`` (bool ``[cols]``)."""

@@ -24,6 +24,7 @@ Patterns (the part after ``SHAPE:`` in a spec, see :func:`parse_pattern`):
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -52,7 +53,37 @@ def target_kept(rows: int, cols: int, density: float) -> int:
 
 
 def popcount(packed: np.ndarray) -> int:
+    """Kept weights of a packed mask (pad bits are 0)."""
+    if packed.flags.c_contiguous and packed.nbytes % 8 == 0:
+        packed = packed.reshape(-1).view(np.uint64)  # 8x fewer elements to count and sum
     return int(np.bitwise_count(packed).sum(dtype=np.int64))
+
+
+def uniform_ints(rng: np.random.Generator, shape: tuple[int, ...], nbytes: int) -> np.ndarray:
+    """Exactly ``rng.integers(0, 2**(8*nbytes), size=shape, dtype=uint8 / uint16)`` (``nbytes`` 1 or
+    2), leaving ``rng`` in the same state, 5-10x faster.
+
+    numpy fills full-range uint8 / uint16 draws from 32-bit words (4 / 2 per word, low bits first,
+    a fresh word per call), and PCG64 serves 32-bit words as the low then the high half of its
+    64-bit outputs (keeping an unused high half for the next 32-bit request).  So the draws are the
+    little-endian bytes of consecutive 64-bit outputs, which a full-range uint64 draw returns 8
+    bytes per step.  Another bit generator (or a big-endian host) takes the plain call.
+    """
+    dtype = np.uint8 if nbytes == 1 else np.uint16
+    n = int(np.prod(shape, dtype=np.int64))
+    bg = rng.bit_generator
+    if n == 0 or not isinstance(bg, np.random.PCG64) or sys.byteorder != "little":
+        return rng.integers(0, 1 << (8 * nbytes), size=shape, dtype=dtype)
+    words = -(-n * nbytes // 4)  # the 32-bit words numpy's fill would take
+    parts = []
+    if bg.state["has_uint32"]:  # the buffered high half comes first
+        parts.append(rng.integers(0, 1 << 32, size=1, dtype=np.uint32))
+        words -= 1
+    parts.append(rng.integers(0, 1 << 64, size=words // 2, dtype=np.uint64))
+    if words % 2:
+        parts.append(rng.integers(0, 1 << 32, size=1, dtype=np.uint32))
+    raw = parts[0].view(np.uint8) if len(parts) == 1 else np.concatenate([p.view(np.uint8) for p in parts])
+    return raw[: n * nbytes].view(dtype).reshape(shape)
 
 
 def fix_count(packed: np.ndarray, cols: int, target: int, rng: np.random.Generator) -> np.ndarray:
@@ -66,19 +97,21 @@ def fix_count(packed: np.ndarray, cols: int, target: int, rng: np.random.Generat
     total = rows * cols
     flat = packed.reshape(-1)
     nb = packed.shape[1]
-    need = target - popcount(packed)
+    kept = popcount(packed)  # kept up to date below: every flip changes it by exactly one
+    need = target - kept
     want_bit = 0 if need > 0 else 1  # the value of the weights eligible for a flip
     need = abs(need)
     for _ in range(64):
         if need == 0:
             return packed
-        eligible = total - popcount(packed) if want_bit == 0 else popcount(packed)
+        eligible = total - kept if want_bit == 0 else kept
         if eligible < need:
             raise AssertionError("fix_count: not enough eligible weights")  # cannot happen: 0 <= target <= total
         if eligible < 4 * need or eligible < 4096:
             break  # scarce: exact fallback below
         draw = rng.integers(0, total, size=min(total, int(need * total / eligible * 1.3) + 64))
-        idx = np.unique(draw)
+        idx = np.sort(draw)
+        idx = idx[np.concatenate(([True], idx[1:] != idx[:-1]))]  # = np.unique(draw), without its hash table
         byte = (idx // cols) * nb + (idx % cols) // 8
         bit = (idx % cols) % 8
         ok = ((flat[byte] >> bit.astype(np.uint8)) & 1) == want_bit
@@ -86,8 +119,9 @@ def fix_count(packed: np.ndarray, cols: int, target: int, rng: np.random.Generat
         if len(idx) > need:
             pick = np.sort(rng.choice(len(idx), size=need, replace=False))
             byte, bit = byte[pick], bit[pick]
-        _flip(flat, byte, bit, want_bit)
+        _flip(flat, byte, bit, want_bit)  # distinct weights (idx is unique), each of value want_bit
         need -= len(byte)
+        kept += len(byte) if want_bit == 0 else -len(byte)
     if need:
         keep = np.unpackbits(packed, axis=1, count=cols, bitorder="little").reshape(-1)
         cand = np.flatnonzero(keep == want_bit)
@@ -116,13 +150,13 @@ def gen_unstructured(rows: int, cols: int, density: float, rng: np.random.Genera
     nb = (cols + 7) // 8
     if density >= 1.0:
         return _clear_pad(np.full((rows, nb), 0xFF, np.uint8), cols)
-    x = np.zeros((rows, nb), np.uint8)
     if density <= 0.0:
-        return x
+        return np.zeros((rows, nb), np.uint8)
     q = min(255, max(1, int(round(density * 256))))
     low = (q & -q).bit_length() - 1  # trailing zero bits leave x = 0: skip them
-    for bit in range(low, 8):
-        r = rng.integers(0, 256, size=(rows, nb), dtype=np.uint8)
+    x = uniform_ints(rng, (rows, nb), 1)  # bit `low` of q is 1: x = 0 | r
+    for bit in range(low + 1, 8):
+        r = uniform_ints(rng, (rows, nb), 1)
         if (q >> bit) & 1:
             np.bitwise_or(x, r, out=x)
         else:
@@ -232,7 +266,7 @@ def gen_profile(rows: int, cols: int, density: float, row_w: np.ndarray | None, 
     for r0 in range(0, rows, step):
         r1 = min(rows, r0 + step)
         thr = c[None, :] if r is None else r[r0:r1, None] * c[None, :]  # (chunk | 1, cols): P(keep) * 65536
-        keep = rng.integers(0, 65536, size=(r1 - r0, cols), dtype=np.uint16) < thr
+        keep = uniform_ints(rng, (r1 - r0, cols), 2) < thr
         if quota is not None:
             _fix_rows(keep, quota[r0:r1], rng)
         out[r0:r1] = np.packbits(keep, axis=1, bitorder="little")

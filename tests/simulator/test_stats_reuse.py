@@ -4,8 +4,14 @@ results of plain simulate() on every machine and mode, without reading the masks
 import dataclasses
 import pickle
 
+import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra.numpy import arrays
+
+from besa_common.masks import pack_keep
+from simulator import reference as ref
 
 from simulator import run
 from simulator import workload as wl
@@ -65,3 +71,15 @@ def test_stats_must_match_the_workload():
         run.simulate(layers, hw, "cycle", [1], stats=stats[:1])
     with pytest.raises(UserError, match="not 32x32"):
         run.simulate(layers, hw, "cycle", [1], stats=[MaskStats(16, 32, packed=layers[0].load()[:16])] * 2)
+
+
+@settings(max_examples=150, deadline=None)
+@given(arrays(bool, st.tuples(st.integers(1, 40), st.integers(1, 40))), st.sampled_from(["optimal", "tau"]), st.sampled_from([0.0, 0.3, 0.5, 0.9, 0.99]))
+def test_candidates_are_the_references(keep, partition, tau):
+    """MaskStats builds the partition candidates from the histogram of the column counts: the same
+    (tau, dense set) list as reference.partition_candidates, in the same order."""
+    hw = load_hardware("vitcod", {"partition": partition, "tau": tau})
+    got = MaskStats(*keep.shape, packed=pack_keep(keep)).candidates(hw)
+    want = ref.partition_candidates(keep.sum(0), keep.shape[0], hw)
+    assert [t for t, _ in got] == [t for t, _ in want]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(got, want))

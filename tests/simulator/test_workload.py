@@ -85,6 +85,13 @@ def test_col_counts_survive_more_than_255_rows():
     assert list(stats.col_counts(pack_keep(keep), 9)) == [1000] * 9
 
 
+def test_row_counts_survive_the_widest_rows():
+    """A row of 2^20 kept columns (MAX_DIM): the core's per-row byte sums are folded before they overflow."""
+    keep = np.ones((3, 1 << 20), bool)
+    counts, rows = stats.mask_counts(pack_keep(keep), 1 << 20)
+    assert (counts == 3).all() and list(rows) == [1 << 20] * 3
+
+
 def test_synthetic_shapes_and_determinism():
     layers = wl.synthetic("llama-7b:sparsity=0.5", 0)
     assert len(layers) == 32 * 7
