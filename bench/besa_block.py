@@ -21,6 +21,7 @@ is less sensitive to other jobs than wall time; on a loaded machine compare the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -130,7 +131,7 @@ def worker(variant: str, nsamples: int, seqlen: int, blocks: list[int], device: 
 
     method_name, options, pattern, update = VARIANTS[variant]
     if update != "none":
-        from pruning.weight_update import WeightUpdateConfig, update_block
+        from pruning.weight_update import GramCollector, WeightUpdateConfig, update_block
 
         update_cfg = WeightUpdateConfig(mode=update)
     dev = torch.device(device)
@@ -152,6 +153,8 @@ def worker(variant: str, nsamples: int, seqlen: int, blocks: list[int], device: 
             job = BlockJob(bi, f"model.layers.{bi}.", {n: S for n in LINEAR_NAMES}, pattern, dev, autocast, 0)
             best_wall = best_cpu = float("inf")
             for _ in range(repeat):
+                if update != "none":  # as the driver does: the update's XᵀX rides along the method's dense pass
+                    job = dataclasses.replace(job, input_observer=GramCollector())
                 if dev.type == "cuda":
                     torch.cuda.synchronize()
                     torch.cuda.reset_peak_memory_stats()

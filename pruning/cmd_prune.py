@@ -90,8 +90,8 @@ def add_arguments(parser) -> None:
         "obs = SparseGPT's sequential OBS update, admm = ADMM (Boza 2024); default none",
     )
     wu.add_argument("--update-damp", type=float, default=0.01, help="ridge λ of the update (admm: λ·diag(H); obs: λ·mean diag, SparseGPT's); default 0.01")
-    wu.add_argument("--admm-iters", type=int, default=20, help="ADMM iterations (default 20)")
-    wu.add_argument("--admm-rho", type=float, default=0.3, help="ADMM penalty ρ in diag-normalised coordinates, constant (default 0.3)")
+    wu.add_argument("--admm-iters", type=int, default=8, help="ADMM iterations (default 8)")
+    wu.add_argument("--admm-rho", type=float, default=0.5, help="ADMM penalty ρ in diag-normalised coordinates, constant (default 0.5)")
     wu.add_argument(
         "--admm-exact",
         action="store_true",

@@ -63,7 +63,7 @@ from pruning.driver_config import (
 )
 from pruning.driver_rundir import write_run
 from pruning.methods.base import LINEAR_NAMES, BlockInputs, BlockJob, BlockResult, PruningMethod
-from pruning.weight_update import WeightUpdateConfig
+from pruning.weight_update import GramCollector, WeightUpdateConfig
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -152,6 +152,8 @@ class _Run:
             seed=c.seed,
             wbits=c.wbits,
             group_size=c.group_size,
+            # --weight-update: collect XᵀX in the method's own dense pass (no second pass over the block)
+            input_observer=GramCollector() if c.weight_update.mode != "none" else None,
         )
 
 

@@ -66,6 +66,10 @@ class BlockJob:
     seed: int
     wbits: int | None = None  # weight-only quantization bits (None = no quantization)
     group_size: int = 128  # quantization group along in-features
+    # Called as (local name, X fp32 [tokens, in]) with every hooked linear's input in the method's dense
+    # statistics pass (scoring.accumulate_inputs): the weight update collects its XᵀX there instead of
+    # running the block again (pruning.weight_update.GramCollector).  None = nobody listens.
+    input_observer: Callable[[str, torch.Tensor], None] | None = None
 
 
 @dataclass

@@ -75,13 +75,19 @@ def accumulate_inputs(
 ) -> None:
     """Run the block over every calibration window; call ``update(name, X)`` with each hooked
     linear's input ``X`` as fp32 ``(tokens, in)``, one window at a time, and ``on_output(j, out)``
-    (when given) with window ``j``'s block output ``(1, T, hidden)`` (e.g. to keep it as a target)."""
+    (when given) with window ``j``'s block output ``(1, T, hidden)`` (e.g. to keep it as a target).
+    ``job.input_observer`` (when set) sees every ``(name, X)`` too, before ``update``."""
     from pruning.driver import autocast_context
+
+    observer = job.input_observer  # e.g. the weight update's Gram collector, fed by the same pass
 
     def hook(name):
         def fn(_mod, args, _out):
             x = args[0].detach()
-            update(name, x.reshape(-1, x.shape[-1]).float())  # (B*T, in)
+            x = x.reshape(-1, x.shape[-1]).float()  # (B*T, in)
+            if observer is not None:
+                observer(name, x)
+            update(name, x)
 
         return fn
 

@@ -156,3 +156,84 @@ def test_resume_with_update_is_bit_identical(tmp_path):
         assert torch.equal(p, q), n
     assert (tmp_path / "run" / "masks.safetensors").read_bytes() == (tmp_path / "ref" / "masks.safetensors").read_bytes()
     assert (tmp_path / "run" / "weights.safetensors").read_bytes() == (tmp_path / "ref" / "weights.safetensors").read_bytes()
+
+
+# ----------------------------------------------------------------------------- XᵀX from the method's own pass
+
+
+def _block_job(model, calib, observer=None):
+    """Block 0 of ``model``, its captured inputs and a job (as the driver builds them)."""
+    from pruning.driver_capture import capture_inputs
+    from pruning.methods.base import LINEAR_NAMES, BlockJob
+    from pruning.models import decoder_layers
+
+    cpu = torch.device("cpu")
+    inputs = capture_inputs(model, calib, cpu, cpu)
+    job = BlockJob(0, "model.layers.0.", {n: 0.5 for n in LINEAR_NAMES}, None, cpu, None, 0, input_observer=observer)
+    return decoder_layers(model)[0], inputs, job
+
+
+@pytest.mark.parametrize("method", ["wanda", "besa", "sparsegpt"])
+def test_grams_from_the_methods_pass_equal_a_pass_of_their_own(method):
+    """The collector riding along the method's statistics pass gives the same XᵀX bits as a separate
+    pass (q/k/v and gate/up share one product), and the update from them is the same."""
+    from pruning.weight_update import GramCollector, block_grams, update_block
+
+    model = tiny_model()
+    col = GramCollector()
+    block, inputs, job = _block_job(model, _calib(), col)
+    opts = {"verbose": False} if method == "besa" else {}
+    res = METHODS[method](**opts).prune_block(block, inputs, None, job)
+    names = tuple(res.keep)
+    assert col.covers(names, len(inputs)) and not col.covers(names, len(inputs) + 1)
+    own = block_grams(block, inputs, job, names)
+    assert set(own) == set(names) and all(torch.equal(col.grams[n], own[n]) for n in names)
+    assert torch.equal(own["self_attn.q_proj"], own["self_attn.k_proj"]) and torch.equal(own["mlp.gate_proj"], own["mlp.up_proj"])
+    # hand check of one: H = Σ_windows XᵀX of the q/k/v input
+    xs = []
+    hook = block.get_submodule("self_attn.q_proj").register_forward_hook(lambda m, a, o: xs.append(a[0].detach().reshape(-1, a[0].shape[-1])))
+    for j in range(len(inputs)):
+        inputs.run(block, j, torch.device("cpu"))
+    hook.remove()
+    X = torch.cat(xs).double()
+    assert torch.allclose(own["self_attn.q_proj"].double(), X.T @ X, rtol=1e-5, atol=1e-4)
+    cfg = WeightUpdateConfig("admm", iters=5)
+    keep = {n: k.bool() for n, k in res.keep.items()}
+    a, ra = update_block(block, inputs, job, keep, cfg)  # collector complete: no pass of its own
+    assert col.closed and not col.grams
+    b, rb = update_block(block, inputs, _block_job(model, _calib())[2], keep, cfg)  # no collector: its own pass
+    assert all(torch.equal(a[n], b[n]) for n in names) and ra == rb
+
+
+def test_incomplete_collector_is_not_used():
+    """A collector that saw a layer twice per window (two passes) or not at all is ignored: the update
+    runs its own pass and gets the same result as without a collector."""
+    from pruning.weight_update import GramCollector, update_block
+
+    model = tiny_model()
+    col = GramCollector()
+    block, inputs, job = _block_job(model, _calib(), col)
+    res = METHODS["wanda"]().prune_block(block, inputs, None, job)
+    METHODS["wanda"]().prune_block(block, inputs, None, job)  # a second pass: every count doubles
+    keep = {n: k.bool() for n, k in res.keep.items()}
+    assert not col.covers(tuple(keep), len(inputs))
+    cfg = WeightUpdateConfig("admm", iters=3)
+    a, _ = update_block(block, inputs, job, keep, cfg)
+    b, _ = update_block(block, inputs, _block_job(model, _calib())[2], keep, cfg)
+    assert all(torch.equal(a[n], b[n]) for n in keep)
+
+
+@settings(max_examples=20, deadline=None)
+@given(out=st.integers(1, 5), cols=st.integers(2, 10), seed=st.integers(0, 2**16))
+def test_update_errors_match_reconstruction_error(out, cols, seed):
+    from pruning.weight_update import update_errors
+
+    g = torch.Generator().manual_seed(seed)
+    W0, W = torch.randn(out, cols, generator=g), torch.randn(out, cols, generator=g)
+    X = torch.randn(3 * cols, cols, generator=g)
+    H = X.T @ X
+    keep = torch.rand(out, cols, generator=g) < 0.5
+    W = W * keep
+    before, after = update_errors(W, W0, keep, H)
+    assert before == pytest.approx(reconstruction_error(W0 * keep, W0, H), rel=1e-4, abs=1e-6)
+    assert after == pytest.approx(reconstruction_error(W, W0, H), rel=1e-4, abs=1e-6)
