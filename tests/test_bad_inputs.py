@@ -200,6 +200,8 @@ REPORT_CASES = {
     ),
     "manifest.target out of range (Infinity)": (lambda P: ["report", _report_run(P, raw=b'{"method": "besa", "target": Infinity}')], "target"),
     "summary.json wrong type": (lambda P: ["report", _report_run(P, lambda o: o.update(hardware=[1]), "sim/vitcod-cycle/summary.json")], "hardware"),
+    "summary.json totals wrong type": (lambda P: ["report", _report_run(P, lambda o: o.update(totals=[1]), "sim/vitcod-cycle/summary.json")], "totals"),
+    "sibling.json sibling wrong type": (lambda P: ["report", _report_run(P, lambda o: o.update(sibling=3), "sibling.json")], "'sibling' must be a string"),
     "out is a file": (lambda P: ["report", _report_run(P), "--out", P.afile], "not a directory"),
     "out under a file": (lambda P: ["report", _report_run(P), "--out", P.afile / "x"], "is a file"),
 }
