@@ -209,7 +209,9 @@ def render_report(
         show = [c for c in SUMMARY_SHOW if c in summ.columns]
         sections.append(("summary", "Every simulation", _table_html(summ[show])))
     tables = (
-        "Every row of the tidy table: <code>table.csv</code>; whole-model totals: <code>summary.csv</code>; Markdown: <code>report.md</code>; "
+        "Every row of the tidy table: <code>table.csv</code>; whole-model totals: <code>summary.csv</code>; "
+        + ("unstructured vs n:m sibling: <code>siblings.csv</code>; " if (out_dir / "siblings.csv").is_file() else "")
+        + "Markdown: <code>report.md</code>; "
         if runs
         else "The sweep's points: <code>results.parquet</code>; "
     )
