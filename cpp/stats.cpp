@@ -176,8 +176,14 @@ inline uint64_t below(int i) { return i >= 64 ? ~uint64_t(0) : (uint64_t(1) << i
 inline int64_t rle_word(uint64_t c, uint64_t s, int64_t bits, int64_t gap, int64_t& pads) {
     const int lo = __builtin_ctzll(c), hi = 63 - __builtin_clzll(c);
     pads += (gap + __builtin_popcountll(s & below(lo))) >> bits;
-    if (bits < 6 && hi - lo - 1 >= (int64_t(1) << bits)) {  // a run inside a word is at most 62 zeros
-        // selected zeros are a subset of c's zeros: without a run of 2^bits zeros in c, none pads
+    // A run inside a word is at most 62 zeros.  Selected zeros are a subset of c's zeros, so without
+    // a run of 2^bits zeros in c strictly between lo and hi no selected run pads either; such a run
+    // holds a whole aligned group of 2^(bits-1) zeros, which a SWAR zero-group test finds cheaply.
+    constexpr uint64_t kLow[6] = {0, 0, 0x5555555555555555ULL, kLane1, 0x0101010101010101ULL, 0x0001000100010001ULL};
+    constexpr uint64_t kHigh[6] = {0, 0, 0xAAAAAAAAAAAAAAAAULL, 0x8888888888888888ULL, 0x8080808080808080ULL, 0x8000800080008000ULL};
+    if (bits < 6 && hi - lo - 1 >= (int64_t(1) << bits)) {
+        const uint64_t v = c | below(lo + 1) | ~below(hi);  // c's zeros strictly inside (lo, hi)
+        if (bits >= 2 && !((v - kLow[bits]) & ~v & kHigh[bits])) return __builtin_popcountll(s & ~below(hi + 1));
         uint64_t y = ~c & below(hi) & ~below(lo);
         for (int i = 0; i < 6; ++i) y &= i < bits ? y >> (1 << i) : ~uint64_t(0);
         if (y) {

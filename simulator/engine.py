@@ -239,10 +239,13 @@ def _candidate_bounds(st: MaskStats, dense: np.ndarray, tokens: int, hw: Hardwar
 
 def _cycle(st: MaskStats, tokens: list[int], hw: Hardware, engine: str) -> list[dict]:
     """``cycle`` mode: the partition search of :func:`simulator.reference.cycle_layer` on the
-    layer's statistics.  Candidates are evaluated best bound first; one whose (cycles, bits) bound is
-    above the best result found so far cannot win (ties go to the smaller dense set, as the
-    reference's order does) and ends the search, and the C++ search of a candidate is told the best
-    cycles so far to prune against.  The answer is the reference's."""
+    layer's statistics.  Candidates are evaluated best bound first (:func:`_candidate_bounds`); one
+    whose (cycles, bits) bound is above the best result found so far cannot win (ties go to the
+    smaller dense set, as the reference's order does) and ends the search.  The C++ search of a
+    candidate is told the best cycles so far to prune against, and a candidate whose run-length
+    padding is not known yet is first evaluated without it (a lower bound of its result), so that
+    the pass over the mask for the padding is only made when the candidate can still win.
+    The answer is the reference's."""
     rows, cols = st.rows, st.cols
     sets = st.candidates(hw)
     gmax = st.group_max(hw.nm_m)
@@ -254,16 +257,14 @@ def _cycle(st: MaskStats, tokens: list[int], hw: Hardware, engine: str) -> list[
             if best_key is not None and (*bounds[i], i) > best_key:
                 break  # sorted by bound: no later candidate can win either
             tau, dense = sets[i]
-            G = int(dense.sum())
-            row_sparse = st.row_sparse(dense)
-            pads = st.pads(dense, hw.rle_bits) if hw.index_format == "rle" else 0
-            gs = hw.gather_scaled or st.gather(dense, hw.macs_per_line, hw.banks, GATHER_SCALE)
             if engine == "cpp":
-                r = _core.cycle_partition(rows, cols, n, G, row_sparse, pads, gs, hw_params(hw), -1 if best is None else best["cycles"])
+                r = _cycle_candidate_cpp(st, dense, n, hw, i, best_key)
                 if r is None:
-                    continue  # nothing at or below the best cycles so far
-                r = dict(r)
+                    continue  # cannot beat the best so far
             else:
+                G, row_sparse = int(dense.sum()), st.row_sparse(dense)
+                pads = st.pads(dense, hw.rle_bits) if hw.index_format == "rle" else 0
+                gs = hw.gather_scaled or st.gather(dense, hw.macs_per_line, hw.banks, GATHER_SCALE)
                 tiles = ref.tilings(rows, cols, n, hw, sparse=G < cols, own=False)
                 r = ref.evaluate_partition(rows, cols, n, G, [int(x) for x in row_sparse], pads, gs, hw, tiles)
             key = (r["cycles"], ref.dram_bits(r), i)
@@ -272,6 +273,24 @@ def _cycle(st: MaskStats, tokens: list[int], hw: Hardware, engine: str) -> list[
         best.update(nnz=st.nnz, lb_ideal=ref.lb_ideal(st.nnz, rows, cols, n, hw))
         out.append(_with_baselines(best, rows, cols, n, gmax, hw, engine))
     return out
+
+
+def _cycle_candidate_cpp(st: MaskStats, dense: np.ndarray, n: int, hw: Hardware, i: int, best_key: tuple | None) -> dict | None:
+    """Candidate i's :func:`simulator.reference.evaluate_partition` result, or None when it cannot
+    beat ``best_key`` = (cycles, DRAM bits, candidate index) of the best so far."""
+    G, row_sparse, hwp = int(dense.sum()), st.row_sparse(dense), hw_params(hw)
+    bound = -1 if best_key is None else best_key[0]
+    gs = hw.gather_scaled or st.gather(dense, hw.macs_per_line, hw.banks, GATHER_SCALE)  # 64 rows: cheap
+    rle = hw.index_format == "rle" and G < st.cols
+    if rle and best_key is not None and not st.has_pads(dense, hw.rle_bits):
+        # padding only adds bits (so DRAM cycles) to every option: without it, a lower bound of
+        # the candidate's (cycles, bits); only below the best is the pass for the padding worth it
+        low = _core.cycle_partition(st.rows, st.cols, n, G, row_sparse, 0, gs, hwp, bound)
+        if low is None or (low["cycles"], ref.dram_bits(low), i) > best_key:
+            return None
+    pads = st.pads(dense, hw.rle_bits) if rle else 0
+    r = _core.cycle_partition(st.rows, st.cols, n, G, row_sparse, pads, gs, hwp, bound)
+    return None if r is None else dict(r)
 
 
 def _with_baselines(r: dict, rows: int, cols: int, n: int, gmax: int, hw: Hardware, engine: str) -> dict:

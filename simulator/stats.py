@@ -202,6 +202,10 @@ class MaskStats:
             return 0
         return self._cached(("pads", G, bits), lambda: int(rle_pads(self.mask(), self.cols, ~dense, bits).sum()))
 
+    def has_pads(self, dense: np.ndarray, bits: int) -> bool:
+        """Whether :meth:`pads` is known (computing it costs a pass over the mask)."""
+        return ("pads", int(dense.sum()), bits) in self._memo or bool(dense.all())
+
     def gather(self, dense: np.ndarray, m: int, banks: int, scale: int) -> int:
         """Gather factor x ``scale`` of the sparse columns on ``banks`` banks, beats of ``m``."""
         G = int(dense.sum())
