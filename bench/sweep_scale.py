@@ -53,11 +53,12 @@ def _warm(index: str) -> None:
 
 
 def scaling(points_from: str, limit: int, worker_counts: list[int], tmp: Path, cache: Path | None = None) -> None:
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     from simulator import hardware, run as simrun
     from simulator.sweep import expand, load_sweep, machines, run_sweep
     from simulator.sweep import workloads as shared_wl
+    from simulator.sweep.execute import local_cluster
 
     spec = load_sweep(points_from)
     points = expand(spec)[:limit]
@@ -80,7 +81,7 @@ def scaling(points_from: str, limit: int, worker_counts: list[int], tmp: Path, c
     print(f"bare simulator call: {bare:.2f} s per machine (in this process, masks in memory)", flush=True)
     times = {}
     for n in worker_counts:
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:
+        with local_cluster(n) as cluster, Client(cluster) as client:
             client.wait_for_workers(n)
             client.run(_warm, str(idx))
             res = run_sweep(spec, tmp / f"out-{n}", client=client, points=points, progress=False, workload_dir=cache, export=False)

@@ -23,7 +23,7 @@ from simulator.sweep import workloads as shared_wl
 from simulator.sweep.points import Point, chunks, expand
 from simulator.sweep.spec import SweepSpec
 from simulator.sweep.store import ResultStore, export_results
-from simulator.sweep.worker import failed_rows, run_points
+from simulator.sweep.worker import assemble, failed_rows, run_points, run_slice
 
 
 @dataclass
@@ -45,7 +45,7 @@ def check_workers(workers: int | None, where: str = "workers") -> None:
 
 
 def _make_client(scheduler: str | None, workers: int | None, processes: bool):
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if scheduler:
         try:
@@ -53,8 +53,18 @@ def _make_client(scheduler: str | None, workers: int | None, processes: bool):
         except Exception as exc:
             raise UserError(f"cannot reach the Dask scheduler at {scheduler}: {type(exc).__name__}: {exc}") from None
     n = workers or os.cpu_count() or 1
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes, dashboard_address=None, silence_logs=40)
-    return Client(cluster), cluster
+    return Client(cluster := local_cluster(n, processes)), cluster
+
+
+def local_cluster(n_workers: int, processes: bool = True):
+    """The LocalCluster of a sweep: ``n_workers`` single-threaded workers, and no work stealing —
+    each layer slice stays with the worker that holds its statistics (see :func:`_run_on_dask`);
+    a slice whose worker is gone still runs elsewhere (the restriction is loose)."""
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set({"distributed.scheduler.work-stealing": False}):
+        return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=processes, dashboard_address=None, silence_logs=40)
 
 
 def _prepare_shared(cache: Path, todo: list[Point], client, n_workers: int) -> dict[str, str]:
@@ -107,10 +117,19 @@ class _Recorder:
 
 
 def _run_on_dask(todo: list[Point], cache: Path, record: _Recorder, client) -> tuple[float, float]:
-    """Returns (seconds materialising workloads, seconds running the points)."""
+    """Returns (seconds materialising workloads, seconds running the points).
+
+    Each batch of machines is one task per layer SLICE, and slice k always runs on worker k
+    (:func:`simulator.sweep.worker.run_slice`): a worker computes the statistics of its own layers
+    only, once for the whole sweep, and every machine's work is split evenly over the workers.  (The
+    restriction is loose: when a worker is gone another one takes its tasks; our LocalCluster does
+    not steal work, a cluster at ``--scheduler`` may, at the price of some statistics computed twice.)
+    A batch's rows are committed when all of its slices are back (:func:`~simulator.sweep.worker.assemble`).
+    """
     from distributed import as_completed
 
-    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    addrs = sorted(client.scheduler_info().get("workers", {})) or [None]
+    n_workers = len(addrs)
     t0 = time.perf_counter()
     shared = _prepare_shared(cache, todo, client, n_workers)
     t1 = time.perf_counter()
@@ -118,15 +137,25 @@ def _run_on_dask(todo: list[Point], cache: Path, record: _Recorder, client) -> t
     # Many small tasks (about one machine each for a real grid): good load balance and a kill
     # loses little; batches of many trivial points keep Dask's ~1 ms per task negligible.
     batches = chunks(todo, max(n_workers * 8, 256))
-    futures = {client.submit(run_points, b, shared_f, pure=False): b for b in batches}
+    futures: dict = {}
+    for bi, b in enumerate(batches):
+        for k, addr in enumerate(addrs):
+            where = {"workers": [addr], "allow_other_workers": True} if addr is not None and n_workers > 1 else {}
+            futures[client.submit(run_slice, b, shared_f, k, n_workers, pure=False, **where)] = (bi, k)
+    got: dict[int, list] = {bi: [None] * n_workers for bi in range(len(batches))}
     done = as_completed(futures)
     try:
         for fut in done:
-            try:
-                rows = fut.result()
-            except Exception as exc:  # the worker died or the task could not run: record, go on
-                rows = failed_rows(futures[fut], exc)
-            record(rows)
+            bi, k = futures[fut]
+            if bi in got:  # else: the batch already failed
+                try:
+                    got[bi][k] = fut.result()
+                except Exception as exc:  # the worker died or the task could not run: record, go on
+                    del got[bi]
+                    record(failed_rows(batches[bi], exc))
+                else:
+                    if all(x is not None for x in got[bi]):
+                        record(assemble(batches[bi], got.pop(bi)))
             if not done.has_ready():
                 record.flush()  # about to wait for a worker: commit what is here first
     finally:

@@ -3,14 +3,25 @@
 Runs in Dask worker processes (or in the driver with ``workers = 0``).  The points of one machine
 share ONE simulator call (only the token count differs); the workload comes from the shared cache
 of :mod:`simulator.sweep.workloads` when the driver made one, else it is built once per process.
+
+Mask statistics (:class:`simulator.stats.MaskStats`, one per layer) are kept by the process: each
+is computed the first time a machine needs it and reused by every later machine, so a machine
+costs its cycle search, not another pass over the masks.  On Dask the layers are split into
+SLICES, one per worker, and each worker simulates only its slice's layers for every machine
+(:func:`run_slice`): every statistic of the sweep is computed once, by the one worker that owns
+its layer, and only the statistics some machine asks for.  The driver puts a machine's slices back
+together in layer order (:func:`assemble`): the same rows, in the same order, as one simulator
+call over the whole workload, hence bit-identical totals.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from typing import Any
 
+import pandas as pd
 
 from simulator.sweep.points import Point
 from simulator.sweep.store import RESULT_FIELDS
@@ -18,8 +29,9 @@ from simulator.totals import model_totals
 
 # Seconds this process spent inside load_hardware + simulate() (the bench's "inside the simulator").
 SIMULATE_SECONDS = [0.0]
-_SHARED: dict[str, list] = {}  # per process: workload key -> workload mapped from the shared cache
-_LOCAL: dict[str, list] = {}  # per process: workload key -> workload built here (no shared cache)
+_SHARED: dict[tuple, list] = {}  # per process: workload -> workload mapped from the shared cache
+_LOCAL: dict[tuple, list] = {}  # per process: workload -> workload built here (no shared cache)
+_STATS: dict[tuple, dict[int, Any]] = {}  # per process: workload -> {layer: its MaskStats} (one workload kept)
 
 
 def _memoized(layer):
@@ -35,24 +47,59 @@ def _memoized(layer):
     return dataclasses.replace(layer, loader=loader)
 
 
-def workload_for(p: Point, shared_index: str | None = None) -> list:
-    """The simulator workload of ``p``: mapped from the shared cache when there is one, else built
-    here once per process (keeping one such workload: a LLaMA-7B mask set is ~0.8 GB)."""
+def _key(p: Point, shared_index: str | None) -> tuple:
+    """What a process-wide cache entry must match: the workload, where it is mapped from, and a
+    masks file's modification time (a long-lived worker must not reuse a rewritten file's masks)."""
+    mtime = None
+    if p.masks_path:
+        try:
+            mtime = os.stat(p.masks_path).st_mtime_ns
+        except OSError:
+            pass
+    return (p.workload_key, shared_index, mtime)
+
+
+def workload_for(p: Point, shared_index: str | None = None) -> tuple[tuple, list]:
+    """(cache key, the simulator workload of ``p``): mapped from the shared cache when there is one,
+    else built here once per process (keeping one such workload: a LLaMA-7B mask set is ~0.8 GB)."""
+    key = _key(p, shared_index)
     if shared_index is not None:
-        if p.workload_key not in _SHARED:
+        if key not in _SHARED:
             from simulator.sweep.workloads import open_shared
 
             wl = open_shared(shared_index)
             if wl is not None:
-                _SHARED[p.workload_key] = wl
-        if p.workload_key in _SHARED:
-            return _SHARED[p.workload_key]
-    if p.workload_key not in _LOCAL:
+                _SHARED[key] = wl
+        if key in _SHARED:
+            return key, _SHARED[key]
+    key = _key(p, None)
+    if key not in _LOCAL:
         from simulator.sweep.workloads import build_layers
 
         _LOCAL.clear()
-        _LOCAL[p.workload_key] = [_memoized(l) for l in build_layers(p.workload.synthetic, p.masks_path, p.seed)]
-    return _LOCAL[p.workload_key]
+        _LOCAL[key] = [_memoized(l) for l in build_layers(p.workload.synthetic, p.masks_path, p.seed)]
+    return key, _LOCAL[key]
+
+
+def stats_for(key: tuple, workload: list, which: list[int] | range) -> list:
+    """The MaskStats of layers ``which`` of ``workload`` (cache ``key``), kept by this process:
+    each made on first use (one pass over its mask for the counts; the mask itself is the shared
+    mapping or this process's memoised copy, so holding it costs nothing), its lazy statistics
+    filled by the machines that need them.  One workload at a time (LLaMA-7B: up to ~150 MB)."""
+    have = _STATS.get(key)
+    if have is None:
+        _STATS.clear()
+        have = _STATS[key] = {}
+    from simulator.stats import MaskStats
+
+    out = []
+    for i in which:
+        st = have.get(i)
+        if st is None:
+            layer = workload[i]
+            st = have[i] = MaskStats(layer.rows, layer.cols, packed=layer.load())
+        out.append(st)
+    return out
 
 
 def point_row(p: Point) -> dict[str, Any]:
@@ -84,28 +131,37 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}"[:500]
 
 
-def run_group(points: list[Point], shared_index: str | None = None) -> list[dict[str, Any]]:
-    """Simulate points that differ only in ``tokens`` with ONE simulator call; an error becomes
-    every point's ``status``/``error``.  ``wall_s`` = the seconds of the whole evaluation (machine,
-    simulation, totals) shared out per point."""
-    t0 = time.perf_counter()
-    p0 = points[0]
-    rows = [point_row(p) for p in points]
-    try:
-        from simulator import hardware, run as simrun
+def _simulate(points: list[Point], shared_index: str | None, part: int, parts: int) -> pd.DataFrame:
+    """layers.csv's rows of the machine of ``points`` for the layers ``part::parts`` (all: 0, 1),
+    with their index in the workload as column ``_layer`` when ``parts > 1``."""
+    from simulator import hardware, run as simrun
 
-        wl = workload_for(p0, shared_index)
-        ts = time.perf_counter()
-        hw = hardware.load_hardware(p0.preset, dict(p0.hw) or None)
-        layers = simrun.simulate(wl, hw, p0.mode, sorted({p.tokens for p in points}))
-        SIMULATE_SECONDS[0] += time.perf_counter() - ts
-        for row, tot in zip(rows, totals_by_tokens(layers, [p.tokens for p in points])):
-            row.update(tot)
-            row["status"], row["error"] = "ok", ""
-    except Exception as exc:  # recorded, never fatal: one bad point must not kill the sweep
+    p0 = points[0]
+    key, wl = workload_for(p0, shared_index)
+    which = range(part, len(wl), parts)
+    hw = hardware.load_hardware(p0.preset, dict(p0.hw) or None)
+    tokens = sorted({p.tokens for p in points})
+    if not which:  # more slices than layers
+        return pd.DataFrame(columns=[*simrun.COLUMNS, "_layer"])
+    df = simrun.simulate([wl[i] for i in which], hw, p0.mode, tokens, stats=stats_for(key, wl, which))
+    if parts > 1:  # simulate()'s rows: token-major, the layers in order within each token count
+        df["_layer"] = [i for _ in tokens for i in which]
+    return df
+
+
+def _rows(points: list[Point], layers: pd.DataFrame | None, error: str | None, seconds: float) -> list[dict[str, Any]]:
+    rows = [point_row(p) for p in points]
+    if error is None:
+        try:
+            for row, tot in zip(rows, totals_by_tokens(layers, [p.tokens for p in points])):
+                row.update(tot)
+                row["status"], row["error"] = "ok", ""
+        except Exception as exc:  # recorded, never fatal
+            error = _one_line(exc)
+    if error is not None:
         for row in rows:
-            row["status"], row["error"] = "error", _one_line(exc)
-    wall = round((time.perf_counter() - t0) / len(points), 6)
+            row["status"], row["error"] = "error", error
+    wall = round(seconds / len(points), 6)
     now = time.time()
     for row in rows:
         row["wall_s"] = wall
@@ -113,13 +169,67 @@ def run_group(points: list[Point], shared_index: str | None = None) -> list[dict
     return rows
 
 
+def run_group(points: list[Point], shared_index: str | None = None) -> list[dict[str, Any]]:
+    """Simulate points that differ only in ``tokens`` with ONE simulator call; an error becomes
+    every point's ``status``/``error``.  ``wall_s`` = the seconds of the whole evaluation (machine,
+    simulation, totals) shared out per point."""
+    t0 = time.perf_counter()
+    layers, error = None, None
+    try:
+        layers = _simulate(points, shared_index, 0, 1)
+    except Exception as exc:  # recorded, never fatal: one bad point must not kill the sweep
+        error = _one_line(exc)
+    SIMULATE_SECONDS[0] += time.perf_counter() - t0
+    return _rows(points, layers, error, time.perf_counter() - t0)
+
+
 def run_points(points: list[Point], shared: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """Run a batch of points (one Dask task), one simulator call per machine.  ``shared`` maps
-    workload keys to their shared-cache index files."""
+    """Run a batch of points (one Dask task, or serially), one simulator call per machine.
+    ``shared`` maps workload keys to their shared-cache index files."""
     from simulator.sweep.points import machines
 
     shared = shared or {}
     return [row for m in machines(points) for row in run_group(m, shared.get(m[0].workload_key))]
+
+
+def run_slice(points: list[Point], shared: dict[str, str] | None, part: int, parts: int) -> list[tuple[pd.DataFrame | None, str | None, float]]:
+    """Layers ``part::parts`` of every machine of a batch (one Dask task, on the worker that owns
+    that slice): per machine, (its rows with ``_layer``, None, seconds) or (None, one-line error,
+    seconds).  Never raises."""
+    from simulator.sweep.points import machines
+
+    shared = shared or {}
+    out = []
+    for m in machines(points):
+        t0 = time.perf_counter()
+        try:
+            out.append((_simulate(m, shared.get(m[0].workload_key), part, parts), None, time.perf_counter() - t0))
+        except Exception as exc:  # recorded, never fatal
+            out.append((None, _one_line(exc), time.perf_counter() - t0))
+    return out
+
+
+def assemble(points: list[Point], slices: list[list[tuple[pd.DataFrame | None, str | None, float]]]) -> list[dict[str, Any]]:
+    """The rows of a batch from the :func:`run_slice` results of all its slices: each machine's
+    layer rows put back in the order of one simulator call (token count, then layer), then its
+    totals; a machine with a failed slice is failed with that slice's error."""
+    from simulator.sweep.points import machines
+
+    rows = []
+    for k, m in enumerate(machines(points)):
+        parts = [s[k] for s in slices]
+        seconds = sum(x[2] for x in parts)
+        error = next((x[1] for x in parts if x[1] is not None), None)
+        layers = None
+        frames = [x[0] for x in parts if x[1] is None and len(x[0])]
+        if error is None and not frames:
+            error = "UserError: empty workload: no layers to simulate"
+        if error is None:
+            layers = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+            if "_layer" in layers.columns:
+                layers = layers.sort_values(["tokens", "_layer"], kind="stable").drop(columns="_layer").reset_index(drop=True)
+        rows.extend(_rows(m, layers, error, seconds))
+    return rows
 
 
 def failed_rows(points: list[Point], exc: BaseException) -> list[dict[str, Any]]:
