@@ -10,8 +10,12 @@
    simulator call (``simulator.run.simulate`` on those masks, one
    call per machine serving its token counts) is timed for every machine, and the same points are
    run by ``run_sweep`` on a warm LocalCluster of 1 and of 2 single-threaded worker processes.
+   The sweep's time includes everything after the masks exist: the mask statistics (computed once
+   per sweep, by the worker owning each layer slice) and every point.
    Printed: per-machine cost of the sweep / bare call (goal <= 1.2) and t(1 worker) / t(2 workers)
-   (ideal 2.0 on a 2-core machine; goal >= 1.8).
+   (ideal 2.0 on a 2-core machine; goal >= 1.8), next to what the machine gives two processes at
+   this moment: the same pure-Python loop run alone and as two processes at once (2.0 on an idle
+   2-core machine; ~1.0 when other jobs keep both cores busy, and then no sweep can scale).
 2. ``--bookkeeping N``: a grid of N trivial points (one 8x8 layer each), run serially in this
    process; printed: the share of the wall time NOT spent turning points into rows (expansion,
    ids, the database commits, exports) — goal <= 5%.  ``--bookkeeping 0`` skips it.
@@ -37,6 +41,34 @@ def _uptime() -> str:
         return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     except OSError:
         return "uptime unavailable"
+
+
+def _burn(n: int = 20_000_000) -> float:
+    t0 = time.perf_counter()
+    x = 0
+    for i in range(n):
+        x += i
+    return time.perf_counter() - t0
+
+
+def machine_scaling() -> float:
+    """Throughput of two CPU-bound processes at once / one alone, right now (2.0 = two free cores)."""
+    import multiprocessing as mp
+
+    one = _burn()
+    with mp.get_context("spawn").Pool(2) as pool:
+        t0 = time.perf_counter()
+        pool.map(_burn, [20_000_000, 20_000_000])
+        two = time.perf_counter() - t0
+    return 2 * one / two
+
+
+def _cpu_s() -> float:
+    """CPU seconds (user + system) this process has used."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def _warm(index: str) -> None:
@@ -79,21 +111,34 @@ def scaling(points_from: str, limit: int, worker_counts: list[int], tmp: Path, c
         print(f"  bare call {dict(m[0].hw)}: {time.perf_counter() - t1:.2f} s", flush=True)
     bare = (time.perf_counter() - t0) / len(ms)
     print(f"bare simulator call: {bare:.2f} s per machine (in this process, masks in memory)", flush=True)
-    times = {}
+    times, cpus = {}, {}
+    cal0 = machine_scaling() if 1 in worker_counts and 2 in worker_counts else None
     for n in worker_counts:
         with local_cluster(n) as cluster, Client(cluster) as client:
             client.wait_for_workers(n)
             client.run(_warm, str(idx))
+            before = client.run(_cpu_s)
             res = run_sweep(spec, tmp / f"out-{n}", client=client, points=points, progress=False, workload_dir=cache, export=False)
-        times[n] = res.points_s
+            cpu = sorted(v - before[k] for k, v in client.run(_cpu_s).items())
+        times[n], cpus[n] = res.points_s, cpu
         per = res.points_s * n / len(ms)
         print(
             f"{n} worker(s): {res.points_s:.1f} s for {res.computed} points ({res.failed} failed); "
-            f"{per:.2f} s per machine per worker = {per / bare:.2f}x the bare call",
+            f"{per:.2f} s per machine per worker = {per / bare:.2f}x the bare call; worker CPU "
+            f"{' + '.join(f'{c:.1f}' for c in cpu)} s",
             flush=True,
         )
     if 1 in times and 2 in times:
-        print(f"ratio t(1 worker) / t(2 workers) = {times[1] / times[2]:.2f}")
+        cal = machine_scaling()
+        print(
+            f"ratio t(1 worker) / t(2 workers) = {times[1] / times[2]:.2f}; two CPU-bound processes got "
+            f"{cal0:.2f}x / {cal:.2f}x one process before / after (2.00 = both cores free)"
+        )
+        print(
+            f"work: 2 workers used {sum(cpus[2]) / sum(cpus[1]):.2f}x the CPU of 1 (1.00 = nothing computed twice); "
+            f"on two free cores they would take about t(1) x max(worker CPU) / CPU(1 worker): "
+            f"ratio {sum(cpus[1]) / max(cpus[2]):.2f} (the driver's share not counted)"
+        )
 
 
 def bookkeeping(n_points: int, tmp: Path) -> None:

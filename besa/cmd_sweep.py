@@ -1,8 +1,8 @@
 """``besa sweep SWEEP.toml --out DIR``: a what-if hardware grid on Dask distributed.
 
 See :mod:`simulator.sweep` for the file format and the guarantees (stable point ids, skip on
-rerun, failed points recorded).  Writes DIR/results.sqlite (one committed row per finished point,
-readable while the sweep runs), the exports DIR/results.parquet and DIR/results.csv at the end and,
+rerun, failed points recorded).  Writes DIR/results.sqlite (one row per finished point, committed
+within a quarter second, readable while the sweep runs), the exports DIR/results.parquet and DIR/results.csv at the end and,
 unless ``--no-report``, DIR/report.html with the sweep heatmaps.  ``besa sweep --export DIR`` only
 rewrites the exports from the database (e.g. of a sweep still running or killed).
 

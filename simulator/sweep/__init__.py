@@ -26,7 +26,8 @@ One job per module:
 * :mod:`~simulator.sweep.spec` — parsing and validation (everything checkable is checked first);
 * :mod:`~simulator.sweep.points` — grid expansion, point ids, batches;
 * :mod:`~simulator.sweep.workloads` — masks materialised once per sweep and shared by the workers;
-* :mod:`~simulator.sweep.worker` — points -> result rows (one simulator call per machine);
+* :mod:`~simulator.sweep.worker` — points -> result rows (one simulator call per machine; on Dask
+  one per machine and layer slice, each worker keeping its layers' mask statistics);
 * :mod:`~simulator.sweep.execute` — :func:`run_sweep`: lock, Dask, commits, exports;
 * :mod:`~simulator.sweep.store` — the SQLite results database and its Parquet/CSV exports.
 

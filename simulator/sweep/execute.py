@@ -2,9 +2,10 @@
 
 :func:`run_sweep` holds the output folder's writer lock for the whole sweep (a second writer fails
 at once naming this one, or waits with ``wait=True``), materialises each workload once
-(:mod:`simulator.sweep.workloads`), hands batches of points to the workers and commits every batch
-of finished rows as one transaction the moment it arrives (:mod:`simulator.sweep.store`).  At the
-end it writes the ``results.parquet`` / ``results.csv`` exports.
+(:mod:`simulator.sweep.workloads`), hands batches of points to the workers (one task per layer
+slice on Dask, see :func:`_run_on_dask`) and commits finished rows in one transaction at most a
+quarter second after they arrive, and before it waits for a worker (:mod:`simulator.sweep.store`).
+At the end it writes the ``results.parquet`` / ``results.csv`` exports.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The results of a sweep: an SQLite database (``OUT/results.sqlite``, WAL mode), one row per point.
 
-Why a database and not a file rewritten now and then: each finished point is one committed
-transaction, so a kill loses only the points in flight, never rows already written; two writers
+Why a database and not a file rewritten now and then: finished points are committed in small
+transactions (at most a quarter second of them, :mod:`simulator.sweep.execute`), so a kill loses
+only that and the points in flight, never rows already written; two writers
 cannot erase each other's rows (an upsert keyed by ``point_id`` never replaces an ``ok`` row); and
 readers (``besa report``, a notebook, ``sqlite3 OUT/results.sqlite``) query while the sweep runs —
 in WAL mode a reader never blocks the writer nor waits for it.

@@ -150,6 +150,9 @@ def _simulate(points: list[Point], shared_index: str | None, part: int, parts: i
 
 
 def _rows(points: list[Point], layers: pd.DataFrame | None, error: str | None, seconds: float) -> list[dict[str, Any]]:
+    """The rows of one machine's points: its totals per token count, or its error.  ``wall_s`` =
+    (``seconds`` already spent on it + the totals) / points."""
+    t0 = time.perf_counter()
     rows = [point_row(p) for p in points]
     if error is None:
         try:
@@ -161,7 +164,7 @@ def _rows(points: list[Point], layers: pd.DataFrame | None, error: str | None, s
     if error is not None:
         for row in rows:
             row["status"], row["error"] = "error", error
-    wall = round(seconds / len(points), 6)
+    wall = round((seconds + time.perf_counter() - t0) / len(points), 6)
     now = time.time()
     for row in rows:
         row["wall_s"] = wall
@@ -217,6 +220,7 @@ def assemble(points: list[Point], slices: list[list[tuple[pd.DataFrame | None, s
 
     rows = []
     for k, m in enumerate(machines(points)):
+        t0 = time.perf_counter()
         parts = [s[k] for s in slices]
         seconds = sum(x[2] for x in parts)
         error = next((x[1] for x in parts if x[1] is not None), None)
@@ -228,7 +232,7 @@ def assemble(points: list[Point], slices: list[list[tuple[pd.DataFrame | None, s
             layers = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
             if "_layer" in layers.columns:
                 layers = layers.sort_values(["tokens", "_layer"], kind="stable").drop(columns="_layer").reset_index(drop=True)
-        rows.extend(_rows(m, layers, error, seconds))
+        rows.extend(_rows(m, layers, error, seconds + time.perf_counter() - t0))
     return rows
 
 

@@ -281,7 +281,7 @@ synthetic = "96x160*3:skewed=0.5"
 """
 
 
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("workers", [0, 2, 4])  # 4 workers: more layer slices than layers (one empty)
 def test_rows_bit_identical_to_besa_simulate(tmp_path, workers):
     """Every sweep row (statistics computed once per workload and shared by the machines) holds
     exactly the totals of a separate ``besa simulate`` of that point's machine (summary.json)."""
@@ -304,3 +304,29 @@ def test_rows_bit_identical_to_besa_simulate(tmp_path, workers):
                     assert row[col] == want[col], (q.hw, q.tokens, col)
                 assert row["speedup"] == want["speedup_vs_dense"] and row["utilization"] == want["utilization"]
                 assert row["memory_bound_share"] == want["memory_bound_share"]
+
+
+def test_layer_slices_reassemble_to_one_simulator_call():
+    """run_slice over k slices + assemble = run_points (one simulator call per machine), for every
+    k (an empty slice included), with the statistics of each slice's process kept across machines;
+    an impossible machine fails in every slice and is one failed row per point."""
+    from simulator.sweep import worker
+
+    text = IDENT.replace("macs_per_line = [4, 8]", "nm_n = [2, 4]\nnm_m = [2]").replace("96x160*3", "64x96*5")
+    spec = parse_sweep_text(text)
+    points = expand(spec)
+    want = worker.run_points(points)
+    for k in (1, 2, 3, 7):
+        got = worker.assemble(points, [worker.run_slice(points, None, i, k) for i in range(k)])
+        strip = lambda rows: [{c: v for c, v in r.items() if c not in ("wall_s", "finished_at")} for r in rows]
+        assert strip(got) == strip(want), k
+    bad = [r for r in want if r["nm_n"] == 4]
+    assert bad and all(r["status"] == "error" and "n > m" in r["error"] for r in bad)
+
+
+def parse_sweep_text(text: str):
+    import tomllib
+
+    from simulator.sweep import parse_sweep
+
+    return parse_sweep(tomllib.loads(text), source="test")
