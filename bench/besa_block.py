@@ -1,7 +1,7 @@
 """Time per block and peak memory: BESA (and variants) vs Wanda on SmolLM2-135M, same calibration.
 
     python bench/besa_block.py [--threads 1] [--nsamples 16] [--seqlen 256] [--blocks 0 1] [--repeat 3]
-                               [--methods wanda besa besa+admm wanda-2:4 besa-2:4] [--device cpu|cuda]
+                               [--methods wanda besa besa+admm wanda-2:4 besa-2:4 floor] [--device cpu|cuda]
 
 Every method gets the same captured inputs of the same decoder blocks (the dense model's, so runs are
 comparable block by block).  The timed region is what the driver does for one block between moving it
@@ -13,6 +13,9 @@ Each method runs in a fresh subprocess so its peak memory is its own: on CPU the
 above the level before ``prune_block`` (Linux ``VmHWM``, reset through ``/proc/self/clear_refs``), on
 CUDA ``torch.cuda.max_memory_allocated`` above the level before.  Each block is pruned ``--repeat``
 times and the fastest run counts (the machine may be shared: the minimum is the least disturbed).
+``floor`` is not a method: it times the matrix work BESA cannot skip without changing its results (one
+dense pass, then a forward and a backward with all seven weight gradients per window), so its ratio is the
+lower bound of BESA's.
 Prints ``uptime`` before and after, one line per method (wall and CPU seconds per block, peak memory)
 and the ratios to Wanda's wall time, CPU time and peak memory.  CPU time (process time, all threads)
 is less sensitive to other jobs than wall time; on a loaded machine compare the CPU-time ratios.
@@ -38,7 +41,39 @@ VARIANTS: dict[str, tuple[str, dict, tuple[int, int] | None, str]] = {
     "besa+admm": ("besa", {"verbose": False}, None, "admm"),
     "wanda-2:4": ("wanda", {}, (2, 4), "none"),
     "besa-2:4": ("besa", {"verbose": False}, (2, 4), "none"),
+    "floor": ("floor", {}, None, "none"),  # not a method: BESA's unavoidable matrix work, see _floor_method
 }
+
+
+def _floor_method():
+    """A stand-in "method" timing the least work that BESA's results pin down: one dense forward of the
+    block over the calibration windows (statistics and targets) plus, per window, one forward and one
+    backward with the gradients of all seven weights (the mask gradient needs each full weight
+    gradient).  No masks, sort, loss normalisation or optimiser; returns all-True masks."""
+    import torch
+
+    from pruning.methods.base import LINEAR_NAMES, BlockResult
+
+    class Floor:
+        needs_targets = makes_targets = False
+
+        def prune_block(self, block, inputs, targets, job):
+            with torch.no_grad():
+                outs = [inputs.run(block, i, job.device) for i in range(len(inputs))]
+            mods = dict(block.named_modules())
+            flags = [(p, p.requires_grad) for p in block.parameters()]
+            for p, _ in flags:
+                p.requires_grad_(False)
+            for i in range(len(inputs)):
+                ws = {f"{n}.weight": mods[n].weight.detach().requires_grad_(True) for n in LINEAR_NAMES}
+                out = torch.func.functional_call(block, ws, (inputs.hidden[i : i + 1].to(job.device),), dict(inputs.kwargs))
+                out = out[0] if isinstance(out, (tuple, list)) else out
+                ((out - outs[i]) ** 2).sum().backward()
+            for p, f in flags:
+                p.requires_grad_(f)
+            return BlockResult(keep={n: torch.ones(mods[n].weight.shape, dtype=torch.bool) for n in LINEAR_NAMES})
+
+    return Floor()
 
 
 def _uptime() -> str:
@@ -148,7 +183,7 @@ def worker(variant: str, nsamples: int, seqlen: int, blocks: list[int], device: 
         inputs = BlockInputs(hidden, kwargs)
         if bi in blocks:
             block.to(dev)
-            m = METHODS[method_name](**options)
+            m = _floor_method() if method_name == "floor" else METHODS[method_name](**options)
             driver_targets = m.needs_targets and not m.makes_targets  # the driver's own dense pass (pruned targets)
             job = BlockJob(bi, f"model.layers.{bi}.", {n: S for n in LINEAR_NAMES}, pattern, dev, autocast, 0)
             best_wall = best_cpu = float("inf")

@@ -84,19 +84,31 @@ def compact(t: torch.Tensor, top: int) -> torch.Tensor:
     return t.to(torch.int64)
 
 
-def layer_ranking(W: torch.Tensor, stat: torch.Tensor, D: int = D_DEFAULT, chunk: int = 1 << 18) -> tuple[torch.Tensor, torch.Tensor, int]:
+# Entries per row chunk of the row-wise passes over a layer (the ranking, the straight-through
+# backward): on CPU a few MiB of int64 temporaries that stay in cache; a GPU wants few, large kernels
+# (at 2^18 a LLaMA-7B MLP linear would be ~170 chunks per step).  Results do not depend on it.
+ROW_CHUNK = {"cpu": 1 << 18}
+ROW_CHUNK_OTHER = 1 << 24
+
+
+def row_chunk(C: int, device: torch.device) -> int:
+    """Rows per chunk for a ``[R, C]`` layer on ``device`` (at least 1)."""
+    return max(1, ROW_CHUNK.get(torch.device(device).type, ROW_CHUNK_OTHER) // max(C, 1))
+
+
+def layer_ranking(W: torch.Tensor, stat: torch.Tensor, D: int = D_DEFAULT, chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """What BESA keeps per layer for a whole block: ``(rank, index, index_max)``.
 
     ``rank = compact(sort_ranks(wanda_score(W, stat)), C)``, ``index = compact(soft_index(rank,
     candidate_counts(C, D)), D)`` and ``index_max = max(index)``, computed ``chunk`` entries' worth of
-    rows at a time: every step is row-wise, so the result is identical, and the int64 temporaries of
+    rows at a time (default :func:`row_chunk`): every step is row-wise, so the result is identical, and the int64 temporaries of
     the sort stay a few MiB instead of several copies of the layer.
     """
     R, C = W.shape
     m = soft_index(torch.arange(C, device=W.device).reshape(1, -1), candidate_counts(C, D))[0]  # (C,) index of sorted position j
     rank = torch.empty((R, C), dtype=compact(torch.zeros(0), C).dtype, device=W.device)
     index = torch.empty((R, C), dtype=compact(torch.zeros(0), D).dtype, device=W.device)
-    rows = max(1, chunk // max(C, 1))
+    rows = row_chunk(C, W.device) if chunk is None else max(1, chunk // max(C, 1))
     for r0 in range(0, R, rows):
         rk = sort_ranks(wanda_score(W[r0 : r0 + rows], stat))  # (rows, C) int64
         rank[r0 : r0 + rows] = rk
@@ -172,12 +184,10 @@ class _SteMaskedWeight(torch.autograd.Function):
     Backward: d/dcp of ``1 - cp[index]`` is ``-scatter_add(grad * W)``; negating the small ``[R, D+1]``
     result instead of every entry is exact (rounding is symmetric), so gradients match autograd's
     bit for bit.  Nothing ``[R, C]`` is saved: ``W`` and ``index`` live for the whole block anyway
-    (``index`` in any integer dtype).  The backward runs over row chunks of ``CHUNK`` entries: the
+    (``index`` in any integer dtype).  The backward runs over row chunks (:func:`row_chunk`): the
     scatter adds each row's entries in column order either way, so the sums are the same bits, while
     ``grad * W`` and the int64 index the scatter needs are a few MiB instead of two copies of the layer.
     """
-
-    CHUNK = 1 << 18  # entries per row chunk in backward
 
     @staticmethod
     def forward(ctx, W, hard, cp, index, index_max):
@@ -194,7 +204,7 @@ class _SteMaskedWeight(torch.autograd.Function):
         W, index = ctx.saved_tensors
         R, C = W.shape
         gcp = torch.zeros(ctx.cp_shape, dtype=torch.result_type(grad, W), device=grad.device)
-        rows = max(1, _SteMaskedWeight.CHUNK // max(C, 1))
+        rows = row_chunk(C, W.device)
         for r0 in range(0, R, rows):
             r1 = r0 + rows
             gcp[r0:r1].scatter_add_(1, index[r0:r1].long(), grad[r0:r1] * W[r0:r1])  # grad * W = d loss / d mask

@@ -183,12 +183,12 @@ def test_masked_weight_is_bit_identical_to_ste_composition(R, C, D, rows1, smoot
     """Value and gradient of the fused STE op equal ``W * ste_mask(hard, soft_keep(p, index))`` exactly,
     also where float noise pushes the cumulative coefficients past 1 (no smoothing, extreme logits), and
     whatever the backward's row chunk (1 entry = one row per chunk, 7, the default)."""
-    old_chunk = core._SteMaskedWeight.CHUNK
-    core._SteMaskedWeight.CHUNK = chunk
+    old_chunk = core.ROW_CHUNK["cpu"]
+    core.ROW_CHUNK["cpu"] = chunk
     try:
         _check_masked_weight(R, C, D, rows1, smoothing, scale, seed)
     finally:
-        core._SteMaskedWeight.CHUNK = old_chunk
+        core.ROW_CHUNK["cpu"] = old_chunk
 
 
 def _check_masked_weight(R, C, D, rows1, smoothing, scale, seed):
@@ -258,3 +258,9 @@ def test_layer_ranking_equals_the_unchunked_composition(R, C, D, chunk, ties, se
     assert rank.dtype == core.compact(want_rank, C).dtype and index.dtype == core.compact(want_index, D).dtype
     assert torch.equal(rank.long(), want_rank) and torch.equal(index.long(), want_index)
     assert index_max == int(want_index.max())
+
+
+def test_row_chunk_per_device():
+    assert core.row_chunk(576, torch.device("cpu")) == (1 << 18) // 576
+    assert core.row_chunk(4096, torch.device("cuda")) == (1 << 24) // 4096  # only the device type is read
+    assert core.row_chunk(1 << 20, "cpu") == 1 and core.row_chunk(0, "cpu") == 1 << 18
