@@ -279,34 +279,47 @@ BESA_HOT int64_t bank_gather(const PackedMask& p, const uint8_t* sel, int64_t co
     const int64_t S = std::min<int64_t>(p.rows, 64), W = words_of(p.nb);
     std::vector<uint64_t> x(static_cast<size_t>(W)), s(static_cast<size_t>(W));
     for (int64_t w = 0; w < W; ++w) s[static_cast<size_t>(w)] = static_cast<uint64_t>(sel_word(sel, p.nb, w));
-    std::vector<int64_t> hist(static_cast<size_t>(banks), 0), buf(static_cast<size_t>(m));
+    std::vector<int64_t> hist(static_cast<size_t>(banks), 0);
     int64_t cost = 0, beats = 0;
-    auto beat = [&](int64_t k) {
+    // A beat = the k kept selected columns first..last of the row held in x (AND s).  Distinct
+    // columns closer than `banks` fall in distinct banks: one cycle.  Else count them per bank.
+    auto beat = [&](int64_t k, int64_t first, int64_t last) {
         beats += (k + banks - 1) / banks;
-        if (buf[static_cast<size_t>(k - 1)] - buf[0] < banks) {  // k distinct columns within one bank cycle
+        if (last - first < banks) {
             cost += 1;
             return;
         }
         int64_t mx = 0;
-        for (int64_t q = 0; q < k; ++q) mx = std::max(mx, ++hist[static_cast<size_t>(buf[static_cast<size_t>(q)] % banks)]);
-        for (int64_t q = 0; q < k; ++q) hist[static_cast<size_t>(buf[static_cast<size_t>(q)] % banks)] = 0;
+        for (int64_t w = first / 64; w <= last / 64; ++w) {
+            uint64_t v = x[static_cast<size_t>(w)] & s[static_cast<size_t>(w)];
+            if (w == first / 64) v &= ~below(static_cast<int>(first % 64));
+            if (w == last / 64) v &= below(static_cast<int>(last % 64) + 1);
+            for (; v; v &= v - 1) mx = std::max(mx, ++hist[static_cast<size_t>((64 * w + __builtin_ctzll(v)) % banks)]);
+        }
+        std::fill(hist.begin(), hist.end(), 0);
         cost += mx;
     };
     for (int64_t i = 0; i < S; ++i) {
         load_row(p, i * p.rows / S, x.data());
-        int64_t k = 0;
+        int64_t k = 0, first = 0, last = 0;
         for (int64_t w = 0; w < W; ++w) {
             uint64_t v = x[static_cast<size_t>(w)] & s[static_cast<size_t>(w)];
             while (v) {
-                buf[static_cast<size_t>(k++)] = 64 * w + __builtin_ctzll(v);
-                v &= v - 1;
-                if (k == m) {
-                    beat(k);
-                    k = 0;
+                const int64_t pc = __builtin_popcountll(v);
+                if (!k) first = 64 * w + __builtin_ctzll(v);
+                if (k + pc < m) {  // the whole word belongs to the current beat
+                    last = 64 * w + 63 - __builtin_clzll(v);
+                    k += pc;
+                    break;
                 }
+                for (int64_t t = m - k - 1; t > 0; --t) v &= v - 1;  // the beat ends at the (m-k)-th bit
+                last = 64 * w + __builtin_ctzll(v);
+                v &= v - 1;
+                beat(m, first, last);
+                k = 0;
             }
         }
-        if (k) beat(k);
+        if (k) beat(k, first, last);
     }
     if (beats == 0) return scale;
     return std::max(scale, (cost * scale + beats - 1) / beats);
