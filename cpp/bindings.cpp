@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "model.hpp"
+#include "random.hpp"
 #include "stats.hpp"
 
 namespace py = pybind11;
@@ -232,4 +233,20 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("packed"), py::arg("sel"), py::arg("cols"), py::arg("m"), py::arg("banks"), py::arg("scale"),
         "Gather factor x scale from bank conflicts of the selected columns (a sample of <= 64 rows).");
+    m.def(
+        "pcg64_fill",
+        [](py::array_t<uint8_t, py::array::c_style> out, int64_t offset, int64_t count, uint64_t state_hi, uint64_t state_lo,
+           uint64_t inc_hi, uint64_t inc_lo) {
+            if (out.ndim() != 1 || offset < 0 || count < 0 || offset + 8 * count > out.shape(0))
+                throw py::value_error("pcg64_fill: out must be 1-D uint8 with room for count words at offset");
+            besa::Pcg64State st{state_hi, state_lo, inc_hi, inc_lo};
+            uint8_t* o = out.mutable_data() + offset;
+            {
+                py::gil_scoped_release release;
+                besa::pcg64_fill(st, o, count);
+            }
+            return py::make_tuple(st.state_hi, st.state_lo);
+        },
+        py::arg("out"), py::arg("offset"), py::arg("count"), py::arg("state_hi"), py::arg("state_lo"), py::arg("inc_hi"),
+        py::arg("inc_lo"), "The next count outputs of a PCG64 state (numpy's) as little-endian words; returns the new state.");
 }

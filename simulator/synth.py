@@ -59,6 +59,18 @@ def popcount(packed: np.ndarray) -> int:
     return int(np.bitwise_count(packed).sum(dtype=np.int64))
 
 
+def _pcg64_fill():
+    """The C++ core's PCG64 stream (cpp/random.cpp), or None without the core."""
+    try:
+        from simulator import _core  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - exercised only without the extension
+        return None
+    return getattr(_core, "pcg64_fill", None)
+
+
+USE_CORE_RNG = True  # tests set False to check the numpy-only path
+
+
 def uniform_ints(rng: np.random.Generator, shape: tuple[int, ...], nbytes: int) -> np.ndarray:
     """Exactly ``rng.integers(0, 2**(8*nbytes), size=shape, dtype=uint8 / uint16)`` (``nbytes`` 1 or
     2), leaving ``rng`` in the same state, 5-10x faster.
@@ -66,8 +78,9 @@ def uniform_ints(rng: np.random.Generator, shape: tuple[int, ...], nbytes: int) 
     numpy fills full-range uint8 / uint16 draws from 32-bit words (4 / 2 per word, low bits first,
     a fresh word per call), and PCG64 serves 32-bit words as the low then the high half of its
     64-bit outputs (keeping an unused high half for the next 32-bit request).  So the draws are the
-    little-endian bytes of consecutive 64-bit outputs, which a full-range uint64 draw returns 8
-    bytes per step.  Another bit generator (or a big-endian host) takes the plain call.
+    little-endian bytes of consecutive 64-bit outputs: the C++ core computes them four streams at a
+    time (:func:`_pcg64_fill`), else a full-range uint64 draw returns them.  Another bit generator
+    (or a big-endian host) takes the plain call.
     """
     dtype = np.uint8 if nbytes == 1 else np.uint16
     n = int(np.prod(shape, dtype=np.int64))
@@ -75,6 +88,9 @@ def uniform_ints(rng: np.random.Generator, shape: tuple[int, ...], nbytes: int) 
     if n == 0 or not isinstance(bg, np.random.PCG64) or sys.byteorder != "little":
         return rng.integers(0, 1 << (8 * nbytes), size=shape, dtype=dtype)
     words = -(-n * nbytes // 4)  # the 32-bit words numpy's fill would take
+    fill = _pcg64_fill() if USE_CORE_RNG else None
+    if fill is not None:
+        return _uniform_core(fill, bg, words, n * nbytes).view(dtype).reshape(shape)
     parts = []
     if bg.state["has_uint32"]:  # the buffered high half comes first
         parts.append(rng.integers(0, 1 << 32, size=1, dtype=np.uint32))
@@ -84,6 +100,26 @@ def uniform_ints(rng: np.random.Generator, shape: tuple[int, ...], nbytes: int) 
         parts.append(rng.integers(0, 1 << 32, size=1, dtype=np.uint32))
     raw = parts[0].view(np.uint8) if len(parts) == 1 else np.concatenate([p.view(np.uint8) for p in parts])
     return raw[: n * nbytes].view(dtype).reshape(shape)
+
+
+def _uniform_core(fill, bg, words: int, size: int) -> np.ndarray:
+    """``words`` 32-bit words of ``bg`` (a PCG64) as ``size`` bytes, from the C++ stream; the
+    generator's state (including a buffered half word) is updated as numpy would."""
+    st = bg.state
+    state, inc = st["state"]["state"], st["state"]["inc"]
+    buf = np.empty(4 * words + 8, np.uint8)
+    off = 0
+    if st["has_uint32"]:  # the buffered high half comes first
+        buf[:4] = np.array([st["uinteger"]], "<u4").view(np.uint8)
+        words, off = words - 1, 4
+    outputs = -(-words // 2)  # an odd count takes the low half of one more output
+    lo64 = (1 << 64) - 1
+    hi, lo = fill(buf, off, outputs, state >> 64, state & lo64, inc >> 64, inc & lo64)
+    new = dict(st, state={"state": (hi << 64) | lo, "inc": inc}, has_uint32=0)
+    if words % 2:  # its high half stays buffered for the next 32-bit request
+        new.update(has_uint32=1, uinteger=int(buf[off + 8 * outputs - 4 : off + 8 * outputs].view("<u4")[0]))
+    bg.state = new
+    return buf[:size]
 
 
 def fix_count(packed: np.ndarray, cols: int, target: int, rng: np.random.Generator) -> np.ndarray:

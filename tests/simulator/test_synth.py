@@ -179,16 +179,23 @@ def test_synthetic_masks_are_pinned(spec, digest):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.integers(0, 2**32), st.lists(st.integers(0, 9), max_size=3), st.tuples(st.integers(0, 40), st.integers(1, 37)), st.sampled_from([1, 2]))
-def test_uniform_ints_is_numpys_draw(seed, before, shape, nbytes):
+@given(
+    st.integers(0, 2**32), st.lists(st.integers(0, 9), max_size=3), st.tuples(st.integers(0, 40), st.integers(1, 37)), st.sampled_from([1, 2]), st.booleans()
+)
+def test_uniform_ints_is_numpys_draw(seed, before, shape, nbytes, core_rng):
     """uniform_ints == rng.integers(full range, uint8 / uint16) bit for bit and leaves the generator
-    in the same state, whatever 32-bit half word an earlier draw left buffered."""
+    in the same state, whatever 32-bit half word an earlier draw left buffered — with the C++ PCG64
+    stream (four interleaved lanes) and with numpy's uint64 draws."""
     a, b = np.random.default_rng(seed), np.random.default_rng(seed)
     for k in before:  # odd counts of 32-bit draws leave a buffered half word
         assert np.array_equal(a.integers(0, 1 << 32, size=k, dtype=np.uint32), b.integers(0, 1 << 32, size=k, dtype=np.uint32))
     dtype = np.uint8 if nbytes == 1 else np.uint16
     want = a.integers(0, 1 << (8 * nbytes), size=shape, dtype=dtype)
-    got = synth.uniform_ints(b, shape, nbytes)
+    synth.USE_CORE_RNG = core_rng
+    try:
+        got = synth.uniform_ints(b, shape, nbytes)
+    finally:
+        synth.USE_CORE_RNG = True
     assert got.dtype == dtype and got.shape == want.shape and np.array_equal(got, want)
     sa, sb = a.bit_generator.state, b.bit_generator.state
     assert sa["state"] == sb["state"] and sa["has_uint32"] == sb["has_uint32"]
