@@ -330,3 +330,22 @@ def parse_sweep_text(text: str):
     from simulator.sweep import parse_sweep
 
     return parse_sweep(tomllib.loads(text), source="test")
+
+
+def test_scheduler_address_runs_on_that_cluster(tmp_path):
+    """--scheduler ADDRESS: an existing cluster (work stealing on, as a user's may be) gives the rows
+    of a serial run; an unreachable address is one line."""
+    from distributed import LocalCluster
+
+    from besa_common.errors import UserError
+
+    spec = load_sweep(_write(tmp_path, IDENT))
+    serial = run_sweep(spec, tmp_path / "a", workers=0, progress=False).results.set_index("point_id").sort_index()
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cl:
+        res = run_sweep(spec, tmp_path / "b", scheduler=cl.scheduler_address, progress=False)
+    got = res.results.set_index("point_id").sort_index()
+    assert res.computed == 16 and res.failed == 0
+    for col in ("cycles", "dense_cycles", "bytes_index", "speedup", "utilization"):
+        assert (got[col] == serial[col]).all(), col
+    with pytest.raises(UserError, match="cannot reach the Dask scheduler"):
+        run_sweep(spec, tmp_path / "c", scheduler="tcp://127.0.0.1:9", progress=False)
