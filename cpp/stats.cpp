@@ -68,19 +68,36 @@ inline int64_t popcount_row(const uint64_t* x, int64_t Wp) {
     return s;
 }
 
-// Vertical counting of a block of 15 rows (xb: 15 rows of Wp words, Wp a multiple of 4): per word,
+// Sum of the bytes of the four words of b (each byte <= 240).
+inline int64_t sum_bytes(Vec4 b) {
+    const uint64_t k16 = 0x00FF00FF00FF00FFULL;
+    const Vec4 m16 = {k16, k16, k16, k16};
+    const Vec4 pairs = (b & m16) + ((b >> 8) & m16);  // 16-bit lanes <= 480
+    int64_t s = 0;
+    for (int i = 0; i < 4; ++i) s += static_cast<int64_t>((pairs[i] * 0x0001000100010001ULL) >> 48);
+    return s;
+}
+
+// Vertical counting of a block of 15 rows (rows[i]: Wp words each, Wp a multiple of 4): per word,
 // four sums of 4-bit lanes kept in registers (lane j of sum k counts column 64w + 4j + k, at most
 // 15), then split into the 8-bit lanes of a8 (a8[q*Wp + w], byte lane i counts column 64w + 8i + q).
-inline void add_block(const uint64_t* xb, uint64_t* a8, int64_t Wp) {
-    const Vec4 m1 = {kLane1, kLane1, kLane1, kLane1}, m4 = {kLane4, kLane4, kLane4, kLane4};
+// The same four extracts summed per row give its kept count (rowcnt[i] += ...): nibble lanes take
+// 3 words (<= 12), byte lanes 10 of those folds (<= 240).
+inline void add_block(const uint64_t* const* rows, uint64_t* a8, int64_t Wp, int64_t* rowcnt) {
+    const Vec4 m1 = {kLane1, kLane1, kLane1, kLane1}, m4 = {kLane4, kLane4, kLane4, kLane4}, zero = {0, 0, 0, 0};
+    Vec4 rs[15], rb[15];
+    for (int i = 0; i < 15; ++i) rs[i] = rb[i] = zero;
+    int chunks = 0, folds = 0;
     for (int64_t w = 0; w < Wp; w += 4) {
-        Vec4 s0 = {0, 0, 0, 0}, s1 = s0, s2 = s0, s3 = s0;
+        Vec4 s0 = zero, s1 = zero, s2 = zero, s3 = zero;
         for (int i = 0; i < 15; ++i) {
-            const Vec4 v = load4(xb + i * Wp + w);
-            s0 += v & m1;
-            s1 += (v >> 1) & m1;
-            s2 += (v >> 2) & m1;
-            s3 += (v >> 3) & m1;
+            const Vec4 v = load4(rows[i] + w);
+            const Vec4 e0 = v & m1, e1 = (v >> 1) & m1, e2 = (v >> 2) & m1, e3 = (v >> 3) & m1;
+            s0 += e0;
+            s1 += e1;
+            s2 += e2;
+            s3 += e3;
+            rs[i] += (e0 + e1) + (e2 + e3);
         }
         add4(a8 + 0 * Wp + w, s0 & m4);
         add4(a8 + 4 * Wp + w, (s0 >> 4) & m4);
@@ -90,7 +107,22 @@ inline void add_block(const uint64_t* xb, uint64_t* a8, int64_t Wp) {
         add4(a8 + 6 * Wp + w, (s2 >> 4) & m4);
         add4(a8 + 3 * Wp + w, s3 & m4);
         add4(a8 + 7 * Wp + w, (s3 >> 4) & m4);
+        if (++chunks == 3) {
+            chunks = 0;
+            for (int i = 0; i < 15; ++i) {
+                rb[i] += (rs[i] & m4) + ((rs[i] >> 4) & m4);
+                rs[i] = zero;
+            }
+            if (++folds == 10) {
+                folds = 0;
+                for (int i = 0; i < 15; ++i) {
+                    rowcnt[i] += sum_bytes(rb[i]);
+                    rb[i] = zero;
+                }
+            }
+        }
     }
+    for (int i = 0; i < 15; ++i) rowcnt[i] += sum_bytes(rb[i] + (rs[i] & m4) + ((rs[i] >> 4) & m4));
 }
 
 void flush_bytes(uint64_t* a8, int64_t W, int64_t* cols) {
@@ -112,17 +144,28 @@ int64_t sel_word(const uint8_t* sel, int64_t nb, int64_t w) {
 
 BESA_HOT void count_cols_rows(const PackedMask& p, int64_t* col_out, int64_t* row_out) {
     const int64_t W = words_of(p.nb), Wp = (W + 3) / 4 * 4;
-    std::vector<uint64_t> xb(static_cast<size_t>(15 * Wp), 0), a8(static_cast<size_t>(8 * Wp), 0);
+    const bool direct = 8 * Wp == p.nb;  // rows already whole 4-word chunks: read them in place
+    std::vector<uint64_t> xb(static_cast<size_t>(16 * Wp), 0), a8(static_cast<size_t>(8 * Wp), 0);
     std::vector<int64_t> cols(static_cast<size_t>(64 * Wp), 0);
+    const uint64_t* zero_row = xb.data() + 15 * Wp;
+    const uint64_t* rows[15];
+    int64_t cnt[15];
     int64_t held = 0;  // rows added to a8 since its last flush (a byte lane holds 255)
     for (int64_t r0 = 0; r0 < p.rows; r0 += 15) {
         const int64_t R = std::min<int64_t>(15, p.rows - r0);
-        for (int64_t i = 0; i < R; ++i) {
-            load_row(p, r0 + i, xb.data() + i * Wp);  // words W..Wp-1 stay 0
-            row_out[r0 + i] = popcount_row(xb.data() + i * Wp, Wp);
+        for (int64_t i = 0; i < 15; ++i) {
+            cnt[i] = 0;
+            if (i >= R) {
+                rows[i] = zero_row;  // a short last block: zero rows
+            } else if (direct) {
+                rows[i] = reinterpret_cast<const uint64_t*>(p.row(r0 + i));  // read through memcpy (load4)
+            } else {
+                load_row(p, r0 + i, xb.data() + i * Wp);  // words W..Wp-1 stay 0
+                rows[i] = xb.data() + i * Wp;
+            }
         }
-        std::fill(xb.begin() + R * Wp, xb.end(), 0);  // a short last block: zero rows
-        add_block(xb.data(), a8.data(), Wp);
+        add_block(rows, a8.data(), Wp, cnt);
+        for (int64_t i = 0; i < R; ++i) row_out[r0 + i] = cnt[i];
         held += 15;
         if (held + 15 > 255) {
             flush_bytes(a8.data(), Wp, cols.data());
