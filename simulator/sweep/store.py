@@ -56,6 +56,9 @@ RESULT_FIELDS = {
     "utilization",
     "lb_ideal",
     "lb_split",
+    "energy_uj",
+    "dense_energy_uj",
+    "energy_vs_dense",
     "seed",
     "finished_at",
 }

@@ -304,6 +304,8 @@ def test_rows_bit_identical_to_besa_simulate(tmp_path, workers):
                     assert row[col] == want[col], (q.hw, q.tokens, col)
                 assert row["speedup"] == want["speedup_vs_dense"] and row["utilization"] == want["utilization"]
                 assert row["memory_bound_share"] == want["memory_bound_share"]
+                for col in ("energy_uj", "dense_energy_uj", "energy_vs_dense"):
+                    assert row[col] == want[col], (q.hw, q.tokens, col)
 
 
 def test_layer_slices_reassemble_to_one_simulator_call():
