@@ -47,27 +47,6 @@ inline void add4(uint64_t* p, Vec4 v) {
     std::memcpy(p, &t, sizeof t);
 }
 
-// Kept bits of a row of Wp words (Wp a multiple of 4), SWAR on four words at a time: byte counts
-// (<= 8) summed over at most 31 vectors (<= 248 per byte), then each 64-bit lane's bytes added up.
-inline int64_t popcount_row(const uint64_t* x, int64_t Wp) {
-    const uint64_t k1 = 0x5555555555555555ULL, k2 = 0x3333333333333333ULL, k16 = 0x00FF00FF00FF00FFULL;
-    const Vec4 m1 = {k1, k1, k1, k1}, m2 = {k2, k2, k2, k2}, m4 = {kLane4, kLane4, kLane4, kLane4},
-               m16 = {k16, k16, k16, k16};
-    int64_t s = 0;
-    for (int64_t w0 = 0; w0 < Wp; w0 += 4 * 31) {
-        Vec4 bytes = {0, 0, 0, 0};
-        for (int64_t w = w0; w < std::min(Wp, w0 + 4 * 31); w += 4) {
-            Vec4 v = load4(x + w);
-            v = v - ((v >> 1) & m1);
-            v = (v & m2) + ((v >> 2) & m2);
-            bytes += (v + (v >> 4)) & m4;
-        }
-        const Vec4 pairs = (bytes & m16) + ((bytes >> 8) & m16);  // four 16-bit lanes <= 496 each
-        for (int i = 0; i < 4; ++i) s += static_cast<int64_t>((pairs[i] * 0x0001000100010001ULL) >> 48);
-    }
-    return s;
-}
-
 // Sum of the bytes of the four words of b (each byte <= 240).
 inline int64_t sum_bytes(Vec4 b) {
     const uint64_t k16 = 0x00FF00FF00FF00FFULL;
