@@ -87,7 +87,7 @@ def run_config(name: str, flags: list[str], model_spec: str, calib, eval_tokens,
     out = Path(args.out) / name
     pa = _prune_args(flags, out)
     method = _methods()[pa.method].from_args(pa)
-    wu = WeightUpdateConfig(mode=pa.weight_update, damp=pa.update_damp, iters=pa.admm_iters, rho=pa.admm_rho, exact=pa.admm_exact)
+    wu = WeightUpdateConfig(mode=pa.weight_update, damp=pa.update_damp, iters=pa.admm_iters, rho=pa.admm_rho, exact=pa.admm_exact, reselect=pa.admm_reselect)
     config = DriverConfig(
         sparsity=0.5, pattern=parse_pattern(pa.pattern), device=args.device, seed=args.seed, progress=False, weight_update=wu, target=pa.target
     )

@@ -91,6 +91,13 @@ def add_arguments(parser) -> None:
     )
     wu.add_argument("--update-damp", type=float, default=0.01, help="ridge λ of the update (admm: λ·diag(H); obs: λ·mean diag, SparseGPT's); default 0.01")
     wu.add_argument("--admm-iters", type=int, default=8, help="ADMM iterations (default 8)")
+    wu.add_argument(
+        "--admm-reselect",
+        type=int,
+        default=0,
+        metavar="N",
+        help="admm: N first iterations re-choose WHICH weights each row (n:m group) keeps, same count per row/group (default 0: masks fixed)",
+    )
     wu.add_argument("--admm-rho", type=float, default=0.5, help="ADMM penalty ρ in diag-normalised coordinates, constant (default 0.5)")
     wu.add_argument(
         "--admm-exact",
@@ -152,7 +159,7 @@ def run(args) -> int:
     from pruning.weight_update import WeightUpdateConfig
 
     args.weight_update_config = WeightUpdateConfig(
-        mode=args.weight_update, damp=args.update_damp, iters=args.admm_iters, rho=args.admm_rho, exact=args.admm_exact
+        mode=args.weight_update, damp=args.update_damp, iters=args.admm_iters, rho=args.admm_rho, exact=args.admm_exact, reselect=args.admm_reselect
     )
     layer_sparsity = _read_layer_sparsity(args.layer_sparsity)
     methods = _methods()

@@ -101,8 +101,8 @@ def _update_weights(res: BlockResult, block: nn.Module, inputs: BlockInputs, job
     still holds its dense weights); per-layer errors go to the allocation record as ``update_*``."""
     from pruning.weight_update import update_block
 
-    weights, record = update_block(block, inputs, job, {n: k.detach().cpu().bool() for n, k in res.keep.items()}, cfg)
-    res.weights = weights
+    weights, record, keep = update_block(block, inputs, job, {n: k.detach().cpu().bool() for n, k in res.keep.items()}, cfg)
+    res.weights, res.keep = weights, keep  # keep: the method's masks unless --admm-reselect re-chose them
     layers = res.record.setdefault("layers", {})
     for name, rec in record.items():
         layers.setdefault(name, {}).update({f"update_{k}": v for k, v in rec.items()})

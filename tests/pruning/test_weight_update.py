@@ -199,9 +199,9 @@ def test_grams_from_the_methods_pass_equal_a_pass_of_their_own(method):
     assert torch.allclose(own["self_attn.q_proj"].double(), X.T @ X, rtol=1e-5, atol=1e-4)
     cfg = WeightUpdateConfig("admm", iters=5)
     keep = {n: k.bool() for n, k in res.keep.items()}
-    a, ra = update_block(block, inputs, job, keep, cfg)  # collector complete: no pass of its own
+    a, ra, _ = update_block(block, inputs, job, keep, cfg)  # collector complete: no pass of its own
     assert col.closed and not col.grams
-    b, rb = update_block(block, inputs, _block_job(model, _calib())[2], keep, cfg)  # no collector: its own pass
+    b, rb, _ = update_block(block, inputs, _block_job(model, _calib())[2], keep, cfg)  # no collector: its own pass
     assert all(torch.equal(a[n], b[n]) for n in names) and ra == rb
 
 
@@ -218,8 +218,8 @@ def test_incomplete_collector_is_not_used():
     keep = {n: k.bool() for n, k in res.keep.items()}
     assert not col.covers(tuple(keep), len(inputs))
     cfg = WeightUpdateConfig("admm", iters=3)
-    a, _ = update_block(block, inputs, job, keep, cfg)
-    b, _ = update_block(block, inputs, _block_job(model, _calib())[2], keep, cfg)
+    a, _, _ = update_block(block, inputs, job, keep, cfg)
+    b, _, _ = update_block(block, inputs, _block_job(model, _calib())[2], keep, cfg)
     assert all(torch.equal(a[n], b[n]) for n in keep)
 
 
@@ -237,3 +237,65 @@ def test_update_errors_match_reconstruction_error(out, cols, seed):
     before, after = update_errors(W, W0, keep, H)
     assert before == pytest.approx(reconstruction_error(W0 * keep, W0, H), rel=1e-4, abs=1e-6)
     assert after == pytest.approx(reconstruction_error(W, W0, H), rel=1e-4, abs=1e-6)
+
+
+# ----------------------------------------------------------------------------- --admm-reselect
+
+
+def test_reselect_finds_the_better_mask_at_the_same_count():
+    """Hand-built: x2 = x1 + small noise, x3 independent, w0 = [1, -1, 0.5], keep 2 of 3.  Wanda's order
+    (|w|·‖x‖) keeps x1 and x2, whose outputs nearly cancel, and drops x3 (error 0.25 ‖x3‖²).  Keeping x3
+    and one of x1/x2 costs only the noise: reselection must find it, with the same count per row."""
+    g = torch.Generator().manual_seed(0)
+    x1, x3 = torch.randn(400, generator=g), torch.randn(400, generator=g)
+    X = torch.stack([x1, x1 + 0.05 * torch.randn(400, generator=g), x3], 1)
+    H = X.T @ X
+    W0 = torch.tensor([[1.0, -1.0, 0.5]])
+    keep = torch.tensor([[True, True, False]])
+    cfg = WeightUpdateConfig("admm", iters=200, reselect=30)
+    from pruning.weight_update import reselect_mask
+
+    k = reselect_mask(W0, H, keep, cfg)
+    assert bool(k[0, 2]) and int(k.sum()) == 2
+    fixed = reconstruction_error(admm_update(W0, H, keep, cfg)[0] * keep, W0, H)
+    new = reconstruction_error(admm_update(W0, H, k, cfg)[0] * k, W0, H)
+    assert new < 0.1 * fixed
+
+
+@settings(max_examples=15, deadline=None)
+@given(out=st.integers(1, 5), groups=st.integers(1, 4), seed=st.integers(0, 2**16), nm=st.booleans())
+def test_reselect_keeps_the_count_of_every_row_and_group(out, groups, seed, nm):
+    from pruning.weight_update import reselect_mask
+
+    g = torch.Generator().manual_seed(seed)
+    cols = 4 * groups
+    X = torch.randn(3 * cols, cols, generator=g)
+    W0 = torch.randn(out, cols, generator=g)
+    if nm:  # 2 of every 4 kept
+        keep = torch.zeros(out, groups, 4, dtype=torch.bool)
+        keep[..., :2] = True
+        keep = keep[:, :, torch.randperm(4, generator=g)].reshape(out, cols)
+    else:
+        keep = torch.rand(out, cols, generator=g) < 0.5
+    k = reselect_mask(W0, X.T @ X, keep, WeightUpdateConfig("admm", reselect=5), 4 if nm else None)
+    assert k.dtype == torch.bool and k.shape == keep.shape
+    assert torch.equal(k.sum(1), keep.sum(1))
+    if nm:
+        assert (k.reshape(out, groups, 4).sum(2) == 2).all()
+
+
+def test_reselect_through_the_driver_changes_masks_not_counts(tmp_path):
+    cfg = DriverConfig(sparsity=0.5, weight_update=WeightUpdateConfig("admm", reselect=6), **CFG)
+    prune_model(tiny_model(), METHODS["wanda"](), _calib(), tmp_path / "fixed", DriverConfig(sparsity=0.5, **CFG))
+    model = tiny_model()
+    man = prune_model(model, METHODS["wanda"](), _calib(), tmp_path / "re", cfg)
+    a, b = read_masks(tmp_path / "fixed" / "masks.safetensors")[0], read_masks(tmp_path / "re" / "masks.safetensors")[0]
+    n0 = "model.layers.0.mlp.down_proj"  # block 0: same inputs in both runs
+    assert not np.array_equal(a[n0], b[n0]) and np.array_equal(a[n0].sum(1), b[n0].sum(1))
+    assert man["realised_sparsity"] == pytest.approx(0.5, abs=1e-9)
+    alloc = json.loads((tmp_path / "re" / "allocation.json").read_text())["layers"]
+    assert 0 < alloc[n0]["update_reselected"] < 1
+    for name, k in b.items():  # the run's masks are the reselected ones, and the weights follow them
+        assert not model.get_submodule(name).weight[~torch.from_numpy(k)].any()
+    with pytest.raises(UserError, match="--admm-reselect"):
+        WeightUpdateConfig("obs", reselect=3)
