@@ -82,7 +82,8 @@ def rle_pads(packed: np.ndarray, cols: int, select: np.ndarray, bits: int) -> np
     """Run-length padding entries per row over the selected (sparse) columns; see reference.rle_pads."""
     if _fast():
         return _core.rle_pads(_mask(packed), pack_select(select, packed.shape[1]), bits)
-    return _numba().rle_pads(packed, cols, select, bits)
+    # numba's ints are 64-bit: 1 << 64 wraps.  A run of 2^62 zeros never fits in a row, so 62 is exact.
+    return _numba().rle_pads(packed, cols, select, min(int(bits), 62))
 
 
 def nm_group_max(packed: np.ndarray, cols: int, m: int) -> int:

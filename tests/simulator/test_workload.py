@@ -38,7 +38,7 @@ def _check_statistics(keep, m, bits, sel):
 
 
 @settings(max_examples=80, deadline=None)
-@given(arrays(bool, st.tuples(st.integers(1, 300), st.integers(1, 70))), st.integers(1, 8), st.integers(1, 5))
+@given(arrays(bool, st.tuples(st.integers(1, 300), st.integers(1, 70))), st.integers(1, 8), st.one_of(st.integers(1, 5), st.integers(60, 64)))
 def test_statistics_match_numpy(keep, m, bits):
     for use_core in BACKENDS:
         stats.USE_CORE = use_core == "core"
