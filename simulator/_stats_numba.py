@@ -233,6 +233,20 @@ def reorder_labels(high, n):
 
 
 @njit(cache=True, nogil=True)
+def _beat_conflicts(buf, k, hist):
+    # The most column indices of one beat (buf[:k], bank numbers) that land on one bank; hist is
+    # zero on entry and on return.
+    mx = 0
+    for q in range(k):
+        hist[buf[q]] += 1
+        if hist[buf[q]] > mx:
+            mx = hist[buf[q]]
+    for q in range(k):
+        hist[buf[q]] = 0
+    return mx
+
+
+@njit(cache=True, nogil=True)
 def _bank_gather(packed, sel, cols, m, banks, scale):
     rows = packed.shape[0]
     S = min(rows, 64)
@@ -248,25 +262,11 @@ def _bank_gather(packed, sel, cols, m, banks, scale):
                 buf[k] = c % banks
                 k += 1
                 if k == m:
-                    mx = 0
-                    for q in range(k):
-                        hist[buf[q]] += 1
-                        if hist[buf[q]] > mx:
-                            mx = hist[buf[q]]
-                    for q in range(k):
-                        hist[buf[q]] = 0
-                    cost += mx
+                    cost += _beat_conflicts(buf, k, hist)
                     beats += (k + banks - 1) // banks
                     k = 0
         if k:
-            mx = 0
-            for q in range(k):
-                hist[buf[q]] += 1
-                if hist[buf[q]] > mx:
-                    mx = hist[buf[q]]
-            for q in range(k):
-                hist[buf[q]] = 0
-            cost += mx
+            cost += _beat_conflicts(buf, k, hist)
             beats += (k + banks - 1) // banks
     if beats == 0:
         return scale
