@@ -5,7 +5,7 @@
 Protocol (defaults): SmolLM2-135M, calibration 32 windows × 256 tokens of the offline wiki train split
 (seed 0), held-out = the first 8 windows × 1024 tokens of the wiki test split, sparsity exactly 0.500.
 Configurations: Wanda, SparseGPT, BESA ``--exact-budget model`` and the same with ``--weight-update
-admm`` / ``obs``; the same for the 2:4 pattern (Wanda 2:4, SparseGPT 2:4, learned 2:4 = ``--method
+admm`` / ``obs`` / ``admm --admm-reselect 10`` (the best: ``besa-exact+admm-resel``); the same for the 2:4 pattern (Wanda 2:4, SparseGPT 2:4, learned 2:4 = ``--method
 besa --pattern 2:4`` ± update), whose ratio is to the best 2:4 baseline.  ``--add NAME='FLAGS'`` adds a
 configuration (any ``besa prune`` flags) for exploration.  Each is pruned in-process through ``pruning.driver.prune_model`` into
 ``OUT/<name>/`` (a rerun resumes an interrupted one from its checkpoint), evaluated in memory (the
@@ -35,13 +35,19 @@ CONFIGS: dict[str, list[str]] = {
     "besa-exact": ["--method", "besa", "--exact-budget", "model"],
     "besa-exact+admm": ["--method", "besa", "--exact-budget", "model", "--weight-update", "admm"],
     "besa-exact+obs": ["--method", "besa", "--exact-budget", "model", "--weight-update", "obs"],
+    "besa-exact+admm-resel": ["--method", "besa", "--exact-budget", "model", "--weight-update", "admm", "--admm-reselect", "10"],
+    "besa-dense+admm": ["--method", "besa", "--exact-budget", "model", "--target", "dense", "--weight-update", "admm"],
+    "wanda+admm": ["--method", "wanda", "--weight-update", "admm"],
+    "wanda+admm-resel": ["--method", "wanda", "--weight-update", "admm", "--admm-reselect", "10"],
     "wanda-2:4": ["--method", "wanda", "--pattern", "2:4"],
     "sparsegpt-2:4": ["--method", "sparsegpt", "--pattern", "2:4"],
     "besa-2:4": ["--method", "besa", "--pattern", "2:4"],
     "besa-2:4+admm": ["--method", "besa", "--pattern", "2:4", "--weight-update", "admm"],
     "besa-2:4+obs": ["--method", "besa", "--pattern", "2:4", "--weight-update", "obs"],
+    "besa-2:4+admm-resel": ["--method", "besa", "--pattern", "2:4", "--weight-update", "admm", "--admm-reselect", "10"],
+    "wanda-2:4+admm-resel": ["--method", "wanda", "--pattern", "2:4", "--weight-update", "admm", "--admm-reselect", "10"],
 }
-DEFAULT_ONLY = ("wanda", "sparsegpt", "besa-exact", "besa-exact+admm", "besa-exact+obs")
+DEFAULT_ONLY = ("wanda", "sparsegpt", "besa-exact", "besa-exact+admm", "besa-exact+obs", "besa-exact+admm-resel")
 BASELINES = ("wanda", "sparsegpt", "wanda-2:4", "sparsegpt-2:4")
 
 
