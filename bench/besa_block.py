@@ -7,7 +7,7 @@ Every method gets the same captured inputs of the same decoder blocks (the dense
 comparable block by block).  The timed region is what the driver does for one block between moving it
 to the device and propagating its outputs: reconstruction targets where the driver computes them in a
 separate dense pass (a method that ``makes_targets``, BESA, records them in its own statistics pass
-and gets none), ``prune_block``, and for ``besa+admm`` the driver's ``--weight-update admm`` step
+and gets none), ``prune_block``, and for ``besa+admm`` (``besa+admm-resel``) the driver's ``--weight-update admm`` (``--admm-reselect 10``) step
 (pruning.weight_update.update_block).  Statistics collection is inside every timing.
 Each method runs in a fresh subprocess so its peak memory is its own: on CPU the peak resident set size
 above the level before ``prune_block`` (Linux ``VmHWM``, reset through ``/proc/self/clear_refs``), on
@@ -39,6 +39,7 @@ VARIANTS: dict[str, tuple[str, dict, tuple[int, int] | None, str]] = {
     "wanda": ("wanda", {}, None, "none"),
     "besa": ("besa", {"verbose": False}, None, "none"),
     "besa+admm": ("besa", {"verbose": False}, None, "admm"),
+    "besa+admm-resel": ("besa", {"verbose": False}, None, "admm:10"),  # --weight-update admm --admm-reselect 10
     "wanda-2:4": ("wanda", {}, (2, 4), "none"),
     "besa-2:4": ("besa", {"verbose": False}, (2, 4), "none"),
     "floor": ("floor", {}, None, "none"),  # not a method: BESA's unavoidable matrix work, see _floor_method
@@ -168,7 +169,8 @@ def worker(variant: str, nsamples: int, seqlen: int, blocks: list[int], device: 
     if update != "none":
         from pruning.weight_update import GramCollector, WeightUpdateConfig, update_block
 
-        update_cfg = WeightUpdateConfig(mode=update)
+        mode, _, reselect = update.partition(":")  # "admm:N" = --admm-reselect N
+        update_cfg = WeightUpdateConfig(mode=mode, reselect=int(reselect or 0))
     dev = torch.device(device)
     model, tok = load_model("smollm2-135m")
     calib = calibration(tok, "wiki", nsamples, seqlen, 0)
