@@ -1,0 +1,216 @@
+"""A systolic-array GEMM model in closed form that reproduces SCALE-Sim v3 (``scalesim`` 3.0.0).
+
+One GEMM layer: ``M`` tokens (ifmap rows), ``N`` output features (filters), ``K`` input features (the
+reduction), on an ``array_rows`` x ``array_cols`` (R x C) array of MACs, dataflow ``ws`` / ``os`` / ``is``
+(weight / output / input stationary), dense or SCALE-Sim's N:M (``n:m``: the weights keep n of every m
+consecutive input features and are compacted along K, its ``ellpack_block`` representation).  Units: cycles
+of the array clock; SRAM counts are words (one operand element each, SCALE-Sim's word).
+
+Derivation (SCALE-Sim's ``systolic_compute_{ws,os,is}.py`` build one demand matrix per operand, one row per
+cycle; its CALC bandwidth mode never stalls, so the layer takes as many cycles as the matrices have rows):
+
+* **Compaction** (``operand_matrix.create_filter_matrix``): n:m keeps the first n of every m weights along K
+  and packs them, so the reduction is ``K' = n * (K // m) + min(K % m, n)``; dense ``K' = K``.
+* **Folds**: the operand held stationary is cut into R x C tiles ("folds"); each fold is a fixed number of
+  demand rows ("lines"):
+
+  ====  ==========================  ===================================  ==================================
+  df    stationary (rows x cols)    folds                                 lines per fold
+  ====  ==========================  ===================================  ==================================
+  ws    weights  K' x N             ceil(K'/R) * ceil(N/C)                R preload + M stream + (R-1) skew
+                                                                          + (C-1) drain = 2R + C + M - 2
+  os    outputs  M x N              ceil(M/R) * ceil(N/C)                 K' stream + (R-1) + (C-1)
+                                                                          = K' + R + C - 2
+  is    inputs   K' x M             ceil(K'/R) * ceil(M/C)                2R + C + N - 2 (as ws, N streams)
+  ====  ==========================  ===================================  ==================================
+
+* **Total Cycles** (COMPUTE_REPORT "Total Cycles", CALC mode) = folds * lines_per_fold - 1: SCALE-Sim reports
+  the cycle index of the last demand row (``max(ofmap_serviced_cycles)`` with rows issued at cycles 0, 1, ...),
+  one less than the count.  Folds never overlap (no double-buffered weight preload), and a partial fold costs
+  as much as a full one.
+* **SRAM reads / writes** (DETAILED_ACCESS_REPORT), the elements of each operand's demand matrices:
+
+  ====  =============================  ======================  =======================================
+  df    ifmap reads                    filter reads            ofmap writes
+  ====  =============================  ======================  =======================================
+  ws    ceil(N/C) * M * K' (* m/n)     K' * N                  ceil(K'/R) * M * N
+  os    ceil(N/C) * M * K'             ceil(M/R) * K' * N      M * N + folds * (R + C)
+  is    K' * M                         ceil(M/C) * K' * N      ceil(K'/R) * M * N
+  ====  =============================  ======================  =======================================
+
+  Two SCALE-Sim quirks are reproduced on purpose: under n:m, weight-stationary ifmap reads are multiplied by
+  m/n ("a single block of input is shared among M/N rows"; a float in its report), the other dataflows'
+  are not; output-stationary ofmap writes add ``R + C`` per fold (``ofmap_writes += shape[0] + shape[1]``
+  after the real count).  Partial sums written per row fold are counted as writes (ws, is).
+* **Metadata** (SPARSE_REPORT "Filter Metadata Storage", 32-bit words): ``K' * N * ceil(log2 m) / 32``.
+
+The USER bandwidth mode (DRAM at a given words/cycle, double-buffered SRAMs) is modelled by :func:`user_mode`,
+a roofline of the array's cycles against each operand's DRAM stream; it is not SCALE-Sim's event simulation,
+see its docstring for where and why they differ.
+
+Masks: an unstructured keep mask runs at its smallest covering N:M (:func:`smallest_covering_nm`); SCALE-Sim
+itself reads no masks, only the n:m ratio of each layer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from besa_common.errors import UserError
+
+DATAFLOWS = ("ws", "os", "is")
+# Block sizes m tried by smallest_covering_nm: the ellpack block sizes a sparse systolic array would offer.
+DEFAULT_BLOCK_SIZES = (2, 4, 8, 16)
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _check(rows: int, cols: int, dataflow: str, M: int, N: int, K: int, nm: tuple[int, int] | None) -> None:
+    for name, v in (("array_rows", rows), ("array_cols", cols), ("M (tokens)", M), ("N (out features)", N), ("K (in features)", K)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise UserError(f"systolic: {name} must be a positive integer, got {v!r}")
+    if dataflow not in DATAFLOWS:
+        raise UserError(f"systolic: dataflow must be one of {', '.join(DATAFLOWS)}, got {dataflow!r}")
+    if nm is not None:
+        n, m = nm
+        if not (isinstance(n, (int, np.integer)) and isinstance(m, (int, np.integer)) and 1 <= n <= m):
+            raise UserError(f"systolic: n:m needs 1 <= n <= m, got {n}:{m}")
+
+
+def compacted_reduction(K: int, nm: tuple[int, int] | None) -> int:
+    """K' (input features after SCALE-Sim's n:m compaction): n per full block of m, min(K % m, n) in the last."""
+    if nm is None:
+        return K
+    n, m = nm
+    return n * (K // m) + min(K % m, n)
+
+
+@dataclass(frozen=True)
+class SystolicResult:
+    """One GEMM layer on a systolic array, SCALE-Sim v3 CALC mode.  Cycles of the array clock; counts in words."""
+
+    cycles: int  # SCALE-Sim "Total Cycles" = folds * cycles_per_fold - 1
+    folds: int
+    cycles_per_fold: int  # demand rows per fold (fill, stream, drain; see the module docstring)
+    reduction: int  # K' after n:m compaction (= K dense)
+    sram_ifmap_reads: int | float  # a float only where SCALE-Sim's own is (ws under n:m with m/n not integral)
+    sram_filter_reads: int
+    sram_ofmap_writes: int
+    metadata_words: float  # ellpack_block metadata, 32-bit words (0 dense)
+    macs: int  # useful multiply-accumulates, M * N * K'
+    pes: int  # MACs in the array, R * C
+
+    @property
+    def utilization(self) -> float:
+        """Useful MACs over PEs x (cycles + 1).  SCALE-Sim's "Overall Util %" is 100 x MACs / (PEs x cycles),
+        on the reported (off by one) cycles, and with the DENSE MAC count even under n:m."""
+        return self.macs / (self.pes * self.folds * self.cycles_per_fold)
+
+
+def _num(x: float) -> int | float:
+    return int(x) if float(x).is_integer() else x
+
+
+def systolic_layer(rows: int, cols: int, dataflow: str, M: int, N: int, K: int, nm: tuple[int, int] | None = None) -> SystolicResult:
+    """Cycles and SRAM traffic of one GEMM (M tokens x K in -> N out) on an R x C array; SCALE-Sim v3 CALC mode.
+
+    ``nm = (n, m)`` runs SCALE-Sim's n:m (weights compacted along K); ``None`` is dense.  Raises
+    :class:`UserError` on a bad argument.  Closed form, O(1).
+    """
+    _check(rows, cols, dataflow, M, N, K, nm)
+    R, C = int(rows), int(cols)
+    M, N, K = int(M), int(N), int(K)
+    Kc = compacted_reduction(K, nm)
+    if dataflow == "ws":
+        row_folds, col_folds = _cdiv(Kc, R), _cdiv(N, C)
+        per_fold = 2 * R + C + M - 2
+        ifmap = col_folds * M * Kc
+        if nm is not None:
+            ifmap = _num(ifmap * (nm[1] / nm[0]))
+        filt = Kc * N
+        ofmap = row_folds * M * N
+    elif dataflow == "os":
+        row_folds, col_folds = _cdiv(M, R), _cdiv(N, C)
+        per_fold = Kc + R + C - 2
+        ifmap = col_folds * M * Kc
+        filt = row_folds * Kc * N
+        ofmap = M * N + row_folds * col_folds * (R + C)
+    else:  # "is"
+        row_folds, col_folds = _cdiv(Kc, R), _cdiv(M, C)
+        per_fold = 2 * R + C + N - 2
+        ifmap = Kc * M
+        filt = col_folds * Kc * N
+        ofmap = row_folds * M * N
+    folds = row_folds * col_folds
+    meta = 0.0 if nm is None else Kc * N * math.ceil(math.log2(nm[1])) / 32
+    return SystolicResult(
+        cycles=folds * per_fold - 1,
+        folds=folds,
+        cycles_per_fold=per_fold,
+        reduction=Kc,
+        sram_ifmap_reads=ifmap,
+        sram_filter_reads=filt,
+        sram_ofmap_writes=ofmap,
+        metadata_words=meta,
+        macs=M * N * Kc,
+        pes=R * C,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Masks -> the N:M the array runs
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Covering:
+    """The n:m an unstructured mask runs at (``nm`` None = dense) and the line the output should print."""
+
+    nm: tuple[int, int] | None
+    group_max: dict[int, int]  # m -> most kept entries in any aligned group of m input features
+    note: str
+
+
+def group_max(keep: np.ndarray, m: int) -> int:
+    """Most kept entries in any aligned group of ``m`` consecutive input features (groups start at 0; the last
+    may be partial), over all rows of a bool keep mask ``[out, in]`` (1 = kept)."""
+    keep = np.asarray(keep)
+    if keep.ndim != 2:
+        raise UserError(f"systolic: a keep mask is 2-D [out, in], got shape {keep.shape}")
+    if m < 1:
+        raise UserError(f"systolic: block size m must be >= 1, got {m}")
+    rows, K = keep.shape
+    if rows == 0 or K == 0:
+        return 0
+    pad = (-K) % m
+    k = keep.astype(np.uint8, copy=False)
+    if pad:
+        k = np.concatenate([k, np.zeros((rows, pad), np.uint8)], axis=1)
+    return int(k.reshape(rows, -1, m).sum(axis=2, dtype=np.int64).max())
+
+
+def smallest_covering_nm(keep: np.ndarray, block_sizes: tuple[int, ...] = DEFAULT_BLOCK_SIZES) -> Covering:
+    """The n:m with the fewest kept weights that every aligned group of the mask fits (N:M = at most n kept of
+    every m consecutive INPUT weights), over the block sizes ``m`` offered; dense when no m gives n < m.
+
+    Chosen by the smallest density n/m, ties to the smaller m (less metadata).  A mask already n:m at some
+    offered m comes back as exactly that n:m (or a sparser one that also covers it).
+    """
+    if not block_sizes or any((not isinstance(m, (int, np.integer))) or m < 2 for m in block_sizes):
+        raise UserError(f"systolic: block sizes must be integers >= 2, got {block_sizes!r}")
+    gm = {int(m): group_max(keep, int(m)) for m in block_sizes}
+    best: tuple[int, int] | None = None
+    for m in sorted(gm):
+        n = max(gm[m], 1)  # an all-pruned mask still streams one weight per block
+        if n < m and (best is None or n * best[1] < best[0] * m):
+            best = (n, m)
+    if best is None:
+        note = f"mask has a fully kept group at every block size {sorted(gm)}: run dense"
+    else:
+        note = f"mask runs as {best[0]}:{best[1]} (smallest covering n:m over m in {sorted(gm)})"
+    return Covering(best, gm, note)
