@@ -13,8 +13,9 @@ What it writes, under tests/simulator/golden/scalesim/ (the tests read only thes
                array, dataflow, M N K, sparsity, "Total Cycles", stall cycles, SRAM reads/writes per operand
                (DETAILED_ACCESS_REPORT), ellpack_block metadata words (SPARSE_REPORT), group wall time
   user.csv     USER bandwidth mode: the same case keys, the bandwidth (words/cycle) and SRAM sizes used,
-               "Total Cycles" and "Stall Cycles"
-  walltime.csv wall time of the runs timed alone (the LLaMA-7B layer; for bench/systolic_speed.py)
+               "Total Cycles", "Stall Cycles", and the DRAM words SCALE-Sim moved per operand
+  walltime.csv wall and CPU time of the runs timed alone (the LLaMA-7B layer; bench/systolic_speed.py), with
+               `uptime` at the end of the run (the machine is shared: the wall time depends on the load)
   README.md    is written by hand (the command, the version, what each column means, the quirks)
 
 GEMM topology convention of SCALE-Sim (topology_utils.load_arrays_gemm): `Layer, M, N, K[, n:m],` with
@@ -197,9 +198,9 @@ def run_group(g: Group) -> None:
     layout = OUT / "layout.csv"
     with tempfile.TemporaryDirectory(prefix="scalesim_") as tmp:
         sim = scalesim(save_disk_space=True, verbose=False, config=str(cfg), topology=str(topo), layout=str(layout), input_type_gemm=True)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         sim.run_scale(top_path=tmp)
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         rep = Path(tmp) / g.name
         comp = _read_report(rep / "COMPUTE_REPORT.csv")
         det = _read_report(rep / "DETAILED_ACCESS_REPORT.csv")
@@ -216,6 +217,10 @@ def run_group(g: Group) -> None:
                 dr["SRAM OFMAP Writes"],
                 sr.get("Filter Metadata Storage", ""),
                 f"{wall:.3f}",
+                dr["DRAM IFMAP Reads"],
+                dr["DRAM Filter Reads"],
+                dr["DRAM OFMAP Writes"],
+                f"{cpu:.3f}",
             ]
         )
 
@@ -223,12 +228,13 @@ def run_group(g: Group) -> None:
 CALC_HEADER = [
     "group", "case", "array_rows", "array_cols", "dataflow", "M", "N", "K", "sparsity",
     "total_cycles", "stall_cycles", "sram_ifmap_reads", "sram_filter_reads", "sram_ofmap_writes", "filter_metadata_words",
-    "group_wall_s",
+    "group_wall_s", "group_cpu_s",
 ]  # fmt: skip
 USER_HEADER = [
     "group", "case", "array_rows", "array_cols", "dataflow", "M", "N", "K", "sparsity",
     "bandwidth_words_per_cycle", "ifmap_sram_kb", "filter_sram_kb", "ofmap_sram_kb",
     "total_cycles", "stall_cycles", "sram_ifmap_reads", "sram_filter_reads", "sram_ofmap_writes",
+    "dram_ifmap_reads", "dram_filter_reads", "dram_ofmap_writes",
 ]  # fmt: skip
 
 
@@ -279,7 +285,7 @@ def main() -> None:
             }
             counts = {"total_cycles": r[1], "stall_cycles": r[2], "sram_ifmap_reads": r[3], "sram_filter_reads": r[4], "sram_ofmap_writes": r[5]}
             if g.mode == "CALC":
-                new[calc_path].append({**key, **counts, "filter_metadata_words": r[6], "group_wall_s": r[7]})
+                new[calc_path].append({**key, **counts, "filter_metadata_words": r[6], "group_wall_s": r[7], "group_cpu_s": r[11]})
                 if g.timed:
                     new[wall_path].append(
                         {
@@ -292,16 +298,24 @@ def main() -> None:
                             "N": c.N,
                             "K": c.K,
                             "scalesim_wall_s": r[7],
+                            "scalesim_cpu_s": r[11],
+                            "uptime": _uptime(),
                             "total_cycles": r[1],
                         }
                     )
             else:
                 kb = {"ifmap_sram_kb": g.sram_kb[0], "filter_sram_kb": g.sram_kb[1], "ofmap_sram_kb": g.sram_kb[2]}
-                new[user_path].append({**key, "bandwidth_words_per_cycle": g.bandwidth, **kb, **counts})
+                dram = {"dram_ifmap_reads": r[8], "dram_filter_reads": r[9], "dram_ofmap_writes": r[10]}
+                new[user_path].append({**key, "bandwidth_words_per_cycle": g.bandwidth, **kb, **counts, **dram})
         _write_rows(calc_path, CALC_HEADER, old[calc_path] + new[calc_path])
         _write_rows(user_path, USER_HEADER, old[user_path] + new[user_path])
-        wall_header = ["group", "case", "dataflow", "array_rows", "array_cols", "M", "N", "K", "scalesim_wall_s", "total_cycles"]
+        wall_header = ["group", "case", "dataflow", "array_rows", "array_cols", "M", "N", "K", "scalesim_wall_s", "scalesim_cpu_s", "uptime", "total_cycles"]
         _write_rows(wall_path, wall_header, old[wall_path] + new[wall_path])
+
+
+def _uptime() -> str:
+    """The load beside a timing (the machine is shared): `uptime`'s output."""
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
@@ -319,7 +333,7 @@ def _write_rows(path: Path, header: list[str], rows: list[dict]) -> None:
         w = csv.DictWriter(f, fieldnames=header)
         w.writeheader()
         for r in sorted(rows, key=lambda r: (r["group"], r["case"])):
-            w.writerow({k: r[k] for k in header})
+            w.writerow({k: r.get(k, "") for k in header})
     os.replace(tmp, path)
 
 

@@ -45,8 +45,8 @@ cycle; its CALC bandwidth mode never stalls, so the layer takes as many cycles a
 * **Metadata** (SPARSE_REPORT "Filter Metadata Storage", 32-bit words): ``K' * N * ceil(log2 m) / 32``.
 
 The USER bandwidth mode (DRAM at a given words/cycle, double-buffered SRAMs) is modelled by :func:`user_mode`,
-a roofline of the array's cycles against each operand's DRAM stream; it is not SCALE-Sim's event simulation,
-see its docstring for where and why they differ.
+a roofline of the array's cycles against each operand's DRAM stream: equal to SCALE-Sim where every operand
+fits half its SRAM (no stall at any bandwidth), a lower bound of its event simulation elsewhere (see there).
 
 Masks: an unstructured keep mask runs at its smallest covering N:M (:func:`smallest_covering_nm`); SCALE-Sim
 itself reads no masks, only the n:m ratio of each layer.
@@ -160,6 +160,73 @@ def systolic_layer(rows: int, cols: int, dataflow: str, M: int, N: int, K: int, 
         macs=M * N * Kc,
         pes=R * C,
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# USER bandwidth mode: DRAM at a given rate
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UserModeResult:
+    """One layer with DRAM at ``bandwidth`` words/cycle behind double-buffered SRAMs (SCALE-Sim's USER mode)."""
+
+    compute_cycles: int  # CALC "Total Cycles" (the array alone)
+    stall_cycles: int  # cycles the array waits for DRAM
+    dram_words: dict[str, int]  # words each operand moves after the free first fill (ifmap, filter, ofmap)
+
+    @property
+    def total_cycles(self) -> int:
+        """SCALE-Sim's USER "Total Cycles" is exactly CALC's plus "Stall Cycles" (checked on every golden)."""
+        return self.compute_cycles + self.stall_cycles
+
+
+def user_mode(
+    rows: int,
+    cols: int,
+    dataflow: str,
+    M: int,
+    N: int,
+    K: int,
+    nm: tuple[int, int] | None,
+    bandwidth: int,
+    sram_kb: tuple[int, int, int],
+) -> UserModeResult:
+    """A roofline of the array against each operand's DRAM stream, SCALE-Sim's USER-mode conventions.
+
+    ``bandwidth``: DRAM words per cycle of every interface; ``sram_kb``: ifmap, filter, ofmap SRAM sizes in kB
+    (SCALE-Sim: 1-byte words; the read SRAMs are double-buffered halves, ``active_buf_frac = 0.5``).
+
+    * The first fill of each read SRAM (its active half, ceil(kB x 1024 / 2) words) is free: SCALE-Sim issues it
+      at negative cycles, before the array starts, and "Total Cycles" does not count it.  An operand whose
+      unique words fit in that half never touches DRAM again, so the layer never stalls whatever the bandwidth
+      (exactly SCALE-Sim's 0 on every such golden, bandwidth 1 included).
+    * An operand that does not fit streams every SRAM read beyond the first fill from DRAM (no reuse across the
+      refill); the ofmap drains the writes beyond its SRAM.  Each stream takes ceil(words / bandwidth) cycles
+      overlapped with compute, so ``stall = max(0, max_op stream - compute)``, where compute = CALC cycles + 1.
+
+    Not SCALE-Sim's event simulation, which, once an operand exceeds half its SRAM, (a) advances its window
+    only forward over the prefetch order, so a demand just behind the window (ws flips every weight fold)
+    re-fetches the whole ring, and (b) counts each stall twice (``offset += p`` then again when ``p > 0``,
+    read_buffer.service_reads).  Its stalls are then far larger and not monotone in the bandwidth; this model
+    gives a lower bound there (checked on every golden: tests/simulator/golden/scalesim/README.md).
+    """
+    base = systolic_layer(rows, cols, dataflow, M, N, K, nm)
+    if isinstance(bandwidth, bool) or not isinstance(bandwidth, (int, np.integer)) or bandwidth < 1:
+        raise UserError(f"systolic: bandwidth must be a positive integer (words/cycle), got {bandwidth!r}")
+    if len(sram_kb) != 3 or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 for k in sram_kb):
+        raise UserError(f"systolic: sram_kb must be three positive integers (ifmap, filter, ofmap kB), got {sram_kb!r}")
+    words = {}
+    for op, unique, reads, kb in (
+        ("ifmap", M * base.reduction, base.sram_ifmap_reads, sram_kb[0]),
+        ("filter", base.reduction * N, base.sram_filter_reads, sram_kb[1]),
+    ):
+        active = math.ceil(kb * 1024 * 0.5)
+        words[op] = 0 if unique <= active else max(0, math.ceil(reads) - active)
+    words["ofmap"] = max(0, base.sram_ofmap_writes - sram_kb[2] * 1024)
+    compute = base.cycles + 1
+    stream = max(_cdiv(w, int(bandwidth)) for w in words.values())
+    return UserModeResult(base.cycles, max(0, stream - compute), words)
 
 
 # --------------------------------------------------------------------------------------------------
