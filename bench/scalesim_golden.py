@@ -1,11 +1,12 @@
 """Ground truth for `simulator/systolic.py`: run the real SCALE-Sim v3 on GEMM cases, write golden CSVs.
 
-Run with SCALE-Sim's OWN virtual environment (never a project dependency; numpy must stay below 2.3):
+Run with SCALE-Sim's OWN virtual environment under $PEERS, a folder outside the repository (never a project
+dependency; numpy must stay below 2.3):
 
-    python3.11 -m venv /work/peers/scalesim
-    /work/peers/scalesim/bin/pip install "numpy<2.3" scalesim==3.0.0
-    nice -n 10 /work/peers/scalesim/bin/python bench/scalesim_golden.py            # everything
-    nice -n 10 /work/peers/scalesim/bin/python bench/scalesim_golden.py --only small  # a group subset
+    python3.11 -m venv $PEERS/scalesim
+    $PEERS/scalesim/bin/pip install "numpy<2.3" scalesim==3.0.0
+    nice -n 10 $PEERS/scalesim/bin/python bench/scalesim_golden.py            # everything
+    nice -n 10 $PEERS/scalesim/bin/python bench/scalesim_golden.py --only small  # a group subset
 
 What it writes, under tests/simulator/golden/scalesim/ (the tests read only these files):
   configs/<group>.cfg, topologies/<group>.csv, layout.csv   the exact SCALE-Sim inputs, one run per group

@@ -4,8 +4,8 @@ tests/simulator/golden/peers/genz.json.
 
 Run with GenZ's own venv (never a project dependency):
 
-    python3.11 -m venv /work/peers/genz && /work/peers/genz/bin/pip install genz-llm==0.0.16
-    /work/peers/genz/bin/python bench/peers/genz_llama2_7b.py
+    python3.11 -m venv $PEERS/genz && $PEERS/genz/bin/pip install genz-llm==0.0.16
+    $PEERS/genz/bin/python bench/peers/genz_llama2_7b.py
 
 Settings that matter (each is recorded in the JSON):
 * GenZ reads `Memory_BW` in GiB/s (GenZ.unit: binary prefixes for bandwidth and memory, decimal for FLOPS and
@@ -73,7 +73,7 @@ def run() -> dict:
     out = {
         "tool": "genz-llm",
         "version": version("genz-llm"),
-        "command": "/work/peers/genz/bin/python bench/peers/genz_llama2_7b.py",
+        "command": "$PEERS/genz/bin/python bench/peers/genz_llama2_7b.py",
         "model": GENZ_MODEL,
         "batch": BATCH,
         "bits": "bf16 (2 bytes; GenZ's fp16-class setting)",

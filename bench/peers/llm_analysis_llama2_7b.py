@@ -4,8 +4,8 @@ tests/simulator/golden/peers/llm_analysis.json.
 
 Run with llm-analysis's own venv (never a project dependency):
 
-    python3.11 -m venv /work/peers/llmanalysis && /work/peers/llmanalysis/bin/pip install llm-analysis==0.2.2
-    /work/peers/llmanalysis/bin/python bench/peers/llm_analysis_llama2_7b.py
+    python3.11 -m venv $PEERS/llmanalysis && $PEERS/llmanalysis/bin/pip install llm-analysis==0.2.2
+    $PEERS/llmanalysis/bin/python bench/peers/llm_analysis_llama2_7b.py
 
 Settings that matter (each is recorded in the JSON):
 * The GPUs are registered as new entries of `llm_analysis.config.gpu_configs` with the datasheet figures
@@ -61,7 +61,7 @@ def run() -> dict:
     out = {
         "tool": "llm-analysis",
         "version": version("llm-analysis"),
-        "command": "/work/peers/llmanalysis/bin/python bench/peers/llm_analysis_llama2_7b.py",
+        "command": "$PEERS/llmanalysis/bin/python bench/peers/llm_analysis_llama2_7b.py",
         "batch": BATCH,
         "dtype_name": "w16a16e16",
         "flops_efficiency": 1.0,

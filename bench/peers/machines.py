@@ -1,5 +1,5 @@
 """The workload and the two GPUs every peer script configures, in ONE place (plain Python, no imports: the
-peer tools run in their own venvs under /work/peers/, never the project's).
+peer tools run in their own venvs under $PEERS (a folder outside the repository), never the project's).
 
 Ideal roofline on purpose (every efficiency 1): the comparison is then definitional -- the same peak rate,
 bandwidth and bytes must give the same time, and any difference is a difference in what is counted.
