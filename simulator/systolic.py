@@ -12,10 +12,10 @@ cycle; its CALC bandwidth mode never stalls, so the layer takes as many cycles a
 * **Compaction** (``operand_matrix.create_filter_matrix``): n:m keeps the first n of every m weights along K
   and packs them, so the reduction is ``K' = n * (K // m) + min(K % m, n)``; dense ``K' = K``.
 * **Folds**: the operand held stationary is cut into R x C tiles ("folds"); each fold is a fixed number of
-  demand rows ("lines"):
+  demand-matrix rows, one per cycle:
 
   ====  ==========================  ===================================  ==================================
-  df    stationary (rows x cols)    folds                                 lines per fold
+  df    stationary (rows x cols)    folds                                 cycles per fold
   ====  ==========================  ===================================  ==================================
   ws    weights  K' x N             ceil(K'/R) * ceil(N/C)                R preload + M stream + (R-1) skew
                                                                           + (C-1) drain = 2R + C + M - 2
@@ -24,7 +24,7 @@ cycle; its CALC bandwidth mode never stalls, so the layer takes as many cycles a
   is    inputs   K' x M             ceil(K'/R) * ceil(M/C)                2R + C + N - 2 (as ws, N streams)
   ====  ==========================  ===================================  ==================================
 
-* **Total Cycles** (COMPUTE_REPORT "Total Cycles", CALC mode) = folds * lines_per_fold - 1: SCALE-Sim reports
+* **Total Cycles** (COMPUTE_REPORT "Total Cycles", CALC mode) = folds * cycles_per_fold - 1: SCALE-Sim reports
   the cycle index of the last demand row (``max(ofmap_serviced_cycles)`` with rows issued at cycles 0, 1, ...),
   one less than the count.  Folds never overlap (no double-buffered weight preload), and a partial fold costs
   as much as a full one.
@@ -258,7 +258,7 @@ def group_max(keep: np.ndarray, m: int) -> int:
     k = keep.astype(np.uint8, copy=False)
     if pad:
         k = np.concatenate([k, np.zeros((rows, pad), np.uint8)], axis=1)
-    return int(k.reshape(rows, -1, m).sum(axis=2, dtype=np.int64).max())
+    return int(k.reshape(rows, -1, m).sum(axis=2, dtype=np.uint16 if m < 2**16 else np.int64).max())
 
 
 def smallest_covering_nm(keep: np.ndarray, block_sizes: tuple[int, ...] = DEFAULT_BLOCK_SIZES) -> Covering:
