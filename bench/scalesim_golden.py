@@ -257,9 +257,7 @@ def main() -> None:
         (OUT / sub).mkdir(parents=True, exist_ok=True)
     (OUT / "layout.csv").write_text("Layer,\n")  # custom layouts are off; SCALE-Sim still opens the file
     calc_path, user_path, wall_path = OUT / "calc.csv", OUT / "user.csv", OUT / "walltime.csv"
-    # Rows already there are kept unless this run redoes their group (so --only can refresh a subset).
-    done_groups = {g.name for g in gs}
-    old = {p: [r for r in _read_rows(p) if r.get("group") not in done_groups] for p in (calc_path, user_path, wall_path)}
+    # Rows of other groups are kept (re-read before every write: --only runs on disjoint tags may overlap).
     new: dict[Path, list[dict[str, str]]] = {calc_path: [], user_path: [], wall_path: []}
     print(f"scalesim {version('scalesim')}, numpy {version('numpy')}, python {sys.version.split()[0]}; {len(gs)} groups", flush=True)
     for g in gs:
@@ -308,10 +306,10 @@ def main() -> None:
                 kb = {"ifmap_sram_kb": g.sram_kb[0], "filter_sram_kb": g.sram_kb[1], "ofmap_sram_kb": g.sram_kb[2]}
                 dram = {"dram_ifmap_reads": r[8], "dram_filter_reads": r[9], "dram_ofmap_writes": r[10]}
                 new[user_path].append({**key, "bandwidth_words_per_cycle": g.bandwidth, **kb, **counts, **dram})
-        _write_rows(calc_path, CALC_HEADER, old[calc_path] + new[calc_path])
-        _write_rows(user_path, USER_HEADER, old[user_path] + new[user_path])
+        _merge_rows(calc_path, CALC_HEADER, new[calc_path])
+        _merge_rows(user_path, USER_HEADER, new[user_path])
         wall_header = ["group", "case", "dataflow", "array_rows", "array_cols", "M", "N", "K", "scalesim_wall_s", "scalesim_cpu_s", "uptime", "total_cycles"]
-        _write_rows(wall_path, wall_header, old[wall_path] + new[wall_path])
+        _merge_rows(wall_path, wall_header, new[wall_path])
 
 
 def _uptime() -> str:
@@ -326,9 +324,12 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def _write_rows(path: Path, header: list[str], rows: list[dict]) -> None:
+def _merge_rows(path: Path, header: list[str], rows: list[dict]) -> None:
+    """Replace the rows of the groups in ``rows`` (the file on disk keeps every other group's)."""
     if not rows:
         return
+    mine = {r["group"] for r in rows}
+    rows = [r for r in _read_rows(path) if r.get("group") not in mine] + rows
     tmp = path.with_name(f".{path.name}.pid{os.getpid()}.tmp")
     with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=header)
