@@ -93,7 +93,8 @@ def prepare_model(model_spec: str, masks: Path | None, use_quant: bool = True):
 def compute(args) -> dict:
     """The results dict of one ``besa eval`` invocation."""
     from pruning.data import eval_tokens
-    from pruning.driver import DTYPES, resolve_device
+    from pruning.device import AUTOCAST_DTYPES as DTYPES
+    from pruning.device import resolve_device
     from pruning.evaluate import perplexity
 
     eval_ids = _eval_source(args)

@@ -219,7 +219,8 @@ def _prune(args, method, sparsity: float, pattern, layer_sparsity: dict[str, flo
     import torch
 
     from pruning.data import calibration_with_info
-    from pruning.driver import DriverConfig, check_group_size, prune_model, resolve_device
+    from pruning.device import resolve_device
+    from pruning.driver import DriverConfig, check_group_size, prune_model
     from pruning.models import linear_layers, load_model
 
     config = DriverConfig(
