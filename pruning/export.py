@@ -26,7 +26,8 @@ so ``besa masks extract`` gives back the masks file's masks bit for bit.
 0.20 (installed here) keeps the config class (``BitmaskConfig``) and the bit-packing helpers but
 dropped its sparse compressor, and transformers 5 no longer decompresses sparse checkpoints on
 load; so this module writes the format with those helpers and reads it back with
-:func:`load_exported` (decompress, then a plain ``from_config`` model).
+:func:`pruning.models.load_exported` (decompress, then a plain ``from_config`` model; the bitmask
+tensors of one weight are :mod:`pruning.bitmask`).
 
 Updated weights: the run directory's ``weights.safetensors`` (SparseGPT, ``--weight-update``) is
 applied after the masks (``pruning.runfiles``).  Quantization: when ``quant.safetensors`` sits next to
