@@ -29,10 +29,10 @@ from besa_common.extras import MissingExtra, extra_for_module, install_hint, req
 
 # name -> (module, one-line help).  The module is imported lazily.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("pruning.cmd_data", "prepare the offline corpora (run once by the set-up script)"),
-    "prune": ("pruning.cmd_prune", "prune a model block by block and write DIR/masks.safetensors"),
-    "eval": ("pruning.cmd_eval", "perplexity (and zero-shot accuracy) of a model with optional masks"),
-    "export": ("pruning.cmd_export", "save a pruned model as a HF directory or compressed-tensors"),
+    "data": ("besa.commands.data", "prepare the offline corpora (run once by the set-up script)"),
+    "prune": ("besa.commands.prune", "prune a model block by block and write DIR/masks.safetensors"),
+    "eval": ("besa.commands.eval", "perplexity (and zero-shot accuracy) of a model with optional masks"),
+    "export": ("besa.commands.export", "save a pruned model as a HF directory or compressed-tensors"),
     "simulate": ("simulator.cli", "simulate masks on a sparse accelerator, write layers.csv + summary.json"),
     "run": ("besa.run", "run a whole experiment (prune -> eval -> simulate -> report)"),
     "masks": ("besa.cmd_masks", "extract keep masks from a checkpoint (HF zeros, compressed-tensors bitmasks, GGUF)"),

@@ -9,8 +9,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from pruning.driver_config import DriverConfig, autocast_context
+from pruning.device import autocast_context
+from pruning.driver.config import DriverConfig
 from pruning.methods.base import BlockInputs, BlockJob, PruningMethod
+from pruning.models import decoder_layers
 
 
 class _Captured(Exception):
@@ -37,8 +39,6 @@ def capture_inputs(model, calib: torch.Tensor, device: torch.device, buffer_devi
     Only the embedding and rotary modules visit ``device``; the kwargs (shared by all windows,
     batch 1) stay there.
     """
-    from pruning.models import decoder_layers
-
     layers = decoder_layers(model)
     inner = model.model
     n, T = calib.shape

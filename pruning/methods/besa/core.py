@@ -1,5 +1,5 @@
 """BESA's pure tensor functions: scores, candidate sparsities, hard/soft/straight-through masks, losses,
-and the exact-budget finalise.  No modules, no I/O; the lifecycle lives in ``pruning/methods/besa.py``.
+and the exact-budget finalise.  No modules, no I/O; the lifecycle lives in ``pruning/methods/besa/method.py``.
 
 Conventions: a weight is ``[R, C]`` (out rows, in columns); masks are ``keep`` (1 = kept); a row's
 *sparsity* is the fraction of its C entries pruned; in each row the entries are ranked by ascending

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+from besa_common.fileio import check_output_path
+from pruning import data
+
 HELP = "prepare the offline corpora (run once by the set-up script)"
 
 
@@ -14,18 +17,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from pruning import data
-
     names = tuple(args.only) if args.only else data.OFFLINE
     if args.action == "prepare":
-        from besa_common.fileio import check_output_path
-
         check_output_path(data.data_root(), flag="the data folder ($BESA_CACHE/data)")  # before extracting anything
         data.prepare(names, force=args.force)
         return 0
-    out = {}
-    for n in names:
-        meta = data.data_root() / n / "meta.json"
-        out[n] = json.loads(meta.read_text()) if meta.is_file() else None
-    print(json.dumps(out, indent=2, sort_keys=True))
+    print(json.dumps(data.corpus_info(names), indent=2, sort_keys=True))
     return 0

@@ -1,38 +1,5 @@
-"""The one block driver: capture block-0 inputs, then prune decoder blocks in order, sequentially.
-
-Every method runs through :func:`prune_model`; the lifecycle is the one in
-:mod:`pruning.methods.base`:
-
-1. **Capture**: run the embedding on each calibration window and stop at decoder block 0, keeping
-   its hidden states ``(n, T, C)`` and EVERY keyword argument it receives (attention mask,
-   position ids, rotary ``position_embeddings`` in transformers 5.x, cache flags).
-2. **Per block** ``i`` (only this block on the compute device; with CUDA the model stays on CPU):
-   targets (dense block on the pruned-propagated inputs, or on the dense trajectory with
-   ``target="dense"``) when the method ``needs_targets`` (a method that ``makes_targets``, BESA,
-   gets ``None`` in the pruned mode and records them in its own dense pass); ``method.prune_block``; copy its updated
-   weights (if any), multiply the keep masks in, quantize when ``wbits`` is set; checkpoint; run
-   the pruned block to get block ``i + 1``'s inputs (pruned propagation).
-3. **Write** ``DIR/weights.safetensors`` when any weights were updated (the changed linears' kept
-   values before quantization, tied to the masks by their SHA-256; ``besa_common.weights``), then
-   ``DIR/masks.safetensors``, ``DIR/manifest.json``, ``DIR/allocation.json`` (and
-   ``DIR/quant.safetensors``), then remove ``DIR/checkpoint/``.
-
-Activation buffers (``(n, T, C)`` fp32, on the device, or on CPU with ``offload_acts``): the
-inputs (updated in place, window by window), the targets (the method's own when it ``makes_targets``),
-and the dense trajectory: at most three.
-
-Files, one per stage: ``driver_config.py`` (DriverConfig, device, targets, up-front checks),
-``driver_capture.py`` (input capture and propagation), ``driver_checkpoint.py`` (resume),
-this file (the block loop), ``driver_rundir.py`` (the run directory).
-
-Resume: each finished block's masks (plus the weights the method updated, before quantization,
-and with ``wbits`` the final quantized weights) go to ``DIR/checkpoint/block-NNN.safetensors``.  A
-rerun with the same settings (checked by a fingerprint) re-applies finished blocks and recomputes
-their outputs with the same
-operations, so it continues at the first unfinished block with bit-identical masks.  Activations
-are recomputed rather than stored: a forward pass is cheap next to pruning, and
-``n × T × C`` fp32 per block would be gigabytes at the paper's settings.
-"""
+"""Block driver, stage 3: the block loop, :func:`prune_model` (the lifecycle is described in
+:mod:`pruning.driver`)."""
 
 from __future__ import annotations
 
@@ -48,38 +15,14 @@ import torch
 from torch import nn
 
 from besa_common.errors import UserError
-from pruning.driver_capture import capture_inputs, dense_prepass, forward_block
-from pruning.driver_checkpoint import CHECKPOINT_VERSION, Checkpoint, fingerprint
-from pruning.driver_config import (
-    DTYPES,
-    PATTERN_CONVENTION,
-    TARGET_MODES,
-    DriverConfig,
-    autocast_context,
-    check_group_size,
-    layer_targets,
-    resolve_device,
-    validate_run,
-)
-from pruning.driver_rundir import write_run
+from pruning.driver.capture import capture_inputs, dense_prepass, forward_block
+from pruning.driver.checkpoint import Checkpoint, fingerprint
+from pruning.driver.config import DriverConfig, layer_targets, validate_run
+from pruning.driver.rundir import write_run
 from pruning.methods.base import LINEAR_NAMES, BlockInputs, BlockJob, BlockResult, PruningMethod
-from pruning.weight_update import GramCollector, WeightUpdateConfig
-
-__all__ = [
-    "CHECKPOINT_VERSION",
-    "DTYPES",
-    "PATTERN_CONVENTION",
-    "TARGET_MODES",
-    "DriverConfig",
-    "WeightUpdateConfig",
-    "autocast_context",
-    "capture_inputs",
-    "check_group_size",
-    "forward_block",
-    "layer_targets",
-    "prune_model",
-    "resolve_device",
-]
+from pruning.models import decoder_layers
+from pruning.quant import quantize_block
+from pruning.weight_update import GramCollector, WeightUpdateConfig, update_block
 
 
 def _check_result(res: BlockResult, block: nn.Module, job: BlockJob, method: str) -> None:
@@ -99,8 +42,6 @@ def _check_result(res: BlockResult, block: nn.Module, job: BlockJob, method: str
 def _update_weights(res: BlockResult, block: nn.Module, inputs: BlockInputs, job: BlockJob, cfg: WeightUpdateConfig) -> None:
     """``--weight-update``: replace ``res.weights`` by the update with ``res.keep`` fixed (the block
     still holds its dense weights); per-layer errors go to the allocation record as ``update_*``."""
-    from pruning.weight_update import update_block
-
     weights, record, keep = update_block(block, inputs, job, {n: k.detach().cpu().bool() for n, k in res.keep.items()}, cfg)
     res.weights, res.keep = weights, keep  # keep: the method's masks unless --admm-reselect re-chose them
     layers = res.record.setdefault("layers", {})
@@ -182,8 +123,6 @@ def _prune_block(run: _Run, block: nn.Module, job: BlockJob):
     updates = {n: block.get_submodule(n).weight.detach().float().cpu().clone() for n in res.weights}
     qparams, finals = {}, {}
     if c.wbits is not None:
-        from pruning.quant import quantize_block
-
         qparams = quantize_block(block, keep, job, res.tensors)
         finals = {n: block.get_submodule(n).weight.detach().float().cpu() for n in keep}
     record = json.loads(json.dumps(res.record, default=float))
@@ -263,8 +202,6 @@ def prune_model(
     ``on_block_done(i)`` is called after block ``i`` is checkpointed (tests inject interruptions).
     """
     from tqdm import tqdm
-
-    from pruning.models import decoder_layers
 
     t_start = time.time()
     meta = dict(meta or {})

@@ -19,7 +19,7 @@ import torch
 from besa_common.digest import json_digest
 from besa_common.errors import UserError
 from besa_common.fileio import atomic_write_bytes, atomic_write_json
-from pruning.driver_config import DriverConfig
+from pruning.driver.config import DriverConfig
 from pruning.methods.base import PruningMethod
 
 CHECKPOINT_VERSION = 2  # 2: pre-quantization updated weights ("update.") stored apart from final ones

@@ -10,24 +10,26 @@ Rerunning the same command after an interruption resumes at the first unfinished
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
+import pruning.methods  # noqa: F401  (fills the registry)
 from besa_common.errors import UserError
+from besa_common.fileio import check_output_path, dir_lock
+from pruning.data import DATASETS
+from pruning.driver import DriverConfig
+from pruning.methods.base import METHODS
+from pruning.model_spec import check_model_spec
+from pruning.prune_run import prune_to_dir, read_layer_sparsity
+from pruning.quant import QuantSpec
+from pruning.token_ids import check_vocab, load_token_ids, model_vocab_size
+from pruning.weight_update import WeightUpdateConfig
 
 HELP = "prune a model block by block and write DIR/masks.safetensors"
 DEFAULT_NSAMPLES, DEFAULT_SEQLEN, DEFAULT_DATASET = 128, 2048, "wiki"
 MAX_NSAMPLES = 1 << 16  # calibration windows (the papers use 128)
 MAX_SEQLEN = 1 << 17  # tokens per window
 MAX_SEED = (1 << 63) - 1
-
-
-def _methods():
-    import pruning.methods  # noqa: F401  (fills the registry)
-    from pruning.methods.base import METHODS
-
-    return METHODS
 
 
 def parse_pattern(text: str | None) -> tuple[int, int] | None:
@@ -45,11 +47,8 @@ def parse_pattern(text: str | None) -> tuple[int, int] | None:
 
 
 def add_arguments(parser) -> None:
-    from pruning.data import DATASETS
-
-    methods = _methods()
     parser.add_argument("--model", default="smollm2-135m", help="smollm2-135m (default), a local HF directory or a .gguf file")
-    parser.add_argument("--method", required=True, metavar="METHOD", help=f"pruning method: {', '.join(sorted(methods))}")
+    parser.add_argument("--method", required=True, metavar="METHOD", help=f"pruning method: {', '.join(sorted(METHODS))}")
     parser.add_argument("--sparsity", type=float, default=None, help="fraction of weights pruned per layer, in (0, 1); default 0.5 (1 - N/M with --pattern)")
     parser.add_argument(
         "--pattern", default=None, metavar="N:M", help="semi-structured N:M: at most N of every M consecutive input weights KEPT (2:4, 4:8; 1:4 = 75%% sparse)"
@@ -107,34 +106,14 @@ def add_arguments(parser) -> None:
     q = parser.add_argument_group("quantization")
     q.add_argument("--wbits", type=int, default=None, help="weight-only quantization bits after pruning (e.g. 4)")
     q.add_argument("--group-size", type=int, default=128, help="quantization group along in-features (must divide them)")
-    for name in sorted(methods):
+    for name in sorted(METHODS):
         group = parser.add_argument_group(f"{name} options")
-        methods[name].add_arguments(group)
-
-
-def _read_layer_sparsity(path: str | None) -> dict[str, float]:
-    if path is None:
-        return {}
-    p = Path(path)
-    try:
-        obj = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise UserError(f"--layer-sparsity: {p} not found") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"--layer-sparsity: {p} is not valid JSON ({exc})") from None
-    if isinstance(obj, dict) and "layers" in obj and isinstance(obj["layers"], dict):  # an allocation.json
-        obj = {k: v.get("realised", v.get("target")) if isinstance(v, dict) else v for k, v in obj["layers"].items()}
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in obj.values()):
-        raise UserError(f"--layer-sparsity: {p} must hold a non-empty JSON object {{layer name: sparsity}}")
-    bad = next((k for k, v in obj.items() if not 0.0 <= float(v) < 1.0), None)
-    if bad is not None:
-        raise UserError(f"--layer-sparsity: {p}: sparsity of {bad!r} is {obj[bad]}, expected a fraction in [0, 1)")
-    return {str(k): float(v) for k, v in obj.items()}
+        METHODS[name].add_arguments(group)
 
 
 def run(args) -> int:
-    if args.method not in _methods():
-        raise UserError(f"unknown method {args.method!r} (known: {', '.join(sorted(_methods()))})")
+    if args.method not in METHODS:
+        raise UserError(f"unknown method {args.method!r} (known: {', '.join(sorted(METHODS))})")
     pattern = parse_pattern(args.pattern)
     sparsity = args.sparsity
     if sparsity is not None and not 0.0 < sparsity < 1.0:
@@ -153,25 +132,45 @@ def run(args) -> int:
     if not 0 <= args.seed <= MAX_SEED:
         raise UserError(f"--seed must be an integer in [0, 2**63 - 1], got {args.seed}")
     if args.wbits is not None:
-        from pruning.quant import QuantSpec
-
         QuantSpec(args.wbits, args.group_size)
-    from pruning.weight_update import WeightUpdateConfig
-
-    args.weight_update_config = WeightUpdateConfig(
+    weight_update = WeightUpdateConfig(
         mode=args.weight_update, damp=args.update_damp, iters=args.admm_iters, rho=args.admm_rho, exact=args.admm_exact, reselect=args.admm_reselect
     )
-    layer_sparsity = _read_layer_sparsity(args.layer_sparsity)
-    methods = _methods()
-    if args.method not in methods:
-        raise UserError(f"unknown method {args.method!r} (known: {', '.join(sorted(methods))})")
-    method = methods[args.method].from_args(args)
+    layer_sparsity = read_layer_sparsity(args.layer_sparsity)
+    method = METHODS[args.method].from_args(args)
     _check_outputs(args)
-    from besa_common.fileio import dir_lock
-
+    config = DriverConfig(
+        sparsity=sparsity,
+        pattern=pattern,
+        layer_sparsity=layer_sparsity,
+        device=args.device,
+        dtype=args.dtype,
+        target=args.target,
+        offload_acts=args.offload_acts,
+        wbits=args.wbits,
+        group_size=args.group_size,
+        seed=args.seed,
+        progress=not args.no_progress,
+        weight_update=weight_update,
+    )
     with dir_lock(args.out, wait=args.wait) as lock:  # one writer per run directory; taken before the slow model load
         lock.clean_temps()  # temp files of a killed earlier prune (only dead writers' ones)
-        return _prune(args, method, sparsity, pattern, layer_sparsity, calib_ids)
+        manifest = prune_to_dir(
+            args.model,
+            method,
+            config,
+            args.out,
+            calib_dataset=args.calib_dataset,
+            nsamples=args.nsamples,
+            seqlen=args.seqlen,
+            data_path=args.data_path,
+            calib_ids=calib_ids,
+            save_model=args.save_model,
+        )
+    print(
+        f"[besa prune] {args.method} sparsity target {sparsity:g}{'' if pattern is None else f' ({args.pattern})'}: realised {manifest['realised_sparsity']:.4f} -> {Path(args.out) / 'masks.safetensors'} ({manifest['wall_s']:.0f} s)"
+    )
+    return 0
 
 
 def _calibration_source(args):
@@ -184,8 +183,6 @@ def _calibration_source(args):
         if args.nsamples < 1 or args.seqlen < 2:
             raise UserError(f"--nsamples must be >= 1 and --seqlen >= 2 (got {args.nsamples}, {args.seqlen})")
         return None
-    from pruning.token_ids import check_vocab, load_token_ids, model_vocab_size
-
     for flag, val in (("--calib-dataset", args.calib_dataset), ("--data-path", args.data_path)):
         if val is not None:
             raise UserError(f"{flag} and --calib-ids exclude each other (the file holds the calibration tokens)")
@@ -200,10 +197,6 @@ def _calibration_source(args):
 
 def _check_outputs(args) -> None:
     """--out and --save-model: writable, not files, not the model (checked before the model load)."""
-    from besa_common.fileio import check_output_path
-
-    from pruning.models import check_model_spec
-
     check_model_spec(args.model)
     model_dir = args.model if Path(args.model).exists() else None
     check_output_path(args.out, inputs=[model_dir])
@@ -212,54 +205,3 @@ def _check_outputs(args) -> None:
         save = Path(args.save_model)
         if save.exists() and not (save / "config.json").is_file():
             raise UserError(f"--save-model {save}: exists and is not a model directory; choose another path")
-
-
-def _prune(args, method, sparsity: float, pattern, layer_sparsity: dict[str, float], calib_ids=None) -> int:
-    """The slow part of ``besa prune`` (the caller holds the --out lock)."""
-    import torch
-
-    from pruning.data import calibration_with_info
-    from pruning.driver import DriverConfig, check_group_size, prune_model, resolve_device
-    from pruning.models import linear_layers, load_model
-
-    config = DriverConfig(
-        sparsity=sparsity,
-        pattern=pattern,
-        layer_sparsity=layer_sparsity,
-        device=args.device,
-        dtype=args.dtype,
-        target=args.target,
-        offload_acts=args.offload_acts,
-        wbits=args.wbits,
-        group_size=args.group_size,
-        seed=args.seed,
-        progress=not args.no_progress,
-        weight_update=args.weight_update_config,
-    )
-    resolve_device(args.device)  # fail before the slow model load
-    model, tokenizer = load_model(args.model, dtype=torch.float32)
-    if pattern is not None:
-        bad = [n for n, lin in linear_layers(model).items() if lin.in_features % pattern[1]]
-        if bad:
-            raise UserError(f"--pattern {args.pattern}: in-features of {bad[0]} are not a multiple of {pattern[1]}")
-    if args.wbits is not None:
-        check_group_size(model, args.group_size)
-    if calib_ids is not None:  # token-exact calibration from a file
-        ids, record = calib_ids
-        calib = torch.from_numpy(ids)
-        calibration = {"dataset": None, "nsamples": args.nsamples, "seqlen": args.seqlen, "seed": args.seed, "sampling": "ids", "ids": record}
-    else:
-        calib, info = calibration_with_info(tokenizer, args.calib_dataset, args.nsamples, args.seqlen, args.seed, args.data_path)
-        if info.note:
-            print(f"[besa prune] note: {info.note}")
-        calibration = {**info.__dict__}
-    meta = {"model": str(args.model), "calibration": calibration}
-    manifest = prune_model(model, method, calib, args.out, config, meta=meta)
-    if args.save_model:
-        from pruning.models import save_model
-
-        save_model(model, tokenizer, args.save_model)
-    print(
-        f"[besa prune] {args.method} sparsity target {sparsity:g}{'' if pattern is None else f' ({args.pattern})'}: realised {manifest['realised_sparsity']:.4f} -> {Path(args.out) / 'masks.safetensors'} ({manifest['wall_s']:.0f} s)"
-    )
-    return 0

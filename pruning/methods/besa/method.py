@@ -20,12 +20,12 @@ n:m (``job.pattern`` set, e.g. ``--pattern 2:4``): steps 2-4 change.  Each group
 input weights of a row gets a logit vector over its C(M, K) keep patterns (K kept), initialised so
 that the most probable pattern is Wanda's n:m choice; each step uses the most probable pattern
 (straight-through, gradient through ``sum_p softmax(logits)_p patterns_p``); no sparsity penalty (every group
-keeps exactly K); finalise = the most probable pattern.  See :mod:`pruning.besa_nm`.
+keeps exactly K); finalise = the most probable pattern.  See :mod:`pruning.methods.besa.nm`.
 
 Without driver targets (the driver's default pruned-target mode, and library use) the statistics pass
 also records the dense block's outputs and uses them as targets (one dense pass instead of two).
 
-Pure tensor functions live in :mod:`pruning.besa_core` and :mod:`pruning.besa_nm`.  Masks: bool
+Pure tensor functions live in :mod:`pruning.methods.besa.core` and :mod:`pruning.methods.besa.nm`.  Masks: bool
 ``[out, in]``, 1 = kept.
 """
 
@@ -40,8 +40,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from pruning import besa_core as core
-from pruning import besa_nm as nm
+import pruning.methods.besa.core as core
+import pruning.methods.besa.nm as nm
+from pruning.device import autocast_context
 from pruning.methods.base import LINEAR_NAMES, BlockInputs, BlockJob, BlockResult, PruningMethod, register
 from pruning.methods.scoring import InputNormStat, accumulate_inputs
 from pruning.quant import LOWER_LOGIT, LWC_INIT, UPPER_LOGIT, QuantSpec, fake_quant, group_params
@@ -66,7 +67,7 @@ class BesaConfig:
     layers inside a block keep their learned sparsities).  ``freeze``: no learning, every row at its
     layer's target (reproduces Wanda's masks; with n:m, Wanda's n:m masks).  ``quant_lr``: Adam step for
     the clipping logits.  ``nm_init_scale``: n:m only, initial logit per unit of summed within-group
-    rank (:func:`pruning.besa_nm.init_logits`); larger = the learning starts more committed to Wanda's
+    rank (:func:`pruning.methods.besa.nm.init_logits`); larger = the learning starts more committed to Wanda's
     patterns.
     """
 
@@ -99,12 +100,6 @@ class BesaConfig:
             raise UserError(f"--nm-init-scale must be > 0, got {self.nm_init_scale}")
         if self.candidates < 2:
             raise UserError(f"--candidates must be >= 2, got {self.candidates}")
-
-
-def _autocast(device: torch.device, dtype):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 @contextlib.contextmanager
@@ -401,7 +396,7 @@ class Besa(PruningMethod):
                     sp = dict(zip([L.name for L in unstructured], _layer_sparsities(unstructured, cands, cfg.smoothing)))
                     weights = {f"{L.name}.weight": self._step_weight(L, *sp.get(L.name, (None, None))[:2], spec) for L in layers}
                     x = inputs.hidden[i : i + 1].to(dev)
-                    with _autocast(dev, job.autocast_dtype):
+                    with autocast_context(dev, job.autocast_dtype):
                         out = torch.func.functional_call(block, weights, (x,), dict(inputs.kwargs))
                     out = out[0] if isinstance(out, (tuple, list)) else out
                     rec = core.reconstruction_loss(out, targets[i : i + 1].to(dev))

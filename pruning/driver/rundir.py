@@ -16,8 +16,12 @@ from pathlib import Path
 import torch
 
 from besa_common.fileio import atomic_write_bytes, atomic_write_json
-from pruning.driver_checkpoint import Checkpoint
-from pruning.driver_config import PATTERN_CONVENTION, resolve_device
+from besa_common.masks import encode_masks
+from besa_common.weights import FILENAME, write_weights
+from pruning.device import resolve_device
+from pruning.driver.checkpoint import Checkpoint
+from pruning.driver.config import PATTERN_CONVENTION
+from pruning.quant import save_quant
 
 
 def _layer_tables(keep_all, records, targets_all) -> tuple[dict, dict, int, int]:
@@ -78,9 +82,6 @@ def write_run(
     updated_all: dict[str, tuple[int, str]],
     ckpt: Checkpoint,
 ) -> dict:
-    from besa_common.masks import encode_masks
-    from besa_common.weights import FILENAME, write_weights
-
     opts = getattr(method, "config", None)
     options = dataclasses.asdict(opts) if dataclasses.is_dataclass(opts) else {}
     layers, alloc_layers, total, pruned = _layer_tables(keep_all, records, targets_all)
@@ -114,8 +115,6 @@ def write_run(
     if config.wbits is None:
         (out / "quant.safetensors").unlink(missing_ok=True)
     else:
-        from pruning.quant import save_quant
-
         save_quant(
             out / "quant.safetensors",
             qparams_all,

@@ -1,20 +1,21 @@
-"""Block driver, stage 0: the run's configuration, the compute device, per-layer targets, the
-checks made before any block is touched (see :mod:`pruning.driver` for the lifecycle)."""
+"""Block driver, stage 0: the run's configuration, per-layer targets, the checks made before any
+block is touched (see :mod:`pruning.driver` for the lifecycle; the device and dtype come from
+:mod:`pruning.device`)."""
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from typing import Mapping
 
 import torch
 
 from besa_common.errors import UserError
-from pruning.methods.base import LINEAR_NAMES
+from besa_common.llama import LINEAR_NAMES
+from pruning.device import AUTOCAST_DTYPES, resolve_device
+from pruning.models import linear_layers
 from pruning.weight_update import WeightUpdateConfig
 
 TARGET_MODES = ("pruned", "dense")
-DTYPES = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # Manifest / masks-meta ``pattern`` "N:M" = at most N KEPT of every M consecutive input weights.
 # Manifests without this key (version 1) meant N PRUNED of M.
 PATTERN_CONVENTION = "n_kept_of_m"
@@ -58,26 +59,8 @@ class DriverConfig:
                 raise UserError(f"pattern n:m needs 0 < n < m, got {n}:{m}")
         if self.target not in TARGET_MODES:
             raise UserError(f"target must be one of {', '.join(TARGET_MODES)}, got {self.target!r}")
-        if self.dtype not in DTYPES:
-            raise UserError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu.  ``cuda`` without a GPU is a UserError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available (use --device cpu or auto)")
-    if name not in ("cpu", "cuda"):
-        raise UserError(f"device must be auto, cpu or cuda, got {name!r}")
-    return torch.device(name)
-
-
-def autocast_context(device: torch.device, dtype: torch.dtype | None):
-    """fp16/bf16 autocast on ``device`` or a no-op for fp32."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+        if self.dtype not in AUTOCAST_DTYPES:
+            raise UserError(f"dtype must be one of {', '.join(AUTOCAST_DTYPES)}, got {self.dtype!r}")
 
 
 def layer_targets(config: DriverConfig, n_blocks: int) -> dict[str, float]:
@@ -87,8 +70,6 @@ def layer_targets(config: DriverConfig, n_blocks: int) -> dict[str, float]:
 
 def check_group_size(model, group_size: int) -> None:
     """Quantization groups must tile every linear's in-features exactly."""
-    from pruning.models import linear_layers
-
     if group_size < 1:
         raise UserError(f"--group-size must be positive, got {group_size}")
     for name, lin in linear_layers(model).items():
@@ -100,7 +81,7 @@ def validate_run(model, config: DriverConfig, calib: torch.Tensor, n_blocks: int
     """Everything checkable before the first block: device, dtype, quantization, calibration shape,
     ``layer_sparsity`` names.  Returns ``(device, autocast dtype or None)``."""
     device = resolve_device(config.device)
-    autocast_dtype = DTYPES[config.dtype]
+    autocast_dtype = AUTOCAST_DTYPES[config.dtype]
     if autocast_dtype is torch.float16 and device.type != "cuda":
         raise UserError("--dtype float16 needs CUDA (use float32 or bfloat16 on CPU)")
     if config.wbits is not None:

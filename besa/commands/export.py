@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from besa_common.extras import require
+from besa_common.fileio import dir_lock
+from pruning.export import DTYPES, FORMATS, check_export_out, export_pruned
+from pruning.model_spec import check_model_spec
+
 HELP = "save a pruned model as a HF directory or compressed-tensors"
 
 
 def add_arguments(parser) -> None:
-    from pruning.export import DTYPES, FORMATS
-
     parser.add_argument("--model", required=True, help="smollm2-135m, a local HF directory or a .gguf file")
     parser.add_argument("--masks", required=True, type=Path, help="masks file (besa prune's DIR/masks.safetensors) or its run directory")
     parser.add_argument(
@@ -37,25 +40,15 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from besa_common.extras import require
-    from besa_common.fileio import dir_lock
-    from pruning.export import DTYPES, check_export_out, export_model, prepare_model
-
     if args.format == "compressed":
         require("export --format compressed", "export")  # before the slow model load
     masks = args.masks / "masks.safetensors" if args.masks.is_dir() else args.masks
     # Every check before the model load: the output path (never the input: --out RUN_DIR --overwrite
-    # would delete the masks it reads), then the masks file itself (inside prepare_model).
-    from pruning.models import check_model_spec
-
+    # would delete the masks it reads), then the masks file itself (inside export_pruned).
     check_model_spec(args.model)
     check_export_out(args.out, args.overwrite, inputs=[masks, args.model if Path(args.model).exists() else None])
     with dir_lock(args.out, wait=args.wait) as lock:
         lock.clean_temps(recursive=False)  # the temporary copy of a killed earlier export
-        model, tokenizer, quantized = prepare_model(args.model, masks, DTYPES[args.dtype], quant=not args.no_quant)
-        from besa_common.masks import read_masks
-
-        keep, _ = read_masks(masks)  # the bitmasks of --format compressed are the masks themselves
-        report = export_model(model, tokenizer, args.out, args.format, quantized=quantized, overwrite=args.overwrite, keep=keep)
+        report = export_pruned(args.model, masks, args.out, args.format, dtype=args.dtype, quant=not args.no_quant, overwrite=args.overwrite)
     print(report.summary())
     return 0

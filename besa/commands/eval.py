@@ -10,26 +10,31 @@
 then ``weights.safetensors`` (the kept weights a weight-changing run such as SparseGPT updated; masks
 of such a run without it are refused), then ``quant.safetensors`` when it sits next to the masks.
 
-Structure (so other evaluations can be added with a small edit): :func:`add_arguments` builds the
-parser, :func:`prepare_model` loads and masks the model, :func:`compute` returns the results dict,
-:func:`emit` prints/writes it.
+This module parses and checks the command line; the evaluation is :func:`pruning.eval_run.evaluate_run`
+(add other evaluations there, and their flags in :func:`add_arguments`).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 from besa_common.errors import UserError
+from besa_common.extras import require
+from pruning.data import DATASETS
+from pruning.device import resolve_device
+from pruning.eval_run import check_eval_out, evaluate_run, write_results
+from pruning.model_spec import check_model_spec
+from pruning.runfiles import masks_file
+from pruning.token_ids import check_vocab, load_token_ids, model_vocab_size
+from pruning.zeroshot import add_arguments as add_zeroshot_arguments
+from pruning.zeroshot import check_task_data, format_table, parse_tasks
 
 HELP = "perplexity (and zero-shot accuracy) of a model with optional masks"
 DEFAULT_SEQLEN = 2048
 
 
 def add_arguments(parser) -> None:
-    from pruning.data import DATASETS
-
     parser.add_argument("--model", default="smollm2-135m", help="smollm2-135m (default), a local HF directory or a .gguf file")
     parser.add_argument("--masks", default=None, metavar="FILE", help="masks.safetensors to apply (or its run directory)")
     parser.add_argument("--no-quant", action="store_true", help="ignore a quant.safetensors next to the masks file")
@@ -54,109 +59,7 @@ def add_arguments(parser) -> None:
     out.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     out.add_argument("--out", default=None, metavar="DIR|FILE.json", help="also write the JSON object (FILE.json, or DIR/eval.json)")
     # Other evaluations (zero-shot) add their flags below this line.
-    from pruning.zeroshot import add_arguments as add_zeroshot_arguments
-
     add_zeroshot_arguments(parser)  # --tasks, --task-data, --zs-batch-size, --limit
-
-
-def _masks_path(text: str | None) -> Path | None:
-    if text is None:
-        return None
-    from pruning.runfiles import masks_file
-
-    return masks_file(text)
-
-
-def prepare_model(model_spec: str, masks: Path | None, use_quant: bool = True):
-    """Load the model and rebuild the pruned one from its run directory (``pruning.runfiles``):
-    masks, the updated weights of a weight-changing run, quantization saved next to them.
-
-    Returns ``(model, tokenizer, info)``; ``info`` has ``sparsity`` (realised over the masked layers),
-    ``method``, ``weights`` and ``quant``.
-    """
-    from pruning.models import load_model
-
-    run = None
-    if masks is not None:
-        from pruning.runfiles import open_run
-
-        run = open_run(masks, quant=use_quant)  # validate before the slow model load
-    model, tokenizer = load_model(model_spec)
-    info = {"sparsity": 0.0, "method": None, "weights": None, "quant": None}
-    if run is not None:
-        from pruning.runfiles import apply_run
-
-        info.update(apply_run(model, run))
-    return model, tokenizer, info
-
-
-def compute(args) -> dict:
-    """The results dict of one ``besa eval`` invocation."""
-    from pruning.data import eval_tokens
-    from pruning.driver import DTYPES, resolve_device
-    from pruning.evaluate import perplexity
-
-    eval_ids = _eval_source(args)
-    if args.max_windows is not None and args.max_windows < 1:
-        raise UserError(f"--max-windows must be positive, got {args.max_windows}")
-    device = resolve_device(args.device)
-    masks = _masks_path(args.masks)
-    check_eval_out(args.out, masks)  # a bad --out must not cost the evaluation
-    from pruning.models import check_model_spec
-
-    check_model_spec(args.model)
-    if args.tasks:
-        from besa_common.extras import require
-        from pruning.zeroshot import check_task_data, parse_tasks
-
-        require("eval --tasks", "zeroshot")
-        check_task_data(parse_tasks(args.tasks), args.task_data)  # bad task names / files fail before the model load
-    model, tokenizer, info = prepare_model(args.model, masks, use_quant=not args.no_quant)
-    results: dict = {
-        "model": str(args.model),
-        "masks": None if masks is None else str(masks),
-        "method": info["method"] or ("dense" if masks is None else None),
-        "sparsity": info["sparsity"],
-        "weights": info["weights"],
-        "quant": info["quant"],
-    }
-    if not args.no_ppl:
-        if eval_ids is not None:  # each row is one window: flattened, seqlen = T gives exactly those windows
-            import torch
-
-            ids, record = eval_ids
-            tokens = torch.from_numpy(ids).reshape(1, -1)
-            where = {"dataset": None, "split": None, "eval_ids": record}
-        else:
-            tokens = eval_tokens(tokenizer, args.dataset, args.split, args.data_path, seqlen=args.seqlen)
-            where = {"dataset": args.dataset, "split": args.split}
-        res = perplexity(model, tokens, args.seqlen, args.max_windows, device, DTYPES[args.dtype], progress=not args.no_progress)
-        results.update({"ppl": res["ppl"], "nll": res["nll"], **where, "seqlen": res["seqlen"], "windows": res["windows"], "tokens": res["tokens"]})
-    # Other evaluations (zero-shot) add their results here, e.g. results["zeroshot"] = ...
-    if args.tasks:
-        from pruning.zeroshot import parse_tasks, run_tasks
-
-        results["tasks"] = run_tasks(model, tokenizer, parse_tasks(args.tasks), args.task_data, args.zs_batch_size, args.limit, device=device)
-    return results
-
-
-def _eval_json(out: str) -> Path:
-    p = Path(out)
-    return p if p.suffix == ".json" else p / "eval.json"
-
-
-def check_eval_out(out: str | None, masks: Path | None) -> None:
-    """``--out FILE.json`` or ``DIR`` (-> DIR/eval.json): writable, right kind, not the masks file."""
-    from besa_common.fileio import check_output_path
-
-    if out is None:
-        return
-    p = Path(out)
-    if p.suffix == ".json":
-        check_output_path(p, kind="file", inputs=[masks])
-    else:
-        check_output_path(p)
-        check_output_path(p / "eval.json", kind="file")
 
 
 def _eval_source(args):
@@ -167,8 +70,6 @@ def _eval_source(args):
         if args.seqlen < 2:
             raise UserError(f"--seqlen must be at least 2, got {args.seqlen}")
         return None
-    from pruning.token_ids import check_vocab, load_token_ids, model_vocab_size
-
     if args.data_path is not None:
         raise UserError("--data-path and --eval-ids exclude each other (the file holds the evaluation tokens)")
     ids, record = load_token_ids(args.eval_ids, "--eval-ids")
@@ -179,19 +80,50 @@ def _eval_source(args):
     return ids, record
 
 
-def emit(results: dict, as_json: bool, out: str | None) -> None:
-    from besa_common.fileio import atomic_write_json
+def compute(args) -> dict:
+    """Check the command line (everything before the slow model load), then evaluate."""
+    eval_ids = _eval_source(args)
+    if args.max_windows is not None and args.max_windows < 1:
+        raise UserError(f"--max-windows must be positive, got {args.max_windows}")
+    device = resolve_device(args.device)
+    masks = None if args.masks is None else masks_file(args.masks)
+    check_eval_out(args.out, masks)  # a bad --out must not cost the evaluation
+    check_model_spec(args.model)
+    tasks = None
+    if args.tasks:
+        require("eval --tasks", "zeroshot")
+        tasks = parse_tasks(args.tasks)
+        check_task_data(tasks, args.task_data)  # bad task names / files fail before the model load
+    return evaluate_run(
+        args.model,
+        masks,
+        quant=not args.no_quant,
+        device=device,
+        dtype=args.dtype,
+        progress=not args.no_progress,
+        ppl=not args.no_ppl,
+        dataset=args.dataset,
+        split=args.split,
+        data_path=args.data_path,
+        seqlen=args.seqlen,
+        eval_ids=eval_ids,
+        max_windows=args.max_windows,
+        tasks=tasks,
+        task_data=args.task_data,
+        zs_batch_size=args.zs_batch_size,
+        limit=args.limit,
+    )
 
+
+def emit(results: dict, as_json: bool, out: str | None) -> None:
     if out is not None:
-        atomic_write_json(_eval_json(out), results)
+        write_results(results, out)
     if as_json:
         print(json.dumps(results, sort_keys=True))
     elif "ppl" in results:
         text = f"{results['dataset']} {results['split']}" if results.get("dataset") else f"ids {results['eval_ids']['path']}"
         print(f"ppl {results['ppl']:.3f}  ({text}, seqlen {results['seqlen']}, {results['windows']} windows, sparsity {results['sparsity']:.4f})")
     if not as_json and "tasks" in results:
-        from pruning.zeroshot import format_table
-
         print(format_table(results["tasks"]))
     sys.stdout.flush()
 
