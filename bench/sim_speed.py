@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from simulator import cpp
 from simulator import engine as eng
 from simulator import stats
 from simulator import workload as wl
@@ -151,10 +152,10 @@ def _pruned_search(sts, hw, tokens, engine):
 def _every_candidate(sts, hw, tokens):
     for st in sts:
         for n in tokens:
-            for _tau, dense in st.candidates(hw):
+            for _threshold, dense in st.candidates(hw):
                 gs = hw.gather_scaled or st.gather(dense, hw.macs_per_line, hw.banks, GATHER_SCALE)
                 pads = st.pads(dense, hw.rle_bits) if hw.index_format == "rle" else 0
-                eng._core.cycle_partition(st.rows, st.cols, n, int(dense.sum()), st.row_sparse(dense), pads, gs, eng.hw_params(hw))
+                cpp.core.cycle_partition(st.rows, st.cols, n, int(dense.sum()), st.row_sparse(dense), pads, gs, cpp.hw_params(hw))
 
 
 def partition_search(engine: str, repeat: int) -> None:

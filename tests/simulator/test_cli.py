@@ -12,7 +12,8 @@ import pytest
 
 from besa.cli import main
 from besa_common.masks import write_masks
-from simulator.run import COLUMNS
+from simulator.schema import LAYER_COLUMNS
+from simulator.cpp import have_core
 
 GOLDEN = Path(__file__).parent / "golden"
 GOLDEN_CASES = {
@@ -64,13 +65,13 @@ def test_outputs(tmp_path, capsys):
     assert code == 0
     assert "N=1:" in out and "N=2048:" in out
     df = pd.read_csv(tmp_path / "layers.csv")
-    assert list(df.columns) == COLUMNS
+    assert list(df.columns) == list(LAYER_COLUMNS)
     assert len(df) == 7 * 2
     assert set(df["tokens"]) == {1, 2048}
     assert (df[df.tokens == 1]["bound"] == "memory").all()
     s = json.loads((tmp_path / "summary.json").read_text())
     assert s["hardware"]["lines"] == 32 and s["hardware"]["dram_bytes_per_cycle"] == 100.0
-    assert s["mode"] == "cycle" and s["version"] == 1 and s["simulator_version"]
+    assert s["mode"] == "cycle" and s["version"] == 2 and s["simulator_version"]
     assert set(s["per_projection"]["1"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
     t = s["totals"]["2048"]
     assert t["cycles"] == int(df[df.tokens == 2048]["cycles"].sum())
@@ -100,12 +101,11 @@ def test_masks_default_out_dir_and_every_mode(tmp_path, capsys):
 
 
 def test_engines_agree_through_simulate(tmp_path):
-    from simulator import engine as eng
     from simulator import workload as wl
     from simulator.hardware import load_hardware
     from simulator.run import simulate
 
-    if not eng.have_core():
+    if not have_core():
         pytest.skip("C++ core not built")
     layers = wl.synthetic("40x56*3:skewed=0.5", 3)
     hw = load_hardware("vitcod", {"tile_m": 8, "tile_k": 16, "tile_n": 4, "index_format": "rle"})
