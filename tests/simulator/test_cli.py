@@ -19,7 +19,7 @@ GOLDEN = Path(__file__).parent / "golden"
 GOLDEN_CASES = {
     # fixed synthetic model: 2 SmolLM2-135M blocks with column-skewed masks, seed 0
     "cycle_vitcod": ["--synthetic", "smollm2-135m[2]:skewed=0.5", "--hw", "vitcod", "--mode", "cycle", "--tokens", "1,64"],
-    "besa_compat": ["--synthetic", "smollm2-135m[2]:skewed=0.5", "--hw", "besa", "--mode", "besa-compat", "--tokens", "1"],
+    "besa_compat": ["--synthetic", "smollm2-135m[2]:skewed=0.5", "--hw", "besa-paper-array", "--mode", "besa-compat", "--tokens", "1"],
     "nm_hbm": ["--synthetic", "smollm2-135m[1]:nm=2:4", "--hw", "hbm-4k", "--mode", "nm", "--tokens", "1,2048"],
 }
 
@@ -88,13 +88,13 @@ def test_masks_default_out_dir_and_every_mode(tmp_path, capsys):
     for mode in ("besa-compat", "corrected", "cycle", "dense", "nm"):
         code, _, err = run_cli(["--masks", str(tmp_path), "--hw", "besa", "--mode", mode, "--tokens", "1,16"], capsys)
         assert code == 0, err
-        df = pd.read_csv(tmp_path / "sim" / f"besa-{mode}" / "layers.csv")
+        df = pd.read_csv(tmp_path / "sim" / f"besa-paper-array-{mode}" / "layers.csv")  # the preset's name, not the alias
         assert len(df) == 5 * 2 and (df["mode"] == mode).all()
         assert (df["speedup_vs_dense"] > 0).all()
     # besa-compat summary: per-projection averages like the BESA table
-    s = json.loads((tmp_path / "sim" / "besa-besa-compat" / "summary.json").read_text())
+    s = json.loads((tmp_path / "sim" / "besa-paper-array-besa-compat" / "summary.json").read_text())
     q = s["per_projection"]["1"]["q_proj"]
-    df = pd.read_csv(tmp_path / "sim" / "besa-besa-compat" / "layers.csv")
+    df = pd.read_csv(tmp_path / "sim" / "besa-paper-array-besa-compat" / "layers.csv")
     sel = df[(df.proj == "q_proj") & (df.tokens == 1)]
     assert q["avg_cycles"] == sel["cycles"].mean() and q["layers"] == 2
     assert q["speedup_vs_dense"] == pytest.approx(sel["dense_cycles"].mean() / sel["cycles"].mean())
