@@ -139,7 +139,7 @@ def whole_command(spec: str, hw: str, repeat: int) -> None:
             subprocess.run([sys.executable, "-m", *cmd, "--out", os.path.join(d, "o")], check=True, capture_output=True)
             times.append(time.perf_counter() - t)
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import simulator.cli, simulator.run, simulator.engine, simulator.workload"], check=True)
+        subprocess.run([sys.executable, "-c", "import besa.commands.simulate, simulator.run, simulator.engine, simulator.workload"], check=True)
         t_imp = time.perf_counter() - t
     print(f"`{' '.join(cmd)}`: {min(times):.2f} s best of {repeat} ({', '.join(f'{x:.2f}' for x in times)}); the imports alone {t_imp:.2f} s")
 
