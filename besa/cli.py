@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prune": ("besa.commands.prune", "prune a model block by block and write DIR/masks.safetensors"),
     "eval": ("besa.commands.eval", "perplexity (and zero-shot accuracy) of a model with optional masks"),
     "export": ("besa.commands.export", "save a pruned model as a HF directory or compressed-tensors"),
-    "simulate": ("simulator.cli", "simulate masks on a sparse accelerator, write layers.csv + summary.json"),
+    "simulate": ("besa.commands.simulate", "simulate masks on a sparse accelerator, write layers.csv + summary.json"),
     "run": ("besa.run", "run a whole experiment (prune -> eval -> simulate -> report)"),
     "masks": ("besa.cmd_masks", "extract keep masks from a checkpoint (HF zeros, compressed-tensors bitmasks, GGUF)"),
     "report": ("reports.cli", "regenerate the tables and the HTML report from run directories"),

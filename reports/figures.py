@@ -36,6 +36,7 @@ from reports.plotkit import (
     plain_log,
 )
 from reports.table import PROJECTIONS, phase_of, summary_table
+from simulator.schema import SWEEP_AXES, SWEEP_NON_HARDWARE
 
 __all__ = [
     "FIGURES",
@@ -512,9 +513,8 @@ def roofline(df: pd.DataFrame, preset: str | None = None) -> FigureData:
 
 # --- 7. sweep heatmaps ---------------------------------------------------------------------------
 
-# Preferred axes of the sweep heatmaps, when swept (the most asked what-if questions first).
-SWEEP_AXES = ["lines", "dram_bytes_per_cycle", "macs_per_line", "index_format", "split", "tau", "weight_buffer_bytes", "index_buffer_bytes"]
-_NOT_SWEPT = {"tokens", "seed", "point_id", "status", "error", "finished_at", "wall_s"}
+# Preferred axes of the sweep heatmaps (SWEEP_AXES) and the columns that are not hardware fields: simulator.schema
+_NOT_SWEPT = SWEEP_NON_HARDWARE
 _FACET_COLUMNS = ("sweep", "workload", "preset", "mode")
 
 

@@ -39,6 +39,7 @@ import pandas as pd
 from besa_common import llama
 from besa_common.errors import UserError
 from besa_common.fileio import atomic_write_text
+from simulator.schema import read_layers
 
 # Columns first in the tidy table, in this order; any other layers.csv column follows.
 CORE_COLUMNS = [
@@ -230,7 +231,7 @@ def load_run(path: str | Path, experiment: str | None = None) -> RunInfo:
                 info.missing.append(f"sim/{d.name} has no layers.csv")
                 continue
             try:
-                layers = pd.read_csv(d / "layers.csv")
+                layers = read_layers(d / "layers.csv")  # any results version (an old `tau` column renamed)
             except Exception as exc:  # a damaged CSV must not stop the whole report
                 info.missing.append(f"sim/{d.name}/layers.csv unreadable ({type(exc).__name__})")
                 continue
