@@ -11,10 +11,10 @@ Rerunning the same command after an interruption resumes at the first unfinished
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from besa_common.errors import UserError
+from besa_common.sparsity import check_layer_target, check_target, nm_sparsity, parse_nm
 
 HELP = "prune a model block by block and write DIR/masks.safetensors"
 DEFAULT_NSAMPLES, DEFAULT_SEQLEN, DEFAULT_DATASET = 128, 2048, "wiki"
@@ -33,15 +33,7 @@ def _methods():
 def parse_pattern(text: str | None) -> tuple[int, int] | None:
     """``"2:4"`` -> ``(2, 4)``: at most N of every M consecutive input weights KEPT (the N:M
     literature's and the simulator's convention; implied sparsity 1 - N/M).  None stays None."""
-    if text is None:
-        return None
-    m = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", text)
-    if not m:
-        raise UserError(f"--pattern must look like N:M (e.g. 2:4), got {text!r}")
-    n, mm = int(m.group(1)), int(m.group(2))
-    if not 0 < n < mm:
-        raise UserError(f"--pattern {text}: needs 0 < N < M (N of every M consecutive input weights are KEPT)")
-    return n, mm
+    return None if text is None else parse_nm(text, "--pattern")
 
 
 def add_arguments(parser) -> None:
@@ -126,21 +118,16 @@ def _read_layer_sparsity(path: str | None) -> dict[str, float]:
         obj = {k: v.get("realised", v.get("target")) if isinstance(v, dict) else v for k, v in obj["layers"].items()}
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in obj.values()):
         raise UserError(f"--layer-sparsity: {p} must hold a non-empty JSON object {{layer name: sparsity}}")
-    bad = next((k for k, v in obj.items() if not 0.0 <= float(v) < 1.0), None)
-    if bad is not None:
-        raise UserError(f"--layer-sparsity: {p}: sparsity of {bad!r} is {obj[bad]}, expected a fraction in [0, 1)")
-    return {str(k): float(v) for k, v in obj.items()}
+    return {str(k): check_layer_target(v, f"--layer-sparsity: {p}: sparsity of {k!r}") for k, v in obj.items()}
 
 
 def run(args) -> int:
     if args.method not in _methods():
         raise UserError(f"unknown method {args.method!r} (known: {', '.join(sorted(_methods()))})")
     pattern = parse_pattern(args.pattern)
-    sparsity = args.sparsity
-    if sparsity is not None and not 0.0 < sparsity < 1.0:
-        raise UserError(f"--sparsity must be in (0, 1), got {sparsity}")
+    sparsity = None if args.sparsity is None else check_target(args.sparsity, "--sparsity")
     if pattern is not None:
-        implied = 1.0 - pattern[0] / pattern[1]
+        implied = nm_sparsity(*pattern)
         if sparsity is not None and abs(sparsity - implied) > 1e-9:
             raise UserError(f"--sparsity {sparsity} contradicts --pattern {args.pattern} (which prunes {implied:g}); drop one")
         sparsity = implied
