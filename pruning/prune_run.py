@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from besa_common.errors import UserError
+from besa_common.sparsity import check_layer_target
 from pruning import models
 from pruning.data import calibration_with_info
 from pruning.device import resolve_device
@@ -40,10 +41,7 @@ def read_layer_sparsity(path: str | Path | None, flag: str = "--layer-sparsity")
         obj = {k: v.get("realised", v.get("target")) if isinstance(v, dict) else v for k, v in obj["layers"].items()}
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in obj.values()):
         raise UserError(f"{flag}: {p} must hold a non-empty JSON object {{layer name: sparsity}}")
-    bad = next((k for k, v in obj.items() if not 0.0 <= float(v) < 1.0), None)
-    if bad is not None:
-        raise UserError(f"{flag}: {p}: sparsity of {bad!r} is {obj[bad]}, expected a fraction in [0, 1)")
-    return {str(k): float(v) for k, v in obj.items()}
+    return {str(k): check_layer_target(v, f"{flag}: {p}: sparsity of {k!r}") for k, v in obj.items()}
 
 
 def prune_to_dir(

@@ -35,6 +35,7 @@ import numpy as np
 
 from besa_common.errors import UserError
 from besa_common.masks import read_masks_packed
+from besa_common.sparsity import check_measured, parse_nm
 from simulator import stats
 from simulator.cpp import core
 
@@ -427,10 +428,10 @@ def _refuse_old(kind: str, arg: str) -> None:
 
 
 def _fraction(text: str) -> float:
-    v = float(text)
-    if not 0.0 <= v <= 1.0:
-        raise ValueError
-    return v
+    try:
+        return check_measured(float(text))
+    except UserError:
+        raise ValueError from None  # the caller names the whole pattern
 
 
 def _p_sparsity(arg: str):
@@ -439,10 +440,7 @@ def _p_sparsity(arg: str):
 
 
 def _p_nm(arg: str):
-    n_s, m_s = arg.split(":")
-    n, m = int(n_s), int(m_s)
-    if not 1 <= n <= m:
-        raise UserError(f"synthetic pattern nm={arg}: N:M needs 1 <= N <= M (N kept of every M)")
+    n, m = parse_nm(arg, f"synthetic pattern nm={arg}")
     if m > 1024:  # the generic generator draws rows x groups x M floats: bound M like the hardware's nm_m
         raise UserError(f"synthetic pattern nm={arg}: M must be <= 1024")
     return lambda r, c, g: gen_nm(r, c, n, m, g)

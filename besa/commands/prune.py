@@ -10,12 +10,12 @@ Rerunning the same command after an interruption resumes at the first unfinished
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pruning.methods  # noqa: F401  (fills the registry)
 from besa_common.errors import UserError
 from besa_common.fileio import check_output_path, dir_lock
+from besa_common.sparsity import check_target, nm_sparsity, parse_nm
 from pruning.data import DATASETS
 from pruning.driver import DriverConfig
 from pruning.methods.base import METHODS
@@ -35,15 +35,7 @@ MAX_SEED = (1 << 63) - 1
 def parse_pattern(text: str | None) -> tuple[int, int] | None:
     """``"2:4"`` -> ``(2, 4)``: at most N of every M consecutive input weights KEPT (the N:M
     literature's and the simulator's convention; implied sparsity 1 - N/M).  None stays None."""
-    if text is None:
-        return None
-    m = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", text)
-    if not m:
-        raise UserError(f"--pattern must look like N:M (e.g. 2:4), got {text!r}")
-    n, mm = int(m.group(1)), int(m.group(2))
-    if not 0 < n < mm:
-        raise UserError(f"--pattern {text}: needs 0 < N < M (N of every M consecutive input weights are KEPT)")
-    return n, mm
+    return None if text is None else parse_nm(text, "--pattern")
 
 
 def add_arguments(parser) -> None:
@@ -115,11 +107,9 @@ def run(args) -> int:
     if args.method not in METHODS:
         raise UserError(f"unknown method {args.method!r} (known: {', '.join(sorted(METHODS))})")
     pattern = parse_pattern(args.pattern)
-    sparsity = args.sparsity
-    if sparsity is not None and not 0.0 < sparsity < 1.0:
-        raise UserError(f"--sparsity must be in (0, 1), got {sparsity}")
+    sparsity = None if args.sparsity is None else check_target(args.sparsity, "--sparsity")
     if pattern is not None:
-        implied = 1.0 - pattern[0] / pattern[1]
+        implied = nm_sparsity(*pattern)
         if sparsity is not None and abs(sparsity - implied) > 1e-9:
             raise UserError(f"--sparsity {sparsity} contradicts --pattern {args.pattern} (which prunes {implied:g}); drop one")
         sparsity = implied

@@ -9,7 +9,7 @@ import json
 import pandas as pd
 
 from reports import figures as F
-from reports.cli import build_report
+from reports.build import build_report
 from reports.table import build_table, load_runs, summary_table
 from simulator import workload as wl
 from simulator.hardware import load_hardware

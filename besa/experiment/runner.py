@@ -1,7 +1,7 @@
-"""``besa run [EXPERIMENT.toml] --out DIR``: the whole job — prune -> eval -> simulate -> report.
+"""Running an experiment: ``besa run``'s orchestration (the command line is :mod:`besa.commands.run`).
 
-With no file it runs the shipped default experiment (``configs/experiments/default.toml``).
-Every step is one ``besa`` subcommand run in a CHILD PROCESS (``python -m besa.cli ...``):
+Every step is one ``besa`` subcommand (:mod:`besa.experiment.plan`) run in a CHILD PROCESS
+(``python -m besa.cli ...``):
 
 * error isolation — a step that fails (or crashes) is recorded in its run's ``status.json`` with
   the last line of its log, the runs that do not depend on it go on, and the report lists it;
@@ -17,14 +17,7 @@ eval / simulate outputs of DESIGN.md, ``status.json`` and ``logs/<step>.log``;
 ``DIR/experiment.toml`` (the experiment as given), ``DIR/whatif/`` (optional sweep) and the report:
 ``DIR/report.html``, ``table.csv``, ``summary.csv``, ``report.md``.  A "dense" run is not pruned:
 it is evaluated without masks and simulated on an all-kept masks file of the model's shapes.
-
-Siblings (``[siblings]``, :func:`besa.experiment.pair_siblings`): every pruned unstructured run at the
-sparsity of the sibling pattern (2:4 = 50 %) is paired with an n:m run of the same sparsity and weight
-bits (its own method at 2:4 if the experiment has it, else Wanda 2:4, added to the plan when missing).
-Each sibling run is additionally simulated in mode ``nm`` (the n:m engine) on every preset the
-experiment simulates in ``cycle`` mode (:func:`sibling_sims`), and each paired run records the
-pairing in ``DIR/<run>/sibling.json`` (:func:`sibling_record`), which the report reads to put the two
-side by side.
+Each paired run's ``sibling.json`` is written before any step (:func:`besa.experiment.plan.write_sibling_files`).
 """
 
 from __future__ import annotations
@@ -38,168 +31,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from besa_common.errors import UserError
-from besa_common.fileio import atomic_write_json, atomic_write_text, check_output_path, dir_lock
+import numpy as np
+
+from besa.experiment.plan import check_steps, describe_siblings, eval_cmd, plan_sims, prune_cmd, prune_outputs, sim_cmd, write_sibling_files
 from besa_common.digest import json_digest
-from besa_common.resources import config_file
-
-HELP = "run a whole experiment (prune -> eval -> simulate -> report)"
-DEFAULT_EXPERIMENT = config_file("experiments", "default")  # shipped as package data (besa_configs)
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument(
-        "experiment", nargs="?", default=None, metavar="EXPERIMENT.toml", help="experiment file (default: the shipped experiments/default.toml)"
-    )
-    parser.add_argument("--out", required=True, help="output folder: one sub-folder per run, report.html at the top")
-    parser.add_argument("--dry-run", action="store_true", help="validate the file and print the steps without running them")
-    parser.add_argument("--no-report", action="store_true", help="skip the final report")
-    parser.add_argument("--wait", action="store_true", help="if another writer holds --out, wait for it instead of failing at once")
-
-
-# ---------------------------------------------------------------- commands of each step
-def prune_cmd(exp, spec, run_dir: Path) -> list[str]:
-    cal = exp.calibration
-    cmd = [
-        "prune",
-        "--model",
-        exp.experiment.model,
-        "--method",
-        spec.method,
-        "--sparsity",
-        f"{spec.sparsity:g}",
-        "--calib-dataset",
-        cal.dataset,
-        "--no-progress",
-        "--nsamples",
-        str(cal.nsamples),
-        "--seqlen",
-        str(cal.seqlen),
-        "--seed",
-        str(exp.experiment.seed),
-        "--out",
-        str(run_dir),
-    ]
-    if spec.pattern != "unstructured":
-        cmd += ["--pattern", spec.pattern]
-    if spec.wbits != 16:
-        cmd += ["--wbits", str(spec.wbits)]
-    from besa.experiment import option_flags
-
-    return cmd + option_flags(exp.options.get(spec.method, {}))
-
-
-def eval_cmd(exp, spec, run_dir: Path) -> list[str]:
-    ev = exp.eval
-    cmd = ["eval", "--model", exp.experiment.model, "--dataset", ev.dataset, "--seqlen", str(ev.seqlen), "--no-progress", "--out", str(run_dir)]
-    if ev.max_windows:
-        cmd += ["--max-windows", str(ev.max_windows)]
-    if not spec.dense:
-        cmd += ["--masks", str(run_dir / "masks.safetensors")]
-    return cmd
-
-
-def prune_outputs(run_dir: Path) -> list[Path]:
-    """Files a finished prune step leaves: masks, manifest, and ``weights.safetensors`` when the run
-    changed weights (an older run directory of SparseGPT lacks it, so its prune step runs again)."""
-    outs = [run_dir / "masks.safetensors", run_dir / "manifest.json"]
-    try:
-        manifest = json.loads((run_dir / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return outs
-    updated = manifest.get("updated_weights")
-    if updated is None:  # written before the key existed: ask the method (imports torch, old dirs only)
-        from pruning.runfiles import updates_weights
-
-        updated = updates_weights(manifest)
-    return outs + [run_dir / "weights.safetensors"] if updated else outs
-
-
-SIBLING_FILE = "sibling.json"
-SIBLING_FORMAT = "besa-sibling"
-SIBLING_ENGINE = "nm"  # the simulator mode of the n:m engine
-
-
-def sibling_sims(exp) -> list[tuple[str, str, tuple[int, ...]]]:
-    """The n:m-engine simulations of a sibling run, on top of the experiment's own: mode ``nm`` on
-    each preset the experiment simulates in ``cycle`` mode (the machine model the unstructured run is
-    compared in), at that preset's cycle token counts — unless the experiment already simulates mode
-    ``nm`` on that preset, which every run (the siblings included) gets anyway."""
-    cycle: dict[str, set[int]] = {}
-    have_nm = {t.preset for t in exp.simulate if SIBLING_ENGINE in t.modes}
-    for t in exp.simulate:
-        if "cycle" in t.modes and t.preset not in have_nm:
-            cycle.setdefault(t.preset, set()).update(t.tokens)
-    return [(preset, SIBLING_ENGINE, tuple(sorted(toks))) for preset, toks in cycle.items()]
-
-
-def plan_sims(exp) -> dict[str, list[tuple[str, str, tuple[int, ...]]]]:
-    """Run name -> the (preset, mode, tokens) simulations ``besa run`` gives it: the experiment's
-    ``[[simulate]]`` targets, plus :func:`sibling_sims` for the runs that are some run's sibling."""
-    sims = [(t.preset, m, tuple(t.tokens)) for t in exp.simulate for m in t.modes]
-    pairs, _ = exp.sibling_plan()
-    siblings = {p.sibling for p in pairs.values()}
-    extra = sibling_sims(exp)
-    return {s.name: sims + (extra if s.name in siblings else []) for s in exp.run_specs()}
-
-
-def sibling_record(exp, pair) -> dict:
-    """The content of ``DIR/<run>/sibling.json`` for one pairing (see :mod:`besa.experiment`)."""
-    spec = {s.name: s for s in exp.run_specs()}[pair.sibling]
-    nm_sims = sorted({f"{p}-{m}" for p, m, _ in plan_sims(exp)[pair.sibling] if m == SIBLING_ENGINE})
-    return {
-        "format": SIBLING_FORMAT,
-        "version": 1,
-        "run": pair.run,
-        "sibling": pair.sibling,
-        "why": pair.why,
-        "added": pair.added,
-        "method": spec.method,
-        "pattern": spec.pattern,
-        "sparsity": spec.sparsity,
-        "wbits": spec.wbits,
-        "engine": SIBLING_ENGINE,
-        "simulations": [f"../{pair.sibling}/sim/{k}" for k in nm_sims],  # relative to this run directory
-    }
-
-
-def write_sibling_files(exp, out: Path) -> None:
-    """Write each paired run's ``sibling.json`` (atomically) and remove a stale one left by an earlier
-    plan from a run that is no longer paired."""
-    pairs, _ = exp.sibling_plan()
-    for s in exp.run_specs():
-        path = out / s.name / SIBLING_FILE
-        if s.name in pairs:
-            atomic_write_json(path, sibling_record(exp, pairs[s.name]))
-        elif path.is_file():
-            path.unlink()
-
-
-WHY = {
-    "same-method": "the same method at {pattern}",
-    "fallback": "{method} {pattern} on the same calibration",
-    "configured": "[siblings].pairs",
-}
-
-
-def describe_siblings(exp) -> list[str]:
-    """One line per pairing, for the run's header and the dry run."""
-    pairs, _ = exp.sibling_plan()
-    specs = {s.name: s for s in exp.run_specs()}
-    lines = []
-    for p in pairs.values():
-        sib = specs[p.sibling]
-        why = WHY[p.why].format(method=sib.method, pattern=sib.pattern) + (", added to the plan" if p.added else "")
-        lines.append(f"{p.run} vs {p.sibling} ({why})")
-    return lines
-
-
-def sim_cmd(masks: Path, preset: str, mode: str, tokens, out: Path, wbits: int) -> list[str]:
-    cmd = ["simulate", "--masks", str(masks), "--hw", preset, "--mode", mode, "--tokens", ",".join(str(t) for t in tokens), "--out", str(out)]
-    if wbits != 16:
-        # a quantized run moves wbits-wide weights: simulate it with its real width
-        cmd += ["--set", f"weight_bits={wbits}"]
-    return cmd
+from besa_common.fileio import atomic_write_json, atomic_write_text, check_output_path, dir_lock
+from besa_common.masks import read_masks_packed, write_masks
+from reports.build import build_report
+from simulator.sweep import parse_sweep, run_sweep
 
 
 # ---------------------------------------------------------------- step execution
@@ -288,10 +127,6 @@ class Runner:
 
 def _write_dense_masks(path: Path, template: Path) -> None:
     """An all-kept masks file with the layer shapes of ``template`` (the dense run's workload)."""
-    import numpy as np
-
-    from besa_common.masks import read_masks_packed, write_masks
-
     _, shapes, manifest = read_masks_packed(template)
     keep = {n: np.ones(s, dtype=bool) for n, s in shapes.items()}
     write_masks(
@@ -299,44 +134,6 @@ def _write_dense_masks(path: Path, template: Path) -> None:
         keep,
         {"method": "dense", "target": 0.0, "pattern": None, "model": manifest.get("model"), "note": "all weights kept: the dense run's simulation workload"},
     )
-
-
-def check_steps(exp, out: Path, dry_run: bool = False) -> None:
-    """Every command line the experiment will run, checked by the commands' real parsers (see
-    :mod:`besa.argcheck`) BEFORE anything runs — in a dry run too; the first problem is a
-    UserError naming the experiment key behind it.  Without the ``prune`` extra (no torch) a dry
-    run says it could not check them; a real run has already refused to start."""
-    from besa.argcheck import MissingParsers, check_commands
-    from besa.experiment import option_flags
-
-    specs = exp.run_specs()
-    sims = plan_sims(exp)
-    pruned = [s for s in specs if not s.dense]
-    scratch = out / "_check"
-    lines: list[tuple[str, list[str]]] = []
-    for method, tbl in exp.options.items():  # one line per key, so the error names the key
-        for key, value in tbl.items():
-            lines.append((f"[options.{method}].{key}", ["prune", "--method", method, "--out", str(scratch)] + option_flags({key: value})))
-    if pruned:
-        lines.append(("[calibration].dataset", ["prune", "--method", pruned[0].method, "--out", str(scratch), "--calib-dataset", exp.calibration.dataset]))
-    lines.append(("[eval].dataset", ["eval", "--dataset", exp.eval.dataset, "--out", str(scratch)]))
-    for s in specs:
-        d = out / s.name
-        if not s.dense:
-            lines.append((f"run {s.name}: besa prune", prune_cmd(exp, s, d)))
-        lines.append((f"run {s.name}: besa eval", eval_cmd(exp, s, d)))
-        for preset, mode, tokens in sims[s.name]:
-            lines.append((f"run {s.name}: besa simulate", sim_cmd(d / "masks.safetensors", preset, mode, tokens, d / "sim", s.wbits)))
-    try:
-        errors = check_commands([a for _, a in lines])
-    except MissingParsers as exc:
-        if not dry_run:
-            raise
-        print(f"note: the step command lines were not checked against besa prune/eval: {exc}", flush=True)
-        return
-    for (where, argv), err in zip(lines, errors):
-        if err is not None:
-            raise UserError(f"{exp.source}: {where}: `besa {argv[0]}` rejects it: {err}")
 
 
 def run_experiment(exp, out: Path, dry_run: bool = False, report: bool = True, experiment_text: str | None = None, wait: bool = False) -> int:
@@ -457,8 +254,6 @@ def _run_experiment(exp, out: Path, dry_run: bool, report: bool, experiment_text
         },
     )
     if report:
-        from reports.cli import build_report
-
         notes = [
             f"besa run wall time: {wall / 60:.1f} min ({wall:.0f} s) for this invocation (finished steps of earlier invocations are skipped, not re-timed)."
         ]
@@ -474,8 +269,6 @@ def _run_experiment(exp, out: Path, dry_run: bool, report: bool, experiment_text
 
 def _run_whatif(exp, out: Path, runner: Runner) -> None:
     """The experiment's small hardware sweep over one run's masks (the report's sweep heatmap)."""
-    from simulator.sweep import parse_sweep, run_sweep
-
     w = exp.whatif
     masks = out / w.run / "masks.safetensors"
     label = f"[{runner.count}/{runner.total}] whatif sweep on {w.run}"
@@ -496,22 +289,3 @@ def _run_whatif(exp, out: Path, runner: Runner) -> None:
     print(f"{label} - {res.total} points ({res.skipped} already done, {res.failed} failed) in {res.wall_s:.1f} s", flush=True)
     if res.failed:
         runner.failed.append(f"whatif: {res.failed} point(s) failed")
-
-
-def run(args) -> int:
-    from besa.experiment import load_experiment
-
-    path = Path(args.experiment) if args.experiment else DEFAULT_EXPERIMENT
-    exp = load_experiment(path)
-    if not args.dry_run:  # validating and listing the steps needs no torch; running them does
-        from besa_common.extras import require
-
-        require("run", "prune")
-        if exp.whatif is not None and exp.whatif.workers != 0:
-            require("run ([whatif] on Dask; workers = 0 runs it serially)", "sweep")
-
-    def on_term(signum, frame):  # SIGTERM unwinds like Ctrl-C (children die with us: PDEATHSIG)
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    return run_experiment(exp, Path(args.out), dry_run=args.dry_run, report=not args.no_report, experiment_text=path.read_text(), wait=args.wait)

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from besa_common.extract import extract_masks, warn
+from besa_common.fileio import check_output_path
+from besa_common.masks import write_masks_packed
+
 HELP = "extract keep masks from a checkpoint (HF zeros, compressed-tensors bitmasks, GGUF)"
 
 
@@ -23,10 +27,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from besa_common.extract import extract_masks, warn
-    from besa_common.fileio import check_output_path
-    from besa_common.masks import write_masks_packed
-
     out = Path(args.out)
     check_output_path(out, inputs=[Path(args.src)])
     ex = extract_masks(args.src)

@@ -31,18 +31,21 @@ Any unknown key, wrong type, unknown method / preset / mode or empty grid is a o
 
 from __future__ import annotations
 
-import re
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from besa_common.tomlconf import build, check_value, read_toml
 from besa_common.errors import UserError
+from besa_common.sparsity import check_target, format_nm, parse_nm, parse_pattern, pattern_sparsity
+from besa_common.tomlconf import build, check_value, read_toml
 from pruning.method_names import METHOD_NAMES
+from simulator.engine import MODES
+from simulator.hardware import list_presets
+from simulator.sweep import SweepSettings, check_grid, check_settings, check_workers
 
 # "dense" = no pruning; the method names come from the light registry (no torch imported).
 KNOWN_METHODS = ("dense",) + METHOD_NAMES
-_PATTERN_RE = re.compile(r"^(\d+):(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -226,21 +229,13 @@ def pair_siblings(specs: list[RunSpec], cfg: SiblingSettings, where: str = "[sib
 
 def _parse_siblings(tbl: Any, where: str) -> SiblingSettings:
     cfg = build(SiblingSettings, tbl, where)
-    m = _PATTERN_RE.match(cfg.pattern)
-    if not (m and 0 < int(m.group(1)) < int(m.group(2))):
-        raise UserError(f'{where}.pattern: expected "n:m" (at most n of every m consecutive weights KEPT, 0 < n < m), got {cfg.pattern!r}')
+    cfg = dataclasses.replace(cfg, pattern=format_nm(*parse_nm(cfg.pattern, f"{where}.pattern")))
     if cfg.fallback not in KNOWN_METHODS or cfg.fallback == "dense":
         raise UserError(f"{where}.fallback: unknown method {cfg.fallback!r} (known: {', '.join(KNOWN_METHODS[1:])})")
     for k, v in cfg.pairs.items():
         if not isinstance(v, str):
             raise UserError(f"{where}.pairs.{k}: expected a run name (a string), got {type(v).__name__} {v!r}")
     return cfg
-
-
-def pattern_sparsity(pattern: str) -> float:
-    """Sparsity (fraction pruned) of an ``"n:m"`` pattern: n KEPT of every m -> ``1 - n/m``."""
-    n, m = (int(x) for x in pattern.split(":"))
-    return 1.0 - n / m
 
 
 def run_name(method: str, sparsity: float, pattern: str, wbits: int) -> str:
@@ -253,37 +248,6 @@ def run_name(method: str, sparsity: float, pattern: str, wbits: int) -> str:
     if wbits != 16:
         name += f"-w{wbits}"
     return name
-
-
-def _known(kind: str) -> tuple[str, ...] | None:
-    """Presets / modes the simulator knows, when it can tell (None = cannot check)."""
-    try:
-        from simulator import hardware
-    except ImportError:
-        hardware = None
-    if kind == "preset":
-        if hardware is not None:
-            for attr in ("list_presets", "preset_names", "presets"):
-                fn = getattr(hardware, attr, None)
-                if callable(fn):
-                    try:
-                        return tuple(sorted(fn()))
-                    except Exception:
-                        pass
-        from besa_common.resources import config_names
-
-        names = tuple(config_names("hw"))
-        return names or None
-    for mod in ("simulator.run", "simulator.engine"):
-        try:
-            import importlib
-
-            modes = getattr(importlib.import_module(mod), "MODES", None)
-        except ImportError:
-            continue
-        if modes:
-            return tuple(modes)
-    return None
 
 
 def parse_experiment(obj: dict[str, Any], source: str = "experiment") -> Experiment:
@@ -319,14 +283,9 @@ def parse_experiment(obj: dict[str, Any], source: str = "experiment") -> Experim
             if m not in KNOWN_METHODS:
                 raise UserError(f"{where}.methods[{j}]: unknown method {m!r} (known: {', '.join(KNOWN_METHODS)})")
         for j, s in enumerate(g.sparsities):
-            if not 0.0 < s < 1.0:
-                raise UserError(f"{where}.sparsities[{j}]: a sparsity is the fraction pruned, in (0, 1); got {s}")
-        for j, p in enumerate(g.patterns):
-            m = _PATTERN_RE.match(p)
-            if p != "unstructured" and not (m and 0 < int(m.group(1)) < int(m.group(2))):
-                raise UserError(
-                    f'{where}.patterns[{j}]: expected "unstructured" or "n:m" (at most n of every m consecutive weights KEPT, 0 < n < m), got {p!r}'
-                )
+            check_target(s, f"{where}.sparsities[{j}]")
+        nm = [parse_pattern(p, f"{where}.patterns[{j}]") for j, p in enumerate(g.patterns)]
+        g = dataclasses.replace(g, patterns=tuple("unstructured" if x is None else format_nm(*x) for x in nm))
         if "sparsities" in t and "unstructured" not in g.patterns:
             implied = {round(pattern_sparsity(p), 9) for p in g.patterns}
             for j, s in enumerate(g.sparsities):
@@ -342,15 +301,15 @@ def parse_experiment(obj: dict[str, Any], source: str = "experiment") -> Experim
     sim_tbl = obj.get("simulate", [])
     if not isinstance(sim_tbl, list):
         raise UserError(f"{source}: [[simulate]]: expected [[simulate]] tables")
-    presets, modes = _known("preset"), _known("mode")
+    presets, modes = list_presets(), MODES
     targets = []
     for i, t in enumerate(sim_tbl):
         where = f"{source}: [[simulate]][{i}]"
         s = build(SimTarget, t, where)
-        if presets is not None and s.preset not in presets and not Path(s.preset).is_file():
+        if s.preset not in presets and not Path(s.preset).is_file():
             raise UserError(f"{where}.preset: unknown preset {s.preset!r} (known: {', '.join(presets)})")
         for j, m in enumerate(s.modes):
-            if modes is not None and m not in modes:
+            if m not in modes:
                 raise UserError(f"{where}.modes[{j}]: unknown mode {m!r} (known: {', '.join(modes)})")
         for j, n in enumerate(s.tokens):
             if n < 1:
@@ -381,8 +340,6 @@ def parse_experiment(obj: dict[str, Any], source: str = "experiment") -> Experim
 def _parse_whatif(tbl: Any, seed: int, where: str) -> WhatIf:
     """[whatif] with the checks ``besa sweep`` makes on a sweep file (the same functions): preset,
     mode, token counts, every grid field and value, and ``workers`` (>= 0; 0 = serially)."""
-    from simulator.sweep import SweepSettings, check_grid, check_settings, check_workers
-
     w = build(WhatIf, tbl, where)
     check_settings(SweepSettings(preset=w.preset, mode=w.mode, tokens=w.tokens, seed=seed), where)
     if not w.grid:

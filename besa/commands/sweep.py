@@ -12,11 +12,17 @@ Exit status: 0 every point ok; 1 some points failed (one line with the count); 2
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
 
 from besa_common.errors import UserError
+from besa_common.extras import require
+from besa_common.fileio import check_output_path
+from reports.html import render_report
+from reports.sweep_io import read_results
+from simulator.sweep import DB_NAME, check_workers, export_results, load_sweep, run_sweep
 
 HELP = "what-if hardware sweep on Dask"
 
@@ -37,7 +43,6 @@ def add_arguments(parser) -> None:
 def _terminate_as_interrupt() -> None:
     """SIGTERM (kill, a scheduler's stop) unwinds like Ctrl-C: the cluster is shut down instead of
     the process vanishing mid-way (finished points are already committed)."""
-    import signal
 
     def handler(signum, frame):
         raise KeyboardInterrupt
@@ -46,8 +51,6 @@ def _terminate_as_interrupt() -> None:
 
 
 def _export(args) -> int:
-    from simulator.sweep import DB_NAME, export_results
-
     if args.sweep is not None or args.out is not None:
         raise UserError("--export DIR takes no sweep file and no --out (it only rewrites DIR's exports)")
     d = Path(args.export)
@@ -63,16 +66,10 @@ def run(args) -> int:
         return _export(args)
     if args.sweep is None or args.out is None:
         raise UserError("give a sweep file and --out DIR (or --export DIR)")
-    from simulator.sweep import check_workers, load_sweep, run_sweep
-
     check_workers(args.workers, "--workers")
     if args.workers != 0:  # --workers 0 runs the points serially in this process: no Dask needed
-        from besa_common.extras import require
-
         require("sweep", "sweep")
     spec = load_sweep(args.sweep)  # the whole file is validated before anything runs
-    from besa_common.fileio import check_output_path
-
     check_output_path(args.out)  # not a file, not under one, writable: before any point runs
     _terminate_as_interrupt()
     t0 = time.perf_counter()
@@ -82,9 +79,6 @@ def run(args) -> int:
         f"in {time.perf_counter() - t0:.1f} s -> {Path(args.out) / 'results.sqlite'}"
     )
     if not args.no_report and res.total - res.failed > 0:
-        from reports.html import render_report
-        from reports.sweep_io import read_results
-
         page = render_report([], Path(args.out), sweep=read_results(Path(args.out)), title=f"besa sweep: {args.sweep}")
         print(f"report: {page}")
     if res.failed:
