@@ -1,4 +1,4 @@
-"""Ground truth for `simulator/systolic.py`: run the real SCALE-Sim v3 on GEMM cases, write golden CSVs.
+"""Ground truth for `simulator/cost/systolic.py`: run the real SCALE-Sim v3 on GEMM cases, write golden CSVs.
 
 Run with SCALE-Sim's OWN virtual environment under $PEERS, a folder outside the repository (never a project
 dependency; numpy must stay below 2.3):

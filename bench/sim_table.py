@@ -35,8 +35,9 @@ from simulator.modelcfg import model_shape
 from simulator.run import simulate, summarize
 
 # 8-bit floating point on the H100 preset: 1-byte weights and activations, twice the fp16 tensor-core
-# MAC rate (1979 dense FP8 TFLOPS, datasheet); outputs and the KV cache stay 16-bit (vLLM defaults).
-FP8 = {"weight_bits": 8, "act_bits": 8, "macs_per_line": 512}
+# MAC rate (1979 dense FP8 TFLOPS, H100 SXM5 datasheet; restated so the loader checks it); outputs and
+# the KV cache stay 16-bit (vLLM defaults).
+FP8 = {"weight_bits": 8, "act_bits": 8, "macs_per_line": 1024, "datasheet_tops": 1979.0}
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,8 @@ def simulate_to_dir(
         dec = decoder_rows(layers, decoder.shape, hw, tokens, decoder.context, decoder.batch, engine)
         add_end_to_end(summary, dec, hw)
         summary["decoder"] = {"model": decoder.shape.name, "context": decoder.context, "batch": decoder.batch}
+    if mode == "systolic":
+        summary["systolic"] = systolic_summary(df, hw)
     summary["source"] = source or {}
     summary["overrides"] = overrides or {}
     summary["wall_s"] = round(time.perf_counter() - t0, 3)
@@ -100,10 +102,25 @@ def simulate_to_dir(
     return summary, csv_path, json_path
 
 
+def systolic_summary(df, hw: Hardware) -> dict[str, Any]:
+    """What a ``systolic`` run ran: the array, the dataflow and how many layers at each covering n:m."""
+    R, C = hw.systolic_shape
+    per_layer = df.drop_duplicates("layer")["nm_n"].astype(int)
+    runs = {("dense" if n >= hw.nm_m else f"{n}:{hw.nm_m}"): int(c) for n, c in sorted(per_layer.value_counts().items())}
+    return {"array_rows": R, "array_cols": C, "dataflow": hw.dataflow, "nm_m": hw.nm_m, "layers_run_as": runs}
+
+
 def summary_lines(summary: dict[str, Any], hw: Hardware, memory: bool, decoder: DecoderStep | None = None) -> list[str]:
     """The lines ``besa simulate`` prints: per token count the totals (and the whole decoder step),
     then the ridge point of a memory mode (``memory``)."""
     lines = []
+    if "systolic" in summary:
+        sy = summary["systolic"]
+        runs = ", ".join(f"{c} as {k}" for k, c in sy["layers_run_as"].items())
+        lines.append(
+            f"systolic {sy['array_rows']}x{sy['array_cols']} {sy['dataflow']}: layers run {runs} "
+            f"(each mask at its smallest covering n:m, m = nm_m = {sy['nm_m']}; dense if none)"
+        )
     for n, t in summary["totals"].items():
         extra = f", vs n:m {t['speedup_vs_nm']:.3f}x" if t.get("speedup_vs_nm") is not None else ""
         bound = f", {round(t['memory_bound_share'] * t['layers'])}/{t['layers']} layers memory-bound" if "memory_bound_share" in t else ""
@@ -116,6 +133,6 @@ def summary_lines(summary: dict[str, Any], hw: Hardware, memory: bool, decoder: 
                 f"  whole decoder step (context {decoder.context}, batch {decoder.batch}): {t['e2e_cycles']} cycles "
                 f"({t['e2e_us_per_token']:.2f} us/token), speedup vs dense {t['e2e_speedup_vs_dense']:.3f}x"
             )
-    if summary.get("ridge_tokens") is not None and memory:
+    if summary.get("ridge_tokens") is not None and memory and "systolic" not in summary:  # no DRAM in systolic
         lines.append(f"ridge point of {hw.name}: ~{summary['ridge_tokens']:.1f} tokens (fewer tokens in flight -> weight streaming is memory-bound)")
     return lines

@@ -1,4 +1,4 @@
-"""simulator/systolic.py against the real SCALE-Sim v3: every golden row exactly, pencil cases, properties.
+"""simulator/cost/systolic.py against the real SCALE-Sim v3: every golden row exactly, pencil cases, properties.
 
 The goldens (tests/simulator/golden/scalesim/, written by bench/scalesim_golden.py in SCALE-Sim's own venv;
 CI only reads them) hold SCALE-Sim's CALC-mode "Total Cycles" and SRAM counts, and its USER-mode stalls.
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from besa_common.errors import UserError
-from simulator import systolic as sy
+from simulator.cost import systolic as sy
 
 GOLDEN = Path(__file__).parent / "golden" / "scalesim"
 
@@ -223,30 +223,13 @@ def test_bad_arguments_are_user_errors(args):
 # ---- masks -> n:m ----------------------------------------------------------------------------------
 
 
-def _group_max_loop(keep, m):
-    rows, K = keep.shape
-    return max((int(keep[i, g : g + m].sum()) for i in range(rows) for g in range(0, K, m)), default=0)
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.integers(1, 12), st.integers(1, 40), st.integers(1, 9), st.integers(0, 2**32 - 1))
-def test_group_max_is_the_plain_loop(rows, cols, m, seed):
-    keep = np.random.default_rng(seed).random((rows, cols)) < 0.4
-    assert sy.group_max(keep, m) == _group_max_loop(keep, m)
-
-
 def test_covering_by_pencil():
-    keep = np.array([[1, 1, 0, 0, 1, 0, 0, 0]], bool)
-    # m=2: a full pair -> none; m=4: 2 of 4 -> 2:4 (0.5); m=8: 3 of 8 -> 3:8 (0.375); m=16: 3 of 16 (0.1875)
-    c = sy.smallest_covering_nm(keep, (2, 4, 8))
-    assert c.nm == (3, 8) and c.group_max == {2: 2, 4: 2, 8: 3}
-    assert "3:8" in c.note
-    assert sy.smallest_covering_nm(keep, (2, 4)).nm == (2, 4)
-    assert sy.smallest_covering_nm(np.ones((3, 8), bool), (2, 4, 8)).nm is None
-    assert "dense" in sy.smallest_covering_nm(np.ones((3, 8), bool), (2, 4, 8)).note
-    # ties in density go to the smaller block (less metadata): 1:2 == 2:4 == 4:8
-    alt = np.tile(np.array([1, 0], bool), (2, 4))
-    assert sy.smallest_covering_nm(alt, (2, 4, 8)).nm == (1, 2)
+    """n = the most kept in any group of m (a mask statistic), dense when n = m, 1 for an empty mask."""
+    assert sy.covering_nm(2, 4) == (2, 4) and sy.covering_nm(1, 4) == (1, 4) and sy.covering_nm(3, 8) == (3, 8)
+    assert sy.covering_nm(4, 4) is None and sy.covering_nm(0, 4) == (1, 4)
+    assert "2:4" in sy.covering_note((2, 4), 4) and "dense" in sy.covering_note(None, 4)
+    with pytest.raises(UserError):
+        sy.covering_nm(-1, 4)
 
 
 @settings(max_examples=150, deadline=None)
@@ -258,22 +241,11 @@ def test_an_nm_mask_is_covered_by_its_own_nm_or_sparser(rows, groups, m, data):
     for i in range(rows):
         for g in range(groups):
             keep[i, g * m + rng.choice(m, size=rng.integers(0, n + 1), replace=False)] = True
-    c = sy.smallest_covering_nm(keep, (2, 4, 8))
-    assert c.nm is not None
-    cn, cm = c.nm
-    assert cn * m <= n * cm  # density no higher than the mask's own n:m
-    assert sy.group_max(keep, cm) <= cn  # and it really covers the mask
+    gm = max(int(keep[i, g : g + m].sum()) for i in range(rows) for g in range(0, groups * m, m))
+    c = sy.covering_nm(gm, m)
+    assert c is not None and c[0] <= n and c[1] == m
     # the covering n:m never costs more cycles than running the layer dense
-    assert sy.systolic_layer(8, 8, "ws", 4, rows, groups * m, c.nm).cycles <= sy.systolic_layer(8, 8, "ws", 4, rows, groups * m).cycles
-
-
-def test_covering_rejects_bad_input():
-    with pytest.raises(UserError):
-        sy.smallest_covering_nm(np.ones(8, bool))
-    with pytest.raises(UserError):
-        sy.smallest_covering_nm(np.ones((2, 8), bool), (1, 4))
-    with pytest.raises(UserError):
-        sy.smallest_covering_nm(np.ones((2, 8), bool), ())
+    assert sy.systolic_layer(8, 8, "ws", 4, rows, groups * m, c).cycles <= sy.systolic_layer(8, 8, "ws", 4, rows, groups * m).cycles
 
 
 def test_metadata_words_formula():

@@ -48,8 +48,9 @@ The USER bandwidth mode (DRAM at a given words/cycle, double-buffered SRAMs) is 
 a roofline of the array's cycles against each operand's DRAM stream: equal to SCALE-Sim where every operand
 fits half its SRAM (no stall at any bandwidth), a lower bound of its event simulation elsewhere (see there).
 
-Masks: an unstructured keep mask runs at its smallest covering N:M (:func:`smallest_covering_nm`); SCALE-Sim
-itself reads no masks, only the n:m ratio of each layer.
+Masks (the ``systolic`` mode, :func:`systolic_mode_layer`): an unstructured keep mask runs at its smallest
+covering n:m over the preset's block ``nm_m`` (:func:`covering_nm`, from the mask statistic ``group_max``;
+dense if none); SCALE-Sim itself reads no masks, only the n:m ratio of each layer.
 """
 
 from __future__ import annotations
@@ -62,8 +63,6 @@ import numpy as np
 from besa_common.errors import UserError
 
 DATAFLOWS = ("ws", "os", "is")
-# Block sizes m tried by smallest_covering_nm: the ellpack block sizes a sparse systolic array would offer.
-DEFAULT_BLOCK_SIZES = (2, 4, 8, 16)
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -230,54 +229,92 @@ def user_mode(
 
 
 # --------------------------------------------------------------------------------------------------
-# Masks -> the N:M the array runs
+# A layer of a workload on a machine: the ``systolic`` mode's result
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Covering:
-    """The n:m an unstructured mask runs at (``nm`` None = dense) and the line the output should print."""
-
-    nm: tuple[int, int] | None
-    group_max: dict[int, int]  # m -> most kept entries in any aligned group of m input features
-    note: str
-
-
-def group_max(keep: np.ndarray, m: int) -> int:
-    """Most kept entries in any aligned group of ``m`` consecutive input features (groups start at 0; the last
-    may be partial), over all rows of a bool keep mask ``[out, in]`` (1 = kept)."""
-    keep = np.asarray(keep)
-    if keep.ndim != 2:
-        raise UserError(f"systolic: a keep mask is 2-D [out, in], got shape {keep.shape}")
-    if m < 1:
-        raise UserError(f"systolic: block size m must be >= 1, got {m}")
-    rows, K = keep.shape
-    if rows == 0 or K == 0:
-        return 0
-    pad = (-K) % m
-    k = keep.astype(np.uint8, copy=False)
-    if pad:
-        k = np.concatenate([k, np.zeros((rows, pad), np.uint8)], axis=1)
-    return int(k.reshape(rows, -1, m).sum(axis=2, dtype=np.uint16 if m < 2**16 else np.int64).max())
+def covering_nm(group_max: int, m: int) -> tuple[int, int] | None:
+    """The n:m an unstructured mask runs at: its smallest covering n of every ``m`` consecutive input
+    features (``group_max``: the most kept entries in any aligned group of m, a mask statistic), so
+    every group fits; None (dense) when n = m.  An all-pruned mask still streams one weight per block."""
+    if m < 1 or group_max < 0:
+        raise UserError(f"systolic: covering n:m needs m >= 1 and a group maximum >= 0, got {group_max}, {m}")
+    n = min(max(group_max, 1), m)
+    return None if n >= m else (n, m)
 
 
-def smallest_covering_nm(keep: np.ndarray, block_sizes: tuple[int, ...] = DEFAULT_BLOCK_SIZES) -> Covering:
-    """The n:m with the fewest kept weights that every aligned group of the mask fits (N:M = at most n kept of
-    every m consecutive INPUT weights), over the block sizes ``m`` offered; dense when no m gives n < m.
+def covering_note(nm: tuple[int, int] | None, m: int) -> str:
+    """The line the output prints for a covering."""
+    return f"runs as {nm[0]}:{nm[1]} (smallest covering n:m, m = {m})" if nm else f"runs dense (no n < {m} covers every group of {m})"
 
-    Chosen by the smallest density n/m, ties to the smaller m (less metadata).  A mask already n:m at some
-    offered m comes back as exactly that n:m (or a sparser one that also covers it).
+
+def _energy(s: SystolicResult, M: int, N: int, K: int, nm: tuple[int, int] | None, hw) -> dict:
+    """Energy by class (integer femtojoules) from the preset's table: every SRAM access SCALE-Sim counts
+    (ifmap reads at ``act_bits``, filter reads at ``weight_bits``, ofmap writes at ``acc_bits``) plus each
+    operand's first write into its buffer; DRAM: each operand moved once (weights, metadata, activations,
+    outputs; a lower bound: CALC mode has no refetch); MACs: the useful M x N x K'; index: one metadata
+    entry decoded per weight read under n:m."""
+    bits = _dram_bits(s, M, N, K, nm, hw)
+    reads = (
+        (s.sram_ifmap_reads * hw.act_bits, "e_abuf_pj_per_byte"),
+        (s.sram_filter_reads * hw.weight_bits, "e_wbuf_pj_per_byte"),
+        (s.sram_ofmap_writes * hw.acc_bits, "e_obuf_pj_per_byte"),
+        (bits["bits_weights"], "e_wbuf_pj_per_byte"),
+        (bits["bits_index"], "e_ibuf_pj_per_byte"),
+        (bits["bits_act"], "e_abuf_pj_per_byte"),
+        (bits["bits_out"], "e_obuf_pj_per_byte"),
+    )
+    sram = sum(_cdiv(math.ceil(b) * hw.energy_fj(key), 8) for b, key in reads)
+    dram = _cdiv(sum(bits.values()) * hw.energy_fj("e_dram_pj_per_byte"), 8) if hw.memory else 0
+    out = {
+        "dram": dram,
+        "sram": sram,
+        "mac": s.macs * hw.energy_fj("e_mac_pj"),
+        "index": (s.sram_filter_reads if nm else 0) * hw.energy_fj("e_index_pj"),
+    }
+    out["total"] = sum(out.values())
+    return out
+
+
+def _dram_bits(s: SystolicResult, M: int, N: int, K: int, nm: tuple[int, int] | None, hw) -> dict:
+    return {
+        "bits_weights": s.reduction * N * hw.weight_bits,
+        "bits_index": round(s.metadata_words * 32),
+        "bits_act": M * K * hw.act_bits,
+        "bits_out": M * N * hw.out_bits,
+    }
+
+
+def systolic_mode_layer(rows: int, cols: int, tokens: int, group_max: int, hw) -> dict:
+    """One weight matrix ``[rows (out features), cols (in features)]`` of a workload at ``tokens`` tokens
+    on ``hw``'s systolic array (``hw.systolic_shape``, ``hw.dataflow``): the ``systolic`` mode's result.
+
+    SCALE-Sim's GEMM: M = tokens, N = rows, K = cols.  The mask runs at :func:`covering_nm` of its
+    ``group_max`` over ``hw.nm_m``; the dense baseline is the same array dense.  ``cycles`` is SCALE-Sim
+    v3's CALC "Total Cycles" exactly (no DRAM stalls: ``stall_cycles`` = 0, compute-bound); bytes and
+    energy as :func:`_energy`.
     """
-    if not block_sizes or any((not isinstance(m, (int, np.integer))) or m < 2 for m in block_sizes):
-        raise UserError(f"systolic: block sizes must be integers >= 2, got {block_sizes!r}")
-    gm = {int(m): group_max(keep, int(m)) for m in block_sizes}
-    best: tuple[int, int] | None = None
-    for m in sorted(gm):
-        n = max(gm[m], 1)  # an all-pruned mask still streams one weight per block
-        if n < m and (best is None or n * best[1] < best[0] * m):
-            best = (n, m)
-    if best is None:
-        note = f"mask has a fully kept group at every block size {sorted(gm)}: run dense"
-    else:
-        note = f"mask runs as {best[0]}:{best[1]} (smallest covering n:m over m in {sorted(gm)})"
-    return Covering(best, gm, note)
+    R, C = hw.systolic_shape
+    nm = covering_nm(group_max, hw.nm_m)
+    s = systolic_layer(R, C, hw.dataflow, tokens, rows, cols, nm)
+    d = s if nm is None else systolic_layer(R, C, hw.dataflow, tokens, rows, cols, None)
+    e, de = _energy(s, tokens, rows, cols, nm, hw), _energy(d, tokens, rows, cols, None, hw)
+    return {
+        "cycles": s.cycles,
+        "dense_cycles": d.cycles,
+        "compute_cycles": s.cycles,
+        "memory_cycles": 0,
+        "stall_cycles": 0,
+        "bound": "compute",
+        **_dram_bits(s, tokens, rows, cols, nm, hw),
+        "macs": s.macs,
+        "index_entries": s.sram_filter_reads if nm else 0,
+        "nm_n": nm[0] if nm else hw.nm_m,
+        "utilization": s.utilization,
+        "folds": s.folds,
+        "sram_ifmap_reads": s.sram_ifmap_reads,
+        "sram_filter_reads": s.sram_filter_reads,
+        "sram_ofmap_writes": s.sram_ofmap_writes,
+        "energy": e,
+        "dense_energy": de["total"],
+    }
