@@ -279,7 +279,7 @@ def calibrate(preset: str) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--presets", default="vitcod,vitcod-fp16,vitcod-bf16,hbm-4k,gpu-h100")
+    ap.add_argument("--presets", default="vitcod,vitcod-fp16,vitcod-bf16,hbm-4k,gpu-h100,gpu-a100")
     ap.add_argument("--blocks", type=int, default=32, help="blocks of llama-2-7b to simulate (32 = all)")
     ap.add_argument("--published", action="store_true", help="gpu-h100 next to published real-kernel measurements")
     ap.add_argument("--calibrate", action="store_true", help="solve gpu-h100's nm_efficiency from the calibration point")

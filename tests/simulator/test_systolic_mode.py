@@ -145,3 +145,21 @@ def test_cli_says_how_masks_ran(tmp_path, capsys):
         ["simulate", "--synthetic", "64x256:sparsity=0.5", "--hw", "systolic-64x64", "--mode", "systolic", "--tokens", "1", "--out", str(tmp_path / "u")]
     )
     assert code == 0 and "layers run 1 as dense" in capsys.readouterr().out
+
+
+def test_a_sweep_over_dataflow_and_array_rows_runs_the_closed_form(tmp_path):
+    from simulator.cost.systolic import systolic_layer
+    from simulator.sweep import load_sweep, run_sweep
+
+    p = tmp_path / "s.toml"
+    p.write_text(
+        '[sweep]\npreset = "systolic-64x64"\nmode = "systolic"\ntokens = [1, 64]\nseed = 0\n\n'
+        '[grid]\ndataflow = ["ws", "os", "is"]\narray_rows = [16, 64]\n\n'
+        '[[workload]]\nname = "tiny"\nsynthetic = "256x512*2:nm=2:4"\n'
+    )
+    res = run_sweep(load_sweep(p), tmp_path / "out", workers=0, processes=False, progress=False)
+    df = res.results
+    assert len(df) == 12 and (df["status"] == "ok").all()
+    for _, r in df.iterrows():
+        one = systolic_layer(int(r["array_rows"]), 64, r["dataflow"], int(r["tokens"]), 256, 512, (2, 4)).cycles
+        assert r["cycles"] == 2 * one  # two identical 256 x 512 layers
