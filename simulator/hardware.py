@@ -23,7 +23,7 @@ import math
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from besa_common.errors import UserError
 from besa_common.resources import config_dir
@@ -333,6 +333,12 @@ def load_hardware(name_or_path: str, overrides: dict[str, Any] | None = None) ->
 
     ``overrides`` maps field names to values (strings from the CLI are coerced to the field's type).
     """
+    return hardware_builder(name_or_path)(overrides)
+
+
+def hardware_builder(name_or_path: str) -> Callable[[dict[str, Any] | None], Hardware]:
+    """``build(overrides)`` = :func:`load_hardware` ``(name_or_path, overrides)``, the preset file
+    read ONCE (a sweep's grid: one machine per combination)."""
     path = Path(name_or_path)
     if not (path.suffix == ".toml" or path.is_file()):
         path = _preset_file(str(name_or_path))
@@ -340,7 +346,12 @@ def load_hardware(name_or_path: str, overrides: dict[str, Any] | None = None) ->
             raise UserError(f"unknown hardware preset {name_or_path!r} (presets: {', '.join(list_presets())}; or give a .toml path)")
     if not path.is_file():
         raise UserError(f"hardware file not found: {path}")
-    values = _read_preset(path)
+    preset = _read_preset(path)
+    return lambda overrides=None: _build(path, dict(preset), overrides)
+
+
+def _build(path: Path, values: dict[str, Any], overrides: dict[str, Any] | None) -> Hardware:
+    """The machine of a preset file's ``values`` with ``overrides`` applied, validated."""
     values.update(_implied(overrides or {}))
     unknown = sorted(set(values) - set(_FIELD_TYPES))
     if unknown:
