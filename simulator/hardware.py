@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from besa_common.errors import UserError
 from besa_common.resources import config_dir
+from simulator.units import BANDWIDTH_FIELD, resolve_bandwidth
 
 HW_VERSION = 1
 PRESET_DIR = config_dir("hw")  # configs/hw in a checkout, besa_configs/hw in an installed wheel
@@ -306,7 +307,7 @@ def _read_preset(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
     base = raw.pop("base", None)
-    unknown = sorted(set(raw) - set(_FIELD_TYPES))
+    unknown = sorted(set(raw) - set(_FIELD_TYPES) - {BANDWIDTH_FIELD})
     if unknown:
         raise UserError(f"{path.name}: unknown hardware field {unknown[0]!r} (fields: base, {', '.join(_FIELD_TYPES)})")
     if base is None:
@@ -353,6 +354,7 @@ def hardware_builder(name_or_path: str) -> Callable[[dict[str, Any] | None], Har
 def _build(path: Path, values: dict[str, Any], overrides: dict[str, Any] | None) -> Hardware:
     """The machine of a preset file's ``values`` with ``overrides`` applied, validated."""
     values.update(_implied(overrides or {}))
+    values = resolve_bandwidth(values, overrides or {})  # dram_bandwidth = "256GB/s" -> bytes per cycle
     unknown = sorted(set(values) - set(_FIELD_TYPES))
     if unknown:
         raise UserError(f"{path.name}: unknown hardware field {unknown[0]!r} (fields: {', '.join(_FIELD_TYPES)})")
@@ -375,7 +377,7 @@ def parse_overrides(items: list[str] | None) -> dict[str, str]:
         key = key.strip()
         if not sep or not key:
             raise UserError(f"--set expects FIELD=VALUE, got {item!r}")
-        if key not in _FIELD_TYPES:
-            raise UserError(f"--set: unknown hardware field {key!r} (fields: {', '.join(_FIELD_TYPES)})")
+        if key not in _FIELD_TYPES and key != BANDWIDTH_FIELD:
+            raise UserError(f"--set: unknown hardware field {key!r} (fields: {', '.join(_FIELD_TYPES)}; {BANDWIDTH_FIELD}=256GB/s)")
         out[key] = value.strip()
     return out
