@@ -644,7 +644,11 @@ def sweep_heatmaps(sweep: pd.DataFrame, x: str | None = None, y: str | None = No
                     )
             ax.set_xlabel(_axis_name(x, mhz), fontsize=8)
             ax.set_ylabel(_axis_name(y, mhz), fontsize=8)
-            what = {"tokens_per_s": f"tokens/s ({scope})", "cycles_per_token": f"cycles / token ({scope})", "speedup": f"speedup vs same machine dense, {scope} (×)"}[value]
+            what = {
+                "tokens_per_s": f"tokens/s ({scope})",
+                "cycles_per_token": f"cycles / token ({scope})",
+                "speedup": f"speedup vs same machine dense, {scope} (×)",
+            }[value]
             ax.set_title(f"{what}, N = {tokens}" + (f"\n{facet}" if facet else ""), fontsize=8)
             cb = fig.colorbar(im, ax=ax, shrink=0.9)
             if value == "speedup":
