@@ -296,6 +296,24 @@ def _implied(overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# ``banks = 0`` derives the activation SRAM banks from the MACs of a line: BANKS_PER_MAC banks per MAC,
+# so the chance that a beat's reads collide on a bank stays the same when a line gets wider (the ratio
+# of every shipped preset with guessed banks: vitcod 32 / 8, besa-paper-array and hbm-4k 256 / 64).
+BANKS_PER_MAC = 4
+GUESSES_TABLE = "guesses"
+
+
+def _derive_banks(values: dict[str, Any]) -> dict[str, Any]:
+    """``banks = 0`` -> BANKS_PER_MAC x macs_per_line (after every override)."""
+    try:
+        derive = int(float(values.get("banks", 1))) == 0
+        if derive:
+            values["banks"] = BANKS_PER_MAC * int(float(values["macs_per_line"]))
+    except (TypeError, ValueError, KeyError):
+        pass  # a malformed value: _coerce names it
+    return values
+
+
 def _read_preset(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The fields a preset file sets, its base's included: ``base = "vitcod"`` (a shipped preset) or
     ``base = "other.toml"`` (beside this file) takes every field of that preset but its ``name``
@@ -307,6 +325,7 @@ def _read_preset(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
     base = raw.pop("base", None)
+    raw.pop(GUESSES_TABLE, None)  # the plausible ranges of the guessed fields: simulator.guesses reads them
     unknown = sorted(set(raw) - set(_FIELD_TYPES) - {BANDWIDTH_FIELD})
     if unknown:
         raise UserError(f"{path.name}: unknown hardware field {unknown[0]!r} (fields: base, {', '.join(_FIELD_TYPES)})")
@@ -337,9 +356,8 @@ def load_hardware(name_or_path: str, overrides: dict[str, Any] | None = None) ->
     return hardware_builder(name_or_path)(overrides)
 
 
-def hardware_builder(name_or_path: str) -> Callable[[dict[str, Any] | None], Hardware]:
-    """``build(overrides)`` = :func:`load_hardware` ``(name_or_path, overrides)``, the preset file
-    read ONCE (a sweep's grid: one machine per combination)."""
+def preset_path(name_or_path: str) -> Path:
+    """The TOML file of a preset name (an alias included) or path; one-line UserError when there is none."""
     path = Path(name_or_path)
     if not (path.suffix == ".toml" or path.is_file()):
         path = _preset_file(str(name_or_path))
@@ -347,6 +365,13 @@ def hardware_builder(name_or_path: str) -> Callable[[dict[str, Any] | None], Har
             raise UserError(f"unknown hardware preset {name_or_path!r} (presets: {', '.join(list_presets())}; or give a .toml path)")
     if not path.is_file():
         raise UserError(f"hardware file not found: {path}")
+    return path
+
+
+def hardware_builder(name_or_path: str) -> Callable[[dict[str, Any] | None], Hardware]:
+    """``build(overrides)`` = :func:`load_hardware` ``(name_or_path, overrides)``, the preset file
+    read ONCE (a sweep's grid: one machine per combination)."""
+    path = preset_path(name_or_path)
     preset = _read_preset(path)
     return lambda overrides=None: _build(path, dict(preset), overrides)
 
@@ -355,6 +380,7 @@ def _build(path: Path, values: dict[str, Any], overrides: dict[str, Any] | None)
     """The machine of a preset file's ``values`` with ``overrides`` applied, validated."""
     values.update(_implied(overrides or {}))
     values = resolve_bandwidth(values, overrides or {})  # dram_bandwidth = "256GB/s" -> bytes per cycle
+    values = _derive_banks(values)
     unknown = sorted(set(values) - set(_FIELD_TYPES))
     if unknown:
         raise UserError(f"{path.name}: unknown hardware field {unknown[0]!r} (fields: {', '.join(_FIELD_TYPES)})")

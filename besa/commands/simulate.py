@@ -20,6 +20,7 @@ from simulator.decoder import check_decoder_args, model_for
 from simulator.engine import ENGINES, MEMORY_MODES, MODES_REGISTRY
 from simulator.hardware import list_presets, load_hardware, parse_overrides
 from simulator.run import RESULT_FILES
+from simulator.sensitivity import DEFAULT_THRESHOLD, guesses, report_lines, sensitivity
 from simulator.workload import MAX_TOKENS, check_seed, check_tokens
 
 HELP = "simulate masks on a sparse accelerator, write layers.csv + summary.json"
@@ -75,6 +76,19 @@ def add_arguments(parser) -> None:
         help="with --context: model shapes (shipped name, config.json, directory, .gguf); default: the --synthetic spec's model, "
         "or the model the masks' manifest names",
     )
+    parser.add_argument(
+        "--sensitivity",
+        action="store_true",
+        help="also rerun the headline with every field the preset marks as a guess ([guesses]) at both ends of its "
+        "plausible range, and name the guesses that move the speedup or the energy by more than the threshold",
+    )
+    parser.add_argument(
+        "--sensitivity-threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        metavar="X",
+        help=f"with --sensitivity: the relative change that counts (default {DEFAULT_THRESHOLD:g} = {DEFAULT_THRESHOLD * 100:g} %%)",
+    )
     parser.add_argument("--out", metavar="DIR", help="output directory (default: next to the masks, sim/<preset>-<mode>)")
     parser.add_argument(
         "--engine",
@@ -112,6 +126,10 @@ def run(args) -> int:
     overrides = parse_overrides(args.overrides)
     hw = load_hardware(args.hw, overrides)
     context = parse_context(args.context, tokens)
+    if args.sensitivity:
+        if not 0 < args.sensitivity_threshold < 10:
+            raise UserError(f"--sensitivity-threshold must be a relative change in (0, 10), got {args.sensitivity_threshold}")
+        guesses(args.hw)  # the preset's [guesses] table is checked before any simulation
     if context is not None:
         for c, n in zip(context, tokens):
             check_decoder_args(c, args.batch, [n])
@@ -135,5 +153,9 @@ def run(args) -> int:
     )
     for line in job.summary_lines(summary, hw, args.mode in MEMORY_MODES, decoder):
         print(line)
+    if args.sensitivity:
+        base, variations = sensitivity(layers, args.hw, overrides, args.mode, tokens, args.engine)
+        for line in report_lines(base, variations, args.sensitivity_threshold):
+            print(line)
     print(f"wrote {csv_path} and {json_path}")
     return 0
