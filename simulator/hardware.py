@@ -325,7 +325,10 @@ def _read_preset(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
     base = raw.pop("base", None)
-    raw.pop(GUESSES_TABLE, None)  # the plausible ranges of the guessed fields: simulator.guesses reads them
+    guessed = raw.pop(GUESSES_TABLE, {})  # the plausible ranges of the guessed fields: simulator.sensitivity reads them
+    bad = sorted(set(guessed) - set(_FIELD_TYPES)) if isinstance(guessed, dict) else [GUESSES_TABLE]
+    if bad:  # also catches a field written below the table (TOML puts it INTO the table)
+        raise UserError(f"{path.name}: [{GUESSES_TABLE}]: unknown hardware field {bad[0]!r} (fields go above the [{GUESSES_TABLE}] table)")
     unknown = sorted(set(raw) - set(_FIELD_TYPES) - {BANDWIDTH_FIELD})
     if unknown:
         raise UserError(f"{path.name}: unknown hardware field {unknown[0]!r} (fields: base, {', '.join(_FIELD_TYPES)})")
