@@ -523,7 +523,7 @@ def roofline(df: pd.DataFrame, preset: str | None = None) -> FigureData:
 
 # Preferred axes of the sweep heatmaps (SWEEP_AXES) and the columns that are not hardware fields: simulator.schema
 _NOT_SWEPT = SWEEP_NON_HARDWARE
-_FACET_COLUMNS = ("sweep", "workload", "preset", "mode")
+_FACET_COLUMNS = ("sweep", "workload", "preset", "mode", "context", "batch")
 
 
 def swept_fields(sweep: pd.DataFrame) -> list[str]:
@@ -544,7 +544,10 @@ def _ok_points(sweep: pd.DataFrame) -> pd.DataFrame:
 
 
 def _clock_mhz(ok: pd.DataFrame) -> pd.Series:
-    """Clock of every point: the swept ``freq_mhz`` when present, else the preset's."""
+    """Clock of every point: the row's ``clock_mhz`` (every sweep row carries its machine's clock), else
+    the swept ``freq_mhz``, else the preset's (older sweep folders)."""
+    if "clock_mhz" in ok.columns and ok["clock_mhz"].notna().all():
+        return ok["clock_mhz"].astype(float)
     if "freq_mhz" in ok.columns and ok["freq_mhz"].notna().all():
         return ok["freq_mhz"].astype(float)
     clocks = {}
@@ -559,6 +562,15 @@ def _clock_mhz(ok: pd.DataFrame) -> pd.Series:
 def _tick(field: str, v: Any, mhz: float | None) -> str:
     if field == "dram_bytes_per_cycle" and mhz:
         return number(float(v) * mhz / 1000.0, 3)  # bytes/cycle × MHz = MB/s; /1000 = GB/s
+    return number(v, 4) if isinstance(v, (int, float, np.integer, np.floating)) else str(v)
+
+
+def _facet_value(field: str, v: Any) -> str:
+    """A facet's value as the reader should see it: a missing value is said, never ``nan``."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "none (the linear layers only)" if field == "context" else "not set"
+    if field == "context" and int(v) == 0:
+        return "0 (a fresh prompt)"
     return number(v, 4) if isinstance(v, (int, float, np.integer, np.floating)) else str(v)
 
 
@@ -585,6 +597,11 @@ def sweep_heatmaps(sweep: pd.DataFrame, x: str | None = None, y: str | None = No
     y = y or (next((s for s in swept if s != x), None))
     if x is None or y is None:
         raise NoData(f"need two swept hardware fields for a heatmap, found {swept}")
+    # points with a context carry the whole decoder step: its cycles and speedup are what context and batch move
+    whole = {"e2e_cycles", "e2e_speedup"} <= set(ok.columns) and ok["e2e_cycles"].notna().all() and ok["e2e_speedup"].notna().all()
+    if whole:
+        ok = ok.assign(cycles=ok["e2e_cycles"], speedup=ok["e2e_speedup"])
+    scope = "whole decoder step" if whole else "linear layers"
     ok["_mhz"] = _clock_mhz(ok)
     ok["tokens_per_s"] = ok["tokens"] * ok["_mhz"] * 1e6 / ok["cycles"]
     absolute = "tokens_per_s" if ok["tokens_per_s"].notna().all() else "cycles_per_token"
@@ -602,7 +619,7 @@ def sweep_heatmaps(sweep: pd.DataFrame, x: str | None = None, y: str | None = No
     for row, (key, g) in enumerate(groups):
         key = key if isinstance(key, tuple) else (key,)
         tokens = int(key[0])
-        facet = ", ".join(f"{f}={v}" for f, v in zip(facets, key[1:]))
+        facet = ", ".join(f"{f}={_facet_value(f, v)}" for f, v in zip(facets, key[1:]))
         mhz = pick(g["_mhz"]) if g["_mhz"].nunique(dropna=True) == 1 else None
         for col, (value, cmap, lims, norm) in enumerate(
             [(absolute, "viridis", alim[tokens], None), ("speedup", "RdBu", snorm, LogNorm(vmin=snorm[0], vmax=snorm[1]))]
@@ -627,7 +644,11 @@ def sweep_heatmaps(sweep: pd.DataFrame, x: str | None = None, y: str | None = No
                     )
             ax.set_xlabel(_axis_name(x, mhz), fontsize=8)
             ax.set_ylabel(_axis_name(y, mhz), fontsize=8)
-            what = {"tokens_per_s": "tokens/s (linear layers)", "cycles_per_token": "cycles / token", "speedup": "speedup vs same machine dense (×)"}[value]
+            what = {
+                "tokens_per_s": f"tokens/s ({scope})",
+                "cycles_per_token": f"cycles / token ({scope})",
+                "speedup": f"speedup vs same machine dense, {scope} (×)",
+            }[value]
             ax.set_title(f"{what}, N = {tokens}" + (f"\n{facet}" if facet else ""), fontsize=8)
             cb = fig.colorbar(im, ax=ax, shrink=0.9)
             if value == "speedup":
@@ -646,7 +667,7 @@ def sweep_heatmaps(sweep: pd.DataFrame, x: str | None = None, y: str | None = No
                 "mhz": mhz,
             }
     cap = (
-        f"What-if sweep over {x} × {y}. Left: absolute throughput ({'tokens per second at the preset clock' if absolute == 'tokens_per_s' else 'cycles per token: no clock known'}), "
+        f"What-if sweep over {x} × {y} ({scope}). Left: absolute throughput ({'tokens per second at the preset clock' if absolute == 'tokens_per_s' else 'cycles per token: no clock known'}), "
         f"one colour scale per token count; right: speedup vs the SAME machine's dense run, one scale centred at 1.0× for every panel "
         f"({snorm[0]:.2f}–{snorm[1]:.2f}×). "
         + (f"One row per value of {', '.join(facets)} (nothing is averaged away). " if facets else "")
@@ -657,7 +678,7 @@ def sweep_heatmaps(sweep: pd.DataFrame, x: str | None = None, y: str | None = No
         fig,
         cap.strip(),
         panels,
-        meta={"x": x, "y": y, "facets": facets, "speedup_lims": snorm, "absolute": absolute, "dropped": dropped},
+        meta={"x": x, "y": y, "facets": facets, "speedup_lims": snorm, "absolute": absolute, "dropped": dropped, "scope": scope},
         variant=f"{x} × {y}",
         fig_id="sweep" if (x, y) == tuple(swept[:2]) else f"sweep-{x}-{y}",
     )

@@ -6,6 +6,7 @@ Reads only the files other stages write (see DESIGN.md, "Run directory"); never 
     RUN/allocation.json     per-layer target / expected / realised sparsity (1 = kept convention upstream)
     RUN/eval.json           perplexity (``besa eval --out RUN``)
     RUN/sim/<preset>-<mode>/layers.csv + summary.json   (``besa simulate``)
+    SIM/layers.csv + summary.json                       (a plain ``besa simulate --out SIM``: a run of its own)
     RUN/sibling.json        the run's equal-sparsity n:m sibling (``besa run``; see reports.siblings)
 
 Runs are identified by EXPERIMENT + run name: the experiment is the folder given to
@@ -37,7 +38,9 @@ import numpy as np
 import pandas as pd
 
 from besa_common import llama
+from besa_common.digest import json_digest
 from besa_common.errors import UserError
+from besa_common.masks import read_manifest
 from besa_common.sparsity import PATTERN_CONVENTION, pattern_label
 from reports.plotkit import order_runs
 from simulator.schema import read_layers
@@ -104,9 +107,14 @@ def split_layer(name: str) -> tuple[int | None, str]:
     return None, str(name).rsplit(".", 1)[-1]
 
 
+def is_sim_dir(path: Path) -> bool:
+    """A ``besa simulate --out DIR`` output: layers.csv beside summary.json."""
+    return (path / "layers.csv").is_file() and (path / "summary.json").is_file()
+
+
 def is_run_dir(path: Path) -> bool:
-    """A run directory holds at least one of the files a stage writes."""
-    return any((path / f).exists() for f in ("manifest.json", "eval.json", "allocation.json", "sim", "status.json"))
+    """A run directory holds at least one of the files a stage writes (a simulate output is one too)."""
+    return is_sim_dir(path) or any((path / f).exists() for f in ("manifest.json", "eval.json", "allocation.json", "sim", "status.json"))
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
@@ -225,23 +233,34 @@ def load_run(path: str | Path, experiment: str | None = None) -> RunInfo:
         # A dense run has no masks, hence no manifest / allocation of its own: not a gap.
         info.missing = [m for m in info.missing if m not in ("no manifest.json", "no allocation.json")]
     sim_root = path / "sim"
-    if sim_root.is_dir():
+    if is_sim_dir(path):  # a plain simulate output: the run IS its one simulation
+        info.missing = [m for m in info.missing if m not in ("no manifest.json", "no allocation.json", "no eval.json")]
+        _add_sim(info, path, path.name)
+        source = (info.sims.get(path.name, (None, {}))[1] or {}).get("source") or {}
+        if not info.manifest and isinstance(source.get("masks"), str):  # what the masks' run recorded
+            info.manifest = read_manifest(source["masks"]) or {}
+        if not info.manifest and isinstance(source.get("synthetic"), str):
+            info.manifest = {"method": "synthetic", "model": source["synthetic"].split(":", 1)[0]}
+    elif sim_root.is_dir():
         for d in sorted(sim_root.iterdir()):
             if not d.is_dir() or d.name.startswith("."):
                 continue
             if not (d / "layers.csv").is_file():
                 info.missing.append(f"sim/{d.name} has no layers.csv")
                 continue
-            try:
-                layers = read_layers(d / "layers.csv")  # any results version (an old `tau` column renamed)
-            except Exception as exc:  # a damaged CSV must not stop the whole report
-                info.missing.append(f"sim/{d.name}/layers.csv unreadable ({type(exc).__name__})")
-                continue
-            summary = _read_json(d / "summary.json", [])
-            info.sims[d.name] = (layers, summary)
+            _add_sim(info, d, f"sim/{d.name}")
     if not info.sims:
         info.missing.append("no simulation (sim/ is empty or absent)")
     return info
+
+
+def _add_sim(info: RunInfo, d: Path, where: str) -> None:
+    try:
+        layers = read_layers(d / "layers.csv")  # any results version (an old `tau` column renamed)
+    except Exception as exc:  # a damaged CSV must not stop the whole report
+        info.missing.append(f"{where}/layers.csv unreadable ({type(exc).__name__})")
+        return
+    info.sims[d.name] = (layers, _read_json(d / "summary.json", []))
 
 
 def _first_ppl(ev: dict[str, Any]) -> dict[str, Any]:
@@ -375,6 +394,8 @@ def run_table(info: RunInfo) -> pd.DataFrame:
             df[k] = df["tokens"].map(lambda n, k=k, tot=tot: (tot.get(str(int(n))) or {}).get(k) if pd.notna(n) else None)
         for k in TOTAL_KEYS:  # the model totals, read by summary_table
             df["total_" + k] = df["tokens"].map(lambda n, k=k, tot=tot: (tot.get(str(int(n))) or {}).get(k) if pd.notna(n) else None)
+        hw = summary.get("hardware") if isinstance(summary.get("hardware"), dict) else {}
+        df["machine_json"] = json.dumps({k: v for k, v in hw.items() if k not in ("name", "description")}, sort_keys=True) if hw else None
         peak, bw = hw_numbers(summary)
         df["peak_macs_per_cycle"] = peak
         df["bandwidth_bytes_per_cycle"] = bw
@@ -424,10 +445,34 @@ def load_runs(paths: Iterable[str | Path]) -> list[RunInfo]:
     return label_runs(runs)
 
 
+def name_machines(df: pd.DataFrame) -> pd.DataFrame:
+    """Keep machines apart by what they ARE: when simulations under one preset name ran different
+    machines (``--set index_format=csr`` beside the preset, an edited preset file), each one's
+    ``preset`` becomes ``NAME (field=value, ...)`` with the fields that tell them apart, so no
+    table or figure ever merges them.  Column ``machine_id``: a digest of the machine's fields."""
+    if "machine_json" not in df.columns or "preset" not in df.columns:
+        return df
+    rename: dict[tuple[str, str], str] = {}
+    for preset, g in df.dropna(subset=["machine_json"]).groupby("preset", sort=False):
+        kinds = list(dict.fromkeys(g["machine_json"]))
+        if len(kinds) < 2:
+            continue
+        hws = [json.loads(k) for k in kinds]
+        differ = [f for f in hws[0] if any(h.get(f) != hws[0].get(f) for h in hws)] + sorted({f for h in hws for f in h} - set(hws[0]))
+        for k, h in zip(kinds, hws):
+            rename[(preset, k)] = f"{preset} ({', '.join(f'{f}={h.get(f)}' for f in differ)})"
+    df = df.copy()
+    if rename:
+        df["preset"] = [rename.get((p, k), p) for p, k in zip(df["preset"], df["machine_json"])]
+    ids = {k: json_digest(k, algorithm="sha1", length=12) for k in df["machine_json"].dropna().unique()}
+    df["machine_id"] = df["machine_json"].map(ids)  # the full machine stays in each summary.json
+    return df.drop(columns="machine_json")
+
+
 def build_table(runs: Iterable[RunInfo]) -> pd.DataFrame:
     """Concatenate every run's tidy rows; core columns first, in :data:`CORE_COLUMNS` order."""
     frames = [run_table(r) for r in runs]
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    df = name_machines(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame()
     for col in CORE_COLUMNS:
         if col not in df.columns:
             df[col] = None

@@ -12,10 +12,12 @@ cache.  Shapes (heads x head_dim, KV heads, vocabulary, tied head) come from
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pandas as pd
 
 from besa_common.errors import UserError
+from besa_common.masks import read_manifest
 from simulator import engine as eng
 from simulator.cost.dense import embedding_lookup
 from simulator.cost.energy import energy_fj
@@ -25,9 +27,10 @@ from simulator.schema import DECODER_COLUMNS
 
 
 def check_decoder_args(context: int, batch: int, tokens: list[int]) -> None:
-    """One-line errors before any slow work: context >= 1, batch >= 1, tokens divisible by batch."""
-    if context < 1:
-        raise UserError(f"--context must be >= 1 (positions already in the KV cache), got {context}")
+    """One-line errors before any slow work: context >= 0 (0 = a fresh prompt), batch >= 1, tokens
+    divisible by batch."""
+    if context < 0:
+        raise UserError(f"--context must be >= 0 (positions already in the KV cache; 0 = a fresh prompt), got {context}")
     if batch < 1:
         raise UserError(f"--batch must be >= 1, got {batch}")
     for n in tokens:
@@ -35,21 +38,46 @@ def check_decoder_args(context: int, batch: int, tokens: list[int]) -> None:
             raise UserError(f"--tokens {n} is not a multiple of --batch {batch} (tokens in flight = batch x new tokens per sequence)")
 
 
-def model_for(layers, spec: str | None, synthetic: str | None):
-    """The model shape for the attention / LM head: ``--model`` or the synthetic spec's model name;
-    checked against the workload's q_proj / k_proj shapes."""
+def manifest_model(masks: str | Path | None) -> str | None:
+    """The model a masks file's manifest names (``besa prune`` records it), or None; reads only the
+    file's header."""
+    if masks is None:
+        return None
+    p = Path(masks)
+    manifest = read_manifest(p / "masks.safetensors" if p.is_dir() else p) or {}
+    model = manifest.get("model")
+    return model if isinstance(model, str) and model.strip() else None
+
+
+def model_name(spec: str | None, synthetic: str | None, masks: str | Path | None = None) -> str:
+    """The model of the decoder step: ``spec`` (``--model``), else the synthetic spec's model, else
+    the model the masks' manifest names."""
     name = spec
     if name is None and synthetic:
         name = synthetic.split(":", 1)[0].split("[", 1)[0]
         if re.fullmatch(r"\d+x\d+(\*\d+)?", name.strip()):
             raise UserError(f"--context: the synthetic shape {name!r} is not a model; give --model NAME|config.json")
+    if name is None:
+        name = manifest_model(masks)
     if not name:
-        raise UserError("--context needs --model NAME|config.json|DIR|.gguf for a masks workload (attention shapes, vocabulary)")
-    shape = model_shape(name)
+        raise UserError("--context needs --model NAME|config.json|DIR|.gguf for a masks workload whose manifest names no model (attention shapes, vocabulary)")
+    return name
+
+
+def check_model(shape, layers) -> None:
+    """The workload's linears must have the model's shapes (``layers``: objects with ``name``,
+    ``proj``, ``rows``, ``cols``)."""
     for lw in layers:
         want = shape.linear_shapes().get(lw.proj)
         if want is not None and (lw.rows, lw.cols) != want:
-            raise UserError(f"--model {name}: layer {lw.name} is {lw.rows}x{lw.cols}, the model says {want[0]}x{want[1]}")
+            raise UserError(f"--model {shape.name}: layer {lw.name} is {lw.rows}x{lw.cols}, the model says {want[0]}x{want[1]}")
+
+
+def model_for(layers, spec: str | None, synthetic: str | None, masks: str | Path | None = None):
+    """The model shape for the attention / LM head (:func:`model_name`), checked against the
+    workload's q_proj / k_proj shapes."""
+    shape = model_shape(model_name(spec, synthetic, masks))
+    check_model(shape, layers)
     return shape
 
 

@@ -34,10 +34,11 @@ import math
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from besa_common.errors import UserError
 from besa_common.resources import config_dir
+from simulator.units import BANDWIDTH_FIELD, resolve_bandwidth
 
 HW_VERSION = 1
 PRESET_DIR = config_dir("hw")  # configs/hw in a checkout, besa_configs/hw in an installed wheel
@@ -358,6 +359,24 @@ def _implied(overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# ``banks = 0`` derives the activation SRAM banks from the MACs of a line: BANKS_PER_MAC banks per MAC,
+# so the chance that a beat's reads collide on a bank stays the same when a line gets wider (the ratio
+# of every shipped preset with guessed banks: vitcod 32 / 8, besa-paper-array and hbm-4k 256 / 64).
+BANKS_PER_MAC = 4
+GUESSES_TABLE = "guesses"
+
+
+def _derive_banks(values: dict[str, Any]) -> dict[str, Any]:
+    """``banks = 0`` -> BANKS_PER_MAC x macs_per_line (after every override)."""
+    try:
+        derive = int(float(values.get("banks", 1))) == 0
+        if derive:
+            values["banks"] = BANKS_PER_MAC * int(float(values["macs_per_line"]))
+    except (TypeError, ValueError, KeyError):
+        pass  # a malformed value: _coerce names it
+    return values
+
+
 def _read_preset(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The fields a preset file sets, its base's included: ``base = "vitcod"`` (a shipped preset) or
     ``base = "other.toml"`` (beside this file) takes every field of that preset but its ``name``
@@ -369,7 +388,11 @@ def _read_preset(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
     base = raw.pop("base", None)
-    unknown = sorted(set(raw) - set(_FIELD_TYPES))
+    guessed = raw.pop(GUESSES_TABLE, {})  # the plausible ranges of the guessed fields: simulator.sensitivity reads them
+    bad = sorted(set(guessed) - set(_FIELD_TYPES)) if isinstance(guessed, dict) else [GUESSES_TABLE]
+    if bad:  # also catches a field written below the table (TOML puts it INTO the table)
+        raise UserError(f"{path.name}: [{GUESSES_TABLE}]: unknown hardware field {bad[0]!r} (fields go above the [{GUESSES_TABLE}] table)")
+    unknown = sorted(set(raw) - set(_FIELD_TYPES) - {BANDWIDTH_FIELD})
     if unknown:
         raise UserError(f"{path.name}: unknown hardware field {unknown[0]!r} (fields: base, {', '.join(_FIELD_TYPES)})")
     if base is None:
@@ -399,6 +422,11 @@ def load_hardware(name_or_path: str, overrides: dict[str, Any] | None = None) ->
 
     ``overrides`` maps field names to values (strings from the CLI are coerced to the field's type).
     """
+    return hardware_builder(name_or_path)(overrides)
+
+
+def preset_path(name_or_path: str) -> Path:
+    """The TOML file of a preset name (an alias included) or path; one-line UserError when there is none."""
     path = Path(name_or_path)
     if not (path.suffix == ".toml" or path.is_file()):
         path = _preset_file(str(name_or_path))
@@ -406,9 +434,23 @@ def load_hardware(name_or_path: str, overrides: dict[str, Any] | None = None) ->
             raise UserError(f"unknown hardware preset {name_or_path!r} (presets: {', '.join(list_presets())}; or give a .toml path)")
     if not path.is_file():
         raise UserError(f"hardware file not found: {path}")
-    values = _read_preset(path)
+    return path
+
+
+def hardware_builder(name_or_path: str) -> Callable[[dict[str, Any] | None], Hardware]:
+    """``build(overrides)`` = :func:`load_hardware` ``(name_or_path, overrides)``, the preset file
+    read ONCE (a sweep's grid: one machine per combination)."""
+    path = preset_path(name_or_path)
+    preset = _read_preset(path)
+    return lambda overrides=None: _build(path, dict(preset), overrides)
+
+
+def _build(path: Path, values: dict[str, Any], overrides: dict[str, Any] | None) -> Hardware:
+    """The machine of a preset file's ``values`` with ``overrides`` applied, validated."""
     raw_values = dict(values)
     values.update(_implied(overrides or {}))
+    values = resolve_bandwidth(values, overrides or {})  # dram_bandwidth = "256GB/s" -> bytes per cycle
+    values = _derive_banks(values)
     unknown = sorted(set(values) - set(_FIELD_TYPES))
     if unknown:
         raise UserError(f"{path.name}: unknown hardware field {unknown[0]!r} (fields: {', '.join(_FIELD_TYPES)})")
@@ -437,7 +479,7 @@ def parse_overrides(items: list[str] | None) -> dict[str, str]:
         key = key.strip()
         if not sep or not key:
             raise UserError(f"--set expects FIELD=VALUE, got {item!r}")
-        if key not in _FIELD_TYPES:
-            raise UserError(f"--set: unknown hardware field {key!r} (fields: {', '.join(_FIELD_TYPES)})")
+        if key not in _FIELD_TYPES and key != BANDWIDTH_FIELD:
+            raise UserError(f"--set: unknown hardware field {key!r} (fields: {', '.join(_FIELD_TYPES)}; {BANDWIDTH_FIELD}=256GB/s)")
         out[key] = value.strip()
     return out

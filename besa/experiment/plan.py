@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from besa.argcheck import MissingParsers, check_commands
-from besa.experiment.spec import option_flags
+from besa.experiment.spec import option_flags, sim_label
 from besa_common.errors import UserError
 from besa_common.fileio import atomic_write_json
 
@@ -113,7 +113,7 @@ def plan_sims(exp) -> dict[str, list[tuple[str, str, tuple[int, ...]]]]:
 def sibling_record(exp, pair) -> dict:
     """The content of ``DIR/<run>/sibling.json`` for one pairing (see :mod:`besa.experiment`)."""
     spec = {s.name: s for s in exp.run_specs()}[pair.sibling]
-    nm_sims = sorted({f"{p}-{m}" for p, m, _ in plan_sims(exp)[pair.sibling] if m == SIBLING_ENGINE})
+    nm_sims = sorted({f"{sim_label(p)}-{m}" for p, m, _ in plan_sims(exp)[pair.sibling] if m == SIBLING_ENGINE})
     return {
         "format": SIBLING_FORMAT,
         "version": 1,

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from besa.experiment.plan import check_steps, describe_siblings, eval_cmd, plan_sims, prune_cmd, prune_outputs, sim_cmd, write_sibling_files
+from besa.experiment.spec import sim_label
 from besa_common.digest import json_digest
 from besa_common.fileio import atomic_write_json, atomic_write_text, check_output_path, dir_lock
 from besa_common.masks import read_masks_packed, write_masks
@@ -173,7 +174,7 @@ def _run_experiment(exp, out: Path, dry_run: bool, report: bool, experiment_text
                 print("  besa " + " ".join(prune_cmd(exp, s, d)))
             print("  besa " + " ".join(eval_cmd(exp, s, d)))
             for preset, mode, tokens in plan[s.name]:
-                print("  besa " + " ".join(sim_cmd(d / "masks.safetensors", preset, mode, tokens, d / "sim" / f"{preset}-{mode}", s.wbits)))
+                print("  besa " + " ".join(sim_cmd(d / "masks.safetensors", preset, mode, tokens, d / "sim" / f"{sim_label(preset)}-{mode}", s.wbits)))
         return 0
     out.mkdir(parents=True, exist_ok=True)
     if experiment_text is not None:
@@ -198,11 +199,11 @@ def _run_experiment(exp, out: Path, dry_run: bool, report: bool, experiment_text
             if prune_digest[s.name] is None:
                 runner.count += 1
                 continue
-            sd = d / "sim" / f"{preset}-{mode}"
+            sd = d / "sim" / f"{sim_label(preset)}-{mode}"
             runner.step(
                 d,
                 statuses[s.name],
-                f"sim/{preset}-{mode}",
+                f"sim/{sim_label(preset)}-{mode}",
                 sim_cmd(masks, preset, mode, tokens, sd, s.wbits),
                 [sd / "layers.csv", sd / "summary.json"],
                 upstream=prune_digest[s.name] or "",

@@ -43,6 +43,7 @@ from pruning.method_names import METHOD_NAMES
 from simulator.engine import MODES
 from simulator.hardware import list_presets
 from simulator.sweep import SweepSettings, check_grid, check_settings, check_workers
+from simulator.sweep.spec import resolve_path, resolve_preset
 
 # "dense" = no pruning; the method names come from the light registry (no torch imported).
 KNOWN_METHODS = ("dense",) + METHOD_NAMES
@@ -250,13 +251,23 @@ def run_name(method: str, sparsity: float, pattern: str, wbits: int) -> str:
     return name
 
 
-def parse_experiment(obj: dict[str, Any], source: str = "experiment") -> Experiment:
+def sim_label(preset: str) -> str:
+    """The name of a preset's simulation folders (``sim/<label>-<mode>``): the preset's name, or a
+    preset FILE's stem (a path never becomes nested folders)."""
+    return Path(preset).stem if preset.endswith(".toml") or "/" in preset else preset
+
+
+def parse_experiment(obj: dict[str, Any], source: str = "experiment", base: Path | None = None) -> Experiment:
+    """Validate a parsed experiment TOML.  Paths in it (the model when it is a directory or a file, a
+    preset file) are relative to ``base``, the experiment file's folder."""
     """Validate a parsed experiment TOML (see the module docstring)."""
     known = {"experiment", "calibration", "eval", "runs", "simulate", "options", "whatif", "siblings"}
     for key in obj:
         if key not in known:
             raise UserError(f"{source}: {key}: unknown key (known: {', '.join(sorted(known))})")
     exp = build(ExperimentSection, obj.get("experiment", {}), f"{source}: [experiment]")
+    if base is not None and not Path(exp.model).is_absolute() and resolve_path(exp.model, base).exists():
+        exp = dataclasses.replace(exp, model=str(resolve_path(exp.model, base).resolve()))
     cal = build(Calibration, obj.get("calibration", {}), f"{source}: [calibration]")
     ev = build(EvalSettings, obj.get("eval", {}), f"{source}: [eval]")
     for where, v, lo, hi in (
@@ -306,6 +317,7 @@ def parse_experiment(obj: dict[str, Any], source: str = "experiment") -> Experim
     for i, t in enumerate(sim_tbl):
         where = f"{source}: [[simulate]][{i}]"
         s = build(SimTarget, t, where)
+        s = dataclasses.replace(s, preset=resolve_preset(s.preset, base))
         if s.preset not in presets and not Path(s.preset).is_file():
             raise UserError(f"{where}.preset: unknown preset {s.preset!r} (known: {', '.join(presets)})")
         for j, m in enumerate(s.modes):
@@ -328,7 +340,7 @@ def parse_experiment(obj: dict[str, Any], source: str = "experiment") -> Experim
                 raise UserError(f"{source}: [options.{m}].{k}: expected a string, number or boolean, got {type(v).__name__}")
     whatif = None
     if "whatif" in obj:
-        whatif = _parse_whatif(obj["whatif"], exp.seed, f"{source}: [whatif]")
+        whatif = _parse_whatif(obj["whatif"], exp.seed, f"{source}: [whatif]", base)
     siblings = _parse_siblings(obj.get("siblings", {}), f"{source}: [siblings]")
     ex = Experiment(exp, cal, ev, tuple(grids), tuple(targets), dict(options), whatif, source, siblings)
     names = [r.name for r in ex.run_specs()]  # also checks [siblings].pairs
@@ -337,10 +349,11 @@ def parse_experiment(obj: dict[str, Any], source: str = "experiment") -> Experim
     return ex
 
 
-def _parse_whatif(tbl: Any, seed: int, where: str) -> WhatIf:
+def _parse_whatif(tbl: Any, seed: int, where: str, base: Path | None = None) -> WhatIf:
     """[whatif] with the checks ``besa sweep`` makes on a sweep file (the same functions): preset,
     mode, token counts, every grid field and value, and ``workers`` (>= 0; 0 = serially)."""
     w = build(WhatIf, tbl, where)
+    w = dataclasses.replace(w, preset=resolve_preset(w.preset, base))
     check_settings(SweepSettings(preset=w.preset, mode=w.mode, tokens=w.tokens, seed=seed), where)
     if not w.grid:
         raise UserError(f"{where}.grid: empty (give hardware field = [values])")
@@ -350,7 +363,8 @@ def _parse_whatif(tbl: Any, seed: int, where: str) -> WhatIf:
 
 
 def load_experiment(path: str | Path) -> Experiment:
-    return parse_experiment(read_toml(path), source=str(path))
+    path = Path(path)
+    return parse_experiment(read_toml(path), source=str(path), base=path.parent.resolve())
 
 
 def option_flags(options: dict[str, Any]) -> list[str]:
@@ -375,6 +389,7 @@ __all__ = [
     "pair_siblings",
     "load_experiment",
     "parse_experiment",
+    "sim_label",
     "run_name",
     "pattern_sparsity",
     "option_flags",

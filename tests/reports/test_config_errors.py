@@ -137,25 +137,23 @@ def test_point_ids_follow_their_definition():
     from hypothesis import given, settings, strategies as st
 
     from simulator.sweep import point_id
-    from simulator.sweep.points import _fast_ids
+    from simulator.sweep.identity import fast_ids
 
-    value = st.one_of(st.integers(-5, 10**6), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=5))
-    hw = st.lists(st.tuples(st.sampled_from(["lines", "tau", "index_format", 'a"b']), value), max_size=3, unique_by=lambda kv: kv[0])
+    text = st.text(max_size=6)
 
     @settings(max_examples=200, deadline=None)
     @given(
-        hw=hw,
-        tokens=st.lists(st.integers(1, 10**9), min_size=1, max_size=3),
-        seed=st.integers(0, 2**63 - 1),
+        machine=text,
+        workload=text,
+        name=text,
         mode=st.text(max_size=4),
-        ident=st.dictionaries(st.text(max_size=3), value, max_size=3),
+        tokens=st.lists(st.integers(1, 10**9), min_size=1, max_size=3),
+        context=st.one_of(st.none(), st.integers(0, 10**6)),
+        batch=st.integers(1, 64),
     )
-    def check(hw, tokens, seed, mode, ident):
-        import json
-
-        hw = tuple(hw)
-        got = _fast_ids("vitcod", mode, hw, json.dumps(ident, sort_keys=True, default=str), tuple(tokens), seed)
-        assert got == [point_id("vitcod", mode, hw, ident, t, seed) for t in tokens]
+    def check(machine, workload, name, mode, tokens, context, batch):
+        got = fast_ids(machine, workload, name, mode, tuple(tokens), context, batch)
+        assert got == [point_id(machine, workload, name, mode, t, context, batch) for t in tokens]
 
     check()
 
