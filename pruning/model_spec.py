@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from besa_common.errors import UserError
-from besa_common.fileio import atomic_dir, file_lock
+from besa_common.fileio import atomic_dir, file_lock, resolve_path
 from pruning.cache import cache_root
 
 # model_type values (HF config / GGUF general.architecture) whose decoder blocks have the seven
@@ -90,7 +90,7 @@ def resolve_model(spec: str | os.PathLike) -> Path:
     if path.suffix.lower() == ".gguf":
         st = path.stat()
         # Key the cache on the file's identity so an edited/replaced file converts again.
-        key = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
+        key = hashlib.sha1(f"{resolve_path(path)}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
         return _converted_dir(path, cache_root() / "models" / f"{path.stem}-{key}")
     raise UserError(f"model {path}: expected a Hugging Face directory (config.json + *.safetensors) or a .gguf file")
 

@@ -38,6 +38,7 @@ import pandas as pd
 
 from besa_common import llama
 from besa_common.errors import UserError
+from besa_common.fileio import resolve_path
 from besa_common.sparsity import PATTERN_CONVENTION, pattern_label
 from reports.plotkit import order_runs
 from simulator.schema import read_layers
@@ -117,7 +118,7 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
 def short_names(roots: list[Path]) -> dict[Path, str]:
     """Name each experiment folder by the shortest tail of its path that no other folder shares."""
     names: dict[Path, str] = {}
-    parts = {r: r.resolve().parts for r in roots}
+    parts = {r: resolve_path(r).parts for r in roots}
     for r in roots:
         for k in range(1, len(parts[r]) + 1):
             tail = parts[r][-k:]
@@ -142,14 +143,14 @@ def find_experiments(paths: Iterable[str | Path]) -> list[tuple[str, Path]]:
         if not p.is_dir():
             raise UserError(f"not a directory: {p}")
         if is_run_dir(p):
-            found.append((p.resolve().parent, p))
+            found.append((resolve_path(p).parent, p))
         else:
-            found.extend((p.resolve(), c) for c in sorted(p.iterdir()) if c.is_dir() and not c.name.startswith(".") and is_run_dir(c))
+            found.extend((resolve_path(p), c) for c in sorted(p.iterdir()) if c.is_dir() and not c.name.startswith(".") and is_run_dir(c))
     seen: set[Path] = set()
     unique = []
     for root, p in found:
-        if p.resolve() not in seen:
-            seen.add(p.resolve())
+        if resolve_path(p) not in seen:
+            seen.add(resolve_path(p))
             unique.append((root, p))
     names = short_names(list(dict.fromkeys(r for r, _ in unique)))
     return [(names[r], p) for r, p in unique]
@@ -212,7 +213,7 @@ def _read_json(path: Path, missing: list[str]) -> dict[str, Any]:
 def load_run(path: str | Path, experiment: str | None = None) -> RunInfo:
     """Read every file of one run directory that exists; note the ones that do not."""
     path = Path(path)
-    exp = experiment if experiment is not None else path.resolve().parent.name
+    exp = experiment if experiment is not None else resolve_path(path).parent.name
     info = RunInfo(name=path.name, path=path, experiment=exp, label=path.name)
     info.manifest = _read_json(path / "manifest.json", info.missing)
     info.eval = _read_json(path / "eval.json", info.missing)

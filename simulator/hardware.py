@@ -25,6 +25,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from besa_common.fileio import resolve_path
 from besa_common.errors import UserError
 from besa_common.resources import config_dir
 
@@ -316,9 +317,9 @@ def _read_preset(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     base_path = path.parent / base if base.endswith(".toml") else _preset_file(base)
     if base_path is None or not base_path.is_file():
         raise UserError(f"{path}: unknown base preset {base!r} (presets: {', '.join(list_presets())}; or a .toml file beside it)")
-    seen = (*chain, path.resolve())
-    if base_path.resolve() in seen:
-        cycle = " -> ".join(p.name for p in (*seen, base_path.resolve()))
+    seen = (*chain, resolve_path(path))
+    if resolve_path(base_path) in seen:
+        cycle = " -> ".join(p.name for p in (*seen, resolve_path(base_path)))
         raise UserError(f"{path}: base presets form a cycle ({cycle})")
     values = _read_preset(base_path, seen)
     values.pop("name", None)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from besa_common.fileio import resolve_path
 from besa_common.errors import UserError
 from besa_common.tomlconf import build, check_value, read_toml
 from simulator.engine import MODES
@@ -156,4 +157,4 @@ def parse_sweep(obj: dict[str, Any], source: str = "sweep", base: Path | None = 
 
 def load_sweep(path: str | Path) -> SweepSpec:
     path = Path(path)
-    return parse_sweep(read_toml(path), source=str(path), base=path.parent.resolve())
+    return parse_sweep(read_toml(path), source=str(path), base=resolve_path(path.parent))

@@ -29,7 +29,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from besa_common.errors import UserError
-from besa_common.fileio import atomic_write_bytes, atomic_write_text
+from besa_common.fileio import atomic_write_bytes, atomic_write_text, resolve_path
 from simulator.schema import SWEEP_FIRST_COLUMNS
 
 DB_NAME = "results.sqlite"
@@ -166,7 +166,7 @@ def read_db(path: str | os.PathLike) -> pd.DataFrame:
     if not path.is_file():
         raise UserError(f"{path}: no such results database")
     try:
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+        con = sqlite3.connect(f"{resolve_path(path).as_uri()}?mode=ro", uri=True, timeout=30.0)
     except sqlite3.Error as exc:
         raise UserError(f"{path}: cannot open ({exc})") from None
     try:
