@@ -190,13 +190,25 @@ def _check_types(obj: dict, schema: dict[str, tuple[type, ...]], where: str) -> 
             raise UserError(f"{where}: {key!r} must be {want}, got {_jsontype(v)} {json.dumps(v)[:40]}")
 
 
+class _NonFinite(Exception):
+    pass
+
+
+def _non_finite(name: str):
+    raise _NonFinite(name)
+
+
 def _read_json(path: Path, missing: list[str]) -> dict[str, Any]:
     """A run-directory JSON file, type-checked against :data:`_SCHEMAS` ({} and a note when absent)."""
     if not path.is_file():
         missing.append(f"no {path.name}")
         return {}
     try:
-        obj = json.loads(path.read_bytes())
+        # NaN / Infinity are not JSON numbers: refused like a truncated file (eval.json's ppl of a
+        # destroyed model may be Infinity, so only there they are read)
+        obj = json.loads(path.read_bytes(), parse_constant=None if path.name == "eval.json" else _non_finite)
+    except _NonFinite as exc:
+        raise UserError(f"{path}: {exc} is not a finite number (NaN and Infinity are refused); fix or remove it") from None
     except (OSError, ValueError) as exc:
         raise UserError(f"{path}: not valid JSON ({type(exc).__name__}); fix or remove it") from None
     if not isinstance(obj, dict):

@@ -182,6 +182,18 @@ def check_ranges(hw: "Hardware") -> None:
             raise UserError(f"{src}: {f.name}={v:g} is outside its range [{lo:g}, {hi:g}]")
 
 
+_TOML_TYPES = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,)}
+
+
+def _check_toml_type(key: str, value: Any, source: str) -> None:
+    """A preset file's value has the field's own TOML type: ``"2.8"`` (a string) is not a number, and
+    only ``--set`` strings are coerced (:func:`_coerce`)."""
+    kind = _FIELD_TYPES[key]
+    ok = isinstance(value, _TOML_TYPES.get(kind, (str,))) and (kind == "bool" or not isinstance(value, bool))
+    if not ok:
+        raise UserError(f"{source}: hardware field {key!r} must be a TOML {kind}, got {type(value).__name__} {value!r}"[:200])
+
+
 def _coerce(key: str, value: Any, source: str) -> Any:
     kind = _FIELD_TYPES[key]
     try:
@@ -310,6 +322,8 @@ def _read_preset(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     unknown = sorted(set(raw) - set(_FIELD_TYPES))
     if unknown:
         raise UserError(f"{path.name}: unknown hardware field {unknown[0]!r} (fields: base, {', '.join(_FIELD_TYPES)})")
+    for key, value in raw.items():
+        _check_toml_type(key, value, path.name)
     if base is None:
         return raw
     if not isinstance(base, str) or not base.strip():

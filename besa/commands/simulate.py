@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 
 from besa_common.errors import UserError
+from besa.flagrules import refuse_without
 from besa_common.fileio import check_output_path
 from simulator import job
-from simulator.decoder import check_decoder_args, model_for
+from simulator.decoder import check_decoder_args, check_decoder_magnitudes, model_for
 from simulator.engine import ENGINES, MEMORY_MODES, MODES_REGISTRY
 from simulator.hardware import load_hardware, parse_overrides
 from simulator.run import RESULT_FILES
@@ -66,7 +67,11 @@ def add_arguments(parser) -> None:
         "KV cache per block, LM head, embeddings; writes decoder.csv and end-to-end totals",
     )
     parser.add_argument(
-        "--batch", type=int, default=1, metavar="B", help="with --context: the tokens in flight come from B sequences, each with its own KV cache (default 1)"
+        "--batch",
+        type=int,
+        default=None,
+        metavar="B",
+        help="with --context: the tokens in flight come from B sequences, each with its own KV cache (default 1)",
     )
     parser.add_argument(
         "--model",
@@ -98,9 +103,12 @@ def run(args) -> int:
     overrides = parse_overrides(args.overrides)
     hw = load_hardware(args.hw, overrides)
     if args.context is not None:
+        args.batch = 1 if args.batch is None else args.batch
         check_decoder_args(args.context, args.batch, tokens)
         if args.mode not in MEMORY_MODES:
             raise UserError(f"--context needs a mode with a memory model ({', '.join(MEMORY_MODES)}), not {args.mode}")
+    else:
+        refuse_without(args, "--context", "--batch", "--model")
     source = job.masks_source(args.masks) if args.masks else None
     if source is None:
         check_seed(args.seed)
@@ -113,6 +121,8 @@ def run(args) -> int:
     decoder = None
     if args.context is not None:
         decoder = job.DecoderStep(model_for(layers, args.model, args.synthetic), args.context, args.batch)
+        blocks = len({lw.block for lw in layers if lw.proj == "q_proj"})
+        check_decoder_magnitudes(decoder.shape, hw, tokens, args.context, args.batch, blocks)  # before the C++ core
     summary, csv_path, json_path = job.simulate_to_dir(
         layers, hw, args.mode, tokens, out, engine=args.engine, decoder=decoder, source=where, overrides=overrides, progress=sys.stderr.isatty()
     )
