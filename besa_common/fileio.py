@@ -50,11 +50,13 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[Any]:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and not exc.filename:  # name the output in the one-line error
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 
@@ -181,8 +183,10 @@ def write_dir_unit(out: str | os.PathLike, files: dict[str, bytes | str]) -> Pat
         with dir_lock(out, wait=True, command="write_dir_unit"):  # two writers: one swap at a time
             replace_dir(tmp, out)
             _clean_dead_siblings(out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and not exc.filename:  # name the output in the one-line error
+            raise OSError(exc.errno, exc.strerror, str(out)) from exc
         raise
     return out
 
