@@ -318,17 +318,15 @@ def extract_masks(src: str | Path) -> Extracted:
 
 def is_checkpoint(src: str | Path) -> bool:
     """True when ``src`` is a checkpoint to extract from, False for a masks file or a run directory
-    (and for anything unreadable, so the masks reader gives its own error)."""
+    (and for a path that is neither, so the masks reader names it); a ``.safetensors`` header is
+    validated here (:func:`besa_common.foreign.safetensors_header`)."""
     p = Path(src).expanduser()
     if p.is_dir():
         return not (p / "masks.safetensors").is_file()
     if p.suffix.lower() in PICKLED + (".gguf",):
         return True
     if p.suffix.lower() == ".safetensors" and p.is_file():
-        try:
-            header, _ = safetensors_header(p)
-        except UserError:
-            return False
+        header, _ = safetensors_header(p)  # the validated reader: a damaged header is its one line
         return _holds_weights(header)
     return False
 

@@ -65,7 +65,7 @@ class TensorEntry:
 
 
 def _bad(path: Path, what: str) -> UserError:
-    return UserError(f"{path}: not a valid safetensors file: {what}")
+    return UserError(f"{path}: corrupt or not a safetensors file: {what}")
 
 
 def _is_int(v: Any) -> bool:

@@ -198,21 +198,34 @@ def _non_finite(name: str):
     raise _NonFinite(name)
 
 
+def _non_finite_key(obj: Any, prefix: str = "") -> tuple[str, float] | None:
+    """(dotted key, value) of the first NaN / Infinity in ``obj`` (JSON has no such numbers), else None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return prefix or "(top level)", obj
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for k, v in items:
+        found = _non_finite_key(v, f"{prefix}.{k}" if prefix else str(k))
+        if found is not None:
+            return found
+    return None
+
+
 def _read_json(path: Path, missing: list[str]) -> dict[str, Any]:
     """A run-directory JSON file, type-checked against :data:`_SCHEMAS` ({} and a note when absent)."""
     if not path.is_file():
         missing.append(f"no {path.name}")
         return {}
     try:
-        # NaN / Infinity are not JSON numbers: refused like a truncated file (eval.json's ppl of a
-        # destroyed model may be Infinity, so only there they are read)
-        obj = json.loads(path.read_bytes(), parse_constant=None if path.name == "eval.json" else _non_finite)
-    except _NonFinite as exc:
-        raise UserError(f"{path}: {exc} is not a finite number (NaN and Infinity are refused); fix or remove it") from None
+        obj = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
         raise UserError(f"{path}: not valid JSON ({type(exc).__name__}); fix or remove it") from None
     if not isinstance(obj, dict):
         raise UserError(f"{path}: expected a JSON object, got {_jsontype(obj)}")
+    # NaN / Infinity are refused like a truncated file: a report would draw blanks (eval.json's ppl of
+    # a destroyed model may be Infinity: only that one key may hold it)
+    bad = _non_finite_key({k: v for k, v in obj.items() if not (path.name == "eval.json" and k == "ppl")})
+    if bad is not None:
+        raise UserError(f"{path}: {bad[0]!r} is {json.dumps(bad[1])}, not a finite number (NaN and Infinity are refused); fix or remove it")
     _check_types(obj, _SCHEMAS.get(path.name, {}), str(path))
     if path.name == "allocation.json":
         for name, rec in (obj.get("layers") or {}).items():
