@@ -352,3 +352,19 @@ def test_no_lock_files_left_behind(P):
     (P / "s.toml").write_text(SWEEP)
     assert besa(["sweep", "s.toml", "--out", "sw", "--workers", "0", "--no-progress", "--no-report"], cwd=P)[0] == 0
     assert not [p.name for p in P.rglob(".*.lock*")]
+
+
+# ----------------------------------------------------------------------------- the roots stay roots
+def test_paths_are_resolved_in_one_place():
+    """``Path.resolve()`` raises RuntimeError on a symlink loop: every package resolves paths through
+    ``besa_common.fileio.resolve_path`` instead (the root of class 1)."""
+    import re
+
+    offenders = []
+    for pkg in ("besa", "besa_common", "pruning", "simulator", "reports"):
+        for f in (ROOT / pkg).rglob("*.py"):
+            for i, line in enumerate(f.read_text().splitlines(), 1):
+                code = line.split("#", 1)[0]
+                if re.search(r"\.resolve\(\)", code) and "__file__" not in code and "``" not in code:
+                    offenders.append(f"{f.relative_to(ROOT)}:{i}")
+    assert not offenders, offenders
