@@ -28,9 +28,20 @@ ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 12 * 1024  # bytes: above every input a command must read back, below every output tested
 
 
-def _fsize_limit():
+def _fsize_limit(limit: int = LIMIT):
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
-    resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, LIMIT))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def _small_outputs(full) -> tuple:
+    """The same full disk for a command whose outputs are small (< 1 KB): a lower file-size limit,
+    or a tmpfs filled up but for less than one 4 KB page."""
+    out_root, preexec = full
+    if preexec is not None:
+        return out_root, lambda: _fsize_limit(256)
+    st = os.statvfs(out_root)
+    (out_root / ".filler").write_bytes(b"\0" * (st.f_bavail * st.f_frsize))
+    return full
 
 
 @pytest.fixture(params=["fsize", "tmpfs"])
@@ -180,3 +191,10 @@ def test_export_disk_full(full, inputs, tiny_run):
         == 0
     )
     besa_full(["export", "--model", tiny_run, "--masks", inputs / "p", "--format", "hf", "--out", full[0] / "e"], full, inputs)
+
+
+@pytest.mark.slow
+def test_eval_disk_full(full, inputs, tiny_run):
+    besa_full(
+        ["eval", "--model", tiny_run, "--eval-ids", inputs / "ids.npy", "--out", full[0] / "ev" / "eval.json", "--no-progress"], _small_outputs(full), inputs
+    )
