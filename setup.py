@@ -40,7 +40,7 @@ CORE = [
     "scipy>=1.11",
     "tqdm>=4.66",
     "pyarrow>=14",
-    "filelock>=3.12",
+    "filelock>=4.3.1",  # retries when a held lock file is unlinked (fileio.dir_lock removes it)
     "gguf>=0.10",  # numpy-only GGUF reader: model shapes from .gguf metadata (simulator.modelcfg)
 ]
 EXTRAS = {

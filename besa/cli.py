@@ -27,6 +27,7 @@ import sys
 from besa import __version__
 from besa_common.errors import UserError
 from besa_common.extras import MissingExtra, extra_for_module, install_hint, require
+from besa_common.fileio import os_error_line, remove_made_dirs
 
 # name -> (module, one-line help).  The module is imported lazily.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -77,6 +78,15 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in COMMANDS else None
+    rc = _main(argv, command)
+    if rc not in (0, 130):
+        remove_made_dirs()  # a failed command leaves no empty output directory (nor its lock file)
+    return rc
+
+
+def _main(argv: list[str], command: str | None) -> int:
+    """Dispatch; THE error boundary: bad input and an environment that cannot be written to (disk
+    full, read-only, permission denied: :func:`besa_common.fileio.os_error_line`) are one line, exit 2."""
     try:
         parser, module = _parser_for(command)
         args = parser.parse_args(argv)
@@ -95,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         if extra is None:
             raise  # not an optional dependency: a broken install or a bug, keep the traceback
         print(f"besa {command} needs: {install_hint(extra)} (module {exc.name} is not installed)", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        line = os_error_line(exc)
+        if line is None:
+            raise  # a bug: keep the traceback
+        print(f"besa {command or ''}: error: {line}".replace("  ", " "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("besa: interrupted (finished work is kept; rerun the same command to resume)", file=sys.stderr)

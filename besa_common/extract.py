@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import re
-import struct
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +32,12 @@ from typing import Callable
 
 import numpy as np
 
+from besa_common.fileio import resolve_path
 from besa_common.errors import UserError
+from besa_common.foreign import TensorEntry, gguf_int, gguf_value, open_gguf, read_tensor_bytes, safetensors_header
 from besa_common.llama import ARCHITECTURES, LINEAR_OF
 from besa_common.masks import read_masks_packed
+from besa_common.modelconfig import MAX_DIM, MAX_HEADS
 
 CHUNK_BYTES = 16 << 20  # rows of one tensor read at a time (peak ~1.5x this + the packed masks)
 PICKLED = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
@@ -88,37 +90,21 @@ def linear_name(tensor_name: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------- safetensors, raw
-def safetensors_header(path: Path) -> tuple[dict, int]:
-    """(header without ``__metadata__``, byte offset of the data section) of a safetensors file."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(8)
-            if len(raw) < 8:
-                raise ValueError("shorter than 8 bytes")
-            n = struct.unpack("<Q", raw)[0]
-            if n > 100_000_000:
-                raise ValueError(f"header of {n} bytes")
-            header = json.loads(f.read(n))
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not a readable safetensors file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-    if not isinstance(header, dict):
-        raise UserError(f"{path}: not a readable safetensors file (header is not an object)")
-    header.pop("__metadata__", None)
-    return header, 8 + n
-
-
-def _nonzero_packed(f, start: int, dtype: str, rows: int, cols: int, where: str) -> np.ndarray:
-    """Pack ``W != ±0`` of one ``[rows, cols]`` tensor stored at byte ``start`` of the open file ``f``,
-    reading row chunks of at most :data:`CHUNK_BYTES`."""
-    if dtype not in _ZERO_VIEW:
-        raise UserError(f"{where}: unsupported dtype {dtype} for a linear weight")
-    view, mask = _ZERO_VIEW[dtype]
-    item = np.dtype(view).itemsize
+def _nonzero_packed(f, entry: TensorEntry, where: str) -> np.ndarray:
+    """Pack ``W != ±0`` of one validated 2-D tensor of the open file ``f``, reading row chunks of at
+    most :data:`CHUNK_BYTES` (its size is bounded by the file's: :func:`safetensors_header`)."""
+    if entry.dtype not in _ZERO_VIEW:
+        raise UserError(f"{where}: dtype {entry.dtype} of a linear weight must be one of {', '.join(_ZERO_VIEW)}")
+    rows, cols = entry.shape
+    if not (1 <= rows <= MAX_DIM and 1 <= cols <= MAX_DIM):
+        raise UserError(f"{where}: a linear weight's shape [{rows}, {cols}] must have 1..{MAX_DIM} rows and columns")
+    view, mask = _ZERO_VIEW[entry.dtype]
+    item = entry.itemsize
     out = np.empty((rows, (cols + 7) // 8), np.uint8)
     step = max(1, CHUNK_BYTES // max(1, cols * item))
     for r0 in range(0, rows, step):
         r1 = min(rows, r0 + step)
-        f.seek(start + r0 * cols * item)
+        f.seek(entry.start + r0 * cols * item)
         buf = np.fromfile(f, dtype=np.dtype(view).newbyteorder("<"), count=(r1 - r0) * cols)
         if buf.size != (r1 - r0) * cols:
             raise UserError(f"{where}: file is truncated")
@@ -127,12 +113,17 @@ def _nonzero_packed(f, start: int, dtype: str, rows: int, cols: int, where: str)
     return out
 
 
-def _read_small(f, start: int, end: int, dtype: str) -> np.ndarray:
-    types = {"I64": "<i8", "I32": "<i4", "U8": "u1", "I8": "i1"}
-    if dtype not in types:
-        raise ValueError(dtype)
-    f.seek(start)
-    return np.frombuffer(f.read(end - start), dtype=types[dtype])
+def _dense_shape(f, entry: TensorEntry | None, module: str, where: str) -> tuple[int, int]:
+    """(rows, cols) stored in compressed-tensors' ``NAME.shape`` tensor: two integers in range."""
+    types = {"I64": "<i8", "I32": "<i4", "U8": "u1", "I8": "i1", "I16": "<i2", "U16": "<u2", "U32": "<u4", "U64": "<u8"}
+    if entry is None:
+        raise UserError(f"{where}: {module}.bitmask without {module}.shape")
+    if entry.dtype not in types or entry.shape not in ((2,), (1, 2), (2, 1)):
+        raise UserError(f"{where}: {module}.shape must hold two integers ({entry.dtype} {list(entry.shape)})")
+    rows, cols = (int(x) for x in np.frombuffer(read_tensor_bytes(f, entry), dtype=types[entry.dtype]))
+    if not (1 <= rows <= MAX_DIM and 1 <= cols <= MAX_DIM):
+        raise UserError(f"{where}: {module}.shape [{rows}, {cols}] must have 1..{MAX_DIM} rows and columns")
+    return rows, cols
 
 
 def _shard_files(d: Path) -> list[Path]:
@@ -152,32 +143,26 @@ def _shard_files(d: Path) -> list[Path]:
 
 def from_safetensors(files: list[Path], bitmask: bool) -> Extracted:
     """Masks of the LLaMA linears in ``files``: ``NAME.bitmask`` (+ ``NAME.shape``) tensors when
-    ``bitmask`` (compressed-tensors), else the exact zeros of ``NAME.weight``."""
+    ``bitmask`` (compressed-tensors), else the exact zeros of ``NAME.weight``.  Headers go through
+    the validated reader :func:`besa_common.foreign.safetensors_header`."""
     ex = Extracted()
     for path in files:
-        header, base = safetensors_header(path)
+        header, _meta = safetensors_header(path)
         with open(path, "rb") as f:
-            for tname, info in header.items():
-                try:
-                    dtype, shape, (s, e) = info["dtype"], info["shape"], info["data_offsets"]
-                except (KeyError, TypeError, ValueError):
-                    raise UserError(f"{path}: tensor {tname!r} has a malformed header entry") from None
+            for tname, entry in header.items():
+                where = f"{path}: {tname}"
                 if tname.endswith(".weight") and linear_name(tname):
-                    if len(shape) != 2:
-                        raise UserError(f"{path}: linear weight {tname} is not 2-D ({shape})")
-                    ex.add(linear_name(tname), _nonzero_packed(f, base + s, dtype, *shape, f"{path}:{tname}"), *shape)
+                    if len(entry.shape) != 2:
+                        raise UserError(f"{where}: a linear weight must be 2-D, got shape {list(entry.shape)}")
+                    ex.add(linear_name(tname), _nonzero_packed(f, entry, where), *entry.shape)
                 elif bitmask and tname.endswith(".bitmask") and linear_name(tname[: -len(".bitmask")]):
                     module = tname[: -len(".bitmask")]
-                    sh = header.get(f"{module}.shape")
-                    if sh is None:
-                        raise UserError(f"{path}: {module}.bitmask without {module}.shape")
-                    try:
-                        rows, cols = (int(x) for x in _read_small(f, base + sh["data_offsets"][0], base + sh["data_offsets"][1], sh["dtype"]))
-                    except (ValueError, KeyError, TypeError):
-                        raise UserError(f"{path}: {module}.shape is not two integers") from None
-                    if dtype != "U8" or list(shape) != [rows, (cols + 7) // 8]:
-                        raise UserError(f"{path}: {module}.bitmask {dtype} {shape} does not fit the dense shape [{rows}, {cols}]")
-                    bits = _read_small(f, base + s, base + e, "U8").reshape(rows, (cols + 7) // 8).copy()
+                    rows, cols = _dense_shape(f, header.get(f"{module}.shape"), module, str(path))
+                    if entry.dtype != "U8" or list(entry.shape) != [rows, (cols + 7) // 8]:
+                        raise UserError(
+                            f"{path}: {module}.bitmask {entry.dtype} {list(entry.shape)} must be U8 [{rows}, {(cols + 7) // 8}] for the dense shape [{rows}, {cols}]"
+                        )
+                    bits = np.frombuffer(read_tensor_bytes(f, entry), dtype=np.uint8).reshape(rows, (cols + 7) // 8).copy()
                     if cols % 8:
                         bits[:, -1] &= np.uint8((1 << (cols % 8)) - 1)
                     ex.add(linear_name(module), bits, rows, cols)
@@ -191,22 +176,39 @@ def _unpermute_rows(keep: np.ndarray, heads: int) -> np.ndarray:
     return keep.reshape(heads, rows // heads // 2, 2, -1).swapaxes(1, 2).reshape(keep.shape)
 
 
-def from_gguf(path: Path) -> Extracted:
-    """Masks = the zeros of the dequantised linear weights of a GGUF file (LLaMA family)."""
-    import gguf
+def _gguf_keep(t, proj: str, heads: int, kv_heads: int, where: str) -> np.ndarray:
+    """The keep mask (``W != 0`` after dequantisation) of one GGUF linear tensor, q/k rows unpermuted."""
     from gguf.quants import dequantize
 
     try:
-        reader = gguf.GGUFReader(str(path))
-        arch = str(reader.fields["general.architecture"].contents())
-    except Exception as exc:  # the reader raises several types on damaged files
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"{path} is not a readable GGUF file ({msg})") from None
+        cols, rows = (int(x) for x in t.shape[:2]) if len(t.shape) >= 2 else (int(t.shape[0]), 1)
+        if not (1 <= rows <= MAX_DIM and 1 <= cols <= MAX_DIM) or len(t.shape) > 2 and any(int(x) != 1 for x in t.shape[2:]):
+            raise UserError(f"{where}: shape {[int(x) for x in t.shape]} must be 2-D with 1..{MAX_DIM} rows and columns")
+        w = dequantize(t.data, t.tensor_type)
+        w = w.reshape(rows, cols)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - gguf raises several types on a damaged tensor
+        raise UserError(f"{where}: unreadable tensor ({type(exc).__name__}: {str(exc).splitlines()[0][:100] if str(exc) else ''})") from None
+    keep = w != 0
+    if proj in ("q_proj", "k_proj"):
+        h = heads if proj == "q_proj" else kv_heads
+        if rows % (2 * h):
+            raise UserError(f"{where}: {rows} rows are not a multiple of 2 x {h} heads (GGUF head_count / head_count_kv)")
+        keep = _unpermute_rows(keep, h)
+    return keep
+
+
+def from_gguf(path: Path) -> Extracted:
+    """Masks = the zeros of the dequantised linear weights of a GGUF file (LLaMA family)."""
+    reader = open_gguf(path)
+    arch = str(gguf_value(reader, "general.architecture") or "")
     if arch not in ARCHITECTURES:
         raise UserError(f"{path}: architecture {arch!r} is not LLaMA-family (supported: {', '.join(ARCHITECTURES)})")
-    heads = int(reader.fields[f"{arch}.attention.head_count"].contents())
-    kv_field = reader.fields.get(f"{arch}.attention.head_count_kv")
-    kv_heads = int(kv_field.contents()) if kv_field is not None else heads
+    heads = gguf_int(reader, f"{arch}.attention.head_count", str(path), 1, MAX_HEADS)
+    kv_heads = gguf_int(reader, f"{arch}.attention.head_count_kv", str(path), 1, MAX_HEADS, default=heads)
+    if heads % kv_heads:
+        raise UserError(f"{path}: GGUF {arch}.attention.head_count_kv {kv_heads} must divide head_count {heads}")
     ex = Extracted()
     quantized = set()
     for t in reader.tensors:
@@ -214,11 +216,7 @@ def from_gguf(path: Path) -> Extracted:
         if not m or m.group(2) not in _GGUF_LINEAR:
             continue
         proj = _GGUF_LINEAR[m.group(2)]
-        w = dequantize(t.data, t.tensor_type)  # (out, in) float32
-        w = w.reshape(int(t.shape[1]), int(t.shape[0])) if w.ndim != 2 else w
-        keep = w != 0
-        if proj in ("q_proj", "k_proj"):
-            keep = _unpermute_rows(keep, heads if proj == "q_proj" else kv_heads)
+        keep = _gguf_keep(t, proj, heads, kv_heads, f"{path}: {t.name}")
         if t.tensor_type.name not in ("F32", "F16", "BF16", "F64"):
             quantized.add(t.tensor_type.name)
         ex.add(f"model.layers.{int(m.group(1))}.{LINEAR_OF[proj]}", np.packbits(keep, axis=1, bitorder="little"), *keep.shape)
@@ -314,23 +312,21 @@ def extract_masks(src: str | Path) -> Extracted:
     ex = SOURCES["dir" if p.is_dir() else "file"](p)
     if not ex.packed:
         raise UserError(f"{src}: no LLaMA linear weights found (expected model.layers.N.(self_attn|mlp).*_proj)")
-    ex.source["path"] = str(p.resolve())
+    ex.source["path"] = str(resolve_path(p))
     return ex
 
 
 def is_checkpoint(src: str | Path) -> bool:
     """True when ``src`` is a checkpoint to extract from, False for a masks file or a run directory
-    (and for anything unreadable, so the masks reader gives its own error)."""
+    (and for a path that is neither, so the masks reader names it); a ``.safetensors`` header is
+    validated here (:func:`besa_common.foreign.safetensors_header`)."""
     p = Path(src).expanduser()
     if p.is_dir():
         return not (p / "masks.safetensors").is_file()
     if p.suffix.lower() in PICKLED + (".gguf",):
         return True
     if p.suffix.lower() == ".safetensors" and p.is_file():
-        try:
-            header, _ = safetensors_header(p)
-        except UserError:
-            return False
+        header, _ = safetensors_header(p)  # the validated reader: a damaged header is its one line
         return _holds_weights(header)
     return False
 

@@ -38,7 +38,7 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[Any]:
     temporary file is removed and ``path`` is untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -50,11 +50,13 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[Any]:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and not exc.filename:  # name the output in the one-line error
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 
@@ -80,7 +82,7 @@ def file_lock(path: str | os.PathLike) -> Iterator[None]:
     import fcntl
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     with open(path, "a+") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
@@ -135,7 +137,7 @@ def temp_dir_for(out: str | os.PathLike) -> Path:
     """A fresh hidden temporary sibling directory of ``out`` (pid-tagged, see :func:`temp_prefix`) with
     an ordinary directory's mode (``mkdtemp`` makes it owner-only); ``out``'s parent is created."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(out.parent)
     tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out.name), suffix=".tmp", dir=out.parent))
     umask = os.umask(0)
     os.umask(umask)
@@ -181,8 +183,10 @@ def write_dir_unit(out: str | os.PathLike, files: dict[str, bytes | str]) -> Pat
         with dir_lock(out, wait=True, command="write_dir_unit"):  # two writers: one swap at a time
             replace_dir(tmp, out)
             _clean_dead_siblings(out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and not exc.filename:  # name the output in the one-line error
+            raise OSError(exc.errno, exc.strerror, str(out)) from exc
         raise
     return out
 
@@ -206,6 +210,81 @@ def _write_member(path: Path, data: bytes) -> None:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+# ----------------------------------------------------------------------------- directories made, OS errors
+_MADE_DIRS: list[Path] = []  # directories this process created (make_dirs), oldest first
+
+
+def make_dirs(path: str | os.PathLike) -> Path:
+    """``mkdir -p path``, remembering every directory it created, so that a command that fails
+    afterwards leaves no empty directory behind (:func:`remove_made_dirs`, the CLI's error exit)."""
+    path = Path(path)
+    missing = []
+    p = path
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    path.mkdir(parents=True, exist_ok=True)
+    _MADE_DIRS.extend(reversed(missing))
+    return path
+
+
+def remove_made_dirs() -> list[Path]:
+    """Remove the directories :func:`make_dirs` created in this process that are still empty (the
+    newest first); returns what was removed.  Called on a
+    failing command's way out: work another process put there since, or finished files, stay."""
+    removed = []
+    for d in reversed(_MADE_DIRS):
+        with contextlib.suppress(OSError):
+            d.rmdir()  # only succeeds when empty
+            removed.append(d)
+    _MADE_DIRS.clear()
+    return removed
+
+
+# errno -> what it means to a user who asked for a file to be written
+_OS_ERRORS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large (file size limit reached)",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EIO: "input/output error",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.ELOOP: "symbolic link loop",
+    errno.EMFILE: "too many open files",
+}
+# other libraries' wrappers of an OS error (safetensors' Rust IoError, SQLite, torch's stream writer)
+_WRAPPED = [
+    (re.compile(r"os error (\d+)"), None),
+    (re.compile(r"No space left on device|StorageFull|database or disk is full|file write failed"), errno.ENOSPC),
+    (re.compile(r"File too large|FileTooLarge"), errno.EFBIG),
+    (re.compile(r"Read-only file system|ReadOnlyFilesystem|attempt to write a readonly database"), errno.EROFS),
+]
+
+
+def os_error_line(exc: BaseException) -> str | None:
+    """One line for an error of the environment (disk full, file-size limit, read-only file system,
+    permission denied ...) found in ``exc`` or the exceptions it was raised from, else None (a bug:
+    keep the traceback).  THE place that turns such OSErrors into a message (the CLI's boundary)."""
+    seen = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in _OS_ERRORS:
+            where = f" ({e.filename})" if e.filename else ""
+            return f"cannot write{where}: {_OS_ERRORS[e.errno]} [{errno.errorcode.get(e.errno, e.errno)}]; nothing half-written was left"
+        text = str(e)
+        for rx, code in _WRAPPED:
+            m = rx.search(text)
+            if m:
+                code = code if code is not None else int(m.group(1))
+                if code in _OS_ERRORS:
+                    return f"cannot write: {_OS_ERRORS[code]} [{errno.errorcode.get(code, code)}]; nothing half-written was left"
+        e = e.__cause__ or e.__context__
+    return None
 
 
 # ----------------------------------------------------------------------------- temp names
@@ -311,7 +390,7 @@ def dir_lock(directory: str | os.PathLike, wait: bool = False, command: str | No
     directory = Path(os.path.abspath(directory))
     lock_path, info_path = lock_paths(directory)
     try:
-        directory.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(directory.parent)
     except OSError as exc:
         raise UserError(f"cannot create {directory.parent}: {exc.strerror or exc}") from None
     lock = FileLock(str(lock_path))
@@ -338,7 +417,33 @@ def dir_lock(directory: str | os.PathLike, wait: bool = False, command: str | No
     finally:
         with contextlib.suppress(OSError):
             info_path.unlink()
+        with contextlib.suppress(OSError):
+            # Removed while still held, so no empty .NAME.lock stays behind.  Safe: filelock (>= 4.3)
+            # retries when the inode it locked was unlinked meanwhile (a waiter locks a fresh file).
+            lock_path.unlink()
         lock.release()
+
+
+# ----------------------------------------------------------------------------- path resolution
+def resolve_path(path: str | os.PathLike, flag: str | None = None) -> Path:
+    """THE path resolution of the project: ``path`` absolute, symbolic links followed as far as they
+    go (a missing tail stays as written).  Never raises ``RuntimeError`` on a symbolic-link loop
+    (``Path.resolve()`` does): a loop in any component is a one-line :class:`UserError` naming
+    ``flag`` (or the path).  Every comparison of paths goes through it."""
+    check_no_loop(path, flag)
+    return Path(os.path.realpath(os.path.expanduser(os.fspath(path))))
+
+
+def check_no_loop(path: str | os.PathLike, flag: str | None = None) -> None:
+    """One-line :class:`UserError` when ``path`` (or a directory above it) is a symbolic-link loop."""
+    try:
+        os.stat(os.path.expanduser(os.fspath(path)))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            name = f"{flag} {path}" if flag else str(path)
+            raise UserError(f"{name}: symbolic link loop (too many levels of symbolic links)") from None
+    except ValueError:  # an embedded NUL byte
+        raise UserError(f"{flag + ' ' if flag else ''}{path!r}: not a valid path") from None
 
 
 # ----------------------------------------------------------------------------- output checks
@@ -362,10 +467,13 @@ def check_output_path(
     p = Path(path)
     if str(path) == "":
         raise UserError(f"{flag}: empty path")
+    check_no_loop(p, flag)
     if kind == "dir" and p.exists() and not p.is_dir():
         raise UserError(f"{flag} {p} exists and is not a directory")
     if kind == "file" and p.is_dir():
         raise UserError(f"{flag} {p} is a directory, expected a file")
+    if kind == "file" and (p.name in ("", ".", "..") or str(path).endswith(os.sep)):
+        raise UserError(f"{flag} {path} names a directory, expected a file")
     probe = p if p.exists() else p.parent
     while not probe.exists():
         if probe.is_symlink():
@@ -376,11 +484,11 @@ def check_output_path(
     target = probe if probe.is_dir() else probe.parent
     if not os.access(target, os.W_OK | os.X_OK):
         raise UserError(f"{flag} {p}: {target} is not writable")
-    resolved = p.resolve()
+    resolved = resolve_path(p, flag)
     for q in inputs:
         if q is None or str(q) == "":
             continue
-        qr = Path(q).resolve()
+        qr = resolve_path(q)
         if _within(qr, resolved):
             what = "is" if qr == resolved else "contains"
             raise UserError(f"{flag} {p} {what} the input {q}; writing it would destroy the input (choose another {flag})")

@@ -31,6 +31,7 @@ import numpy as np
 
 from besa_common.errors import UserError
 from besa_common.fileio import atomic_write_bytes
+from besa_common.foreign import safetensors_header
 
 FORMAT = "besa-masks"
 VERSION = "1"
@@ -230,6 +231,7 @@ def read_masks_packed(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], d
     path = Path(path)
     if not path.is_file():
         raise UserError(f"masks file not found: {path}")
+    safetensors_header(path)  # types, offsets inside the file, sizes: one line naming the field
     try:
         with safe_open(str(path), framework="numpy") as fh:
             header = fh.metadata() or {}

@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from besa_common.errors import UserError
-from besa_common.fileio import atomic_dir, file_lock
+from besa_common.foreign import gguf_value, open_gguf
+from besa_common.modelconfig import read_model_config
+from besa_common.fileio import atomic_dir, file_lock, resolve_path
 from pruning.cache import cache_root
 
 # model_type values (HF config / GGUF general.architecture) whose decoder blocks have the seven
@@ -90,7 +92,7 @@ def resolve_model(spec: str | os.PathLike) -> Path:
     if path.suffix.lower() == ".gguf":
         st = path.stat()
         # Key the cache on the file's identity so an edited/replaced file converts again.
-        key = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
+        key = hashlib.sha1(f"{resolve_path(path)}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
         return _converted_dir(path, cache_root() / "models" / f"{path.stem}-{key}")
     raise UserError(f"model {path}: expected a Hugging Face directory (config.json + *.safetensors) or a .gguf file")
 
@@ -106,6 +108,7 @@ def check_hf_dir(path: Path) -> dict:
     if not isinstance(cfg, dict):
         raise UserError(f"model directory {path}: config.json is not a JSON object")
     _check_architecture(cfg.get("model_type"), str(path))
+    read_model_config(cfg, str(cfg_path))  # every shape field typed and ranged before transformers sees it
     if not list(path.glob("*.safetensors")):
         if list(path.glob("*.bin")) or list(path.glob("*.pt")):
             raise UserError(f"model directory {path} holds only pickled weights (*.bin); convert them to safetensors first (pickles are never loaded)")
@@ -120,15 +123,10 @@ def _check_architecture(model_type: Any, where: str) -> None:
 
 def _gguf_architecture(path: Path) -> str:
     """Read ``general.architecture`` from a GGUF header (cheap; also detects a corrupt file)."""
-    import gguf
-
-    try:
-        reader = gguf.GGUFReader(str(path))
-        field = reader.fields["general.architecture"]
-        return str(field.contents())
-    except Exception as exc:  # the reader raises several types on damaged files
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"{path} is not a readable GGUF file ({msg})") from None
+    arch = gguf_value(open_gguf(path), "general.architecture")
+    if arch is None:
+        raise UserError(f"{path}: GGUF metadata key general.architecture is missing")
+    return str(arch)
 
 
 def _converted_dir(gguf_path: Path, dest: Path) -> Path:

@@ -8,6 +8,7 @@ from typing import Iterable
 
 import pandas as pd
 
+from besa_common.fileio import resolve_path
 from reports.table import short_names
 from simulator.sweep.store import is_sweep_dir, read_results
 
@@ -29,10 +30,10 @@ def find_sweeps(paths: Iterable[Path]) -> list[Path]:
 def load_sweeps(sweeps: list[Path]) -> pd.DataFrame:
     """All sweep results in one frame; column ``sweep`` names each (``experiment/whatif`` when
     several experiments each bring one, so their points never mix)."""
-    names = short_names([Path(s).resolve() for s in sweeps])
+    names = short_names([resolve_path(s) for s in sweeps])
     frames = []
     for s in sweeps:
         df = read_results(Path(s))
-        df["sweep"] = names[Path(s).resolve()]
+        df["sweep"] = names[resolve_path(s)]
         frames.append(df)
     return pd.concat(frames, ignore_index=True)

@@ -40,6 +40,7 @@ import pandas as pd
 from besa_common import llama
 from besa_common.digest import json_digest
 from besa_common.errors import UserError
+from besa_common.fileio import resolve_path
 from besa_common.masks import read_manifest
 from besa_common.sparsity import PATTERN_CONVENTION, pattern_label
 from reports.plotkit import order_runs
@@ -125,7 +126,7 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
 def short_names(roots: list[Path]) -> dict[Path, str]:
     """Name each experiment folder by the shortest tail of its path that no other folder shares."""
     names: dict[Path, str] = {}
-    parts = {r: r.resolve().parts for r in roots}
+    parts = {r: resolve_path(r).parts for r in roots}
     for r in roots:
         for k in range(1, len(parts[r]) + 1):
             tail = parts[r][-k:]
@@ -150,14 +151,14 @@ def find_experiments(paths: Iterable[str | Path]) -> list[tuple[str, Path]]:
         if not p.is_dir():
             raise UserError(f"not a directory: {p}")
         if is_run_dir(p):
-            found.append((p.resolve().parent, p))
+            found.append((resolve_path(p).parent, p))
         else:
-            found.extend((p.resolve(), c) for c in sorted(p.iterdir()) if c.is_dir() and not c.name.startswith(".") and is_run_dir(c))
+            found.extend((resolve_path(p), c) for c in sorted(p.iterdir()) if c.is_dir() and not c.name.startswith(".") and is_run_dir(c))
     seen: set[Path] = set()
     unique = []
     for root, p in found:
-        if p.resolve() not in seen:
-            seen.add(p.resolve())
+        if resolve_path(p) not in seen:
+            seen.add(resolve_path(p))
             unique.append((root, p))
     names = short_names(list(dict.fromkeys(r for r, _ in unique)))
     return [(names[r], p) for r, p in unique]
@@ -197,6 +198,26 @@ def _check_types(obj: dict, schema: dict[str, tuple[type, ...]], where: str) -> 
             raise UserError(f"{where}: {key!r} must be {want}, got {_jsontype(v)} {json.dumps(v)[:40]}")
 
 
+class _NonFinite(Exception):
+    pass
+
+
+def _non_finite(name: str):
+    raise _NonFinite(name)
+
+
+def _non_finite_key(obj: Any, prefix: str = "") -> tuple[str, float] | None:
+    """(dotted key, value) of the first NaN / Infinity in ``obj`` (JSON has no such numbers), else None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return prefix or "(top level)", obj
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for k, v in items:
+        found = _non_finite_key(v, f"{prefix}.{k}" if prefix else str(k))
+        if found is not None:
+            return found
+    return None
+
+
 def _read_json(path: Path, missing: list[str]) -> dict[str, Any]:
     """A run-directory JSON file, type-checked against :data:`_SCHEMAS` ({} and a note when absent)."""
     if not path.is_file():
@@ -208,6 +229,11 @@ def _read_json(path: Path, missing: list[str]) -> dict[str, Any]:
         raise UserError(f"{path}: not valid JSON ({type(exc).__name__}); fix or remove it") from None
     if not isinstance(obj, dict):
         raise UserError(f"{path}: expected a JSON object, got {_jsontype(obj)}")
+    # NaN / Infinity are refused like a truncated file: a report would draw blanks (eval.json's ppl of
+    # a destroyed model may be Infinity: only that one key may hold it)
+    bad = _non_finite_key({k: v for k, v in obj.items() if not (path.name == "eval.json" and k == "ppl")})
+    if bad is not None:
+        raise UserError(f"{path}: {bad[0]!r} is {json.dumps(bad[1])}, not a finite number (NaN and Infinity are refused); fix or remove it")
     _check_types(obj, _SCHEMAS.get(path.name, {}), str(path))
     if path.name == "allocation.json":
         for name, rec in (obj.get("layers") or {}).items():
@@ -220,7 +246,7 @@ def _read_json(path: Path, missing: list[str]) -> dict[str, Any]:
 def load_run(path: str | Path, experiment: str | None = None) -> RunInfo:
     """Read every file of one run directory that exists; note the ones that do not."""
     path = Path(path)
-    exp = experiment if experiment is not None else path.resolve().parent.name
+    exp = experiment if experiment is not None else resolve_path(path).parent.name
     info = RunInfo(name=path.name, path=path, experiment=exp, label=path.name)
     info.manifest = _read_json(path / "manifest.json", info.missing)
     info.eval = _read_json(path / "eval.json", info.missing)

@@ -13,29 +13,49 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 
 from besa_common.errors import UserError
 from besa_common.masks import read_manifest
 from simulator import engine as eng
-from simulator.cost.dense import embedding_lookup
+from simulator.cost.dense import attention_block, embedding_lookup
 from simulator.cost.energy import energy_fj
 from simulator.hardware import FJ_PER_PJ, Hardware
 from simulator.modelcfg import model_shape
 from simulator.schema import DECODER_COLUMNS
+from simulator.workload import INT64_BUDGET, MAX_TOKENS, check_magnitudes
 
 
 def check_decoder_args(context: int, batch: int, tokens: list[int]) -> None:
-    """One-line errors before any slow work: context >= 0 (0 = a fresh prompt), batch >= 1, tokens
-    divisible by batch."""
-    if context < 0:
-        raise UserError(f"--context must be >= 0 (positions already in the KV cache; 0 = a fresh prompt), got {context}")
-    if batch < 1:
-        raise UserError(f"--batch must be >= 1, got {batch}")
+    """One-line errors before any slow work: ``context`` an integer in [0, MAX_TOKENS] (0 = a fresh
+    prompt), ``batch`` in [1, MAX_TOKENS], every token count a multiple of ``batch``."""
+    for flag, v, lo in (("--context", context, 0), ("--batch", batch, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= MAX_TOKENS:
+            raise UserError(f"{flag} must be an integer in [{lo}, {MAX_TOKENS}], got {v!r}")
     for n in tokens:
         if n % batch:
             raise UserError(f"--tokens {n} is not a multiple of --batch {batch} (tokens in flight = batch x new tokens per sequence)")
+
+
+def check_decoder_magnitudes(shape, hw: Hardware, tokens: list[int], context: int, batch: int, blocks: int) -> None:
+    """The overflow proof of the decoder step (before the C++ core): every count of the attention
+    rows, the LM head and the embedding lookup, and their sums over ``blocks`` blocks and energy,
+    computed exactly with Python integers for each token count, must fit the engine's int64 (with
+    headroom, :data:`simulator.workload.INT64_BUDGET`).  One line naming the flags otherwise."""
+    check_decoder_args(context, batch, tokens)
+    head = [SimpleNamespace(name="lm_head", rows=shape.vocab, cols=shape.hidden)]
+    check_magnitudes(head, hw, tokens)
+    for n in tokens:
+        a = attention_block(shape.q_dim, shape.kv_dim, n // batch, context, batch, hw)
+        e = embedding_lookup(shape.hidden, n, hw)
+        counts = [v for v in a.values() if isinstance(v, int)] + [energy_fj(a, hw)["total"], energy_fj(e, hw)["total"], e["cycles"]]
+        if max(counts) * (blocks + 2) >= INT64_BUDGET:
+            raise UserError(
+                f"--context {context} --batch {batch} --tokens {n} on {shape.name} ({blocks} blocks) and {hw.name!r}: the "
+                f"decoder step's counts would overflow 64-bit integers; use a smaller context, batch or token count"
+            )
 
 
 def manifest_model(masks: str | Path | None) -> str | None:
@@ -112,7 +132,7 @@ def decoder_rows(layers, shape, hw: Hardware, tokens: list[int], context: int, b
     if not blocks:
         raise UserError("--context needs a transformer workload (layers named model.layers.N.self_attn.q_proj ...)")
     engine = engine or eng.default_engine()
-    check_decoder_args(context, batch, tokens)
+    check_decoder_magnitudes(shape, hw, tokens, context, batch, len(blocks))
     rows = []
     for n in tokens:
         per_seq = n // batch

@@ -36,6 +36,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
+from besa_common.fileio import resolve_path
 from besa_common.errors import UserError
 from besa_common.resources import config_dir
 from simulator.units import BANDWIDTH_FIELD, resolve_bandwidth
@@ -225,6 +226,18 @@ def check_ranges(hw: "Hardware") -> None:
             raise UserError(f"{src}: {f.name}={v:g} is outside its range [{lo:g}, {hi:g}]")
 
 
+_TOML_TYPES = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,)}
+
+
+def _check_toml_type(key: str, value: Any, source: str) -> None:
+    """A preset file's value has the field's own TOML type: ``"2.8"`` (a string) is not a number, and
+    only ``--set`` strings are coerced (:func:`_coerce`)."""
+    kind = _FIELD_TYPES[key]
+    ok = isinstance(value, _TOML_TYPES.get(kind, (str,))) and (kind == "bool" or not isinstance(value, bool))
+    if not ok:
+        raise UserError(f"{source}: hardware field {key!r} must be a TOML {kind}, got {type(value).__name__} {value!r}"[:200])
+
+
 def _coerce(key: str, value: Any, source: str) -> Any:
     kind = _FIELD_TYPES[key]
     try:
@@ -395,6 +408,8 @@ def _read_preset(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     unknown = sorted(set(raw) - set(_FIELD_TYPES) - {BANDWIDTH_FIELD})
     if unknown:
         raise UserError(f"{path.name}: unknown hardware field {unknown[0]!r} (fields: base, {', '.join(_FIELD_TYPES)})")
+    for key, value in raw.items():
+        _check_toml_type(key, value, path.name)
     if base is None:
         return raw
     if not isinstance(base, str) or not base.strip():
@@ -402,9 +417,9 @@ def _read_preset(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     base_path = path.parent / base if base.endswith(".toml") else _preset_file(base)
     if base_path is None or not base_path.is_file():
         raise UserError(f"{path}: unknown base preset {base!r} (presets: {', '.join(list_presets())}; or a .toml file beside it)")
-    seen = (*chain, path.resolve())
-    if base_path.resolve() in seen:
-        cycle = " -> ".join(p.name for p in (*seen, base_path.resolve()))
+    seen = (*chain, resolve_path(path))
+    if resolve_path(base_path) in seen:
+        cycle = " -> ".join(p.name for p in (*seen, resolve_path(base_path)))
         raise UserError(f"{path}: base presets form a cycle ({cycle})")
     values = _read_preset(base_path, seen)
     values.pop("name", None)

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from besa_common.errors import UserError
+from besa_common.foreign import gguf_value, open_gguf
 from besa_common.llama import ARCHITECTURES, PROJECTIONS  # ARCHITECTURES: the LLaMA-family model types
+from besa_common.modelconfig import gguf_model_config, read_model_config
 
 # old names of the four hard-coded shapes -> shipped configs with identical shapes
 ALIASES = {"llama-7b": "llama-2-7b", "llama-13b": "llama-2-13b", "llama-70b": "llama-2-70b"}
@@ -72,75 +74,37 @@ def shipped_names() -> list[str]:
     return sorted(p.name[: -len(".json")] for p in root.iterdir() if p.name.endswith(".json"))
 
 
-def _require(cfg: dict[str, Any], key: str, where: str) -> int:
-    v = cfg.get(key)
-    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        raise UserError(f"{where}: {key} must be a positive integer, got {v!r}")
-    return v
-
-
 def from_hf_config(cfg: dict[str, Any], name: str, where: str) -> ModelShape:
-    """A :class:`ModelShape` from a parsed HF ``config.json`` (``where`` names it in errors)."""
-    arch = str(cfg.get("model_type", "")).lower()
+    """A :class:`ModelShape` from a parsed HF ``config.json`` (``where`` names it in errors); every
+    field typed and ranged by :func:`besa_common.modelconfig.read_model_config`."""
+    arch = str(cfg.get("model_type", "")).lower() if isinstance(cfg, dict) else ""
     if arch not in ARCHITECTURES:
-        raise UserError(f"{where}: architecture {cfg.get('model_type')!r} is not LLaMA-family (supported: {', '.join(ARCHITECTURES)})")
-    hidden = _require(cfg, "hidden_size", where)
-    heads = _require(cfg, "num_attention_heads", where)
-    kv = cfg.get("num_key_value_heads") or heads  # HF's default: no GQA
-    head_dim = cfg.get("head_dim") or hidden // heads
-    if not isinstance(kv, int) or heads % kv:
-        raise UserError(f"{where}: num_key_value_heads {kv!r} must divide num_attention_heads {heads}")
+        got = cfg.get("model_type") if isinstance(cfg, dict) else None
+        raise UserError(f"{where}: architecture {got!r} is not LLaMA-family (supported: {', '.join(ARCHITECTURES)})")
+    c = read_model_config(cfg, where)
     return ModelShape(
         name=name,
         architecture=arch,
-        hidden=hidden,
-        intermediate=_require(cfg, "intermediate_size", where),
-        layers=_require(cfg, "num_hidden_layers", where),
-        heads=heads,
-        kv_heads=kv,
-        head_dim=int(head_dim),
-        vocab=_require(cfg, "vocab_size", where),
-        tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        hidden=c["hidden_size"],
+        intermediate=c["intermediate_size"],
+        layers=c["num_hidden_layers"],
+        heads=c["num_attention_heads"],
+        kv_heads=c["num_key_value_heads"],
+        head_dim=c["head_dim"],
+        vocab=c["vocab_size"],
+        tie_word_embeddings=c["tie_word_embeddings"],
         source=where,
     )
-
-
-def _gguf_value(reader, key: str):
-    field = reader.fields.get(key)
-    return None if field is None else field.contents()
 
 
 def from_gguf(path: Path) -> ModelShape:
     """A :class:`ModelShape` from a GGUF file's metadata (``<arch>.embedding_length`` ...); the
     tensors are not read.  Tied heads = no ``output.weight`` tensor."""
-    import gguf
-
-    try:
-        reader = gguf.GGUFReader(str(path))
-    except Exception as exc:  # the reader raises several types on damaged files
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"{path} is not a readable GGUF file ({msg})") from None
-    arch = str(_gguf_value(reader, "general.architecture") or "")
+    reader = open_gguf(path)
+    arch = str(gguf_value(reader, "general.architecture") or "")
     if arch not in ARCHITECTURES:
         raise UserError(f"{path}: architecture {arch!r} is not LLaMA-family (supported: {', '.join(ARCHITECTURES)})")
-    get = lambda k: _gguf_value(reader, f"{arch}.{k}")  # noqa: E731
-    tokens = _gguf_value(reader, "tokenizer.ggml.tokens")
-    vocab = get("vocab_size") or (len(tokens) if tokens is not None else None)
-    heads = get("attention.head_count")
-    hidden = get("embedding_length")
-    cfg = {
-        "model_type": arch,
-        "hidden_size": hidden,
-        "intermediate_size": get("feed_forward_length"),
-        "num_hidden_layers": get("block_count"),
-        "num_attention_heads": heads,
-        "num_key_value_heads": get("attention.head_count_kv") or heads,
-        "head_dim": get("attention.key_length") or (hidden // heads if hidden and heads else None),
-        "vocab_size": vocab,
-        "tie_word_embeddings": not any(t.name == "output.weight" for t in reader.tensors),
-    }
-    cfg = {k: (int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v) for k, v in cfg.items()}
-    return from_hf_config(cfg, path.stem, str(path))
+    return from_hf_config(gguf_model_config(reader, arch), path.stem, str(path))
 
 
 def model_shape(spec: str) -> ModelShape:

@@ -32,6 +32,7 @@ import numpy as np
 from besa_common import llama
 from besa_common.errors import UserError
 from besa_common.masks import read_masks_packed, unpack_keep
+from besa_common.modelconfig import MAX_DIM  # rows or cols of one matrix
 from simulator.hardware import BW_SCALE, GATHER_SCALE
 from simulator.modelcfg import model_shape
 from simulator.synth import parse_pattern
@@ -39,7 +40,6 @@ from simulator.synth import parse_pattern
 PROJECTIONS = llama.PROJECTIONS
 
 # Input ranges, checked in Python before anything reaches the C++ core (int64 counters).
-MAX_DIM = 1 << 20  # rows or cols of one matrix (LLaMA-70B's largest is 28672)
 MAX_WEIGHTS = 1 << 32  # rows * cols of one matrix (512 MiB of packed bits)
 MAX_COUNT = 1 << 16  # matrices of one MxK*COUNT synthetic workload
 MAX_TOKENS = 1 << 24  # tokens in flight (16.7 M)

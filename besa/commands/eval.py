@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import sys
 
+from besa.flagrules import refuse_together
 from besa_common.errors import UserError
 from besa_common.extras import require
 from pruning.data import DATASETS
@@ -39,7 +40,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--masks", default=None, metavar="FILE", help="masks.safetensors to apply (or its run directory)")
     parser.add_argument("--no-quant", action="store_true", help="ignore a quant.safetensors next to the masks file")
     ppl = parser.add_argument_group("perplexity")
-    ppl.add_argument("--dataset", default="wiki", choices=DATASETS, help="perplexity text (default wiki: the offline Wikipedia test split)")
+    ppl.add_argument("--dataset", default=None, choices=DATASETS, help="perplexity text (default wiki: the offline Wikipedia test split)")
     ppl.add_argument("--split", default="test", choices=["train", "validation", "test"], help="split of the dataset (default test)")
     ppl.add_argument("--data-path", default=None, help="local files for wikitext2/ptb/c4 in their native formats")
     ppl.add_argument("--seqlen", type=int, default=None, help=f"window length in tokens (default {DEFAULT_SEQLEN}, the paper's)")
@@ -66,12 +67,12 @@ def _eval_source(args):
     """Resolve --seqlen, or load and check --eval-ids (dtype, shape, vocabulary: before the model
     load); then ``args.seqlen`` = the file's T.  Returns ``(ids [w, T], record)`` or None."""
     if args.eval_ids is None:
+        args.dataset = args.dataset or "wiki"
         args.seqlen = DEFAULT_SEQLEN if args.seqlen is None else args.seqlen
         if args.seqlen < 2:
             raise UserError(f"--seqlen must be at least 2, got {args.seqlen}")
         return None
-    if args.data_path is not None:
-        raise UserError("--data-path and --eval-ids exclude each other (the file holds the evaluation tokens)")
+    refuse_together(args, "--eval-ids", "--dataset", "--data-path", why="the file holds the evaluation tokens")
     ids, record = load_token_ids(args.eval_ids, "--eval-ids")
     if args.seqlen is not None and args.seqlen != ids.shape[1]:
         raise UserError(f"--seqlen {args.seqlen} contradicts --eval-ids {args.eval_ids} of shape {list(ids.shape)}; drop --seqlen")

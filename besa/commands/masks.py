@@ -27,8 +27,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    out = Path(args.out)
-    check_output_path(out, inputs=[Path(args.src)])
+    out, src = Path(args.out), Path(args.src)
+    # --out is a FILE (rerunning onto it replaces it); never the source, nor a file the source reads
+    inputs = [src, *(sorted(src.glob("*.safetensors")) + [src / "masks.safetensors"] if src.is_dir() else [])]
+    check_output_path(out, kind="file", inputs=inputs)
     ex = extract_masks(args.src)
     warn(ex)
     manifest = write_masks_packed(out, ex.packed, ex.shapes, {"method": "extracted", "source": ex.source})

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pruning.methods  # noqa: F401  (fills the registry)
+from besa.flagrules import refuse_together
 from besa_common.errors import UserError
 from besa_common.fileio import check_output_path, dir_lock
 from besa_common.sparsity import check_target, nm_sparsity, parse_nm
@@ -173,9 +174,7 @@ def _calibration_source(args):
         if args.nsamples < 1 or args.seqlen < 2:
             raise UserError(f"--nsamples must be >= 1 and --seqlen >= 2 (got {args.nsamples}, {args.seqlen})")
         return None
-    for flag, val in (("--calib-dataset", args.calib_dataset), ("--data-path", args.data_path)):
-        if val is not None:
-            raise UserError(f"{flag} and --calib-ids exclude each other (the file holds the calibration tokens)")
+    refuse_together(args, "--calib-ids", "--calib-dataset", "--data-path", why="the file holds the calibration tokens")
     ids, record = load_token_ids(args.calib_ids, "--calib-ids")
     for flag, val, have in (("--nsamples", args.nsamples, ids.shape[0]), ("--seqlen", args.seqlen, ids.shape[1])):
         if val is not None and val != have:

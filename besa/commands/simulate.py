@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 
 from besa_common.errors import UserError
+from besa.flagrules import refuse_without
 from besa_common.fileio import check_output_path
 from simulator import job
-from simulator.decoder import check_decoder_args, model_for
+from simulator.decoder import check_decoder_args, check_decoder_magnitudes, model_for
 from simulator.engine import ENGINES, MEMORY_MODES, MODES_REGISTRY
 from simulator.hardware import list_presets, load_hardware, parse_overrides
 from simulator.run import RESULT_FILES
@@ -67,7 +68,11 @@ def add_arguments(parser) -> None:
         "--context 4096,0); writes decoder.csv and end-to-end totals",
     )
     parser.add_argument(
-        "--batch", type=int, default=1, metavar="B", help="with --context: the tokens in flight come from B sequences, each with its own KV cache (default 1)"
+        "--batch",
+        type=int,
+        default=None,
+        metavar="B",
+        help="with --context: the tokens in flight come from B sequences, each with its own KV cache (default 1)",
     )
     parser.add_argument(
         "--model",
@@ -131,10 +136,13 @@ def run(args) -> int:
             raise UserError(f"--sensitivity-threshold must be a relative change in (0, 10), got {args.sensitivity_threshold}")
         guesses(args.hw)  # the preset's [guesses] table is checked before any simulation
     if context is not None:
+        args.batch = 1 if args.batch is None else args.batch
         for c, n in zip(context, tokens):
             check_decoder_args(c, args.batch, [n])
         if args.mode not in MEMORY_MODES:
             raise UserError(f"--context needs a mode with a memory model ({', '.join(MEMORY_MODES)}), not {args.mode}")
+    else:
+        refuse_without(args, "--context", "--batch", "--model")
     source = job.masks_source(args.masks) if args.masks else None
     if source is None:
         check_seed(args.seed)
@@ -148,6 +156,9 @@ def run(args) -> int:
     if context is not None:
         masks = source.path if source is not None and not source.checkpoint else None
         decoder = job.DecoderStep(model_for(layers, args.model, args.synthetic, masks), context, args.batch)
+        blocks = len({lw.block for lw in layers if lw.proj == "q_proj"})
+        for c, n in zip(context, tokens):  # the overflow proof, before the C++ core
+            check_decoder_magnitudes(decoder.shape, hw, [n], c, args.batch, blocks)
     summary, csv_path, json_path = job.simulate_to_dir(
         layers, hw, args.mode, tokens, out, engine=args.engine, decoder=decoder, source=where, overrides=overrides, progress=sys.stderr.isatty()
     )

@@ -23,6 +23,7 @@ from besa_common.fileio import check_output_path
 from reports.html import render_report
 from reports.sweep_io import read_results
 from simulator.sweep import DB_NAME, check_workers, export_results, load_sweep, plan_sweep, run_sweep
+from simulator.sweep.store import DB_TIMEOUT_S
 
 HELP = "what-if hardware sweep on Dask"
 
@@ -37,6 +38,13 @@ def add_arguments(parser) -> None:
         "--export", default=None, metavar="DIR", help="do not run: write DIR/results.parquet and DIR/results.csv from DIR/results.sqlite and exit"
     )
     parser.add_argument("--dry-run", action="store_true", help="do not run: say how many points the grid has, how many DIR already holds and how many are new")
+    parser.add_argument(
+        "--db-timeout",
+        type=float,
+        default=DB_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"wait this long for another process's lock on DIR/results.sqlite before giving up with one line (default {DB_TIMEOUT_S:g})",
+    )
     parser.add_argument("--no-report", action="store_true", help="do not render DIR/report.html")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -68,6 +76,8 @@ def run(args) -> int:
     if args.sweep is None or args.out is None:
         raise UserError("give a sweep file and --out DIR (or --export DIR)")
     check_workers(args.workers, "--workers")
+    if not 0 <= args.db_timeout <= 86400:  # NaN fails too
+        raise UserError(f"--db-timeout must be a number of seconds in [0, 86400], got {args.db_timeout}")
     if args.workers != 0 and not args.dry_run:  # --workers 0 runs the points serially in this process: no Dask needed
         require("sweep", "sweep")
     spec = load_sweep(args.sweep)  # the whole file is validated before anything runs
@@ -81,7 +91,7 @@ def run(args) -> int:
         return 0
     _terminate_as_interrupt()
     t0 = time.perf_counter()
-    res = run_sweep(spec, args.out, scheduler=args.scheduler, workers=args.workers, progress=not args.no_progress, wait=args.wait)
+    res = run_sweep(spec, args.out, scheduler=args.scheduler, workers=args.workers, progress=not args.no_progress, wait=args.wait, db_timeout=args.db_timeout)
     print(
         f"sweep: {res.total} points ({res.skipped} already done, {res.computed} computed, {res.failed} failed) "
         f"in {time.perf_counter() - t0:.1f} s -> {Path(args.out) / 'results.sqlite'}"

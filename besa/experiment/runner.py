@@ -36,7 +36,7 @@ import numpy as np
 from besa.experiment.plan import check_steps, describe_siblings, eval_cmd, plan_sims, prune_cmd, prune_outputs, sim_cmd, write_sibling_files
 from besa.experiment.spec import sim_label
 from besa_common.digest import json_digest
-from besa_common.fileio import atomic_write_json, atomic_write_text, check_output_path, dir_lock
+from besa_common.fileio import atomic_write_json, atomic_write_text, check_output_path, dir_lock, resolve_path
 from besa_common.masks import read_masks_packed, write_masks
 from reports.build import build_report
 from simulator.sweep import parse_sweep, run_sweep
@@ -259,7 +259,7 @@ def _run_experiment(exp, out: Path, dry_run: bool, report: bool, experiment_text
             f"besa run wall time: {wall / 60:.1f} min ({wall:.0f} s) for this invocation (finished steps of earlier invocations are skipped, not re-timed)."
         ]
         page = build_report([out], out, title=f"besa run: {exp.experiment.name}", notes=notes)
-        print(f"report: {page.resolve()}")
+        print(f"report: {resolve_path(page)}")
     print(
         f"besa run: total wall time {wall:.1f} s ({wall / 60:.1f} min); "
         + (f"{len(runner.failed)} step(s) failed: {'; '.join(runner.failed)}" if runner.failed else "all steps done"),
@@ -281,7 +281,7 @@ def _run_whatif(exp, out: Path, runner: Runner) -> None:
         {
             "sweep": {"preset": w.preset, "mode": w.mode, "tokens": list(w.tokens), "seed": exp.experiment.seed},
             "grid": dict(w.grid),
-            "workload": [{"name": w.run, "masks": str(masks.resolve())}],
+            "workload": [{"name": w.run, "masks": str(resolve_path(masks))}],
         },
         source=f"{exp.source}: [whatif]",
     )

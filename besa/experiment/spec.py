@@ -37,13 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from besa_common.errors import UserError
+from besa_common.fileio import resolve_path
 from besa_common.sparsity import check_target, format_nm, parse_nm, parse_pattern, pattern_sparsity
 from besa_common.tomlconf import build, check_value, read_toml
 from pruning.method_names import METHOD_NAMES
 from simulator.engine import MODES
 from simulator.hardware import list_presets
 from simulator.sweep import SweepSettings, check_grid, check_settings, check_workers
-from simulator.sweep.spec import resolve_path, resolve_preset
+from simulator.sweep.spec import path_from_file, resolve_preset
 
 # "dense" = no pruning; the method names come from the light registry (no torch imported).
 KNOWN_METHODS = ("dense",) + METHOD_NAMES
@@ -266,8 +267,8 @@ def parse_experiment(obj: dict[str, Any], source: str = "experiment", base: Path
         if key not in known:
             raise UserError(f"{source}: {key}: unknown key (known: {', '.join(sorted(known))})")
     exp = build(ExperimentSection, obj.get("experiment", {}), f"{source}: [experiment]")
-    if base is not None and not Path(exp.model).is_absolute() and resolve_path(exp.model, base).exists():
-        exp = dataclasses.replace(exp, model=str(resolve_path(exp.model, base).resolve()))
+    if base is not None and not Path(exp.model).is_absolute() and path_from_file(exp.model, base).exists():
+        exp = dataclasses.replace(exp, model=str(resolve_path(path_from_file(exp.model, base))))
     cal = build(Calibration, obj.get("calibration", {}), f"{source}: [calibration]")
     ev = build(EvalSettings, obj.get("eval", {}), f"{source}: [eval]")
     for where, v, lo, hi in (

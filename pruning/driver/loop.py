@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from besa_common.errors import UserError
+from besa_common.fileio import make_dirs
 from pruning.driver.capture import capture_inputs, dense_prepass, forward_block
 from pruning.driver.checkpoint import Checkpoint, fingerprint
 from pruning.driver.config import DriverConfig, layer_targets, validate_run
@@ -206,7 +207,7 @@ def prune_model(
     t_start = time.time()
     meta = dict(meta or {})
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)  # removed again if the run fails before writing anything (besa_common.fileio)
     layers = decoder_layers(model)
     device, autocast_dtype = validate_run(model, config, calib, len(layers))
     model.eval()

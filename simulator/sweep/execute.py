@@ -18,12 +18,12 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from besa_common.errors import UserError
-from besa_common.fileio import check_output_path, dir_lock
 import simulator.sweep.workloads as shared_wl
+from besa_common.errors import UserError
+from besa_common.fileio import check_output_path, dir_lock, make_dirs
 from simulator.sweep.points import Point, chunks, expand
 from simulator.sweep.spec import SweepSpec
-from simulator.sweep.store import ResultStore, export_results, finished_ids
+from simulator.sweep.store import DB_TIMEOUT_S, ResultStore, export_results, finished_ids
 from simulator.sweep.worker import assemble, failed_rows, run_points, run_slice
 
 
@@ -205,6 +205,7 @@ def run_sweep(
     client=None,
     points: list[Point] | None = None,
     workload_dir: str | os.PathLike | None = None,
+    db_timeout: float = DB_TIMEOUT_S,
 ) -> SweepOutcome:
     """Run every point of ``spec`` not already finished in ``out``; return the whole results table.
 
@@ -213,7 +214,8 @@ def run_sweep(
     ``scheduler``, or the Dask ``client`` given.  Holds ``out``'s writer lock throughout (``wait``:
     wait for another holder instead of failing).  ``points``: a subset of ``expand(spec)`` to run
     (default all).  ``workload_dir``: where shared workloads are materialised and KEPT (default
-    ``OUT/.workloads``, removed at the end).
+    ``OUT/.workloads``, removed at the end).  ``db_timeout``: seconds to wait for another process's
+    lock on the results database before one line (rows already committed are kept).
     """
     from tqdm.auto import tqdm
 
@@ -222,9 +224,9 @@ def run_sweep(
     cache = Path(workload_dir) if workload_dir is not None else shared_wl.cache_dir(out)
     t0 = time.perf_counter()
     with dir_lock(out, wait=wait) as lock:
-        out.mkdir(parents=True, exist_ok=True)
+        make_dirs(out)
         lock.clean_temps()
-        store = ResultStore(out)
+        store = ResultStore(out, timeout=db_timeout)
         try:
             points = expand(spec) if points is None else list(points)
             done = store.finished_ids()

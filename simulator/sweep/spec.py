@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from besa_common.errors import UserError
+from besa_common.fileio import resolve_path
 from besa_common.tomlconf import build, check_value, read_toml
 from simulator.decoder import check_decoder_args, model_name
 from simulator.engine import MEMORY_MODES, MODES
@@ -44,7 +45,7 @@ class WorkloadSpec:
     model: str | None = None
 
     def resolved_masks(self, base: Path | None = None) -> Path:
-        return resolve_path(self.masks or "", base)
+        return path_from_file(self.masks or "", base)
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class SweepSpec:
         return self.preset_path or self.settings.preset
 
 
-def resolve_path(text: str, base: Path | None) -> Path:
+def path_from_file(text: str, base: Path | None) -> Path:
     """``text`` (``~`` expanded) relative to ``base`` (the sweep or experiment file's folder)."""
     p = Path(os.path.expanduser(text))
     return p if p.is_absolute() or base is None else (base / p)
@@ -98,7 +99,7 @@ def resolve_path(text: str, base: Path | None) -> Path:
 def resolve_preset(preset: str, base: Path | None) -> str:
     """A preset NAME stays a name; a file (``.toml`` or a path) is resolved against ``base``."""
     if preset.endswith(".toml") or os.sep in preset or "/" in preset:
-        return str(resolve_path(preset, base))
+        return str(path_from_file(preset, base))
     return preset
 
 
@@ -186,10 +187,10 @@ def _resolve_synthetic(spec: str, base: Path | None) -> str:
     shape, sep, pattern = spec.strip().partition(":")
     name, bracket, blocks = shape.partition("[")
     if base is not None and (base / os.path.expanduser(name.strip())).exists() and not Path(name.strip()).is_absolute():
-        shape = f"{resolve_path(name.strip(), base)}{bracket}{blocks}"
+        shape = f"{path_from_file(name.strip(), base)}{bracket}{blocks}"
     like = like_source(spec)
     if like is not None and base is not None:
-        pattern = pattern.replace(like, str(resolve_path(like.strip(), base)), 1)
+        pattern = pattern.replace(like, str(path_from_file(like.strip(), base)), 1)
     return f"{shape}{sep}{pattern}"
 
 
@@ -213,8 +214,8 @@ def _check_workload(wl: WorkloadSpec, base: Path | None, settings: SweepSettings
     if settings.context is None:
         return wl, None
     model = wl.model
-    if model is not None and resolve_path(model, base).exists():
-        model = str(resolve_path(model, base).resolve())
+    if model is not None and path_from_file(model, base).exists():
+        model = str(resolve_path(path_from_file(model, base)))
     try:
         model = model_name(model, wl.synthetic, wl.masks)
         model_shape(model)
@@ -260,4 +261,4 @@ def parse_sweep(obj: dict[str, Any], source: str = "sweep", base: Path | None = 
 
 def load_sweep(path: str | Path) -> SweepSpec:
     path = Path(path)
-    return parse_sweep(read_toml(path), source=str(path), base=path.parent.resolve())
+    return parse_sweep(read_toml(path), source=str(path), base=resolve_path(path.parent))

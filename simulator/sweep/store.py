@@ -36,13 +36,18 @@ from typing import Any, Iterable
 import pandas as pd
 
 from besa_common.errors import UserError
-from besa_common.fileio import atomic_write_bytes, atomic_write_text
+from besa_common.fileio import atomic_write_bytes, atomic_write_text, resolve_path
 from simulator.schema import SWEEP_FIRST_COLUMNS
 
 DB_NAME = "results.sqlite"
 FORMAT, VERSION = "besa-sweep-results", "2"
 # What to do with a folder of an older layout (version 1, or exports without digests).
 STALE_HINT = "its points are keyed by preset NAME, not by contents, so its rows may be stale: sweep into a new --out, or move the folder away and rerun"
+# SQLite header fields that mark the file as ours (``PRAGMA application_id`` = "BESA", ``user_version``):
+# a database with another application id, or with tables of its own, is never adopted nor written.
+APPLICATION_ID = 0x42455341
+USER_VERSION = 1
+DB_TIMEOUT_S = 60.0  # how long a writer waits for another process's lock (besa sweep --db-timeout)
 
 
 def db_path(out: str | os.PathLike) -> Path:
@@ -65,13 +70,16 @@ class ResultStore:
     points with ``status = "ok"`` (failed points are retried).
     """
 
-    def __init__(self, out: str | os.PathLike):
+    def __init__(self, out: str | os.PathLike, timeout: float = DB_TIMEOUT_S):
         self.out = Path(out)
         self.path = db_path(out)
+        self.timeout = float(timeout)
         fresh = not self.path.exists()
         legacy = self._legacy_rows() if fresh else None  # checked before anything is created
+        if not fresh:
+            check_ours(self.path, self.timeout)  # read-only: a foreign file is refused untouched
         try:
-            self.con = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            self.con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
             self.con.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode: a committed transaction survives a killed process (only an OS
             # crash may lose the last ones), at a fraction of FULL's fsyncs.
@@ -81,10 +89,12 @@ class ResultStore:
             self._check_format()
             self.con.execute("CREATE TABLE IF NOT EXISTS results (point_id TEXT PRIMARY KEY NOT NULL, status TEXT, error TEXT)")
             self.con.execute("CREATE TABLE IF NOT EXISTS machines (hw_id TEXT PRIMARY KEY NOT NULL, hardware TEXT)")
+            self.con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            self.con.execute(f"PRAGMA user_version = {USER_VERSION}")
             self.con.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             self._close_quietly()
-            raise UserError(f"{self.path}: not a sweep results database ({exc}); move it away to start afresh") from None
+            raise db_error(self.path, exc, self.timeout) from None
         except UserError:
             self._close_quietly()
             raise
@@ -156,8 +166,8 @@ class ResultStore:
         ``ok`` (a failed point retried): an ``ok`` row is never lost or rewritten."""
         if not rows:
             return
-        self.con.execute("BEGIN IMMEDIATE")
         try:
+            self.con.execute("BEGIN IMMEDIATE")
             have = set(self.columns)
             new = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in have]  # row order
             if new:
@@ -165,8 +175,11 @@ class ResultStore:
             sql, cols = self._upsert_sql(), self.columns
             self.con.executemany(sql, [[_plain(r.get(c)) for c in cols] for r in rows])
             self.con.execute("COMMIT")
-        except BaseException:
-            self.con.execute("ROLLBACK")
+        except BaseException as exc:
+            if self.con.in_transaction:
+                self.con.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise db_error(self.path, exc, self.timeout) from None
             raise
 
     def add_machines(self, machines: dict[str, dict[str, Any]]) -> None:
@@ -188,6 +201,40 @@ class ResultStore:
         self.con.close()
 
 
+def db_error(path: Path, exc: sqlite3.DatabaseError, timeout: float) -> UserError:
+    """One line for an SQLite error on the results database: a lock held by another process past the
+    timeout, a full disk, or a file that is not ours."""
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return UserError(
+            f"{path} is locked by another process (waited {timeout:g} s); rows already committed are kept: "
+            f"rerun when it is done, or wait longer with --db-timeout SECONDS"
+        )
+    if "disk is full" in text or "disk I/O" in text or "readonly" in text:
+        return UserError(f"{path}: cannot write ({text}); rows already committed are kept")
+    return UserError(f"{path}: not a sweep results database ({text}); choose another --out")
+
+
+def check_ours(path: Path, timeout: float = DB_TIMEOUT_S) -> None:
+    """Refuse (one line, nothing written) a file that is not a besa results database: not SQLite,
+    another application's id, or SQLite tables of its own (someone's ``invoices``)."""
+    try:
+        con = sqlite3.connect(f"{resolve_path(path).as_uri()}?mode=ro", uri=True, timeout=timeout)
+        try:
+            app = con.execute("PRAGMA application_id").fetchone()[0]
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        raise db_error(path, exc, timeout) from None
+    if app not in (0, APPLICATION_ID):
+        raise UserError(f"{path}: an SQLite database of another application (application_id {app:#x}), not a sweep results database; choose another --out")
+    foreign = sorted(tables - {"meta", "results"})
+    if app == 0 and (foreign or (tables and "meta" not in tables)):
+        what = ", ".join(foreign[:3]) or ", ".join(sorted(tables)[:3])
+        raise UserError(f"{path}: an SQLite database with other tables ({what}), not a sweep results database; it is left untouched: choose another --out")
+
+
 def _frame(con: sqlite3.Connection) -> pd.DataFrame:
     cur = con.execute("SELECT * FROM results ORDER BY rowid")
     cols = [d[0] for d in cur.description]
@@ -203,7 +250,7 @@ def read_db(path: str | os.PathLike) -> pd.DataFrame:
     if not path.is_file():
         raise UserError(f"{path}: no such results database")
     try:
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+        con = sqlite3.connect(f"{resolve_path(path).as_uri()}?mode=ro", uri=True, timeout=30.0)
     except sqlite3.Error as exc:
         raise UserError(f"{path}: cannot open ({exc})") from None
     try:

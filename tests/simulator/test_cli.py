@@ -195,8 +195,8 @@ def test_energy_columns(tmp_path, capsys):
 @pytest.mark.parametrize(
     "args, words",
     [
-        (["--synthetic", "llama-7b[1]", "--context", "-5"], "--context must be >= 0"),
-        (["--synthetic", "llama-7b[1]", "--context", "8", "--batch", "0"], "--batch must be >= 1"),
+        (["--synthetic", "llama-7b[1]", "--context", "-5"], "--context must be an integer in [0, "),
+        (["--synthetic", "llama-7b[1]", "--context", "8", "--batch", "0"], "--batch must be an integer in [1, "),
         (["--synthetic", "llama-7b[1]", "--context", "8", "--tokens", "3", "--batch", "2"], "not a multiple of --batch"),
         (["--synthetic", "64x64", "--context", "8"], "--model"),
         (["--synthetic", "llama-7b[1]", "--context", "8", "--mode", "besa-compat"], "memory model"),
