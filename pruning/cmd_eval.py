@@ -136,7 +136,8 @@ def compute(args) -> dict:
     if args.tasks:
         from pruning.zeroshot import parse_tasks, run_tasks
 
-        results["tasks"] = run_tasks(model, tokenizer, parse_tasks(args.tasks), args.task_data, args.zs_batch_size, args.limit, device=device)
+        zs = {"per_example": True, "device": device, "seed": args.zs_seed, "scorer": args.zs_scorer}  # per-example rows: paired comparisons
+        results["tasks"] = run_tasks(model, tokenizer, parse_tasks(args.tasks), args.task_data, args.zs_batch_size, args.limit, **zs)
     return results
 
 
