@@ -1,7 +1,7 @@
 # The two commands of the README:  make run  (set up + main job)   make test  (set up + tests)
 OUT ?= runs/default
 
-.PHONY: setup run test test-fast bench
+.PHONY: setup run test test-fast bench docs
 setup:
 	bash scripts/setup.sh
 
@@ -17,3 +17,7 @@ test-fast: setup
 bench: setup
 	.venv/bin/python bench/sim_speed.py
 	.venv/bin/python bench/besa_block.py
+
+# docs/cli.md is generated from the real parsers (tests/test_cli_reference.py fails when it is stale)
+docs:
+	.venv/bin/python -m besa.clidoc --out docs/cli.md

@@ -161,7 +161,7 @@ def worker(variant: str, nsamples: int, seqlen: int, blocks: list[int], device: 
     torch.set_num_threads(threads)
     import pruning.methods  # noqa: F401  (fills the registry)
     from pruning.data import calibration
-    from pruning.driver_capture import forward_block
+    from pruning.driver.capture import forward_block
     from pruning.methods.base import LINEAR_NAMES, METHODS, BlockInputs, BlockJob
     from pruning.models import decoder_layers, load_model
 

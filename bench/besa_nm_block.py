@@ -6,7 +6,7 @@
 NSAMPLES calibration windows x 256 tokens of the offline wiki train split (seed 0); BLOCKS comma-separated
 block indices (earlier blocks are run dense to produce their inputs); each CONFIG is comma-separated
 ``BesaConfig`` fields.  For every block prints Wanda 2:4's block loss (the channel-normalised L2 of
-``pruning.besa_core.reconstruction_loss`` against the dense block, mean over the windows), then per
+``pruning.methods.besa.core.reconstruction_loss`` against the dense block, mean over the windows), then per
 config: the learned mask's loss and its ratio to Wanda's, Prodigy's final d, the share of groups whose
 pattern changed, the training loss (first step -> mean of the last quarter) and the time.
 """
@@ -17,7 +17,7 @@ import time
 import torch
 
 import pruning.methods  # noqa: F401  (fills the registry: METHODS["wanda"])
-from pruning import besa_core as core
+import pruning.methods.besa.core as core
 from pruning.data import calibration
 from pruning.methods.base import LINEAR_NAMES, METHODS, BlockInputs, BlockJob
 from pruning.methods.besa import Besa, BesaConfig

@@ -38,8 +38,7 @@ def _order(n_total: int, seed: int) -> list[int]:
 def cmd_run(a) -> int:
     import torch
 
-    from pruning.cmd_eval import prepare_model
-    from pruning.runfiles import masks_file
+    from pruning.runfiles import load_pruned, masks_file
     from pruning.zeroshot import run_tasks
     from pruning.zeroshot.hellaswag import N_TASKS
 
@@ -51,7 +50,7 @@ def cmd_run(a) -> int:
     if not todo:
         print(f"{a.name}: all {n_chunks} chunks done", file=sys.stderr)
         return 0
-    model, tok, info = prepare_model(a.model, None if a.masks is None else masks_file(a.masks))
+    model, tok, info = load_pruned(a.model, None if a.masks is None else masks_file(a.masks))
     for k in todo:
         ids = order[k * a.chunk : (k + 1) * a.chunk]
         t0 = time.time()

@@ -53,10 +53,10 @@ BASELINES = ("wanda", "sparsegpt", "wanda-2:4", "sparsegpt-2:4")
 
 def _prune_args(flags: list[str], out: Path):
     """``besa prune``'s parsed arguments for ``flags`` (its defaults for everything else)."""
-    from pruning import cmd_prune
+    from besa.commands import prune
 
     parser = argparse.ArgumentParser()
-    cmd_prune.add_arguments(parser)
+    prune.add_arguments(parser)
     return parser.parse_args([*flags, "--sparsity", "0.5", "--out", str(out)])
 
 
@@ -81,18 +81,17 @@ def cached_row(name: str, flags: list[str], args) -> dict | None:
 def run_config(name: str, flags: list[str], model_spec: str, calib, eval_tokens, args) -> dict:
     import torch
 
+    from besa.commands.prune import parse_pattern
     from besa_common.fileio import atomic_write_text
-    from pruning.cmd_prune import parse_pattern
-
-    from pruning.cmd_prune import _methods
     from pruning.driver import DriverConfig, prune_model
     from pruning.evaluate import perplexity
+    from pruning.methods.base import METHODS
     from pruning.models import load_model
     from pruning.weight_update import WeightUpdateConfig
 
     out = Path(args.out) / name
     pa = _prune_args(flags, out)
-    method = _methods()[pa.method].from_args(pa)
+    method = METHODS[pa.method].from_args(pa)
     wu = WeightUpdateConfig(mode=pa.weight_update, damp=pa.update_damp, iters=pa.admm_iters, rho=pa.admm_rho, exact=pa.admm_exact, reselect=pa.admm_reselect)
     config = DriverConfig(
         sparsity=0.5, pattern=parse_pattern(pa.pattern), device=args.device, seed=args.seed, progress=False, weight_update=wu, target=pa.target

@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from simulator import cpp
 from simulator import engine as eng
 from simulator import stats
 from simulator import workload as wl
@@ -138,7 +139,7 @@ def whole_command(spec: str, hw: str, repeat: int) -> None:
             subprocess.run([sys.executable, "-m", *cmd, "--out", os.path.join(d, "o")], check=True, capture_output=True)
             times.append(time.perf_counter() - t)
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import simulator.cli, simulator.run, simulator.engine, simulator.workload"], check=True)
+        subprocess.run([sys.executable, "-c", "import besa.commands.simulate, simulator.run, simulator.engine, simulator.workload"], check=True)
         t_imp = time.perf_counter() - t
     print(f"`{' '.join(cmd)}`: {min(times):.2f} s best of {repeat} ({', '.join(f'{x:.2f}' for x in times)}); the imports alone {t_imp:.2f} s")
 
@@ -151,10 +152,10 @@ def _pruned_search(sts, hw, tokens, engine):
 def _every_candidate(sts, hw, tokens):
     for st in sts:
         for n in tokens:
-            for _tau, dense in st.candidates(hw):
+            for _threshold, dense in st.candidates(hw):
                 gs = hw.gather_scaled or st.gather(dense, hw.macs_per_line, hw.banks, GATHER_SCALE)
                 pads = st.pads(dense, hw.rle_bits) if hw.index_format == "rle" else 0
-                eng._core.cycle_partition(st.rows, st.cols, n, int(dense.sum()), st.row_sparse(dense), pads, gs, eng.hw_params(hw))
+                cpp.core.cycle_partition(st.rows, st.cols, n, int(dense.sum()), st.row_sparse(dense), pads, gs, cpp.hw_params(hw))
 
 
 def partition_search(engine: str, repeat: int) -> None:

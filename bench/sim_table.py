@@ -1,4 +1,4 @@
-"""The README's simulator tables.
+"""The simulator tables of docs/results.md.
 
 Default: per preset, LLaMA-7B-shaped (llama-2-7b) 50% unstructured and 2:4 masks, decode (N = 1) and
 prefill (N = 2048), linear layers only and whole decoder step at 2K and 8K context, and energy

@@ -21,6 +21,7 @@ import json
 import subprocess
 import sys
 
+from besa.cli import COMMANDS
 from besa_common.errors import UserError
 
 
@@ -35,8 +36,6 @@ class _Raising(argparse.ArgumentParser):
 
 def _parsers():
     """A function command -> (its real parser, raising instead of exiting; its module), cached."""
-    from besa.cli import COMMANDS
-
     cache: dict[str, tuple] = {}
 
     def get(command: str):

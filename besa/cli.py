@@ -24,20 +24,21 @@ import importlib
 import signal
 import sys
 
+from besa import __version__
 from besa_common.errors import UserError
 from besa_common.extras import MissingExtra, extra_for_module, install_hint, require
 
 # name -> (module, one-line help).  The module is imported lazily.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("pruning.cmd_data", "prepare the offline corpora (run once by the set-up script)"),
-    "prune": ("pruning.cmd_prune", "prune a model block by block and write DIR/masks.safetensors"),
-    "eval": ("pruning.cmd_eval", "perplexity (and zero-shot accuracy) of a model with optional masks"),
-    "export": ("pruning.cmd_export", "save a pruned model as a HF directory or compressed-tensors"),
-    "simulate": ("simulator.cli", "simulate masks on a sparse accelerator, write layers.csv + summary.json"),
-    "run": ("besa.run", "run a whole experiment (prune -> eval -> simulate -> report)"),
-    "masks": ("besa.cmd_masks", "extract keep masks from a checkpoint (HF zeros, compressed-tensors bitmasks, GGUF)"),
-    "report": ("reports.cli", "regenerate the tables and the HTML report from run directories"),
-    "sweep": ("besa.cmd_sweep", "what-if hardware sweep on Dask"),
+    "data": ("besa.commands.data", "prepare the offline corpora (run once by the set-up script)"),
+    "prune": ("besa.commands.prune", "prune a model block by block and write DIR/masks.safetensors"),
+    "eval": ("besa.commands.eval", "perplexity (and zero-shot accuracy) of a model with optional masks"),
+    "export": ("besa.commands.export", "save a pruned model as a HF directory or compressed-tensors"),
+    "simulate": ("besa.commands.simulate", "simulate masks on a sparse accelerator, write layers.csv + summary.json"),
+    "run": ("besa.commands.run", "run a whole experiment (prune -> eval -> simulate -> report)"),
+    "masks": ("besa.commands.masks", "extract keep masks from a checkpoint (HF zeros, compressed-tensors bitmasks, GGUF)"),
+    "report": ("besa.commands.report", "regenerate the tables and the HTML report from run directories"),
+    "sweep": ("besa.commands.sweep", "what-if hardware sweep on Dask"),
 }
 # name -> extras checked before the command's module is imported (the rest of the torch-free
 # commands run on the core install; ``besa run`` checks ``prune`` itself, after --dry-run).
@@ -58,8 +59,6 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser_for(command: str | None) -> tuple[argparse.ArgumentParser, object | None]:
     parser = _Parser(prog="besa", description="Prune LLaMA-family models (BESA and baselines) and simulate them on a sparse accelerator.")
-    from besa import __version__
-
     parser.add_argument("--version", action="version", version=f"besa {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     module = None

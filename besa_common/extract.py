@@ -35,6 +35,7 @@ import numpy as np
 
 from besa_common.errors import UserError
 from besa_common.llama import ARCHITECTURES, LINEAR_OF
+from besa_common.masks import read_masks_packed
 
 CHUNK_BYTES = 16 << 20  # rows of one tensor read at a time (peak ~1.5x this + the packed masks)
 PICKLED = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
@@ -278,8 +279,6 @@ def _from_dir(d: Path) -> Extracted:
 
 
 def _from_masks(path: Path) -> Extracted:
-    from besa_common.masks import read_masks_packed
-
     packed, shapes, manifest = read_masks_packed(path)
     ex = Extracted(dict(packed), dict(shapes))
     ex.source.update(kind="masks", manifest_source=manifest.get("source"))

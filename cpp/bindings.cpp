@@ -136,7 +136,7 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("rows"), py::arg("cols"), py::arg("tokens"), py::arg("dense_cols"), py::arg("row_sparse"),
         py::arg("pads"), py::arg("gather"), py::arg("hw"), py::arg("bound") = -1,
-        "Best tiling and lane split of one dense-column set (simulator.reference.evaluate_partition); with "
+        "Best tiling and lane split of one dense-column set (simulator.cost.partition.evaluate_partition); with "
         "bound >= 0, None when no option takes at most bound cycles.");
     m.def(
         "dense_layer",

@@ -1,6 +1,6 @@
-// Implementation of model.hpp.  Mirrors simulator/reference.py function by function; the tests
-// check the two agree exactly.  The searches here visit the same candidates in the same order as
-// the reference and skip only options whose lower bound is ABOVE the best value known, so every
+// Implementation of model.hpp.  Mirrors the cost library simulator/cost/*.py function by function
+// (each function names its Python twin); the tests check the two agree exactly.  The searches here
+// visit the same candidates in the same order as the Python and skip only options whose lower bound is ABOVE the best value known, so every
 // option with the minimum cycles is evaluated and the same tie-breaks (fewest DRAM bits, then the
 // first in order) pick the reference's answer.
 #include "model.hpp"
@@ -14,14 +14,17 @@
 
 namespace besa {
 
+// simulator.cost.tiles.mem_cycles
 int64_t mem_cycles(int64_t bits, const HwParams& hw) {
     return hw.memory ? cdiv(bits * kBwScale, hw.bw_bits_scaled) : 0;
 }
 
 namespace {
 
+// simulator.cost.tiles.half_buffer_bits
 int64_t half_bits(int64_t bytes) { return bytes * 4; }
 
+// simulator.cost.tiles.classes
 std::vector<std::pair<int64_t, int64_t>> classes(int64_t total, int64_t tile) {
     std::vector<std::pair<int64_t, int64_t>> out;
     if (total / tile) out.emplace_back(tile, total / tile);
@@ -34,6 +37,7 @@ struct Bits {
     int64_t sum() const { return w + i + a + o; }
 };
 
+// simulator.cost.tiles.traffic
 Bits traffic(int64_t M, int64_t K, int64_t N, int64_t tm, int64_t tn, int64_t W, int64_t I, const HwParams& hw) {
     const int64_t R = cdiv(M, tm), T = cdiv(N, tn);
     const int64_t wb = half_bits(hw.weight_buffer_bytes), ab = half_bits(hw.act_buffer_bytes),
@@ -45,6 +49,7 @@ Bits traffic(int64_t M, int64_t K, int64_t N, int64_t tm, int64_t tn, int64_t W,
     return tok.sum() < row.sum() ? tok : row;  // min() keeps the first on ties: row tiles outer
 }
 
+// simulator.cost.tiles.index_bits
 int64_t index_bits(int64_t rows, int64_t ks, int64_t nnz, int64_t pads, const HwParams& hw) {
     if (ks == 0 || nnz == 0) return 0;
     if (hw.index_format == kBitmap) return rows * ks;
@@ -76,7 +81,7 @@ CostGroups cost_groups(const std::vector<int64_t>& costs, int64_t cmax) {
     return out;
 }
 
-// LPT (reference.max_line_load): rows by cost descending, each to a least-loaded line; returns the
+// LPT (simulator.cost.partition.max_line_load): rows by cost descending, each to a least-loaded line; returns the
 // most load on a line.  Which least-loaded line takes a row never changes the MULTISET of line
 // loads, so the loads are kept as load -> lines with it and rows of equal cost go in bulk: k rows of
 // cost c fill the lowest loads, a whole level at a time.  Same answer as the heap, far fewer steps.
@@ -98,6 +103,7 @@ int64_t lpt_groups(const CostGroups& groups, int64_t lines) {
     return loads.rbegin()->first;
 }
 
+// simulator.cost.partition.max_line_load, assign = round_robin
 int64_t round_robin(const std::vector<int64_t>& costs, int64_t lines) {
     if (costs.empty() || lines <= 0) return 0;
     std::vector<int64_t> load(static_cast<size_t>(lines), 0);
@@ -110,6 +116,7 @@ struct Option {
     bool shared;
 };
 
+// simulator.cost.partition.split_options
 std::vector<Option> split_options(int64_t M, int64_t G, int64_t S, const HwParams& hw) {
     const int64_t L = hw.lines;
     if (G == 0 && S == 0) return {{0, 0, false}};
@@ -126,7 +133,7 @@ std::vector<Option> split_options(int64_t M, int64_t G, int64_t S, const HwParam
     return out;
 }
 
-// simulator.reference.dense_beats: the better of rows-on-lines and rows-on-MACs.
+// simulator.cost.partition.dense_beats: the better of rows-on-lines and rows-on-MACs.
 int64_t dense_beats(int64_t tm, int64_t tn, int64_t width, int64_t lines, int64_t m) {
     return std::min(cdiv(tm, lines) * tn * cdiv(width, m), cdiv(tm, lines * m) * tn * width);
 }
@@ -135,6 +142,7 @@ struct Compute {
     int64_t total = 0, dense = 0, sparse = 0;
 };
 
+// simulator.cost.partition.engine_compute
 Compute engine_compute(int64_t M, int64_t N, int64_t G, int64_t load, int64_t gs, int64_t tm, int64_t tn,
                        int64_t Ld, bool has_sparse, bool shared, const HwParams& hw) {
     const int64_t m = hw.macs_per_line, lam = hw.pipeline_fill, R = cdiv(M, tm);
@@ -169,6 +177,7 @@ void store_times(LayerResult& r, int64_t C, int64_t Mem) {
 
 }  // namespace
 
+// simulator.cost.tiles.tilings
 std::vector<Tiling> tilings(int64_t M, int64_t K, int64_t N, const HwParams& hw, bool sparse, bool own) {
     const int64_t L = hw.lines, m = hw.macs_per_line;
     const int64_t tk = (own || !hw.tile_k) ? m : hw.tile_k;
@@ -202,6 +211,7 @@ std::vector<Tiling> tilings(int64_t M, int64_t K, int64_t N, const HwParams& hw,
     return out;
 }
 
+// simulator.cost.partition.max_line_load
 int64_t max_line_load(const std::vector<int64_t>& costs, int64_t lines, bool lpt) {
     if (!lpt) return round_robin(costs, lines);
     for (int64_t c : costs)
@@ -210,6 +220,7 @@ int64_t max_line_load(const std::vector<int64_t>& costs, int64_t lines, bool lpt
     return lpt_groups(cost_groups(costs, cmax), lines);
 }
 
+// simulator.cost.partition.evaluate_partition, pruned against `bound` (see model.hpp)
 std::optional<LayerResult> evaluate_partition_bounded(int64_t M, int64_t K, int64_t N, int64_t G,
                                                       const std::vector<int64_t>& row_sparse, int64_t pads, int64_t gs,
                                                       const HwParams& hw, const std::vector<Tiling>& tiles, int64_t bound) {
@@ -294,16 +305,19 @@ std::optional<LayerResult> evaluate_partition_bounded(int64_t M, int64_t K, int6
     return best;
 }
 
+// simulator.cost.partition.evaluate_partition
 LayerResult evaluate_partition(int64_t M, int64_t K, int64_t N, int64_t G, const std::vector<int64_t>& row_sparse,
                                int64_t pads, int64_t gs, const HwParams& hw, const std::vector<Tiling>& tiles) {
     return *evaluate_partition_bounded(M, K, N, G, row_sparse, pads, gs, hw, tiles, -1);
 }
 
+// simulator.cost.partition.lb_ideal
 int64_t lb_ideal(int64_t nnz, int64_t M, int64_t K, int64_t N, const HwParams& hw) {
     return std::max(cdiv(nnz * N, hw.lines * hw.macs_per_line),
                     mem_cycles(nnz * hw.weight_bits + K * N * hw.act_bits + M * N * hw.out_bits, hw));
 }
 
+// simulator.cost.dense.dense_layer
 LayerResult dense_layer(int64_t M, int64_t K, int64_t N, const HwParams& hw) {
     LayerResult r = evaluate_partition(M, K, N, K, std::vector<int64_t>(static_cast<size_t>(M), 0), 0,
                                        hw.gather_scale, hw, tilings(M, K, N, hw, false, true));
@@ -311,6 +325,7 @@ LayerResult dense_layer(int64_t M, int64_t K, int64_t N, const HwParams& hw) {
     return r;
 }
 
+// simulator.cost.dense.nm_layer
 LayerResult nm_layer(int64_t M, int64_t K, int64_t N, int64_t group_max, const HwParams& hw) {
     const int64_t n_use = std::max<int64_t>({hw.nm_n, group_max, 1});
     if (n_use >= hw.nm_m) {
@@ -357,6 +372,7 @@ LayerResult nm_layer(int64_t M, int64_t K, int64_t N, int64_t group_max, const H
     return best;
 }
 
+// simulator.cost.dense.attention_block
 LayerResult attention_block(int64_t hidden, int64_t kv_dim, int64_t N, int64_t context, int64_t batch,
                             const HwParams& hw) {
     const int64_t keys = N * context + N * (N + 1) / 2;

@@ -1,9 +1,10 @@
 // Cycle-level model of a ViTCoD-style dense + sparse accelerator (pure C++17, no Python).
 //
-// The specification is simulator/reference.py; every function here must return exactly the same
-// integers.  Units: cycles, bits (callers convert to bytes), tokens, MACs.  Masks never reach this
-// file: the caller passes partition statistics (dense column count G, kept entries per row in the
-// sparse columns, run-length padding, the gather factor) computed from the bit-packed keep mask.
+// The specification is the cost library simulator/cost/*.py (called by the per-mode specification
+// simulator/reference.py); every function here must return exactly the same integers.  Units:
+// cycles, bits (callers convert to bytes), tokens, MACs.  Masks never reach this file: the caller
+// passes partition statistics (dense column count G, kept entries per row in the sparse columns,
+// run-length padding, the gather factor) computed from the bit-packed keep mask.
 #pragma once
 
 #include <cstdint>

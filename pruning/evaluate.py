@@ -15,6 +15,7 @@ import sys
 import torch
 
 from besa_common.errors import UserError
+from pruning.device import autocast_context
 
 
 @torch.no_grad()
@@ -33,8 +34,6 @@ def perplexity(
     The model is moved to ``device`` for the evaluation.
     """
     from tqdm import tqdm
-
-    from pruning.driver import autocast_context
 
     if seqlen < 2:
         raise UserError(f"seqlen must be at least 2, got {seqlen}")

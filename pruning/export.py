@@ -26,7 +26,8 @@ so ``besa masks extract`` gives back the masks file's masks bit for bit.
 0.20 (installed here) keeps the config class (``BitmaskConfig``) and the bit-packing helpers but
 dropped its sparse compressor, and transformers 5 no longer decompresses sparse checkpoints on
 load; so this module writes the format with those helpers and reads it back with
-:func:`load_exported` (decompress, then a plain ``from_config`` model).
+:func:`pruning.models.load_exported` (decompress, then a plain ``from_config`` model; the bitmask
+tensors of one weight are :mod:`pruning.bitmask`).
 
 Updated weights: the run directory's ``weights.safetensors`` (SparseGPT, ``--weight-update``) is
 applied after the masks (``pruning.runfiles``).  Quantization: when ``quant.safetensors`` sits next to
@@ -49,12 +50,15 @@ import torch
 
 from besa_common.errors import UserError
 from besa_common.fileio import atomic_dir, check_output_path
+from besa_common.masks import read_masks
+from pruning.bitmask import bitmask24_compress, bitmask_compress, is_24
+from pruning.models import load_exported
+from pruning.runfiles import load_pruned
+
+__all__ = ["DTYPES", "FORMATS", "ExportReport", "check_export_out", "export_model", "export_pruned", "load_exported", "nonzero_fraction", "prepare_model"]
 
 FORMATS = ("hf", "compressed")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-BITMASK_PARAMS = ("shape", "compressed", "bitmask", "row_offsets")
-# compressed-tensors sparsity format -> the tensors stored per compressed linear
-SPARSE_PARAMS = {"sparse-bitmask": BITMASK_PARAMS, "sparse-24-bitmask": ("shape", "compressed", "bitmask")}
 WEIGHTS_FILE = "model.safetensors"
 
 
@@ -80,68 +84,6 @@ class ExportReport:
         )
 
 
-# ----------------------------------------------------------------------------- the bitmask format
-
-
-def bitmask_compress(w: torch.Tensor, keep: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """Compress one dense 2-D weight ``[out, in]`` into the four sparse-bitmask tensors (local names).
-
-    ``keep`` (bool ``[out, in]``, the masks file's mask): the bitmask is the mask itself, so a kept
-    weight that happens to be 0 (quantized) keeps its bit and extraction gives back the exact mask;
-    without it the bitmask is ``W != 0``."""
-    from compressed_tensors.utils.helpers import pack_bitmasks
-
-    if w.ndim != 2:
-        raise ValueError(f"bitmask_compress: expected a 2-D weight, got shape {tuple(w.shape)}")
-    w = w.detach().cpu().contiguous()
-    nonzero = w != 0 if keep is None else torch.as_tensor(keep, dtype=torch.bool)  # (out, in)
-    row_counts = nonzero.sum(dim=1)
-    return {
-        "shape": torch.tensor(list(w.shape), dtype=torch.int64).reshape(-1, 1),  # (2, 1)
-        "compressed": w[nonzero].contiguous(),  # (nnz,), row-major
-        "bitmask": pack_bitmasks(nonzero).contiguous(),  # (out, ceil(in/8)) uint8
-        "row_offsets": (torch.cumsum(row_counts, 0) - row_counts).to(torch.int64),  # (out,)
-    }
-
-
-def is_24(keep: torch.Tensor) -> bool:
-    """Exactly 2 kept in every 4 consecutive input weights of every row (N:M = N kept of M)."""
-    return keep.ndim == 2 and keep.shape[1] % 4 == 0 and bool((keep.reshape(keep.shape[0], -1, 4).sum(-1) == 2).all())
-
-
-def bitmask24_compress(w: torch.Tensor, keep: torch.Tensor) -> dict[str, torch.Tensor]:
-    """compressed-tensors ``sparse-24-bitmask`` tensors of ``w [out, in]`` under a 2:4 ``keep``:
-    ``shape`` int64 [2, 1], ``compressed`` [out, in/2] (the kept values, row-major), ``bitmask``
-    uint8 [out, ceil(in/8)] (``keep`` packed, little bit order) — what vLLM's 2:4 kernels load."""
-    from compressed_tensors.utils.helpers import pack_bitmasks
-
-    keep = torch.as_tensor(keep, dtype=torch.bool)
-    if not is_24(keep):
-        raise ValueError("bitmask24_compress: the mask is not 2:4")
-    w = w.detach().cpu().contiguous()
-    return {
-        "shape": torch.tensor(list(w.shape), dtype=torch.int64).reshape(-1, 1),
-        "compressed": w[keep].reshape(w.shape[0], w.shape[1] // 2).contiguous(),
-        "bitmask": pack_bitmasks(keep).contiguous(),
-    }
-
-
-def bitmask_decompress(parts: dict[str, torch.Tensor], name: str = "?") -> torch.Tensor:
-    """Inverse of :func:`bitmask_compress`; checks the pieces agree (a corrupt file -> UserError)."""
-    from compressed_tensors.utils.helpers import unpack_bitmasks
-
-    shape = [int(x) for x in parts["shape"].reshape(-1).tolist()]
-    bitmask, values = parts["bitmask"], parts["compressed"].reshape(-1)
-    if len(shape) != 2 or tuple(bitmask.shape) != (shape[0], (shape[1] + 7) // 8):
-        raise UserError(f"compressed weight {name}: bitmask shape {tuple(bitmask.shape)} does not fit dense shape {shape}")
-    keep = unpack_bitmasks(bitmask.to(torch.uint8), shape)  # (out, in) bool
-    if int(keep.sum()) != values.numel():
-        raise UserError(f"compressed weight {name}: bitmask has {int(keep.sum())} set bits but {values.numel()} values")
-    w = torch.zeros(shape, dtype=values.dtype)
-    w[keep] = values
-    return w
-
-
 def _compressible(model) -> list[str]:
     """Module names whose weights go to the bitmask: every nn.Linear except lm_head (tied to the embedding)."""
     return [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and not n.endswith("lm_head")]
@@ -157,12 +99,7 @@ def prepare_model(model_spec: str, masks: Path, dtype: torch.dtype = torch.float
     ``quant``: a ``quant.safetensors`` path, ``True`` = use the one next to ``masks`` if it exists,
     ``False``/``None`` = none.  The model is loaded in fp32, rebuilt, then cast to ``dtype``.
     """
-    from pruning.models import load_model
-    from pruning.runfiles import apply_run, open_run
-
-    run = open_run(masks, quant=quant if quant else False)  # validate before the slow model load
-    model, tokenizer = load_model(model_spec, dtype=torch.float32)
-    info = apply_run(model, run)
+    model, tokenizer, info = load_pruned(model_spec, masks, quant=quant)
     return model.to(dtype), tokenizer, info["quant"] is not None
 
 
@@ -274,64 +211,13 @@ def export_model(model, tokenizer, out: Path, fmt: str, quantized: bool = False,
     return ExportReport(out, fmt, dtype, total, weights, dense, sparsity, quantized)
 
 
-# ----------------------------------------------------------------------------- reload
-
-
-def load_exported(path: Path, dtype: torch.dtype | None = None):
-    """Load an exported directory (either format) as ``(model, tokenizer)``, eval mode, on CPU.
-
-    ``hf``: ``from_pretrained``.  ``compressed``: every ``NAME.{shape,compressed,bitmask,row_offsets}``
-    group is decompressed to ``NAME.weight`` and loaded (strictly) into a plain model built from the
-    config without its ``quantization_config``.
-    """
-    from safetensors import safe_open
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    path = Path(path)
-    cfg_path = path / "config.json"
-    if not cfg_path.is_file():
-        raise UserError(f"{path} is not an exported model directory (no config.json)")
-    raw = json.loads(cfg_path.read_text())
-    sparsity = (raw.get("quantization_config") or {}).get("sparsity_config") or {}
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
-    fmt = sparsity.get("format")
-    if fmt not in SPARSE_PARAMS:
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype or "auto").eval()
-        return model, tokenizer
-    need = SPARSE_PARAMS[fmt]
-    files = sorted(path.glob("*.safetensors"))
-    if not files:
-        raise UserError(f"{path}: no safetensors weights")
-    flat: dict[str, torch.Tensor] = {}
-    for f in files:
-        with safe_open(str(f), framework="pt") as fh:
-            for k in fh.keys():
-                flat[k] = fh.get_tensor(k)
-    groups: dict[str, dict[str, torch.Tensor]] = {}
-    state: dict[str, torch.Tensor] = {}
-    for k, v in flat.items():
-        module, _, leaf = k.rpartition(".")
-        if leaf in need:
-            groups.setdefault(module, {})[leaf] = v
-        else:
-            state[k] = v
-    for module, parts in groups.items():
-        if set(parts) != set(need):
-            raise UserError(f"{path}: compressed weight {module} lacks {sorted(set(need) - set(parts))}")
-        state[f"{module}.weight"] = bitmask_decompress(parts, module)
-    config = AutoConfig.from_pretrained(str(path))
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config, dtype=next(iter(state.values())).dtype)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    tied = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
-    if set(missing) - tied or unexpected:
-        bad = sorted(set(missing) - tied) or sorted(unexpected)
-        raise UserError(f"{path}: weights do not match the config (e.g. {bad[0]!r})")
-    model.tie_weights()
-    if dtype is not None:
-        model = model.to(dtype)
-    return model.eval(), tokenizer
+def export_pruned(model_spec: str, masks: Path, out: Path, fmt: str, dtype: str = "float32", quant: bool = True, overwrite: bool = False) -> ExportReport:
+    """``besa export``'s work: rebuild the pruned model from ``masks`` (:func:`prepare_model`), store it
+    as ``dtype`` (a :data:`DTYPES` name) in format ``fmt`` at ``out``; ``compressed`` stores the masks
+    file's masks as its bitmasks.  The caller has checked ``out`` and holds its lock."""
+    model, tokenizer, quantized = prepare_model(model_spec, masks, DTYPES[dtype], quant=quant)
+    keep, _ = read_masks(masks)  # the bitmasks of --format compressed are the masks themselves
+    return export_model(model, tokenizer, out, fmt, quantized=quantized, overwrite=overwrite, keep=keep)
 
 
 def nonzero_fraction(model) -> float:

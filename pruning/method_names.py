@@ -16,6 +16,6 @@ METHOD_MODULES: dict[str, str] = {
     "wanda": "pruning.methods.wanda",
     "sparsegpt": "pruning.methods.sparsegpt",
     "owl": "pruning.methods.owl",
-    "besa": "pruning.methods.besa",
+    "besa": "pruning.methods.besa.method",  # a package: the method with its helpers (core, nm)
 }
 METHOD_NAMES: tuple[str, ...] = tuple(METHOD_MODULES)

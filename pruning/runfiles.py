@@ -25,7 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 
+import pruning.methods  # noqa: F401  (fills the registry read by updates_weights)
 from besa_common.errors import UserError
+from besa_common.masks import read_masks
+from besa_common.weights import FILENAME, check_weights, read_weights, scatter_kept
+from pruning import models
+from pruning.methods.base import METHODS
+from pruning.quant import apply_quant, load_quant
 
 
 @dataclass(frozen=True)
@@ -57,18 +63,12 @@ def updates_weights(manifest: dict[str, Any]) -> bool:
     if flag is not None:
         return bool(flag)
     # Masks written before the weights file existed: the method decides.
-    import pruning.methods  # noqa: F401  (fills the registry)
-    from pruning.methods.base import METHODS
-
     return bool(getattr(METHODS.get(str(manifest.get("method"))), "updates_weights", False))
 
 
 def open_run(masks: str | Path, quant: bool | str | Path = True) -> RunFiles:
     """Read and check a run's files.  ``quant``: True = the ``quant.safetensors`` beside the masks
     (required when the manifest says the run was quantized), False = none, a path = that file."""
-    from besa_common.masks import read_masks
-    from besa_common.weights import FILENAME, check_weights, read_weights
-
     path = masks_file(masks)
     keep, manifest = read_masks(path)
     weights, values = None, {}
@@ -99,24 +99,33 @@ def open_run(masks: str | Path, quant: bool | str | Path = True) -> RunFiles:
 def apply_run(model, run: RunFiles) -> dict[str, Any]:
     """Masks, updated weights, quantization onto ``model`` (fp32, in place).  Returns
     ``{"sparsity": realised over the masked layers, "method", "weights": path | None, "quant": {...} | None}``."""
-    from besa_common.weights import scatter_kept
-    from pruning.models import apply_masks
-
-    apply_masks(model, run.keep)
+    models.apply_masks(model, run.keep)
     for name, vals in run.values.items():
         lin = model.get_submodule(name)
         w = torch.from_numpy(scatter_kept(vals, run.keep[name]))
         lin.weight.data.copy_(w.to(lin.weight.device, lin.weight.dtype))
     info: dict[str, Any] = {"weights": None if run.weights is None else str(run.weights), "quant": None}
     if run.quant is not None:
-        from pruning.quant import apply_quant, load_quant
-
         qparams, qmeta = load_quant(run.quant)
         apply_quant(model, qparams, qmeta)
-        apply_masks(model, run.keep)  # quantization keeps zeros at zero; re-masking makes it a guarantee
+        models.apply_masks(model, run.keep)  # quantization keeps zeros at zero; re-masking makes it a guarantee
         info["quant"] = {"path": str(run.quant), "wbits": int(qmeta["wbits"]), "group_size": int(qmeta["group_size"])}
     total = sum(k.size for k in run.keep.values())
     kept = sum(int(k.sum()) for k in run.keep.values())
     info["sparsity"] = 1.0 - kept / total
     info["method"] = run.manifest.get("method")
     return info
+
+
+def load_pruned(model_spec: str, masks: str | Path | None, quant: bool | str | Path | None = True):
+    """Load ``model_spec`` (fp32) and rebuild the pruned model of the run whose masks are ``masks``
+    (:func:`open_run` first, so a bad run directory fails before the slow model load; then
+    :func:`apply_run`).  ``masks`` None = the dense model.  ``quant`` as in :func:`open_run`
+    (None = False).  Returns ``(model, tokenizer, info)``; ``info`` has ``sparsity`` (realised over
+    the masked layers; 0.0 without masks), ``method``, ``weights`` and ``quant``."""
+    run = None if masks is None else open_run(masks, quant=quant if quant else False)
+    model, tokenizer = models.load_model(model_spec, dtype=torch.float32)
+    info: dict[str, Any] = {"sparsity": 0.0, "method": None, "weights": None, "quant": None}
+    if run is not None:
+        info.update(apply_run(model, run))
+    return model, tokenizer, info

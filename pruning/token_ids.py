@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from besa_common.errors import UserError
+from pruning.model_spec import resolve_model
 
 
 def load_token_ids(path: str | os.PathLike, flag: str) -> tuple[np.ndarray, dict[str, Any]]:
@@ -58,8 +59,6 @@ def load_token_ids(path: str | os.PathLike, flag: str) -> tuple[np.ndarray, dict
 
 def model_vocab_size(model_spec: str) -> int:
     """``vocab_size`` from the model's ``config.json`` (the embedding rows), without loading weights."""
-    from pruning.models import resolve_model
-
     cfg_path = resolve_model(model_spec) / "config.json"
     try:
         cfg = json.loads(cfg_path.read_text())

@@ -53,6 +53,7 @@ All arithmetic is fp32 and deterministic (same inputs ⇒ same bits), so resume 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -61,6 +62,8 @@ import torch
 from torch import nn
 
 from besa_common.errors import UserError
+from pruning.methods.scoring import accumulate_inputs
+from pruning.methods.sparsegpt import SparseGPTLayer
 
 MODES = ("none", "obs", "admm")
 
@@ -280,8 +283,6 @@ def obs_update(W0: torch.Tensor, H: torch.Tensor, keep: torch.Tensor, cfg: Weigh
     """SparseGPT's OBS update with the fixed mask (its code, not a copy: ``SparseGPTLayer.prune``).
 
     ``H`` here is ``XᵀX``; SparseGPT's Hessian is ``2/n XᵀX``, a scale its relative damping ignores."""
-    from pruning.methods.sparsegpt import SparseGPTLayer
-
     layer = SparseGPTLayer(W0)
     layer.H = H.float().clone()
     W, k, info = layer.prune(W0, 0.0, None, percdamp=cfg.damp, fixed_keep=keep)
@@ -335,10 +336,6 @@ def update_block(
 
 def block_grams(block: nn.Module, inputs, job, names: tuple[str, ...]) -> dict[str, torch.Tensor]:
     """``H = XᵀX`` of every linear in ``names`` from one pass of the (dense) block over ``inputs``."""
-    import dataclasses
-
-    from pruning.methods.scoring import accumulate_inputs
-
     collector = GramCollector()
     accumulate_inputs(block, inputs, dataclasses.replace(job, input_observer=None), names, collector)
     return collector.take()

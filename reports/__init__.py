@@ -1,10 +1,13 @@
-"""Reports and what-if sweeps: the last stage of the dataflow.  Reads run directories only and
+"""Reports: the last stage of the dataflow.  Reads run directories and sweep results only and
 never imports torch.
 
-* :mod:`reports.table` — run directories -> one tidy pandas table (+ CSV / Markdown);
-* :mod:`reports.figures` — one function per plot, ``fn(df, ax) -> caption``;
+* :mod:`reports.table` — run directories -> one tidy pandas table (+ summary / glance tables);
+* :mod:`reports.siblings` — unstructured runs vs their equal-sparsity n:m siblings;
+* :mod:`reports.writers` — table.csv, summary.csv, siblings.csv, report.md;
+* :mod:`reports.figures` — one function per plot and the :data:`~reports.figures.FIGURES` registry;
+* :mod:`reports.plotkit`, :mod:`reports.fmt` — figure plumbing, readable numbers;
 * :mod:`reports.html` — the self-contained ``report.html`` (figures embedded);
-* :mod:`simulator.sweep` — hardware × workload × tokens grids on Dask, resumable results;
-* :mod:`besa.experiment` — ``besa run`` experiment files (validation, run list);
-* :mod:`reports.cli` / :mod:`besa.cmd_sweep` — ``besa report`` / ``besa sweep``.
+* :mod:`reports.sweep_io` — finding and reading sweep outputs (:mod:`simulator.sweep` runs them);
+* :mod:`reports.build` — :func:`~reports.build.build_report`: directories -> the page
+  (``besa report`` = :mod:`besa.commands.report`).
 """

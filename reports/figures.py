@@ -6,6 +6,10 @@ finds nothing to draw raises :class:`NoData` with the reason; the page says so i
 empty frame.  Every figure keeps what it plotted in ``FigureData.panels`` (arrays, colour limits),
 so tests check the data, not pixels.
 
+:data:`FIGURES` (at the end) declares each figure once — section id, title, function, input,
+when the page shows it and how many drawings it gets — and :func:`build_figures` and the page
+(:mod:`reports.html`: sections, table of contents) follow from it.
+
 Conventions: sparsity = fraction of weights pruned; speedup = dense cycles / cycles on the same
 machine (> 1 = faster); ``tokens`` = N, the tokens in flight; "decode" = the smallest N simulated on a
 machine (normally 1), "prefill" = the largest.  Runs are named by their ``label`` (``run``, or
@@ -15,7 +19,8 @@ machine (normally 1), "prefill" = the largest.  Runs are named by their ``label`
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -35,10 +40,16 @@ from reports.plotkit import (
     place_labels,
     plain_log,
 )
+from reports.siblings import sibling_table
 from reports.table import PROJECTIONS, phase_of, summary_table
+from simulator.hardware import load_hardware
+from simulator.schema import SWEEP_AXES, SWEEP_NON_HARDWARE
+from simulator.sweep import RESULT_FIELDS
 
 __all__ = [
     "FIGURES",
+    "Figure",
+    "FigureInputs",
     "FigureData",
     "NoData",
     "allocation",
@@ -140,7 +151,7 @@ def allocation(df: pd.DataFrame) -> FigureData:
         f"Realised minus target sparsity of every layer, in percentage points, on one colour scale shared by all panels "
         f"(±{span:g} points; red = pruned more than the target, blue = less). {note}"
     ).strip()
-    return FigureData("allocation", "Per-layer sparsity allocation", fig, cap, panels, meta={"uniform": uniform, "vmin": -span, "vmax": span})
+    return _figure("allocation", fig, cap, panels, meta={"uniform": uniform, "vmin": -span, "vmax": span})
 
 
 # --- 2. per-row sparsity -----------------------------------------------------------------------
@@ -195,7 +206,7 @@ def row_sparsity(rows: pd.DataFrame) -> FigureData:
         f"Sparsity of each output row, pooled over the decoder blocks, per projection (violin = distribution, bar = median; "
         f"dotted = the run's target). Shared y axis {ylim[0]:.2f}–{ylim[1]:.2f}. {note}"
     ).strip()
-    return FigureData("row_sparsity", "Per-row sparsity distribution", fig, cap, panels, meta={"uniform": uniform, "ylim": ylim})
+    return _figure("row_sparsity", fig, cap, panels, meta={"uniform": uniform, "ylim": ylim})
 
 
 # --- 3. per-layer speedup ------------------------------------------------------------------------
@@ -261,9 +272,7 @@ def layer_speedup(df: pd.DataFrame, preset: str | None = None) -> FigureData:
         f"run from block 0 (left) to the last block (right). Blue = memory-bound, orange = compute-bound; dashed = whole "
         f"model. Decode N = {phases.get('decode', '—')}, prefill N = {phases.get('prefill', '—')}."
     )
-    return FigureData(
-        f"layer_speedup-{preset}", f"Per-layer speedup by projection ({preset})", fig, cap, panels, meta={"preset": preset, "ylim": ylim, "phases": phases}
-    )
+    return _figure("layer_speedup", fig, cap, panels, meta={"preset": preset, "ylim": ylim, "phases": phases}, variant=preset)
 
 
 # --- 4. speedup vs sparsity (dot plot) ---------------------------------------------------------
@@ -338,7 +347,7 @@ def speedup_vs_sparsity(df: pd.DataFrame) -> FigureData:
         "machine, mode and token count N on a shared axis. Marker = sparsity pattern, colour = method. A dense run must be "
         "exactly 1.0×" + ("; FLAGGED: " + "; ".join(flags) if flags else " and is.")
     )
-    return FigureData("speedup_vs_sparsity", "Speedup of every run", fig, cap, panels, flags, meta={"xlim": xlim, "runs": runs})
+    return _figure("speedup_vs_sparsity", fig, cap, panels, flags, meta={"xlim": xlim, "runs": runs})
 
 
 # --- 5. perplexity vs speedup (Pareto) ----------------------------------------------------------
@@ -412,7 +421,7 @@ def ppl_vs_speedup(df: pd.DataFrame, preset: str | None = None) -> FigureData:
         f"Perplexity ({_eval_size(summ)}) against whole-model speedup on {preset}/{mode}: decode (what serving a token costs) "
         f"and prefill side by side; dashed = Pareto front (no other run is both faster and better)."
     )
-    return FigureData("ppl_vs_speedup", "Perplexity vs speedup (Pareto)", fig, cap, panels, flags, meta={"preset": preset, "eval": _eval_size(summ)})
+    return _figure("ppl_vs_speedup", fig, cap, panels, flags, meta={"preset": preset, "eval": _eval_size(summ)})
 
 
 # --- 6. roofline ---------------------------------------------------------------------------------
@@ -507,21 +516,18 @@ def roofline(df: pd.DataFrame, preset: str | None = None) -> FigureData:
         "than its dense twin. Solid = memory roof (no layer can move more bytes per cycle than the DRAM gives); dashed = dense "
         "compute peak, which only pruned layers may pass. Axes trimmed to the data. " + (f"FLAGGED: {'; '.join(flags)}." if flags else "No point above a roof.")
     )
-    return FigureData(f"roofline-{preset}", f"Roofline per layer ({preset})", fig, cap, panels, flags, meta={"preset": preset})
+    return _figure("roofline", fig, cap, panels, flags, meta={"preset": preset}, variant=preset)
 
 
 # --- 7. sweep heatmaps ---------------------------------------------------------------------------
 
-# Preferred axes of the sweep heatmaps, when swept (the most asked what-if questions first).
-SWEEP_AXES = ["lines", "dram_bytes_per_cycle", "macs_per_line", "index_format", "split", "tau", "weight_buffer_bytes", "index_buffer_bytes"]
-_NOT_SWEPT = {"tokens", "seed", "point_id", "status", "error", "finished_at", "wall_s"}
+# Preferred axes of the sweep heatmaps (SWEEP_AXES) and the columns that are not hardware fields: simulator.schema
+_NOT_SWEPT = SWEEP_NON_HARDWARE
 _FACET_COLUMNS = ("sweep", "workload", "preset", "mode")
 
 
 def swept_fields(sweep: pd.DataFrame) -> list[str]:
     """Hardware fields that take more than one value among the successful points, preferred axes first."""
-    from simulator.sweep import RESULT_FIELDS
-
     ok = _ok_points(sweep)
     swept = [c for c in ok.columns if c not in RESULT_FIELDS and c not in _NOT_SWEPT and c not in _FACET_COLUMNS and ok[c].nunique(dropna=True) > 1]
     return sorted(swept, key=lambda c: SWEEP_AXES.index(c) if c in SWEEP_AXES else len(SWEEP_AXES))
@@ -541,8 +547,6 @@ def _clock_mhz(ok: pd.DataFrame) -> pd.Series:
     """Clock of every point: the swept ``freq_mhz`` when present, else the preset's."""
     if "freq_mhz" in ok.columns and ok["freq_mhz"].notna().all():
         return ok["freq_mhz"].astype(float)
-    from simulator.hardware import load_hardware
-
     clocks = {}
     for p in pd.unique(ok["preset"]) if "preset" in ok.columns else []:
         try:
@@ -648,14 +652,14 @@ def sweep_heatmaps(sweep: pd.DataFrame, x: str | None = None, y: str | None = No
         + (f"One row per value of {', '.join(facets)} (nothing is averaged away). " if facets else "")
         + (f"{dropped} more facet row(s) not drawn; see the results file. " if dropped else "")
     )
-    fid = "sweep" if (x, y) == tuple(swept[:2]) else f"sweep-{x}-{y}"
-    return FigureData(
-        fid,
-        f"What-if sweep: {x} × {y}",
+    return _figure(
+        "sweep",
         fig,
         cap.strip(),
         panels,
         meta={"x": x, "y": y, "facets": facets, "speedup_lims": snorm, "absolute": absolute, "dropped": dropped},
+        variant=f"{x} × {y}",
+        fig_id="sweep" if (x, y) == tuple(swept[:2]) else f"sweep-{x}-{y}",
     )
 
 
@@ -714,7 +718,7 @@ def compare_experiments(df: pd.DataFrame, preset: str | None = None) -> FigureDa
         f"The same run names in {len(exps)} experiments ({', '.join(exps)}), side by side: each experiment keeps its own "
         f"runs (labels experiment/run elsewhere on this page); grey lines join a run's values across experiments."
     )
-    return FigureData("compare", "Experiments side by side", fig, cap, panels, meta={"experiments": exps})
+    return _figure("compare", fig, cap, panels, meta={"experiments": exps})
 
 
 # --- unstructured vs its equal-sparsity n:m sibling ---------------------------------------------
@@ -723,8 +727,6 @@ def compare_experiments(df: pd.DataFrame, preset: str | None = None) -> FigureDa
 def sibling_pairs(df: pd.DataFrame) -> FigureData:
     """Per (machine, phase): each unstructured run (circle, sparse engine) joined by a line to its
     equal-sparsity n:m sibling (square, n:m engine); x = speedup vs dense, y = perplexity."""
-    from reports.siblings import sibling_table
-
     summ = summary_table(df)
     sib = sibling_table(summ).dropna(subset=["speedup", "sibling_speedup"])
     if sib.empty:
@@ -778,23 +780,44 @@ def sibling_pairs(df: pd.DataFrame) -> FigureData:
         "SAME sparsity and weight bits (■, simulated on the machine's n:m engine): further right = faster, lower = better "
         "perplexity. Table: 'Unstructured vs its n:m sibling' and siblings.csv."
     )
-    return FigureData("siblings", "Unstructured vs its n:m sibling (equal sparsity)", fig, cap, panels, [], meta={"keys": keys})
+    return _figure("siblings", fig, cap, panels, meta={"keys": keys})
 
 
 # --- registry ------------------------------------------------------------------------------------
 
-# Figure id -> (title, input: "table" | "rows" | "sweep").  The page draws them in this order.
-FIGURES = {
-    "allocation": ("Per-layer sparsity allocation", "table"),
-    "row_sparsity": ("Per-row sparsity distribution", "rows"),
-    "layer_speedup": ("Per-layer speedup by projection", "table"),
-    "speedup_vs_sparsity": ("Speedup of every run", "table"),
-    "ppl_vs_speedup": ("Perplexity vs speedup (Pareto)", "table"),
-    "roofline": ("Roofline per layer (dense-equivalent)", "table"),
-    "sweep": ("What-if sweep", "sweep"),
-    "compare": ("Experiments side by side", "table"),
-    "siblings": ("Unstructured vs its n:m sibling (equal sparsity)", "table"),
-}
+
+@dataclass(frozen=True)
+class FigureInputs:
+    """What the page has to draw from: the tidy table (``df``, None without runs), the per-row
+    sparsities (``rows``) and the sweep results (``sweep``)."""
+
+    df: pd.DataFrame | None = None
+    rows: pd.DataFrame | None = None
+    sweep: pd.DataFrame | None = None
+
+    @property
+    def have_runs(self) -> bool:
+        return self.df is not None and not self.df.empty
+
+
+def _with_runs(inp: FigureInputs) -> bool:
+    return inp.have_runs
+
+
+def _with_siblings(inp: FigureInputs) -> bool:  # only experiments that pair runs (besa run)
+    return inp.have_runs and "sibling" in inp.df.columns and bool(inp.df["sibling"].notna().any())
+
+
+def _with_sweep_or_runs(inp: FigureInputs) -> bool:  # a run-only page still says why it has no sweep
+    return inp.sweep is not None or inp.have_runs
+
+
+def _with_experiments(inp: FigureInputs) -> bool:
+    return inp.have_runs and inp.df["experiment"].nunique(dropna=True) > 1
+
+
+def _once(inp: FigureInputs) -> list[dict[str, Any]]:
+    return [{}]
 
 
 def _cycle_presets(df: pd.DataFrame) -> list[str]:
@@ -804,39 +827,79 @@ def _cycle_presets(df: pd.DataFrame) -> list[str]:
     return sorted(pd.unique(sim["preset"].dropna()), key=lambda p: (p != "vitcod", p))
 
 
-def build_figures(df: pd.DataFrame | None, rows: pd.DataFrame | None = None, sweep: pd.DataFrame | None = None) -> list[tuple[str, str, FigureData | str]]:
-    """Every figure of the page: ``(section id, title, FigureData or the reason it is not shown)``.
+def _per_machine(inp: FigureInputs) -> list[dict[str, Any]]:
+    """One drawing per simulated machine (vitcod first); one that says why when none is."""
+    return [{"preset": p} for p in _cycle_presets(inp.df) or [None]]
 
-    One layer-speedup and one roofline figure per simulated machine; one sweep figure per pair of
-    swept fields; the comparison only when several experiments are loaded.
+
+def _per_swept_pair(inp: FigureInputs) -> list[dict[str, Any]]:
+    """One drawing per pair of swept fields (:func:`sweep_pairs`); one that says why when none is."""
+    return [{"x": x, "y": y} for x, y in sweep_pairs(inp.sweep)] or [{}]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One section of the page: ``draw(<input>, **variant)`` for every variant, under ``title``.
+
+    ``input`` names the :class:`FigureInputs` field ``draw`` gets first; ``shown`` says whether the
+    page has the section at all; ``variants`` gives the keyword arguments of each drawing (one per
+    machine, one per pair of swept fields ...).  A drawing that raises :class:`NoData` keeps its
+    place on the page with the reason.
     """
+
+    id: str
+    title: str
+    draw: Callable[..., FigureData]
+    input: str = "df"
+    shown: Callable[[FigureInputs], bool] = _with_runs
+    variants: Callable[[FigureInputs], list[dict[str, Any]]] = _once
+
+
+# The page's figure sections, in page order: the ONE declaration of each figure's id, title and
+# function.  Adding a figure = its function above + one entry here.
+FIGURES: dict[str, Figure] = {
+    f.id: f
+    for f in (
+        Figure("allocation", "Per-layer sparsity allocation", allocation),
+        Figure("row_sparsity", "Per-row sparsity distribution", row_sparsity, input="rows"),
+        Figure("layer_speedup", "Per-layer speedup by projection", layer_speedup, variants=_per_machine),
+        Figure("speedup_vs_sparsity", "Speedup of every run", speedup_vs_sparsity),
+        Figure("ppl_vs_speedup", "Perplexity vs speedup (Pareto)", ppl_vs_speedup),
+        Figure("siblings", "Unstructured vs its n:m sibling (equal sparsity)", sibling_pairs, shown=_with_siblings),
+        Figure("roofline", "Roofline per layer (dense-equivalent)", roofline, variants=_per_machine),
+        Figure("sweep", "What-if sweep", sweep_heatmaps, input="sweep", shown=_with_sweep_or_runs, variants=_per_swept_pair),
+        Figure("compare", "Experiments side by side", compare_experiments, shown=_with_experiments),
+    )
+}
+
+
+def _figure(section: str, fig, caption: str, panels: dict, flags=(), meta=None, *, variant: str | None = None, fig_id: str | None = None) -> FigureData:
+    """The :class:`FigureData` of the :data:`FIGURES` section ``section``: its title (``title: variant``
+    for one of several drawings, e.g. one per machine) and id ``fig_id`` (default ``section`` or
+    ``section-variant``)."""
+    title = FIGURES[section].title
+    return FigureData(
+        fig_id or (f"{section}-{variant}" if variant else section),
+        f"{title}: {variant}" if variant else title,
+        fig,
+        caption,
+        panels,
+        list(flags),
+        dict(meta or {}),
+    )
+
+
+def build_figures(df: pd.DataFrame | None, rows: pd.DataFrame | None = None, sweep: pd.DataFrame | None = None) -> list[tuple[str, str, FigureData | str]]:
+    """Every figure of the page, in :data:`FIGURES` order: ``(section id, title, FigureData or the
+    reason it is not shown)``."""
+    inp = FigureInputs(df, rows, sweep)
     out: list[tuple[str, str, FigureData | str]] = []
-
-    def attempt(sec: str, title: str, fn, *args, **kw):
-        try:
-            out.append((sec, title, fn(*args, **kw)))
-        except NoData as exc:
-            out.append((sec, title, str(exc)))
-
-    have_runs = df is not None and not df.empty
-    if have_runs:
-        attempt("allocation", FIGURES["allocation"][0], allocation, df)
-        attempt("row_sparsity", FIGURES["row_sparsity"][0], row_sparsity, rows)
-        presets = _cycle_presets(df) or [None]
-        for p in presets:
-            attempt("layer_speedup", FIGURES["layer_speedup"][0], layer_speedup, df, p)
-        attempt("speedup_vs_sparsity", FIGURES["speedup_vs_sparsity"][0], speedup_vs_sparsity, df)
-        attempt("ppl_vs_speedup", FIGURES["ppl_vs_speedup"][0], ppl_vs_speedup, df)
-        if "sibling" in df.columns and df["sibling"].notna().any():  # only experiments that pair runs (besa run)
-            attempt("siblings", FIGURES["siblings"][0], sibling_pairs, df)
-        for p in presets:
-            attempt("roofline", FIGURES["roofline"][0], roofline, df, p)
-    pairs = sweep_pairs(sweep)
-    if not pairs:
-        if sweep is not None or have_runs:
-            attempt("sweep", FIGURES["sweep"][0], sweep_heatmaps, sweep)
-    for x, y in pairs:
-        attempt("sweep", FIGURES["sweep"][0], sweep_heatmaps, sweep, x, y)
-    if have_runs and df["experiment"].nunique(dropna=True) > 1:
-        attempt("compare", FIGURES["compare"][0], compare_experiments, df)
+    for f in FIGURES.values():
+        if not f.shown(inp):
+            continue
+        for kw in f.variants(inp):
+            try:
+                out.append((f.id, f.title, f.draw(getattr(inp, f.input), **kw)))
+            except NoData as exc:
+                out.append((f.id, f.title, str(exc)))
     return out

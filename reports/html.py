@@ -10,7 +10,7 @@ file for papers.
 * ``OUT/figures/<figure id>.<fmt>`` for every drawn figure and every format in ``formats``
   (``svg`` always; ``pdf`` / ``png`` on request);
 * ``OUT/table.csv``, ``OUT/summary.csv``, ``OUT/report.md`` and, when runs are paired with an n:m
-  sibling, ``OUT/siblings.csv`` (:func:`reports.table.write_tables`, :mod:`reports.siblings`).
+  sibling, ``OUT/siblings.csv`` (:func:`reports.writers.write_tables`, :mod:`reports.siblings`).
 
 Every section has an ``id`` the table of contents links to; a figure with no data keeps its
 section and says why, so a partial experiment still gives an honest page.
@@ -31,7 +31,9 @@ from besa_common.fileio import atomic_write_text
 from reports.figures import FigureData, build_figures
 from reports.fmt import cell
 from reports.plotkit import FIGURE_FORMATS, write_figure
-from reports.table import SUMMARY_SHOW, RunInfo, build_table, glance_table, row_sparsity_table, summary_table, write_tables
+from reports.siblings import display_table, sibling_table, verdicts
+from reports.table import RunInfo, build_table, glance_table, row_sparsity_table, summary_table
+from reports.writers import SUMMARY_SHOW, write_tables
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -55,8 +57,6 @@ def _table_html(df: pd.DataFrame, cls: str = "") -> str:
 
 def _siblings_section(summ: pd.DataFrame) -> str:
     """The equal-sparsity comparison (:mod:`reports.siblings`): the verdicts, then the table; "" when no run is paired."""
-    from reports.siblings import display_table, sibling_table, verdicts
-
     sib = sibling_table(summ)
     if sib.empty:
         return ""

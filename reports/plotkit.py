@@ -16,6 +16,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from besa_common.fileio import atomic_write_bytes
+from reports.fmt import number
+
 METHOD_ORDER = ["dense", "magnitude", "wanda", "sparsegpt", "owl", "besa"]
 METHOD_COLORS = {"dense": "#444444", "magnitude": "#8c564b", "wanda": "#1f77b4", "sparsegpt": "#2ca02c", "owl": "#9467bd", "besa": "#d62728"}
 EXPERIMENT_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
@@ -79,8 +82,6 @@ def plain_log(ax, which: str = "xy") -> None:
     """Tick labels of log axes as plain readable numbers (``20``, ``300``), not ``2×10^1``."""
     from matplotlib.ticker import FuncFormatter
 
-    from reports.fmt import number
-
     fmt = FuncFormatter(lambda v, _pos: number(v, 3) if v > 0 else "")
     for name in which:
         axis = ax.xaxis if name == "x" else ax.yaxis
@@ -90,8 +91,6 @@ def plain_log(ax, which: str = "xy") -> None:
 
 def _minor_label(v: float, _pos=None) -> str:
     """Label the minor log ticks at 2, 3 and 5 × a power of ten only (no clutter)."""
-    from reports.fmt import number
-
     if v <= 0:
         return ""
     mant = v / 10 ** math.floor(math.log10(v))
@@ -227,8 +226,6 @@ def boxes_overlap(boxes: Sequence[tuple[float, float, float, float]]) -> bool:
 
 def write_figure(fd: FigureData, folder: Path, fmt: str) -> Path:
     """Write ``folder/<fig_id>.<fmt>`` atomically and return the path."""
-    from besa_common.fileio import atomic_write_bytes
-
     path = Path(folder) / f"{fd.fig_id}.{fmt}"
     atomic_write_bytes(path, fd.to_bytes(fmt))
     return path

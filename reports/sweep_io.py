@@ -8,9 +8,10 @@ from typing import Iterable
 
 import pandas as pd
 
+from reports.table import short_names
 from simulator.sweep.store import is_sweep_dir, read_results
 
-__all__ = ["find_sweeps", "is_sweep_dir", "load_sweep_results", "read_results"]
+__all__ = ["find_sweeps", "is_sweep_dir", "load_sweeps", "read_results"]
 
 
 def find_sweeps(paths: Iterable[Path]) -> list[Path]:
@@ -25,10 +26,13 @@ def find_sweeps(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
-def load_sweep_results(paths: Iterable[Path]) -> pd.DataFrame:
+def load_sweeps(sweeps: list[Path]) -> pd.DataFrame:
+    """All sweep results in one frame; column ``sweep`` names each (``experiment/whatif`` when
+    several experiments each bring one, so their points never mix)."""
+    names = short_names([Path(s).resolve() for s in sweeps])
     frames = []
-    for p in paths:
-        df = read_results(Path(p))
-        df["sweep"] = Path(p).name
+    for s in sweeps:
+        df = read_results(Path(s))
+        df["sweep"] = names[Path(s).resolve()]
         frames.append(df)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return pd.concat(frames, ignore_index=True)

@@ -1,4 +1,4 @@
-"""Run directories -> one tidy table (pandas), plus CSV and Markdown writers.
+"""Run directories -> one tidy table (pandas); :mod:`reports.writers` writes it as CSV and Markdown.
 
 Reads only the files other stages write (see DESIGN.md, "Run directory"); never imports torch:
 
@@ -38,7 +38,10 @@ import pandas as pd
 
 from besa_common import llama
 from besa_common.errors import UserError
-from besa_common.fileio import atomic_write_text
+from besa_common.sparsity import PATTERN_CONVENTION, pattern_label
+from reports.plotkit import order_runs
+from simulator.schema import read_layers
+from simulator.totals import model_totals
 
 # Columns first in the tidy table, in this order; any other layers.csv column follows.
 CORE_COLUMNS = [
@@ -111,7 +114,7 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
     return [p for _, p in find_experiments(paths)]
 
 
-def _short_names(roots: list[Path]) -> dict[Path, str]:
+def short_names(roots: list[Path]) -> dict[Path, str]:
     """Name each experiment folder by the shortest tail of its path that no other folder shares."""
     names: dict[Path, str] = {}
     parts = {r: r.resolve().parts for r in roots}
@@ -148,7 +151,7 @@ def find_experiments(paths: Iterable[str | Path]) -> list[tuple[str, Path]]:
         if p.resolve() not in seen:
             seen.add(p.resolve())
             unique.append((root, p))
-    names = _short_names(list(dict.fromkeys(r for r, _ in unique)))
+    names = short_names(list(dict.fromkeys(r for r, _ in unique)))
     return [(names[r], p) for r, p in unique]
 
 
@@ -230,7 +233,7 @@ def load_run(path: str | Path, experiment: str | None = None) -> RunInfo:
                 info.missing.append(f"sim/{d.name} has no layers.csv")
                 continue
             try:
-                layers = pd.read_csv(d / "layers.csv")
+                layers = read_layers(d / "layers.csv")  # any results version (an old `tau` column renamed)
             except Exception as exc:  # a damaged CSV must not stop the whole report
                 info.missing.append(f"sim/{d.name}/layers.csv unreadable ({type(exc).__name__})")
                 continue
@@ -239,21 +242,6 @@ def load_run(path: str | Path, experiment: str | None = None) -> RunInfo:
     if not info.sims:
         info.missing.append("no simulation (sim/ is empty or absent)")
     return info
-
-
-def _pattern(value: Any, convention: Any = "n_kept_of_m") -> str:
-    """Normalise a pattern to ``"unstructured"`` or ``"n:m"`` (at most n of every m KEPT).
-
-    Manifests before ``pattern_convention`` (version 1) wrote n PRUNED of m: converted to m-n:m."""
-    if value in (None, "", "unstructured", "none"):
-        return "unstructured"
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        value = f"{int(value[0])}:{int(value[1])}"
-    parts = str(value).split(":")
-    if convention is None and len(parts) == 2 and all(p.strip().isdigit() for p in parts):
-        n, m = int(parts[0]), int(parts[1])
-        return f"{m - n}:{m}"
-    return str(value)
 
 
 def _first_ppl(ev: dict[str, Any]) -> dict[str, Any]:
@@ -300,7 +288,7 @@ def run_meta(info: RunInfo) -> dict[str, Any]:
         "sparsity": float(sparsity) if sparsity is not None else math.nan,
         "pattern": "dense"
         if method == "dense"
-        else _pattern(man.get("pattern", st.get("pattern")), man.get("pattern_convention", "n_kept_of_m" if not man else None)),
+        else pattern_label(man.get("pattern", st.get("pattern")), man.get("pattern_convention", PATTERN_CONVENTION if not man else None)),
         "wbits": int(wbits) if wbits not in (None, "", 0) else 16,
         "model": man.get("model") or st.get("model") or info.eval.get("model"),
         "ppl": ppl["ppl"],
@@ -325,8 +313,6 @@ def sim_totals(layers: pd.DataFrame, summary: dict[str, Any]) -> dict[str, dict[
         return {str(k): v for k, v in tot.items() if isinstance(v, dict)}
     if "tokens" not in layers.columns or layers.empty:
         return {}
-    from simulator.totals import model_totals
-
     toks = sorted({int(t) for t in layers["tokens"].dropna()})
     return {str(t): row for t, row in zip(toks, model_totals(layers, toks))}
 
@@ -557,8 +543,6 @@ def glance_table(summ: pd.DataFrame) -> pd.DataFrame:
             for c in [c for c in h.columns if c.startswith("e2e_speedup") or c.startswith("end_to_end_speedup")]:
                 if h[c].notna().any():
                     wide[f"{name} e2e ×"] = h.set_index("label")[c]
-    from reports.plotkit import order_runs
-
     out = base.join(pd.DataFrame(wide)) if wide else base
     out = out.reindex(order_runs(summ.drop_duplicates("label")))
     if out["experiment"].nunique(dropna=True) <= 1:
@@ -593,69 +577,3 @@ def row_sparsity_table(runs: Iterable[RunInfo]) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(recs, columns=["label", "experiment", "run", "method", "target", "layer", "block", "projection", "row_sparsity"])
-
-
-def to_markdown(df: pd.DataFrame, floatfmt: str | None = None) -> str:
-    """A GitHub-flavoured Markdown table (no extra dependency), numbers made readable by :func:`reports.fmt.cell`."""
-    from reports.fmt import cell as fmt_cell
-
-    cols = list(df.columns)
-
-    def cell(col: str, v: Any) -> str:
-        if floatfmt and isinstance(v, float) and not math.isnan(v):
-            return format(v, floatfmt)
-        return fmt_cell(col, v).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(cell(c, v) for c, v in zip(cols, row)) + " |")
-    return "\n".join(lines) + "\n"
-
-
-SUMMARY_SHOW = (
-    "label",
-    "method",
-    "sparsity",
-    "pattern",
-    "wbits",
-    "realised_sparsity",
-    "ppl",
-    "preset",
-    "mode",
-    "tokens",
-    "cycles",
-    "dense_cycles",
-    "speedup",
-    "speedup_vs_nm",
-    "energy_vs_dense",
-)
-
-
-def write_tables(df: pd.DataFrame, out: str | Path) -> dict[str, Path]:
-    """Write ``OUT/table.csv`` (every tidy row), ``OUT/summary.csv``, ``OUT/report.md`` and, when some run
-    has an n:m sibling, ``OUT/siblings.csv`` (:func:`reports.siblings.sibling_table`), atomically.  A
-    ``siblings.csv`` of an earlier report whose runs are no longer paired is removed."""
-    from reports.siblings import display_table, sibling_table, verdicts
-
-    out = Path(out)
-    summ = summary_table(df)
-    sib = sibling_table(summ)
-    paths = {"table": out / "table.csv", "summary": out / "summary.csv", "markdown": out / "report.md"}
-    atomic_write_text(paths["table"], df.to_csv(index=False))
-    atomic_write_text(paths["summary"], summ.to_csv(index=False))
-    if not sib.empty:
-        paths["siblings"] = out / "siblings.csv"
-        atomic_write_text(paths["siblings"], sib.to_csv(index=False))
-    elif (out / "siblings.csv").is_file():
-        (out / "siblings.csv").unlink()
-    show = [c for c in SUMMARY_SHOW if c in summ.columns]
-    md = "# besa report\n\n## At a glance\n\n" + to_markdown(glance_table(summ))
-    if not sib.empty:
-        md += (
-            "\n## Unstructured vs its n:m sibling (equal sparsity)\n\n"
-            "Unstructured run on the sparse engine (cycle mode) vs its n:m sibling on the n:m engine, same machine, "
-            "sparsity and weight bits.\n\n" + "".join(f"- {l}\n" for l in verdicts(sib)) + "\n" + to_markdown(display_table(sib))
-        )
-    md += "\n## Every simulation\n\nWhole-model totals (summary.json of each simulation; speedup = dense cycles / cycles).\n\n" + to_markdown(summ[show])
-    atomic_write_text(paths["markdown"], md)
-    return paths

@@ -98,7 +98,7 @@ $B/python - <<'EOF'
 import besa_common.resources as r, simulator.hardware as h
 root = r.configs_root()
 assert "site-packages" in str(root), root
-assert {"vitcod", "besa", "hbm-4k"} <= set(r.config_names("hw")), r.config_names("hw")
+assert {"vitcod", "besa-paper-array", "hbm-4k"} <= set(r.config_names("hw")), r.config_names("hw")
 assert h.load_hardware("vitcod").name == "vitcod"
 assert r.config_file("experiments", "default").is_file()
 EOF

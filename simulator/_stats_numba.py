@@ -1,23 +1,55 @@
-"""The numba kernels behind :mod:`simulator.stats` when the C++ core is not built, plus the two
-the core does not have (the LPT row assignment of :func:`line_loads`, besa-code's column relabelling).
+"""The numba kernels behind :mod:`simulator.stats` when the C++ core is not built, plus the one the
+core does not have (besa-code's column relabelling, :func:`reorder_labels`).
 
-Imported only when one of them is needed: numba's import and its first call cost about a second,
-more than a whole decode simulation.  Masks are ``uint8 [rows, ceil(cols/8)]``, keep bits packed
+numba's import and its first call cost about a second, more than a whole decode simulation, so
+numba is imported and the kernels (:data:`_KERNELS`, plain Python functions until then) are compiled
+only when one of them is first called (:func:`_compile`).  Masks are ``uint8 [rows, ceil(cols/8)]``, keep bits packed
 along the in-features axis, little bit order, pad bits 0, 1 = kept (:mod:`besa_common.masks`).
 Every function has a plain-numpy twin in :mod:`simulator.reference`; the tests check they agree.
 """
 
 from __future__ import annotations
 
+from functools import wraps
+
 import numpy as np
-from numba import njit
+
+_KERNELS: dict = {}  # name -> plain Python function, compiled by _compile()
+_compiled = False
+
+
+def _compile() -> None:
+    """Import numba and compile every kernel, replacing each module-level name by its compiled
+    version (a kernel calling another, e.g. _bank_gather -> _beat_conflicts, finds the compiled one)."""
+    global _compiled
+    if _compiled:
+        return
+    from numba import njit  # heavy: only here, on the first call of a kernel
+
+    g = globals()
+    for name, fn in _KERNELS.items():
+        g[name] = njit(cache=True, nogil=True)(fn)
+    _compiled = True
+
+
+def _kernel(fn):
+    """Register ``fn`` as a numba kernel: until :func:`_compile` runs, calling it compiles them all."""
+    _KERNELS[fn.__name__] = fn
+
+    @wraps(fn)
+    def first_call(*args):
+        _compile()
+        return globals()[fn.__name__](*args)
+
+    return first_call
+
 
 # byte -> its 8 bits spread over the 8 bytes of a uint64 (lane b = bit b), for column counting
 _SPREAD = np.array([sum(((v >> b) & 1) << (8 * b) for b in range(8)) for v in range(256)], dtype=np.uint64)
 _POP8 = np.array([bin(v).count("1") for v in range(256)], dtype=np.int64)
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _col_counts(packed, spread, cols):
     rows, nb = packed.shape
     out = np.zeros(nb * 8, np.int64)
@@ -45,7 +77,7 @@ def col_counts(packed: np.ndarray, cols: int) -> np.ndarray:
     return _col_counts(np.ascontiguousarray(packed), _SPREAD, cols)
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _row_counts_sel(packed, sel, pop8):
     rows, nb = packed.shape
     out = np.zeros(rows, np.int64)
@@ -69,12 +101,7 @@ def row_counts(packed: np.ndarray, select: np.ndarray | None = None) -> np.ndarr
     return _row_counts_sel(np.ascontiguousarray(packed), sel, _POP8)
 
 
-def dense_columns(counts: np.ndarray, rows: int, tau: float) -> np.ndarray:
-    """The tau partition of the cycle model: column j is dense when counts[j] > tau*rows (float64)."""
-    return counts > tau * rows
-
-
-@njit(cache=True, nogil=True)
+@_kernel
 def _rle_pads(packed, sel, cols, bits, tz8, lz8):
     # A fully selected byte with kept bits: its inner gaps are < 8 <= R+1 when bits >= 3, so only the
     # zeros before its first and after its last kept bit matter (tz8 / lz8 tables); other bytes go bit
@@ -120,7 +147,7 @@ def rle_pads(packed: np.ndarray, cols: int, select: np.ndarray, bits: int) -> np
     return _rle_pads(np.ascontiguousarray(packed), sel, cols, bits, _TZ8, _LZ8)
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _nm_group_max(packed, cols, m):
     rows, nb = packed.shape
     best = 0
@@ -137,7 +164,7 @@ def _nm_group_max(packed, cols, m):
     return best
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _nm_group_max_byte(packed, m, pop8):
     # m divides 8 and cols % 8 == 0: groups never straddle bytes
     rows, nb = packed.shape
@@ -166,38 +193,7 @@ def nm_group_max(packed: np.ndarray, cols: int, m: int) -> int:
     return int(_nm_group_max(p, cols, m))
 
 
-@njit(cache=True, nogil=True)
-def lpt_assign(costs, lines):
-    """LPT: rows by cost descending (ties: lower row first) to the least-loaded line (ties: lower line).
-
-    Returns the line of each row (int64 ``[len(costs)]``).  The C++ engine uses the same rule.
-    """
-    n = costs.shape[0]
-    order = np.argsort(-costs, kind="mergesort")  # stable: equal costs keep row order
-    load = np.zeros(lines, np.int64)
-    line_of = np.empty(n, np.int64)
-    for idx in range(n):
-        j = order[idx]
-        best = 0
-        for ln in range(1, lines):
-            if load[ln] < load[best]:
-                best = ln
-        load[best] += costs[j]
-        line_of[j] = best
-    return line_of
-
-
-def line_loads(costs: np.ndarray, lines: int, assign: str) -> np.ndarray:
-    """Beats per line after assigning rows with ``costs`` (beats per token) to ``lines`` lines."""
-    costs = np.asarray(costs, np.int64)
-    if assign == "round_robin":
-        line_of = np.arange(costs.size) % lines
-    else:
-        line_of = lpt_assign(costs, lines)
-    return np.bincount(line_of, weights=costs, minlength=lines).astype(np.int64)
-
-
-@njit(cache=True, nogil=True)
+@_kernel
 def reorder_labels(high, n):
     """Where the BESA authors' reorder.calc sends each node id (rows and columns share ids 0..n-1).
 
@@ -232,7 +228,7 @@ def reorder_labels(high, n):
     return label
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _beat_conflicts(buf, k, hist):
     # The most column indices of one beat (buf[:k], bank numbers) that land on one bank; hist is
     # zero on entry and on return.
@@ -246,7 +242,7 @@ def _beat_conflicts(buf, k, hist):
     return mx
 
 
-@njit(cache=True, nogil=True)
+@_kernel
 def _bank_gather(packed, sel, cols, m, banks, scale):
     rows = packed.shape[0]
     S = min(rows, 64)

@@ -11,33 +11,17 @@ cache.  Shapes (heads x head_dim, KV heads, vocabulary, tied head) come from
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from besa_common.errors import UserError
 from simulator import engine as eng
-from simulator import reference as ref
+from simulator.cost.dense import embedding_lookup
+from simulator.cost.energy import energy_fj
 from simulator.hardware import FJ_PER_PJ, Hardware
-
-DECODER_COLUMNS = [
-    "layer",
-    "kind",
-    "block",
-    "tokens",
-    "context",
-    "batch",
-    "cycles",
-    "compute_cycles",
-    "memory_cycles",
-    "stall_cycles",
-    "bound",
-    "bytes_kv",
-    "bytes_weights",
-    "bytes_act",
-    "bytes_out",
-    "macs",
-    "energy_pj",
-    "time_us",
-]
+from simulator.modelcfg import model_shape
+from simulator.schema import DECODER_COLUMNS
 
 
 def check_decoder_args(context: int, batch: int, tokens: list[int]) -> None:
@@ -54,10 +38,6 @@ def check_decoder_args(context: int, batch: int, tokens: list[int]) -> None:
 def model_for(layers, spec: str | None, synthetic: str | None):
     """The model shape for the attention / LM head: ``--model`` or the synthetic spec's model name;
     checked against the workload's q_proj / k_proj shapes."""
-    from simulator.modelcfg import model_shape
-
-    import re
-
     name = spec
     if name is None and synthetic:
         name = synthetic.split(":", 1)[0].split("[", 1)[0]
@@ -74,7 +54,7 @@ def model_for(layers, spec: str | None, synthetic: str | None):
 
 
 def _row(layer: str, kind: str, block: int, n: int, context: int, batch: int, r: dict, hw: Hardware) -> dict:
-    e = ref.energy_fj(r, hw)["total"]
+    e = energy_fj(r, hw)["total"]
     return {
         "layer": layer,
         "kind": kind,
@@ -112,8 +92,8 @@ def decoder_rows(layers, shape, hw: Hardware, tokens: list[int], context: int, b
         rows += [_row(f"model.layers.{b}.self_attn.attention", "attention", b, n, context, batch, a, hw) for b in blocks]
         head = eng.evaluate_dense(shape.vocab, shape.hidden, n, hw, engine)
         rows.append(_row("lm_head", "lm_head", -1, n, context, batch, head, hw))
-        rows.append(_row("model.embed_tokens", "embedding", -1, n, context, batch, ref.embedding_lookup(shape.hidden, n, hw), hw))
-    return pd.DataFrame(rows, columns=DECODER_COLUMNS)
+        rows.append(_row("model.embed_tokens", "embedding", -1, n, context, batch, embedding_lookup(shape.hidden, n, hw), hw))
+    return pd.DataFrame(rows, columns=list(DECODER_COLUMNS))
 
 
 def add_end_to_end(summary: dict, dec: pd.DataFrame, hw: Hardware) -> None:

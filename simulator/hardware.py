@@ -5,7 +5,7 @@ clock ``freq_mhz``, DRAM bandwidth ``dram_bytes_per_cycle`` (bytes per clock cyc
 data widths in bits, ``pipeline_fill`` (lambda) in cycles per dense tile, tiles in rows (``tile_m``,
 output features), columns (``tile_k``, input features) and tokens (``tile_n``); a tile field of 0
 means "derive it": the largest tiles that double-buffer in the buffers (see
-:func:`simulator.reference.tilings`).  Energies in picojoules (``e_*``; see docs/simulator.md for
+:func:`simulator.cost.tiles.tilings`).  Energies in picojoules (``e_*``; see docs/simulator.md for
 their sources).  ``partition = "optimal"`` searches the dense-column set per layer; ``"tau"`` uses the
 fixed threshold ``tau`` (``--set tau=X`` switches to it).  ``gather_factor = 0`` derives the sparse
 engine's gather slowdown from the mask's bank conflicts on ``banks`` SRAM banks; a value >= 1 is a
@@ -268,12 +268,22 @@ def validate(hw: Hardware) -> Hardware:
     return hw
 
 
+# Older preset names, still accepted everywhere a preset name is (the name a preset is loaded under
+# is its file's ``name``).  ``besa`` was the BESA paper's array, whose name also meant the method,
+# the package and two modes.
+PRESET_ALIASES = {"besa": "besa-paper-array"}
+
+
 def list_presets() -> list[str]:
-    """Names of the shipped hardware presets (the one place that lists them)."""
-    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+    """Every name of a shipped preset: the files of ``configs/hw`` and the older names of
+    :data:`PRESET_ALIASES` (the one place that lists them)."""
+    return sorted({p.stem for p in PRESET_DIR.glob("*.toml")} | set(PRESET_ALIASES))
 
 
-preset_names = list_presets  # older name, kept for callers
+def _preset_file(name: str) -> Path | None:
+    """The shipped preset file of ``name`` (an alias included), or None."""
+    path = PRESET_DIR / f"{PRESET_ALIASES.get(name, name)}.toml"
+    return path if path.is_file() else None
 
 
 def _implied(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -285,23 +295,52 @@ def _implied(overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _read_preset(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The fields a preset file sets, its base's included: ``base = "vitcod"`` (a shipped preset) or
+    ``base = "other.toml"`` (beside this file) takes every field of that preset but its ``name``
+    and ``description``, and this file's fields replace them.  Errors name the file."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid TOML ({str(exc).splitlines()[0]})") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    base = raw.pop("base", None)
+    unknown = sorted(set(raw) - set(_FIELD_TYPES))
+    if unknown:
+        raise UserError(f"{path.name}: unknown hardware field {unknown[0]!r} (fields: base, {', '.join(_FIELD_TYPES)})")
+    if base is None:
+        return raw
+    if not isinstance(base, str) or not base.strip():
+        raise UserError(f"{path}: base must be a preset name or a .toml file, got {base!r}")
+    base_path = path.parent / base if base.endswith(".toml") else _preset_file(base)
+    if base_path is None or not base_path.is_file():
+        raise UserError(f"{path}: unknown base preset {base!r} (presets: {', '.join(list_presets())}; or a .toml file beside it)")
+    seen = (*chain, path.resolve())
+    if base_path.resolve() in seen:
+        cycle = " -> ".join(p.name for p in (*seen, base_path.resolve()))
+        raise UserError(f"{path}: base presets form a cycle ({cycle})")
+    values = _read_preset(base_path, seen)
+    values.pop("name", None)
+    values.pop("description", None)
+    values.update(raw)
+    return values
+
+
 def load_hardware(name_or_path: str, overrides: dict[str, Any] | None = None) -> Hardware:
-    """Load a preset (``vitcod``, ``besa``, ``hbm-4k`` or a path to a TOML file) and apply ``overrides``.
+    """Load a preset (``vitcod``, ``besa-paper-array``, ``hbm-4k`` ..., an alias of
+    :data:`PRESET_ALIASES`, or a path to a TOML file) and apply ``overrides``.
 
     ``overrides`` maps field names to values (strings from the CLI are coerced to the field's type).
     """
     path = Path(name_or_path)
     if not (path.suffix == ".toml" or path.is_file()):
-        path = PRESET_DIR / f"{name_or_path}.toml"
-        if not path.is_file():
+        path = _preset_file(str(name_or_path))
+        if path is None:
             raise UserError(f"unknown hardware preset {name_or_path!r} (presets: {', '.join(list_presets())}; or give a .toml path)")
     if not path.is_file():
         raise UserError(f"hardware file not found: {path}")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid TOML ({str(exc).splitlines()[0]})") from None
-    values = dict(raw)
+    values = _read_preset(path)
     values.update(_implied(overrides or {}))
     unknown = sorted(set(values) - set(_FIELD_TYPES))
     if unknown:

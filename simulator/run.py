@@ -1,7 +1,7 @@
 """Run a workload on a machine: the rows of ``layers.csv`` and the ``summary.json`` built from them.
 
 ``simulate(workload, hw, mode, tokens)`` -> pandas DataFrame (one row per layer and token count, the
-columns of :data:`COLUMNS` in that order); ``summarize(df, hw)`` -> dict (totals and per-projection
+columns of :data:`simulator.schema.LAYER_COLUMNS` in that order); ``summarize(df, hw)`` -> dict (totals and per-projection
 averages per token count, the hardware, versions); ``write_results(out_dir, df, summary)`` writes both
 files atomically.
 """
@@ -15,94 +15,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from simulator import engine as eng
 from besa_common.errors import UserError
 from besa_common.fileio import write_dir_unit
-from simulator.totals import SUM_COLUMNS, model_totals
+from simulator import engine as eng
+from simulator.cost.energy import ENERGY_CLASSES
 from simulator.hardware import FJ_PER_PJ, GATHER_SCALE, Hardware
-from simulator.reference import ENERGY_CLASSES
+from simulator.schema import LAYER_COLUMNS, LAYER_INT_COLUMNS, RESULTS_VERSION, SUM_COLUMNS, SUMMARY_FORMAT
 from simulator.stats import MaskStats
-from simulator.workload import LayerWorkload
+from simulator.totals import model_totals
+from simulator.workload import LayerWorkload, check_magnitudes, check_tokens
 
-RESULTS_VERSION = 1
 SIMULATOR_VERSION = "0.1.0"
-
-# Fixed header order of layers.csv.  Columns a mode does not define are left empty.
-COLUMNS = [
-    "layer",
-    "proj",
-    "block",
-    "rows",
-    "cols",
-    "density",
-    "tokens",
-    "mode",
-    "preset",
-    "cycles",
-    "dense_cycles",
-    "speedup_vs_dense",
-    "nm_cycles",
-    "speedup_vs_nm",
-    "nm_n",
-    "dense_engine_cycles",
-    "sparse_engine_cycles",
-    "stall_cycles",
-    "bytes_weights",
-    "bytes_index",
-    "bytes_act",
-    "bytes_out",
-    "utilization",
-    "bound",
-    "lb_ideal",
-    "lb_split",
-    "dense_cols",
-    "lines_dense",
-    "lines_sparse",
-    "tau",
-    "tries",
-    "time_us",
-    # added by the fidelity work (docs/simulator.md): lanes time-shared, chosen tiles, gather factor,
-    # compulsory-traffic floor, energy by class (pJ) and against the dense baseline
-    "shared",
-    "tile_m",
-    "tile_n",
-    "gather",
-    "memory_floor",
-    "energy_pj",
-    "energy_dram_pj",
-    "energy_sram_pj",
-    "energy_mac_pj",
-    "energy_index_pj",
-    "dense_energy_pj",
-    "energy_vs_dense",
-]
-INT_COLUMNS = [
-    "block",
-    "rows",
-    "cols",
-    "tokens",
-    "cycles",
-    "dense_cycles",
-    "nm_cycles",
-    "nm_n",
-    "dense_engine_cycles",
-    "sparse_engine_cycles",
-    "stall_cycles",
-    "bytes_weights",
-    "bytes_index",
-    "bytes_act",
-    "bytes_out",
-    "lb_ideal",
-    "lb_split",
-    "dense_cols",
-    "lines_dense",
-    "lines_sparse",
-    "tries",
-    "shared",
-    "tile_m",
-    "tile_n",
-    "memory_floor",
-]
 
 
 def _ratio(a, b):
@@ -115,7 +38,7 @@ def _bytes(bits):
 
 def _row(layer: LayerWorkload, mode: str, n: int, hw: Hardware, r: dict) -> dict:
     nnz = r["nnz"]
-    row = {c: None for c in COLUMNS}
+    row = {c: None for c in LAYER_COLUMNS}
     row.update(
         layer=layer.name,
         proj=layer.proj,
@@ -134,7 +57,7 @@ def _row(layer: LayerWorkload, mode: str, n: int, hw: Hardware, r: dict) -> dict
         dense_cols=r.get("G"),
         lines_dense=r.get("lines_dense"),
         lines_sparse=r.get("lines_sparse"),
-        tau=r.get("tau"),
+        dense_threshold=r.get("dense_threshold"),
         tries=r.get("tries"),
         time_us=r["cycles"] / hw.freq_mhz,
         utilization=_ratio(nnz * n, hw.macs * r["cycles"]),
@@ -170,12 +93,6 @@ def _row(layer: LayerWorkload, mode: str, n: int, hw: Hardware, r: dict) -> dict
     else:
         row["bound"] = "compute"
     return row
-
-
-def _check_tokens(tokens) -> list[int]:
-    from simulator.workload import check_tokens
-
-    return check_tokens(list(tokens), "tokens")
 
 
 def workload_stats(workload: list[LayerWorkload], prepare_for=()) -> list[MaskStats]:
@@ -214,14 +131,12 @@ def simulate(
     :func:`workload_stats` (same order), to reuse across machines; without it each mask is read once
     here and its statistics are dropped with it.
     """
-    tokens = _check_tokens(tokens)
+    tokens = check_tokens(list(tokens), "tokens")
     eng.get_mode(mode)
     if not workload:
         raise UserError("empty workload: no layers to simulate")
     if stats is not None and len(stats) != len(workload):
         raise UserError(f"stats: {len(stats)} layers for a workload of {len(workload)}")
-    from simulator.workload import check_magnitudes
-
     check_magnitudes(workload, hw, tokens)  # before any layer reaches the int64 engine
     engine = engine or eng.default_engine()
     rows = []
@@ -237,8 +152,8 @@ def simulate(
             raise UserError(f"stats of layer {layer.name!r}: {st.rows}x{st.cols}, not {layer.rows}x{layer.cols}")
         for n, r in zip(tokens, eng.evaluate_stats(st, mode, tokens, hw, engine)):
             rows.append(_row(layer, mode, n, hw, r))
-    df = pd.DataFrame(rows, columns=COLUMNS)
-    for c in INT_COLUMNS:
+    df = pd.DataFrame(rows, columns=list(LAYER_COLUMNS))
+    for c in LAYER_INT_COLUMNS:
         df[c] = df[c].astype("Int64")
     return df.sort_values(["tokens"], kind="stable").reset_index(drop=True)
 
@@ -285,7 +200,7 @@ def summarize(df: pd.DataFrame, hw: Hardware) -> dict:
             pp[str(proj)] = {k: _clean(v) for k, v in e.items()}
         per_proj[str(int(n))] = pp
     return {
-        "format": "besa-sim-summary",
+        "format": SUMMARY_FORMAT,
         "version": RESULTS_VERSION,
         "simulator_version": SIMULATOR_VERSION,
         "mode": mode,
@@ -315,7 +230,7 @@ def check_results(df: pd.DataFrame, summary: dict) -> str:
         vals = pd.to_numeric(col, errors="coerce").dropna().to_numpy(dtype=float)
         if not np.isfinite(vals).all():
             raise UserError(f"simulation result {c!r} is not finite (inputs beyond the model's range?); nothing written")
-        if c in INT_COLUMNS and (vals < 0).any():
+        if c in LAYER_INT_COLUMNS and (vals < 0).any():
             raise UserError(f"simulation result {c!r} is negative (an integer overflow: inputs too large); nothing written")
     try:
         return json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + "\n"

@@ -5,7 +5,7 @@ Masks are ``uint8 [rows, ceil(cols/8)]``, keep bits packed along the in-features
 order (column c -> byte c // 8, bit c % 8), pad bits 0, 1 = kept (see :mod:`besa_common.masks`).
 Every function here has a plain-numpy twin in :mod:`simulator.reference` (on unpacked bool masks);
 the tests check they agree.  They run in the C++ core (``cpp/stats.cpp``) when it is built, else in
-the numba kernels of :mod:`simulator._stats_numba` (imported only then: numba costs ~1 s to start).
+the numba kernels of :mod:`simulator._stats_numba` (compiled only then: numba costs ~1 s to start).
 Counts are int64.
 """
 
@@ -15,19 +15,13 @@ from typing import Callable
 
 import numpy as np
 
-try:
-    from simulator import _core  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - exercised only without the extension
-    _core = None
+from simulator import _stats_numba as _numba
+from simulator.cost.partition import partition_candidates
+from simulator.cpp import core as _core
+from simulator.hardware import GATHER_SCALE
 
 # Set to False (tests) to run the numba kernels even when the core is built.
 USE_CORE = True
-
-
-def _numba():
-    from simulator import _stats_numba
-
-    return _stats_numba
 
 
 def _fast() -> bool:
@@ -51,8 +45,7 @@ def mask_counts(packed: np.ndarray, cols: int) -> tuple[np.ndarray, np.ndarray]:
     if _fast():
         c, r = _core.mask_counts(_mask(packed))
         return c[:cols], r
-    nb = _numba()
-    return nb.col_counts(packed, cols), nb.row_counts(packed)
+    return _numba.col_counts(packed, cols), _numba.row_counts(packed)
 
 
 def col_counts(packed: np.ndarray, cols: int) -> np.ndarray:
@@ -68,14 +61,9 @@ def row_counts(packed: np.ndarray, select: np.ndarray | None = None, row_total: 
     if select is None:
         return mask_counts(packed, packed.shape[1] * 8)[1]
     if not _fast():
-        return _numba().row_counts(packed, select)
+        return _numba.row_counts(packed, select)
     tot = None if row_total is None else np.ascontiguousarray(row_total, np.int64)
     return _core.row_counts_sel(_mask(packed), pack_select(select, packed.shape[1]), tot)
-
-
-def dense_columns(counts: np.ndarray, rows: int, tau: float) -> np.ndarray:
-    """The tau partition of the cycle model: column j is dense when counts[j] > tau*rows (float64)."""
-    return counts > tau * rows
 
 
 def rle_pads(packed: np.ndarray, cols: int, select: np.ndarray, bits: int) -> np.ndarray:
@@ -83,7 +71,7 @@ def rle_pads(packed: np.ndarray, cols: int, select: np.ndarray, bits: int) -> np
     if _fast():
         return _core.rle_pads(_mask(packed), pack_select(select, packed.shape[1]), bits)
     # numba's ints are 64-bit: 1 << 64 wraps.  A run of 2^62 zeros never fits in a row, so 62 is exact.
-    return _numba().rle_pads(packed, cols, select, min(int(bits), 62))
+    return _numba.rle_pads(packed, cols, select, min(int(bits), 62))
 
 
 def nm_group_max(packed: np.ndarray, cols: int, m: int) -> int:
@@ -92,7 +80,7 @@ def nm_group_max(packed: np.ndarray, cols: int, m: int) -> int:
         return 0
     if _fast():
         return int(_core.nm_group_max(_mask(packed), cols, m))
-    return _numba().nm_group_max(packed, cols, m)
+    return _numba.nm_group_max(packed, cols, m)
 
 
 def bank_gather_scaled(packed: np.ndarray, cols: int, select: np.ndarray, m: int, banks: int, scale: int) -> int:
@@ -102,17 +90,12 @@ def bank_gather_scaled(packed: np.ndarray, cols: int, select: np.ndarray, m: int
         return scale
     if _fast():
         return int(_core.bank_gather(_mask(packed), pack_select(select, packed.shape[1]), cols, m, banks, scale))
-    return _numba().bank_gather_scaled(packed, cols, select, m, banks, scale)
-
-
-def line_loads(costs: np.ndarray, lines: int, assign: str) -> np.ndarray:
-    """Beats per line after assigning rows with ``costs`` (beats per token) to ``lines`` lines."""
-    return _numba().line_loads(costs, lines, assign)
+    return _numba.bank_gather_scaled(packed, cols, select, m, banks, scale)
 
 
 def reorder_labels(high: np.ndarray, n: int) -> np.ndarray:
     """Where the BESA authors' reorder.calc sends each node id (see :mod:`simulator._stats_numba`)."""
-    return _numba().reorder_labels(high, n)
+    return _numba.reorder_labels(high, n)
 
 
 # ---------------------------------------------------------------------------- per-layer statistics
@@ -167,22 +150,21 @@ class MaskStats:
 
     # -- partition candidates
     def candidates(self, hw) -> list[tuple[float, np.ndarray]]:
-        """:func:`simulator.reference.partition_candidates` of this mask on ``hw`` (ascending G)."""
-        from simulator import reference as ref
-
+        """:func:`simulator.cost.partition.partition_candidates` of this mask on ``hw``: (threshold,
+        dense columns) pairs, ascending G."""
         if hw.partition == "tau":
-            return self._cached(("cand", "tau", hw.tau), lambda: ref.partition_candidates(self.counts, self.rows, hw))
+            return self._cached(("cand", "tau", hw.tau), lambda: partition_candidates(self.counts, self.rows, hw))
         return self._cached(("cand", hw.partition), self._optimal_candidates)
 
     def _optimal_candidates(self) -> list[tuple[float, np.ndarray]]:
-        # The reference's sets {counts >= rows} then {16*count > k*rows} = {count >= k*rows//16 + 1},
+        # The cost library's sets {counts >= rows} then {16*count > k*rows} = {count >= k*rows//16 + 1},
         # k = 15 .. 0, sized from the histogram of the counts; only the distinct sets are built.
         M = self.rows
         at_least = np.cumsum(np.bincount(self.counts, minlength=M + 1)[::-1])[::-1]  # [c]: columns with count >= c
         first: dict[int, tuple[float, int]] = {}
-        for tau, c in [(1.0, M)] + [(k / 16, k * M // 16 + 1) for k in range(15, -1, -1)]:
-            first.setdefault(int(at_least[c]) if c <= M else 0, (tau, c))
-        return [(tau, self.counts >= c) for _g, (tau, c) in sorted(first.items())]
+        for threshold, c in [(1.0, M)] + [(k / 16, k * M // 16 + 1) for k in range(15, -1, -1)]:
+            first.setdefault(int(at_least[c]) if c <= M else 0, (threshold, c))
+        return [(threshold, self.counts >= c) for _g, (threshold, c) in sorted(first.items())]
 
     def dense_kept(self, dense: np.ndarray) -> int:
         """Kept entries in the dense columns ``dense`` (bool ``[cols]``)."""
@@ -219,10 +201,8 @@ class MaskStats:
     def prepare(self, hw) -> "MaskStats":
         """Compute now every lazy statistic a cycle / nm simulation on ``hw`` can ask for (all its
         partition candidates), so that it never reads the mask again; returns self."""
-        from simulator.hardware import GATHER_SCALE
-
         self.group_max(hw.nm_m)
-        for _tau, dense in self.candidates(hw):
+        for _threshold, dense in self.candidates(hw):
             self.dense_kept(dense)
             self.row_sparse(dense)
             if hw.index_format == "rle" and not dense.all():

@@ -24,6 +24,7 @@ Patterns (the part after ``SHAPE:`` in a spec, see :func:`parse_pattern`):
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from itertools import combinations
@@ -33,6 +34,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from besa_common.errors import UserError
+from besa_common.masks import read_masks_packed
+from besa_common.sparsity import check_measured, parse_nm
+from simulator import stats
+from simulator.cpp import core
 
 # (rows, cols, rng) -> packed keep mask
 Generator = Callable[[int, int, np.random.Generator], np.ndarray]
@@ -61,11 +66,7 @@ def popcount(packed: np.ndarray) -> int:
 
 def _pcg64_fill():
     """The C++ core's PCG64 stream (cpp/random.cpp), or None without the core."""
-    try:
-        from simulator import _core  # type: ignore[attr-defined]
-    except ImportError:  # pragma: no cover - exercised only without the extension
-        return None
-    return getattr(_core, "pcg64_fill", None)
+    return getattr(core, "pcg64_fill", None)
 
 
 USE_CORE_RNG = True  # tests set False to check the numpy-only path
@@ -349,9 +350,6 @@ class LikeProfiles:
     """
 
     def __init__(self, path: str | Path):
-        from besa_common.masks import read_masks_packed
-        from simulator import stats
-
         p = Path(path)
         if p.is_dir():
             p = p / "masks.safetensors"
@@ -377,8 +375,6 @@ class LikeProfiles:
 
 
 def _proj_and_block(name: str) -> tuple[str, int]:
-    import re
-
     proj = name.rsplit(".", 1)[-1]
     m = re.search(r"layers\.(\d+)\.", name)
     return proj, int(m.group(1)) if m else -1
@@ -432,10 +428,10 @@ def _refuse_old(kind: str, arg: str) -> None:
 
 
 def _fraction(text: str) -> float:
-    v = float(text)
-    if not 0.0 <= v <= 1.0:
-        raise ValueError
-    return v
+    try:
+        return check_measured(float(text))
+    except UserError:
+        raise ValueError from None  # the caller names the whole pattern
 
 
 def _p_sparsity(arg: str):
@@ -444,10 +440,7 @@ def _p_sparsity(arg: str):
 
 
 def _p_nm(arg: str):
-    n_s, m_s = arg.split(":")
-    n, m = int(n_s), int(m_s)
-    if not 1 <= n <= m:
-        raise UserError(f"synthetic pattern nm={arg}: N:M needs 1 <= N <= M (N kept of every M)")
+    n, m = parse_nm(arg, f"synthetic pattern nm={arg}")
     if m > 1024:  # the generic generator draws rows x groups x M floats: bound M like the hardware's nm_m
         raise UserError(f"synthetic pattern nm={arg}: M must be <= 1024")
     return lambda r, c, g: gen_nm(r, c, n, m, g)

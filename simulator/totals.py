@@ -6,7 +6,7 @@
 For each token count (the rows with that ``tokens``; ``None`` = every row):
 
 * ``layers`` — rows (weight matrices) summed over;
-* each column of :data:`SUM_COLUMNS` — summed, but only when EVERY row has it: a sum over some of the
+* each column of :data:`simulator.schema.SUM_COLUMNS` — summed, but only when EVERY row has it: a sum over some of the
   layers is not a model total (the n:m engine, for one, runs only the layers that fit its pattern);
 * ``speedup_vs_dense`` = Σ dense_cycles / Σ cycles, ``speedup_vs_nm`` = Σ nm_cycles / Σ cycles (> 1 = faster);
 * ``memory_bound_share`` — fraction of the layers whose ``bound`` is ``memory``; ``bound`` = ``memory``
@@ -26,22 +26,7 @@ from typing import Any
 
 import numpy as np
 
-# layers.csv columns whose model total is their sum over the layers
-SUM_COLUMNS = (
-    "cycles",
-    "dense_cycles",
-    "nm_cycles",
-    "stall_cycles",
-    "dense_engine_cycles",
-    "sparse_engine_cycles",
-    "bytes_weights",
-    "bytes_index",
-    "bytes_act",
-    "bytes_out",
-    "lb_ideal",
-    "lb_split",
-)
-_ENERGY = ("energy_pj", "dense_energy_pj")
+from simulator.schema import ENERGY_SUM_COLUMNS, SUM_COLUMNS
 
 
 def _floats(arr) -> np.ndarray:
@@ -56,7 +41,7 @@ def _ratio(a: float, b: float) -> float:
 def model_totals(layers, tokens: list[int | None]) -> list[dict[str, Any]]:
     """The totals of ``layers`` (a ``layers.csv`` frame) for each entry of ``tokens`` (see the module docstring)."""
     cols = set(layers.columns)
-    num = {c: _floats(layers[c].array) for c in (*SUM_COLUMNS, *_ENERGY, "utilization") if c in cols}
+    num = {c: _floats(layers[c].array) for c in (*SUM_COLUMNS, *ENERGY_SUM_COLUMNS, "utilization") if c in cols}
     bound = np.asarray(layers["bound"].array) if "bound" in cols else None
     tok = _floats(layers["tokens"].array) if "tokens" in cols else None
     out = []
@@ -85,7 +70,7 @@ def _totals_of(num: dict[str, np.ndarray], bound: np.ndarray | None, sel: np.nda
     if b is not None and all(isinstance(x, str) for x in b):
         row["memory_bound_share"] = float((b == "memory").mean())
         row["bound"] = "memory" if row["memory_bound_share"] > 0.5 else "compute"
-    if all(c in full for c in _ENERGY):
+    if all(c in full for c in ENERGY_SUM_COLUMNS):
         row["energy_uj"] = float(full["energy_pj"].sum()) / 1e6
         row["dense_energy_uj"] = float(full["dense_energy_pj"].sum()) / 1e6
         row["energy_vs_dense"] = _ratio(row["dense_energy_uj"], row["energy_uj"])

@@ -32,6 +32,9 @@ import numpy as np
 from besa_common import llama
 from besa_common.errors import UserError
 from besa_common.masks import read_masks_packed, unpack_keep
+from simulator.hardware import BW_SCALE, GATHER_SCALE
+from simulator.modelcfg import model_shape
+from simulator.synth import parse_pattern
 
 PROJECTIONS = llama.PROJECTIONS
 
@@ -75,8 +78,6 @@ def check_magnitudes(workload, hw, tokens) -> None:
     covers every layer): the bits one tile moves times the bandwidth scale, a layer's total bits and
     MACs, and its cycles at the slowest bandwidth.
     """
-    from simulator.hardware import BW_SCALE, GATHER_SCALE
-
     if not workload:
         return
     big = max(workload, key=lambda lw: lw.rows * lw.cols)
@@ -155,10 +156,6 @@ def from_masks(path) -> list[LayerWorkload]:
     return from_packed(packed, shapes, str(path))
 
 
-# Generators and pattern parsing live in simulator.synth; re-exported for callers of the old names.
-from simulator.synth import PATTERN_HELP, gen_nm, gen_skewed, gen_unstructured, parse_pattern  # noqa: E402,F401
-
-
 def _shapes(shape: str) -> list[tuple[str, int, int, str, int]]:
     """``(name, rows, cols, proj, block)`` of every layer of a SHAPE: ``MxK[*COUNT]`` or a model
     (:func:`simulator.modelcfg.model_shape`: shipped name, config.json, directory, .gguf) with an
@@ -172,8 +169,6 @@ def _shapes(shape: str) -> list[tuple[str, int, int, str, int]]:
         if count > MAX_COUNT:
             raise UserError(f"synthetic shape {shape!r}: at most {MAX_COUNT} matrices")
         return [(f"matrix.{i}", rows, cols, f"{rows}x{cols}", i) for i in range(count)]
-    from simulator.modelcfg import model_shape
-
     m = re.fullmatch(r"(.+?)(?:\[(\d+)\])?", shape)
     try:
         ms = model_shape(m.group(1))
@@ -207,13 +202,3 @@ def synthetic(spec: str, seed: int = 0) -> list[LayerWorkload]:
 
         out.append(LayerWorkload(name, rows, cols, proj, block, loader))
     return out
-
-
-def from_keep(name: str, keep: np.ndarray, proj: str | None = None, block: int = -1) -> LayerWorkload:
-    """A workload layer from an in-memory bool keep mask (tests, notebooks)."""
-    from besa_common.masks import pack_keep
-
-    keep = np.asarray(keep, dtype=bool)
-    packed = pack_keep(keep)
-    p, b = _proj_and_block(name)
-    return LayerWorkload(name, keep.shape[0], keep.shape[1], proj or p, block if block >= 0 else b, lambda: packed)

@@ -84,7 +84,7 @@ def test_every_package_data_pattern_matches_a_file():
 
 def test_shipped_configs_are_found_in_one_place():
     assert resources.configs_root() == ROOT / "configs"  # a checkout uses its own files
-    assert {"vitcod", "besa", "hbm-4k"} <= set(resources.config_names("hw"))
+    assert {"vitcod", "besa-paper-array", "hbm-4k"} <= set(resources.config_names("hw"))
     assert resources.config_file("experiments", "default").is_file()
     with pytest.raises(ValueError):
         resources.config_dir("nope")

@@ -30,6 +30,7 @@ from pruning.data.benchmarks import BENCHMARKS, c4_documents, ptb_sentences, wik
 from pruning.data.corpora import (
     OFFLINE,
     SPLITS,
+    corpus_info,
     data_root,
     extract_news,
     extract_novel,
@@ -57,6 +58,7 @@ __all__ = [
     "SPLITS",
     "CalibrationInfo",
     "c4_documents",
+    "corpus_info",
     "calibration",
     "calibration_with_info",
     "data_root",

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from besa_common.errors import UserError
 from besa_common.fileio import atomic_write_json, atomic_write_text, file_lock
+from pruning.cache import cache_root
 
 OFFLINE = ("wiki", "news", "novel")
 SPLITS = ("train", "validation", "test")
@@ -33,8 +34,6 @@ MIN_WORDS = 8  # shorter wiki lines are headings, list stubs and template debris
 
 def data_root() -> Path:
     """``$BESA_CACHE/data``."""
-    from pruning.models import cache_root
-
     return cache_root() / "data"
 
 
@@ -121,8 +120,6 @@ def prepare(names: tuple[str, ...] = OFFLINE, force: bool = False, quiet: bool =
     Idempotent (skips a corpus whose ``meta.json`` exists unless ``force``).  The novel is optional:
     skipped with a note when the sentencepiece sdist was not downloaded.  Returns name -> meta.
     """
-    from pruning.models import cache_root
-
     done: dict[str, dict] = {}
     for name in names:
         meta = data_root() / name / "meta.json"
@@ -169,3 +166,12 @@ def offline_documents(name: str, split: str) -> list[str]:
             raise UserError(f"corpus {name!r} is not available (run scripts/setup.sh, then besa data prepare)")
     text = path.read_text(encoding="utf-8")
     return [d for d in text.split("\n\n") if d.strip()]
+
+
+def corpus_info(names: tuple[str, ...] = OFFLINE) -> dict[str, dict | None]:
+    """name -> the ``meta.json`` of each prepared corpus (None when it is not prepared): ``besa data info``."""
+    out: dict[str, dict | None] = {}
+    for n in names:
+        meta = data_root() / n / "meta.json"
+        out[n] = json.loads(meta.read_text()) if meta.is_file() else None
+    return out

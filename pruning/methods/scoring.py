@@ -11,6 +11,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from pruning.device import autocast_context
 from pruning.methods.base import BlockInputs, BlockJob
 
 
@@ -77,8 +78,6 @@ def accumulate_inputs(
     linear's input ``X`` as fp32 ``(tokens, in)``, one window at a time, and ``on_output(j, out)``
     (when given) with window ``j``'s block output ``(1, T, hidden)`` (e.g. to keep it as a target).
     ``job.input_observer`` (when set) sees every ``(name, X)`` too, before ``update``."""
-    from pruning.driver import autocast_context
-
     observer = job.input_observer  # e.g. the weight update's Gram collector, fed by the same pass
 
     def hook(name):

@@ -13,7 +13,7 @@ of the Hugging Face ``hellaswag`` dataset (``ind, activity_label, ctx_a, ctx_b, 
 label``, plus ``source``), which lm-eval's UNCHANGED ``hellaswag`` task reads through ``dataset_path:
 json``.  :func:`format_layout` is the inverse (the round trip is exact on the shipped file).
 
-What the layout does not keep (docs/zeroshot.md measures the cost):
+What the layout does not keep (docs/results.md measures the cost):
 
 * the ``ctx_a`` / ``ctx_b`` split.  lm-eval builds the query from ``ctx_a + " " +
   ctx_b.capitalize()``; the layout keeps ``ctx = ctx_a + " " + ctx_b`` only.  The split is rebuilt

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from besa_common.errors import UserError
 from pruning.zeroshot.lmeval import build_tasks, offline
+from pruning.zeroshot.shared_context import shared_context_lm
 from pruning.zeroshot.subset import SUBSET_SEED, subset_ids
 from pruning.zeroshot.tasks import TASKS, local_rows, parse_tasks
 
@@ -64,9 +65,7 @@ def run_tasks(
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    lm_class = HFLM
-    if scorer == "shared":
-        from pruning.zeroshot.shared_context import SharedContextLM as lm_class
+    lm_class = shared_context_lm() if scorer == "shared" else HFLM
 
     for name in ("lm-eval", "lm_eval"):
         logging.getLogger(name).setLevel(logging.WARNING)

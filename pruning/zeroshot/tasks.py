@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from besa_common.errors import UserError
-from pruning.zeroshot import hellaswag
+import pruning.zeroshot.hellaswag as hellaswag
 
 
 @dataclass(frozen=True)

@@ -34,10 +34,11 @@ One job per module:
 Nothing here imports Dask until a sweep runs on it.
 """
 
+from simulator.schema import RESULT_FIELDS
 from simulator.sweep.execute import SweepOutcome, check_workers, run_sweep
 from simulator.sweep.points import Point, chunks, expand, machines, point_id
 from simulator.sweep.spec import SweepSettings, SweepSpec, WorkloadSpec, check_grid, check_settings, load_sweep, parse_sweep
-from simulator.sweep.store import DB_NAME, RESULT_FIELDS, ResultStore, export_results, is_sweep_dir, read_db, read_export, read_results
+from simulator.sweep.store import DB_NAME, ResultStore, export_results, is_sweep_dir, read_db, read_export, read_results
 from simulator.sweep.worker import point_row, run_group, run_points, totals
 
 __all__ = [

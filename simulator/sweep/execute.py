@@ -20,7 +20,7 @@ import pandas as pd
 
 from besa_common.errors import UserError
 from besa_common.fileio import check_output_path, dir_lock
-from simulator.sweep import workloads as shared_wl
+import simulator.sweep.workloads as shared_wl
 from simulator.sweep.points import Point, chunks, expand
 from simulator.sweep.spec import SweepSpec
 from simulator.sweep.store import ResultStore, export_results

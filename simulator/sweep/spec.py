@@ -17,6 +17,9 @@ from typing import Any
 
 from besa_common.errors import UserError
 from besa_common.tomlconf import build, check_value, read_toml
+from simulator.engine import MODES
+from simulator.hardware import load_hardware
+from simulator.workload import check_tokens, synthetic
 
 MAX_SEED = 2**63 - 1  # numpy's SeedSequence takes non-negative integers; the C++ side int64
 
@@ -60,34 +63,21 @@ class SweepSpec:
     base: Path | None = None  # folder relative masks paths are resolved against (the sweep file's)
 
 
-def _modes() -> tuple[str, ...]:
-    from simulator import engine
-
-    return tuple(engine.MODES)
-
-
 def check_settings(settings: SweepSettings, where: str) -> None:
     """Mode, preset, token counts and seed: the checks the simulator itself would make, made now."""
-    modes = _modes()
-    if settings.mode not in modes:
-        raise UserError(f"{where}.mode: unknown mode {settings.mode!r} (modes: {', '.join(modes)})")
+    if settings.mode not in MODES:
+        raise UserError(f"{where}.mode: unknown mode {settings.mode!r} (modes: {', '.join(MODES)})")
     try:
-        from simulator.hardware import load_hardware
-
         load_hardware(settings.preset, None)
     except UserError as exc:
         raise UserError(f"{where}.preset: {exc}") from None
     for i, t in enumerate(settings.tokens):
         if t < 1:
             raise UserError(f"{where}.tokens[{i}]: token counts must be >= 1, got {t}")
-    from simulator import run as simrun
-
-    check_tokens = getattr(simrun, "_check_tokens", None)  # the simulator's own range check (same code path)
-    if check_tokens is not None:
-        try:
-            check_tokens(list(settings.tokens))
-        except UserError as exc:
-            raise UserError(f"{where}.tokens: {exc}") from None
+    try:
+        check_tokens(list(settings.tokens), "tokens")  # the simulator's own range check (same code path)
+    except UserError as exc:
+        raise UserError(f"{where}.tokens: {exc}") from None
     if not 0 <= settings.seed <= MAX_SEED:
         raise UserError(f"{where}.seed: must be in 0..2^63-1, got {settings.seed}")
 
@@ -96,8 +86,6 @@ def check_grid(preset: str, grid_tbl: Any, where: str) -> tuple[tuple[str, tuple
     """Validate ``{hardware field: [values]}`` against ``preset``: each field exists, each value has
     the field's type AND gives a valid machine on its own (built once per value).  Returns the grid
     as ``((field, values), ...)`` in file order, values converted to the field's type."""
-    from simulator.hardware import load_hardware
-
     if not isinstance(grid_tbl, dict):
         raise UserError(f"{where}: expected a table of hardware field = [values]")
     base = load_hardware(preset, None)
@@ -136,8 +124,6 @@ def _check_workload(wl: WorkloadSpec, base: Path | None, seed: int, where: str) 
         if not p.is_file():
             raise UserError(f"{where}.masks: file not found: {p}")
         return
-    from simulator.workload import synthetic
-
     try:
         synthetic(wl.synthetic, seed)  # parses the spec; masks are generated lazily, so this is cheap
     except UserError as exc:

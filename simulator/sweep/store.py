@@ -9,7 +9,7 @@ in WAL mode a reader never blocks the writer nor waits for it.
 
 Table ``results``: ``point_id`` (primary key), the parameter columns (``preset``, ``mode``,
 ``workload``, ``tokens``, ``seed`` and every swept hardware field), the result columns
-(:data:`RESULT_FIELDS`), ``status`` (``ok`` / ``error``), ``error`` (one line, empty when ok),
+(:data:`simulator.schema.SWEEP_TOTAL_FIELDS`), ``status`` (``ok`` / ``error``), ``error`` (one line, empty when ok),
 ``wall_s`` (seconds of simulation per point) and ``finished_at`` (Unix time).  Columns are added
 as new swept fields appear; SQLite's dynamic typing keeps each value's own type.  Table ``meta``:
 ``format`` and ``version`` of this layout.
@@ -30,39 +30,10 @@ import pandas as pd
 
 from besa_common.errors import UserError
 from besa_common.fileio import atomic_write_bytes, atomic_write_text
+from simulator.schema import SWEEP_FIRST_COLUMNS
 
 DB_NAME = "results.sqlite"
 FORMAT, VERSION = "besa-sweep-results", "1"
-# Columns that are results, not swept parameters (the report finds the swept axes with this).
-RESULT_FIELDS = {
-    "point_id",
-    "status",
-    "error",
-    "wall_s",
-    "cycles",
-    "dense_cycles",
-    "nm_cycles",
-    "speedup",
-    "speedup_vs_nm",
-    "stall_cycles",
-    "dense_engine_cycles",
-    "sparse_engine_cycles",
-    "bytes_weights",
-    "bytes_index",
-    "bytes_act",
-    "bytes_out",
-    "memory_bound_share",
-    "layers",
-    "utilization",
-    "lb_ideal",
-    "lb_split",
-    "energy_uj",
-    "dense_energy_uj",
-    "energy_vs_dense",
-    "seed",
-    "finished_at",
-}
-_FIRST = ("point_id", "preset", "mode", "workload", "tokens", "seed", "status", "error")
 
 
 def db_path(out: str | os.PathLike) -> Path:
@@ -184,7 +155,7 @@ def _frame(con: sqlite3.Connection) -> pd.DataFrame:
     cur = con.execute("SELECT * FROM results ORDER BY rowid")
     cols = [d[0] for d in cur.description]
     df = pd.DataFrame.from_records(cur.fetchall(), columns=cols)
-    order = [c for c in _FIRST if c in cols] + [c for c in cols if c not in _FIRST]
+    order = [c for c in SWEEP_FIRST_COLUMNS if c in cols] + [c for c in cols if c not in SWEEP_FIRST_COLUMNS]
     return df[order]
 
 

@@ -23,8 +23,12 @@ from typing import Any
 
 import pandas as pd
 
-from simulator.sweep.points import Point
-from simulator.sweep.store import RESULT_FIELDS
+from simulator import hardware
+from simulator import run as simrun
+from simulator.schema import LAYER_COLUMNS, RESULT_FIELDS, SWEEP_TOTAL_NAMES
+from simulator.stats import MaskStats
+from simulator.sweep.points import Point, machines
+from simulator.sweep.workloads import build_layers, open_shared
 from simulator.totals import model_totals
 
 # Seconds this process spent inside load_hardware + simulate() (the bench's "inside the simulator").
@@ -65,8 +69,6 @@ def workload_for(p: Point, shared_index: str | None = None) -> tuple[tuple, list
     key = _key(p, shared_index)
     if shared_index is not None:
         if key not in _SHARED:
-            from simulator.sweep.workloads import open_shared
-
             wl = open_shared(shared_index)
             if wl is not None:
                 _SHARED[key] = wl
@@ -74,8 +76,6 @@ def workload_for(p: Point, shared_index: str | None = None) -> tuple[tuple, list
             return key, _SHARED[key]
     key = _key(p, None)
     if key not in _LOCAL:
-        from simulator.sweep.workloads import build_layers
-
         _LOCAL.clear()
         _LOCAL[key] = [_memoized(l) for l in build_layers(p.workload.synthetic, p.masks_path, p.seed)]
     return key, _LOCAL[key]
@@ -90,8 +90,6 @@ def stats_for(key: tuple, workload: list, which: list[int] | range) -> list:
     if have is None:
         _STATS.clear()
         have = _STATS[key] = {}
-    from simulator.stats import MaskStats
-
     out = []
     for i in which:
         st = have.get(i)
@@ -120,8 +118,9 @@ def totals_by_tokens(layers, tokens: list[int | None]) -> list[dict[str, Any]]:
     results-table names (``speedup`` = Σ dense / Σ cycles) and only the columns the table has."""
     rows = []
     for tot in model_totals(layers, tokens):
-        if "speedup_vs_dense" in tot:
-            tot["speedup"] = tot.pop("speedup_vs_dense")
+        for name, sweep_name in SWEEP_TOTAL_NAMES.items():
+            if name in tot:
+                tot[sweep_name] = tot.pop(name)
         rows.append({k: v for k, v in tot.items() if k in RESULT_FIELDS})
     return rows
 
@@ -134,15 +133,13 @@ def _one_line(exc: BaseException) -> str:
 def _simulate(points: list[Point], shared_index: str | None, part: int, parts: int) -> pd.DataFrame:
     """layers.csv's rows of the machine of ``points`` for the layers ``part::parts`` (all: 0, 1),
     with their index in the workload as column ``_layer`` when ``parts > 1``."""
-    from simulator import hardware, run as simrun
-
     p0 = points[0]
     key, wl = workload_for(p0, shared_index)
     which = range(part, len(wl), parts)
     hw = hardware.load_hardware(p0.preset, dict(p0.hw) or None)
     tokens = sorted({p.tokens for p in points})
     if not which:  # more slices than layers
-        return pd.DataFrame(columns=[*simrun.COLUMNS, "_layer"])
+        return pd.DataFrame(columns=[*LAYER_COLUMNS, "_layer"])
     df = simrun.simulate([wl[i] for i in which], hw, p0.mode, tokens, stats=stats_for(key, wl, which))
     if parts > 1:  # simulate()'s rows: token-major, the layers in order within each token count
         df["_layer"] = [i for _ in tokens for i in which]
@@ -189,8 +186,6 @@ def run_group(points: list[Point], shared_index: str | None = None) -> list[dict
 def run_points(points: list[Point], shared: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Run a batch of points (one Dask task, or serially), one simulator call per machine.
     ``shared`` maps workload keys to their shared-cache index files."""
-    from simulator.sweep.points import machines
-
     shared = shared or {}
     return [row for m in machines(points) for row in run_group(m, shared.get(m[0].workload_key))]
 
@@ -199,8 +194,6 @@ def run_slice(points: list[Point], shared: dict[str, str] | None, part: int, par
     """Layers ``part::parts`` of every machine of a batch (one Dask task, on the worker that owns
     that slice): per machine, (its rows with ``_layer``, None, seconds) or (None, one-line error,
     seconds).  Never raises."""
-    from simulator.sweep.points import machines
-
     shared = shared or {}
     out = []
     for m in machines(points):
@@ -216,8 +209,6 @@ def assemble(points: list[Point], slices: list[list[tuple[pd.DataFrame | None, s
     """The rows of a batch from the :func:`run_slice` results of all its slices: each machine's
     layer rows put back in the order of one simulator call (token count, then layer), then its
     totals; a machine with a failed slice is failed with that slice's error."""
-    from simulator.sweep.points import machines
-
     rows = []
     for k, m in enumerate(machines(points)):
         t0 = time.perf_counter()

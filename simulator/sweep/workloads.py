@@ -26,6 +26,7 @@ import numpy as np
 
 from besa_common.errors import UserError
 from besa_common.fileio import atomic_write_json, temp_prefix
+from simulator import workload as simwl
 
 CACHE_DIR = ".workloads"
 _ALIGN = 64
@@ -38,8 +39,6 @@ def cache_dir(out: str | os.PathLike) -> Path:
 
 def build_layers(synthetic: str | None, masks_path: str | None, seed: int) -> list:
     """The simulator workload (list of LayerWorkload) of one sweep workload, masks not yet loaded."""
-    from simulator import workload as simwl
-
     return simwl.from_masks(masks_path) if masks_path else simwl.synthetic(synthetic, seed)
 
 
@@ -107,8 +106,6 @@ def materialize(cache: str | os.PathLike, key: str, synthetic: str | None, masks
 def open_shared(idx_path: str | os.PathLike) -> list | None:
     """The workload of a materialised cache, its masks mapped read-only from the shared file; None
     when the cache is not there (the caller builds the workload itself)."""
-    from simulator.workload import LayerWorkload
-
     idx_path = Path(idx_path)
     bin_path = idx_path.with_suffix(".bin")
     try:
@@ -125,7 +122,7 @@ def open_shared(idx_path: str | os.PathLike) -> list | None:
     for e in index["layers"]:
         nb = (e["cols"] + 7) // 8
         arr = np.frombuffer(buf, dtype=np.uint8, count=e["rows"] * nb, offset=e["offset"]).reshape(e["rows"], nb)
-        out.append(LayerWorkload(e["name"], e["rows"], e["cols"], e["proj"], e["block"], (lambda a=arr: a)))
+        out.append(simwl.LayerWorkload(e["name"], e["rows"], e["cols"], e["proj"], e["block"], (lambda a=arr: a)))
     return out
 
 

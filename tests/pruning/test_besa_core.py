@@ -1,4 +1,4 @@
-"""pruning.besa_core: BESA's pure tensor functions against slow, obvious references."""
+"""pruning.methods.besa.core: BESA's pure tensor functions against slow, obvious references."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pruning import besa_core as core
+import pruning.methods.besa.core as core
 
 
 def test_candidates_and_counts_are_exact():

@@ -1,5 +1,5 @@
 """BESA through the project's block driver on a tiny random model: resume, joint quantization, targets,
-run-directory records, bad inputs.  Mechanics only (quality claims are on SmolLM2, README section:besa)."""
+run-directory records, bad inputs.  Mechanics only (quality claims are on SmolLM2, docs/results.md)."""
 
 from __future__ import annotations
 
@@ -121,7 +121,7 @@ def test_besa_targets_come_from_its_statistics_pass(tmp_path, monkeypatch, targe
     """Pruned targets: the driver makes no target pass of its own (BESA records the dense outputs in its
     statistics pass), so per block the driver forwards only to propagate; dense targets: plus the dense
     trajectory.  That the masks are unchanged by this is pinned in test_besa_golden.py."""
-    import pruning.driver as drv
+    import pruning.driver.loop as drv
 
     calls = []
     real = drv.forward_block

@@ -73,7 +73,7 @@ def test_frozen_besa_equals_wanda_bit_exactly(tiny_llama, S):
 
 
 def masked_loss(block, inputs, targets, keep):
-    from pruning.besa_core import reconstruction_loss
+    from pruning.methods.besa.core import reconstruction_loss
 
     weights = {f"{n}.weight": dict(block.named_modules())[n].weight * keep[n] for n in keep}
     with torch.no_grad():
@@ -165,7 +165,7 @@ def test_fast_paths_leave_masks_and_losses_unchanged(tiny_llama, monkeypatch, op
     """The fused STE op and the numpy sort are speed-ups only: with the obvious code put back
     (``W * ste_mask(hard, soft_keep(p, index))``, ``torch.sort(stable=True)``) every mask, loss and
     clipping logit is bit-identical on a fixed seed."""
-    import pruning.besa_core as core
+    import pruning.methods.besa.core as core
 
     opts = dict(opts)
     wbits = opts.pop("wbits", None)

@@ -1,4 +1,4 @@
-"""Learned n:m BESA: the pure functions (pruning.besa_nm) by hand, and the method on a tiny LLaMA block."""
+"""Learned n:m BESA: the pure functions (pruning.methods.besa.nm) by hand, and the method on a tiny LLaMA block."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pruning.methods  # noqa: F401  (fills the registry)
-from pruning import besa_nm as nm
+import pruning.methods.besa.nm as nm
 from pruning.methods.base import LINEAR_NAMES, METHODS
 from pruning.methods.besa import Besa, BesaConfig, kept_per_group
 from pruning.methods.scoring import nm_mask

@@ -10,20 +10,20 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pruning import export
+from pruning import bitmask, export
 from besa_common.errors import UserError
 from tests.pruning.test_zeroshot import byte_tokenizer
 
 
 def test_bitmask_hand_computed():
     w = torch.tensor([[1.0, 0.0, 2.0], [0.0, 0.0, 3.0]])
-    parts = export.bitmask_compress(w)
+    parts = bitmask.bitmask_compress(w)
     assert parts["shape"].tolist() == [[2], [3]]
     assert parts["compressed"].tolist() == [1.0, 2.0, 3.0]
     assert parts["bitmask"].tolist() == [[0b101], [0b100]]  # bit c of row r = W[r, c] != 0, little bit order
     assert parts["row_offsets"].tolist() == [0, 2]
     assert parts["bitmask"].dtype == torch.uint8 and parts["row_offsets"].dtype == torch.int64
-    assert torch.equal(export.bitmask_decompress(parts), w)
+    assert torch.equal(bitmask.bitmask_decompress(parts), w)
 
 
 @settings(max_examples=40, deadline=None)
@@ -31,10 +31,10 @@ def test_bitmask_hand_computed():
 def test_bitmask_round_trip_property(rows, cols, density, seed):
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(rows, cols, generator=g) * (torch.rand(rows, cols, generator=g) < density)
-    parts = export.bitmask_compress(w)
+    parts = bitmask.bitmask_compress(w)
     assert parts["compressed"].numel() == int((w != 0).sum())
     assert tuple(parts["bitmask"].shape) == (rows, (cols + 7) // 8)
-    assert torch.equal(export.bitmask_decompress(parts), w)
+    assert torch.equal(bitmask.bitmask_decompress(parts), w)
 
 
 def test_bitmask_matches_compressed_tensors_packing():
@@ -42,14 +42,14 @@ def test_bitmask_matches_compressed_tensors_packing():
     from compressed_tensors.utils.helpers import pack_bitmasks
 
     w = torch.randn(5, 19) * (torch.rand(5, 19) > 0.5)
-    assert torch.equal(export.bitmask_compress(w)["bitmask"], pack_bitmasks(w != 0))
+    assert torch.equal(bitmask.bitmask_compress(w)["bitmask"], pack_bitmasks(w != 0))
 
 
 def test_corrupt_bitmask_is_a_user_error():
-    parts = export.bitmask_compress(torch.tensor([[1.0, 0.0], [2.0, 3.0]]))
+    parts = bitmask.bitmask_compress(torch.tensor([[1.0, 0.0], [2.0, 3.0]]))
     parts["compressed"] = parts["compressed"][:2]
     with pytest.raises(UserError, match="3 set bits but 2 values"):
-        export.bitmask_decompress(parts, "x")
+        bitmask.bitmask_decompress(parts, "x")
 
 
 # ----------------------------------------------------------------------------- tiny model

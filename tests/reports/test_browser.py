@@ -52,7 +52,7 @@ def _browser():
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    from reports.cli import build_report
+    from reports.build import build_report
 
     out = tmp_path_factory.mktemp("browser")
     # two experiments: every figure kind, the comparison included, is on the page

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from besa.experiment import KNOWN_METHODS, load_experiment, parse_experiment, run_name
+from besa.experiment.spec import KNOWN_METHODS, load_experiment, parse_experiment, run_name
 from simulator.sweep import expand, load_sweep, parse_sweep
 from besa_common.errors import UserError
 

@@ -19,9 +19,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from reports import figures as F
-from reports.cli import _load_sweeps, build_report
+from reports.build import build_report
 from reports.fmt import cell, number
 from reports.plotkit import boxes_overlap, new_figure, place_labels
+from reports.sweep_io import load_sweeps
 from reports.table import build_table, glance_table, load_runs, row_sparsity_table, split_layer, summary_table
 
 FIX = Path(__file__).parent / "fixtures"
@@ -36,7 +37,7 @@ def table():
 
 @pytest.fixture(scope="module")
 def sweep():
-    return _load_sweeps([DEFAULT / "whatif"])
+    return load_sweeps([DEFAULT / "whatif"])
 
 
 def _layers(run: str, sim: str = "vitcod-cycle") -> pd.DataFrame:
@@ -330,8 +331,8 @@ def test_label_placer_never_overlaps_when_room(points):
 
 def test_reports_never_import_torch(tmp_path):
     code = (
-        "import sys; import reports.cli, reports.table, reports.figures, reports.html, simulator.sweep, besa.cmd_sweep; "
-        "from reports.cli import build_report; build_report([%r], %r); assert 'torch' not in sys.modules, 'torch imported'"
+        "import sys; import reports.build, reports.table, reports.figures, reports.html, simulator.sweep, besa.commands.sweep, besa.commands.report; "
+        "from reports.build import build_report; build_report([%r], %r); assert 'torch' not in sys.modules, 'torch imported'"
     ) % (str(DEFAULT), str(tmp_path / "o"))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

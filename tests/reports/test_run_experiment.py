@@ -127,7 +127,7 @@ def test_dry_run_lists_every_step_with_real_weight_width(tmp_path):
 
 def test_prune_outputs_require_weights_of_weight_changing_runs(tmp_path):
     """A SparseGPT run dir pruned before weights.safetensors existed is re-pruned (and so re-evaluated)."""
-    from besa.run import prune_outputs
+    from besa.experiment.plan import prune_outputs
 
     base = [tmp_path / "masks.safetensors", tmp_path / "manifest.json"]
     assert prune_outputs(tmp_path) == base  # nothing yet

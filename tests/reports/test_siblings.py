@@ -1,5 +1,5 @@
 """Equal-sparsity siblings: the pairing (besa.experiment), what ``besa run`` plans and records for it
-(besa.run), and the report's comparison (reports.siblings) — no torch, no pruning."""
+(besa.experiment.plan), and the report's comparison (reports.siblings) — no torch, no pruning."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from besa.experiment import RunSpec, SiblingSettings, load_experiment, pair_siblings, parse_experiment, run_name
-from besa.run import plan_sims, sibling_record, sibling_sims, write_sibling_files
+from besa.experiment.spec import RunSpec, SiblingSettings, load_experiment, pair_siblings, parse_experiment, run_name
+from besa.experiment.plan import plan_sims, sibling_record, sibling_sims, write_sibling_files
 from besa_common.errors import UserError
 from reports.siblings import sibling_table, verdicts
-from reports.table import build_table, load_runs, summary_table, write_tables
+from reports.table import build_table, load_runs, summary_table
+from reports.writers import write_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TOML = ROOT / "configs" / "experiments" / "default.toml"
@@ -295,7 +296,8 @@ def test_besa_run_end_to_end_with_handmade_masks(tmp_path):
     torch model): the magnitude run gets an ADDED Wanda 2:4 sibling, simulated for real on the vitcod
     cycle model and on its n:m engine; sibling.json, experiment.json and the report's siblings.csv say so."""
     pytest.importorskip("torch")  # besa run checks every step's command line with the real parsers
-    from besa.run import _digest, eval_cmd, prune_cmd, run_experiment
+    from besa.experiment.plan import eval_cmd, prune_cmd
+    from besa.experiment.runner import _digest, run_experiment
     from besa_common.masks import write_masks
 
     toml = tmp_path / "e2e.toml"

@@ -12,13 +12,14 @@ import pytest
 
 from besa.cli import main
 from besa_common.masks import write_masks
-from simulator.run import COLUMNS
+from simulator.schema import LAYER_COLUMNS
+from simulator.cpp import have_core
 
 GOLDEN = Path(__file__).parent / "golden"
 GOLDEN_CASES = {
     # fixed synthetic model: 2 SmolLM2-135M blocks with column-skewed masks, seed 0
     "cycle_vitcod": ["--synthetic", "smollm2-135m[2]:skewed=0.5", "--hw", "vitcod", "--mode", "cycle", "--tokens", "1,64"],
-    "besa_compat": ["--synthetic", "smollm2-135m[2]:skewed=0.5", "--hw", "besa", "--mode", "besa-compat", "--tokens", "1"],
+    "besa_compat": ["--synthetic", "smollm2-135m[2]:skewed=0.5", "--hw", "besa-paper-array", "--mode", "besa-compat", "--tokens", "1"],
     "nm_hbm": ["--synthetic", "smollm2-135m[1]:nm=2:4", "--hw", "hbm-4k", "--mode", "nm", "--tokens", "1,2048"],
 }
 
@@ -64,13 +65,13 @@ def test_outputs(tmp_path, capsys):
     assert code == 0
     assert "N=1:" in out and "N=2048:" in out
     df = pd.read_csv(tmp_path / "layers.csv")
-    assert list(df.columns) == COLUMNS
+    assert list(df.columns) == list(LAYER_COLUMNS)
     assert len(df) == 7 * 2
     assert set(df["tokens"]) == {1, 2048}
     assert (df[df.tokens == 1]["bound"] == "memory").all()
     s = json.loads((tmp_path / "summary.json").read_text())
     assert s["hardware"]["lines"] == 32 and s["hardware"]["dram_bytes_per_cycle"] == 100.0
-    assert s["mode"] == "cycle" and s["version"] == 1 and s["simulator_version"]
+    assert s["mode"] == "cycle" and s["version"] == 2 and s["simulator_version"]
     assert set(s["per_projection"]["1"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
     t = s["totals"]["2048"]
     assert t["cycles"] == int(df[df.tokens == 2048]["cycles"].sum())
@@ -87,25 +88,24 @@ def test_masks_default_out_dir_and_every_mode(tmp_path, capsys):
     for mode in ("besa-compat", "corrected", "cycle", "dense", "nm"):
         code, _, err = run_cli(["--masks", str(tmp_path), "--hw", "besa", "--mode", mode, "--tokens", "1,16"], capsys)
         assert code == 0, err
-        df = pd.read_csv(tmp_path / "sim" / f"besa-{mode}" / "layers.csv")
+        df = pd.read_csv(tmp_path / "sim" / f"besa-paper-array-{mode}" / "layers.csv")  # the preset's name, not the alias
         assert len(df) == 5 * 2 and (df["mode"] == mode).all()
         assert (df["speedup_vs_dense"] > 0).all()
     # besa-compat summary: per-projection averages like the BESA table
-    s = json.loads((tmp_path / "sim" / "besa-besa-compat" / "summary.json").read_text())
+    s = json.loads((tmp_path / "sim" / "besa-paper-array-besa-compat" / "summary.json").read_text())
     q = s["per_projection"]["1"]["q_proj"]
-    df = pd.read_csv(tmp_path / "sim" / "besa-besa-compat" / "layers.csv")
+    df = pd.read_csv(tmp_path / "sim" / "besa-paper-array-besa-compat" / "layers.csv")
     sel = df[(df.proj == "q_proj") & (df.tokens == 1)]
     assert q["avg_cycles"] == sel["cycles"].mean() and q["layers"] == 2
     assert q["speedup_vs_dense"] == pytest.approx(sel["dense_cycles"].mean() / sel["cycles"].mean())
 
 
 def test_engines_agree_through_simulate(tmp_path):
-    from simulator import engine as eng
     from simulator import workload as wl
     from simulator.hardware import load_hardware
     from simulator.run import simulate
 
-    if not eng.have_core():
+    if not have_core():
         pytest.skip("C++ core not built")
     layers = wl.synthetic("40x56*3:skewed=0.5", 3)
     hw = load_hardware("vitcod", {"tile_m": 8, "tile_k": 16, "tile_n": 4, "index_format": "rle"})

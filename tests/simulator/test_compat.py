@@ -7,6 +7,9 @@ from hypothesis.extra.numpy import arrays
 from simulator import engine as eng
 from simulator import reference as ref
 from simulator.hardware import load_hardware
+from simulator import fast
+from simulator.cost.compat import compat_try, corrected_cycles
+from simulator.cpp import have_core
 from besa_common.masks import pack_keep
 
 BESA = load_hardware("besa")
@@ -26,7 +29,7 @@ def test_llama_dense_baselines_from_their_table():
     # spec 2.7: ceil(K*K/4096); gate/up undercounted at 4096; down patched 4096 + 4096 + 1936
     for rows, cols, want in [(4096, 4096, 4096), (11008, 4096, 4096), (4096, 11008, 10128)]:
         counts = np.full(cols, rows, np.int64)  # all kept
-        r = eng.compat_from_counts(counts, rows, cols, 1, BESA)
+        r = fast.compat_from_counts(counts, rows, cols, 1, BESA)
         assert r["dense_cycles"] == want
         assert r["cycles"] == want  # an all-kept matrix is its own baseline
 
@@ -59,7 +62,7 @@ def test_retry_moves_tau_down_and_keeps_the_minimum():
     trace = []
     tau = 0.5
     for _ in range(5):
-        t = ref.compat_try(keep.sum(0), 10, 10, 1, tau, 4, 2)
+        t = compat_try(keep.sum(0), 10, 10, 1, tau, 4, 2)
         trace.append(t)
         tau -= 0.1
     # tau 0.5, 0.4, 0.3(0000000000000004): 3 > 3.0000000000000004 is False -> still nothing dense;
@@ -81,7 +84,7 @@ def test_wide_matrix_is_patched():
     assert r["dense_cycles"] == 2 + 2 + 1
     assert r["cycles"] == 5
     # the same counts through the fast path
-    assert eng.compat_from_counts(keep.sum(0), 2, 5, 1, hw)["cycles"] == 5
+    assert fast.compat_from_counts(keep.sum(0), 2, 5, 1, hw)["cycles"] == 5
 
 
 def test_all_pruned_does_not_crash():
@@ -92,7 +95,7 @@ def test_all_pruned_does_not_crash():
 def test_float32_threshold_like_their_torch_code():
     # tau = 0.7999999999999999 (0.5 + 3 x 0.1), M = 5: tau*M = 3.9999999999999996 in float64, 4.0 in
     # float32: a column with 4 kept is dense in float64 but NOT in their float32 comparison.
-    t = ref.compat_try(np.array([4, 0]), 5, 2, 1, 0.5 + 0.1 + 0.1 + 0.1, 1, 1)
+    t = compat_try(np.array([4, 0]), 5, 2, 1, 0.5 + 0.1 + 0.1 + 0.1, 1, 1)
     assert t["G"] == 0
 
 
@@ -117,7 +120,7 @@ def test_fast_path_equals_reference(keep, lines, height, tokens):
     M, K = keep.shape
     p = pack_keep(keep)
     for mode in ("besa-compat", "corrected"):
-        fast = eng.evaluate(p, M, K, mode, [tokens], hw, "cpp" if eng.have_core() else "python")[0]
+        fast = eng.evaluate(p, M, K, mode, [tokens], hw, "cpp" if have_core() else "python")[0]
         spec = eng.evaluate(p, M, K, mode, [tokens], hw, "reference")[0]
         for k in ("cycles", "dense_cycles", "G", "dense_engine_cycles", "sparse_engine_cycles", "tries"):
             assert fast[k] == spec[k], (mode, k)
@@ -131,7 +134,7 @@ def test_corrected_is_never_worse_than_the_proportional_tau_partition():
     c = ref.corrected_layer(keep, 1, hw)
     dense_cols = keep.sum(0) > 32
     G = int(dense_cols.sum())
-    one = ref.corrected_cycles(G, int(keep[:, ~dense_cols].sum()), 64, 1, 8, 8)
+    one = corrected_cycles(G, int(keep[:, ~dense_cols].sum()), 64, 1, 8, 8)
     assert c["cycles"] <= one["cycles"]
     assert c["dense_cycles"] == 64 * 64 // 64
 
@@ -150,7 +153,7 @@ def test_besa_code_reproduces_their_node_200_merge():
     dense[0] = True
     assert ref.reorder_sparse_nnz(keep, dense) == 0
     assert ref.compat_layer(keep, 1, hw, code=True)["cycles"] == 64
-    assert eng.evaluate(pack_keep(keep), 256, 256, "besa-code", [1], hw, "cpp" if eng.have_core() else "python")[0]["cycles"] == 64
+    assert eng.evaluate(pack_keep(keep), 256, 256, "besa-code", [1], hw, "cpp" if have_core() else "python")[0]["cycles"] == 64
     # below 201 ids the bug cannot trigger: besa-code == besa-compat
     small = keep[:150, :150]
     assert ref.compat_layer(small, 1, hw, code=True)["cycles"] == compat(small, hw)["cycles"]
@@ -165,6 +168,6 @@ def test_besa_code_fast_equals_transcription(rows, cols, density, seed):
     keep[:, rng.choice(cols, nd, replace=False)] |= rng.random((rows, nd)) < 0.95
     hw = load_hardware("besa", {"lines": 8, "macs_per_line": 4})
     p = pack_keep(keep)
-    fast = eng.evaluate(p, rows, cols, "besa-code", [1], hw, "cpp" if eng.have_core() else "python")[0]
+    fast = eng.evaluate(p, rows, cols, "besa-code", [1], hw, "cpp" if have_core() else "python")[0]
     spec = eng.evaluate(p, rows, cols, "besa-code", [1], hw, "reference")[0]
     assert (fast["cycles"], fast["sparse_engine_cycles"], fast["dense_cycles"]) == (spec["cycles"], spec["sparse_engine_cycles"], spec["dense_cycles"])

@@ -1,11 +1,14 @@
+import dataclasses
+from pathlib import Path
+
 import pytest
 
 from besa_common.errors import UserError
-from simulator.hardware import load_hardware, parse_overrides, preset_names
+from simulator.hardware import PRESET_DIR, list_presets, load_hardware, parse_overrides
 
 
 def test_presets_load_and_paper_numbers():
-    assert {"vitcod", "besa", "hbm-4k"} <= set(preset_names())
+    assert {"vitcod", "besa-paper-array", "besa", "hbm-4k"} <= set(list_presets())
     v = load_hardware("vitcod")
     assert (v.lines, v.macs_per_line, v.macs, v.freq_mhz) == (64, 8, 512, 500.0)
     # 76.8 GiB/s at 500 MHz
@@ -73,3 +76,54 @@ def test_unknown_preset_and_field(tmp_path):
     bad.write_text("lines = [")
     with pytest.raises(UserError, match="TOML"):
         load_hardware(str(bad))
+
+
+FLAT = Path(__file__).parent / "fixtures" / "hw_flat"
+
+
+def test_besa_is_an_alias_of_the_paper_array():
+    """The old preset name still loads, field for field the renamed preset (whose name it carries)."""
+    old, new = load_hardware("besa"), load_hardware("besa-paper-array")
+    assert old == new and new.name == "besa-paper-array"
+    assert (new.lines, new.macs_per_line, new.memory, new.split) == (64, 64, False, "proportional")
+    assert load_hardware("besa", {"lines": 8}) == load_hardware("besa-paper-array", {"lines": 8})
+
+
+@pytest.mark.parametrize("name", ["vitcod-fp16", "vitcod-bf16"])
+def test_inheriting_presets_equal_their_flat_files(name):
+    """vitcod-fp16/-bf16 say `base = "vitcod"` plus what differs; they load exactly as the flat files
+    they replaced (kept as fixtures), every field."""
+    assert "base" in (PRESET_DIR / f"{name}.toml").read_text()
+    got, flat = load_hardware(name), load_hardware(str(FLAT / f"{name}.toml"))
+    assert dataclasses.asdict(got) == dataclasses.asdict(flat)
+    assert got.name == name and got.weight_bits == 16 and got.lines == load_hardware("vitcod").lines
+
+
+def test_base_chain_and_own_name(tmp_path):
+    (tmp_path / "a.toml").write_text('base = "vitcod-fp16"\nname = "a"\nlines = 32\n')
+    (tmp_path / "b.toml").write_text('base = "a.toml"\nmacs_per_line = 4\n')
+    b = load_hardware(str(tmp_path / "b.toml"))
+    # name and description are a file's own: b is named after its file, its description is empty
+    assert (b.name, b.description, b.lines, b.macs_per_line, b.weight_bits) == ("b", "", 32, 4, 16)
+    assert load_hardware(str(tmp_path / "b.toml"), {"lines": 16}).lines == 16  # overrides still win
+
+
+@pytest.mark.parametrize(
+    "files, words",
+    [
+        ({"x.toml": 'base = "y.toml"\n', "y.toml": 'base = "x.toml"\n'}, "cycle (x.toml -> y.toml -> x.toml)"),
+        ({"x.toml": 'base = "x.toml"\n'}, "cycle (x.toml -> x.toml)"),
+        ({"x.toml": 'base = "nope"\n'}, "unknown base preset 'nope'"),
+        ({"x.toml": 'base = "missing.toml"\n'}, "unknown base preset 'missing.toml'"),
+        ({"x.toml": "base = 3\n"}, "base must be a preset name"),
+        ({"x.toml": 'base = "y.toml"\n', "y.toml": 'base = "vitcod"\nbogus = 1\n'}, "y.toml: unknown hardware field 'bogus'"),
+    ],
+)
+def test_bad_base_is_one_line_naming_the_file(tmp_path, files, words):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(UserError) as e:
+        load_hardware(str(tmp_path / "x.toml"))
+    msg = str(e.value)
+    assert words in msg and "\n" not in msg
+    assert "x.toml" in msg or "y.toml" in msg

@@ -130,9 +130,9 @@ def test_non_finite_or_negative_results_are_never_written(tmp_path):
 def test_hardware_ranges_name_real_fields_and_admit_the_presets():
     from dataclasses import fields
 
-    from simulator.hardware import RANGES, Hardware, load_hardware, preset_names
+    from simulator.hardware import RANGES, Hardware, list_presets, load_hardware
 
     names = {f.name for f in fields(Hardware)}
     assert set(RANGES) <= names
-    for p in preset_names():
+    for p in list_presets():
         load_hardware(p)  # every shipped preset is inside the declared ranges

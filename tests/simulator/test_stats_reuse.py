@@ -11,12 +11,11 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
 from besa_common.masks import pack_keep
-from simulator import reference as ref
-
 from simulator import run
 from simulator import workload as wl
 from simulator.hardware import load_hardware
 from simulator.stats import MaskStats
+from simulator.cost.partition import partition_candidates
 
 MACHINES = [("vitcod", {}), ("gpu-h100", {}), ("hbm-4k", {}), ("vitcod", {"index_format": "rle", "rle_bits": 2}), ("vitcod", {"partition": "tau", "tau": 0.3})]
 MODES = ["cycle", "nm", "dense", "besa-compat", "corrected"]
@@ -80,6 +79,6 @@ def test_candidates_are_the_references(keep, partition, tau):
     (tau, dense set) list as reference.partition_candidates, in the same order."""
     hw = load_hardware("vitcod", {"partition": partition, "tau": tau})
     got = MaskStats(*keep.shape, packed=pack_keep(keep)).candidates(hw)
-    want = ref.partition_candidates(keep.sum(0), keep.shape[0], hw)
+    want = partition_candidates(keep.sum(0), keep.shape[0], hw)
     assert [t for t, _ in got] == [t for t, _ in want]
     assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(got, want))

@@ -1,0 +1,78 @@
+"""The report's table files: ``table.csv`` (every tidy row), ``summary.csv`` (whole-model totals),
+``siblings.csv`` (unstructured vs its n:m sibling, when runs are paired) and ``report.md`` (the same
+tables in Markdown), from the tidy table of :func:`reports.table.build_table`."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from besa_common.fileio import atomic_write_text
+from reports.fmt import cell as fmt_cell
+from reports.siblings import display_table, sibling_table, verdicts
+from reports.table import glance_table, summary_table
+
+
+def to_markdown(df: pd.DataFrame, floatfmt: str | None = None) -> str:
+    """A GitHub-flavoured Markdown table (no extra dependency), numbers made readable by :func:`reports.fmt.cell`."""
+    cols = list(df.columns)
+
+    def cell(col: str, v: Any) -> str:
+        if floatfmt and isinstance(v, float) and not math.isnan(v):
+            return format(v, floatfmt)
+        return fmt_cell(col, v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(cell(c, v) for c, v in zip(cols, row)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+SUMMARY_SHOW = (
+    "label",
+    "method",
+    "sparsity",
+    "pattern",
+    "wbits",
+    "realised_sparsity",
+    "ppl",
+    "preset",
+    "mode",
+    "tokens",
+    "cycles",
+    "dense_cycles",
+    "speedup",
+    "speedup_vs_nm",
+    "energy_vs_dense",
+)
+
+
+def write_tables(df: pd.DataFrame, out: str | Path) -> dict[str, Path]:
+    """Write ``OUT/table.csv`` (every tidy row), ``OUT/summary.csv``, ``OUT/report.md`` and, when some run
+    has an n:m sibling, ``OUT/siblings.csv`` (:func:`reports.siblings.sibling_table`), atomically.  A
+    ``siblings.csv`` of an earlier report whose runs are no longer paired is removed."""
+    out = Path(out)
+    summ = summary_table(df)
+    sib = sibling_table(summ)
+    paths = {"table": out / "table.csv", "summary": out / "summary.csv", "markdown": out / "report.md"}
+    atomic_write_text(paths["table"], df.to_csv(index=False))
+    atomic_write_text(paths["summary"], summ.to_csv(index=False))
+    if not sib.empty:
+        paths["siblings"] = out / "siblings.csv"
+        atomic_write_text(paths["siblings"], sib.to_csv(index=False))
+    elif (out / "siblings.csv").is_file():
+        (out / "siblings.csv").unlink()
+    show = [c for c in SUMMARY_SHOW if c in summ.columns]
+    md = "# besa report\n\n## At a glance\n\n" + to_markdown(glance_table(summ))
+    if not sib.empty:
+        md += (
+            "\n## Unstructured vs its n:m sibling (equal sparsity)\n\n"
+            "Unstructured run on the sparse engine (cycle mode) vs its n:m sibling on the n:m engine, same machine, "
+            "sparsity and weight bits.\n\n" + "".join(f"- {l}\n" for l in verdicts(sib)) + "\n" + to_markdown(display_table(sib))
+        )
+    md += "\n## Every simulation\n\nWhole-model totals (summary.json of each simulation; speedup = dense cycles / cycles).\n\n" + to_markdown(summ[show])
+    atomic_write_text(paths["markdown"], md)
+    return paths

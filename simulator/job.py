@@ -1,0 +1,121 @@
+"""One ``besa simulate`` as library calls with explicit parameters: where the masks come from, the
+workload, the simulation with the rest of the decoder step, the result folder, the lines printed.
+
+``besa/commands/simulate.py`` parses and checks the command line and calls these in order:
+:func:`masks_source` / :func:`default_out`, :func:`load_workload`, :func:`simulate_to_dir`,
+:func:`summary_lines`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from besa_common.errors import UserError
+from besa_common.extract import extract_masks, is_checkpoint, warn
+from simulator import workload as wl
+from simulator.decoder import add_end_to_end, decoder_rows
+from simulator.hardware import Hardware
+from simulator.modelcfg import ModelShape
+from simulator.run import simulate, summarize, write_results
+
+
+@dataclass(frozen=True)
+class MasksSource:
+    """Where the masks of a run come from: a masks file (a run directory means its
+    ``masks.safetensors``) or a checkpoint to extract them from (:mod:`besa_common.extract`)."""
+
+    path: Path
+    checkpoint: bool
+
+
+@dataclass(frozen=True)
+class DecoderStep:
+    """The rest of the decoder step to simulate beside the linears (``--context``)."""
+
+    shape: ModelShape
+    context: int
+    batch: int
+
+
+def masks_source(path: str | Path) -> MasksSource:
+    """The masks source of ``--masks PATH``."""
+    p = Path(path)
+    checkpoint = is_checkpoint(p)
+    if p.is_dir() and not checkpoint:
+        p = p / "masks.safetensors"
+    return MasksSource(p, checkpoint)
+
+
+def default_out(source: MasksSource, hw: Hardware, mode: str) -> Path:
+    """``DIR/sim/<preset>-<mode>`` next to a masks file; a checkpoint has no default (results are
+    never written into it)."""
+    if source.checkpoint:
+        raise UserError("--out DIR is required when --masks is a checkpoint (results are not written into it)")
+    return source.path.parent / "sim" / f"{hw.name}-{mode}"
+
+
+def load_workload(source: MasksSource | None, synthetic: str | None, seed: int) -> tuple[list[wl.LayerWorkload], dict[str, Any]]:
+    """The layers to simulate and summary.json's ``source``: the masks of ``source``, else the
+    seeded ``synthetic`` workload."""
+    if source is not None and source.checkpoint:
+        ex = extract_masks(source.path)
+        warn(ex)
+        return wl.from_packed(ex.packed, ex.shapes, str(source.path)), {"checkpoint": ex.source}
+    if source is not None:
+        return wl.from_masks(source.path), {"masks": str(source.path)}
+    return wl.synthetic(synthetic, seed), {"synthetic": synthetic, "seed": seed}
+
+
+def simulate_to_dir(
+    layers: list[wl.LayerWorkload],
+    hw: Hardware,
+    mode: str,
+    tokens: list[int],
+    out: str | Path,
+    *,
+    engine: str | None = None,
+    decoder: DecoderStep | None = None,
+    source: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> tuple[dict[str, Any], Path, Path]:
+    """Simulate ``layers`` (and the rest of the decoder step when ``decoder`` is given), write
+    ``out/layers.csv`` + ``summary.json`` (+ ``decoder.csv``) as one unit; returns (summary, the
+    layers.csv path, the summary.json path)."""
+    t0 = time.perf_counter()
+    df = simulate(layers, hw, mode, tokens, engine=engine, progress=progress)
+    summary = summarize(df, hw)
+    dec = None
+    if decoder is not None:
+        dec = decoder_rows(layers, decoder.shape, hw, tokens, decoder.context, decoder.batch, engine)
+        add_end_to_end(summary, dec, hw)
+        summary["decoder"] = {"model": decoder.shape.name, "context": decoder.context, "batch": decoder.batch}
+    summary["source"] = source or {}
+    summary["overrides"] = overrides or {}
+    summary["wall_s"] = round(time.perf_counter() - t0, 3)
+    csv_path, json_path = write_results(out, df, summary, dec)
+    return summary, csv_path, json_path
+
+
+def summary_lines(summary: dict[str, Any], hw: Hardware, memory: bool, decoder: DecoderStep | None = None) -> list[str]:
+    """The lines ``besa simulate`` prints: per token count the totals (and the whole decoder step),
+    then the ridge point of a memory mode (``memory``)."""
+    lines = []
+    for n, t in summary["totals"].items():
+        extra = f", vs n:m {t['speedup_vs_nm']:.3f}x" if t.get("speedup_vs_nm") is not None else ""
+        bound = f", {round(t['memory_bound_share'] * t['layers'])}/{t['layers']} layers memory-bound" if "memory_bound_share" in t else ""
+        energy = f", energy vs dense {t['energy_vs_dense']:.3f}x" if t.get("energy_vs_dense") is not None else ""
+        lines.append(
+            f"N={n}: {t['cycles']} cycles ({t['time_ms']:.3f} ms at {hw.freq_mhz:g} MHz), speedup vs dense {t['speedup_vs_dense']:.3f}x{extra}{energy}{bound}"
+        )
+        if "e2e_cycles" in t and decoder is not None:
+            lines.append(
+                f"  whole decoder step (context {decoder.context}, batch {decoder.batch}): {t['e2e_cycles']} cycles "
+                f"({t['e2e_us_per_token']:.2f} us/token), speedup vs dense {t['e2e_speedup_vs_dense']:.3f}x"
+            )
+    if summary.get("ridge_tokens") is not None and memory:
+        lines.append(f"ridge point of {hw.name}: ~{summary['ridge_tokens']:.1f} tokens (fewer tokens in flight -> weight streaming is memory-bound)")
+    return lines
