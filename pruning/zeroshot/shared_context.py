@@ -20,9 +20,6 @@ from __future__ import annotations
 import functools
 import inspect
 
-import torch
-import torch.nn.functional as F
-
 
 @functools.cache
 def shared_context_lm() -> type:
@@ -70,6 +67,9 @@ def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_b
 
 def _score_group(self, ctx: list[int], conts: list[list[int]]) -> list[tuple[float, bool]]:
     """(sum log p(cont | ctx), cont is the greedy continuation) for each continuation of ``ctx``."""
+    import torch  # heavy: pruning.zeroshot stays importable without it
+    import torch.nn.functional as F
+
     model, dev = self.model, self.device
     with torch.no_grad():
         out = model(torch.tensor([ctx], dtype=torch.long, device=dev), use_cache=True, logits_to_keep=1)
