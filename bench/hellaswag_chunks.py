@@ -13,7 +13,8 @@ again, so a killed run resumes where it stopped.  ``--chunks K`` stops after the
 
 ``table`` merges the chunks of every run over the tasks ALL listed runs have finished (the common
 prefix), and prints acc / acc_norm with lm-eval's standard error ``sqrt(p(1-p)/(n-1))`` and the
-paired difference of each run to the baseline (``besa_common.paired``) as Markdown.
+paired difference of each run to the baseline (``besa_common.paired``) as Markdown, then the paired
+``acc_norm`` difference of every pair of runs (between methods).
 """
 
 from __future__ import annotations
@@ -105,6 +106,21 @@ def cmd_table(a) -> int:
                 d = paired_difference([x[j] for j in keep], [y[j] for j in keep])
                 cells.append("-" if n == a.baseline else f"{100 * d['diff']:+.2f} ± {100 * d['se']:.2f}")
         print("| " + " | ".join(cells) + " |")
+    print("\nEvery pair, acc_norm, paired on the same tasks (better run first; diff ± standard error, 95 % interval):\n")
+    print("| better | worse | Δacc_norm (points) | 95 % interval | resolved |")
+    print("|---|---|---|---|---|")
+    norm = {}
+    for n, r in runs.items():
+        by_id = dict(zip(r["ids"], r["correct_norm"]))
+        norm[n] = [by_id[i] for i in sorted(common)]
+    order = sorted(norm, key=lambda n: -sum(norm[n]))
+    for i, a_name in enumerate(order):
+        for b_name in order[i + 1 :]:
+            d = paired_difference(norm[a_name], norm[b_name])
+            lo, hi = d["ci95"]
+            print(
+                f"| {a_name} | {b_name} | {100 * d['diff']:+.2f} ± {100 * d['se']:.2f} | [{100 * lo:+.2f}, {100 * hi:+.2f}] | {'yes' if lo > 0 or hi < 0 else 'no'} |"
+            )
     return 0
 
 
