@@ -20,6 +20,7 @@ from pruning.device import AUTOCAST_DTYPES
 from pruning.evaluate import perplexity
 from pruning.runfiles import load_pruned
 from pruning.zeroshot import run_tasks
+from pruning.zeroshot.subset import SUBSET_SEED
 
 
 def eval_json_path(out: str | Path) -> Path:
@@ -59,10 +60,13 @@ def evaluate_run(
     task_data: Path | None = None,
     zs_batch_size: int = 8,
     limit: int | None = None,
+    zs_seed: int = SUBSET_SEED,
+    zs_scorer: str = "hflm",
 ) -> dict:
     """The results dict of one evaluation: ``model``, ``masks``, ``method``, ``sparsity``, ``weights``,
     ``quant``; with ``ppl`` also ``ppl``, ``nll``, ``dataset``, ``split`` (or ``eval_ids``), ``seqlen``,
-    ``windows``, ``tokens``; with ``tasks`` also ``tasks`` (:func:`pruning.zeroshot.run_tasks`).
+    ``windows``, ``tokens``; with ``tasks`` also ``tasks`` (:func:`pruning.zeroshot.run_tasks`, with per-example
+    correctness for paired comparisons; ``limit`` = the seeded subset of ``zs_seed``, ``zs_scorer`` as there).
 
     ``masks``: the run's masks file (None = the dense model); ``quant``: apply the
     ``quant.safetensors`` beside it.  Perplexity text: ``eval_ids`` = ``(ids [w, T], record)``, each
@@ -89,7 +93,8 @@ def evaluate_run(
         results.update({"ppl": res["ppl"], "nll": res["nll"], **where, "seqlen": res["seqlen"], "windows": res["windows"], "tokens": res["tokens"]})
     # Other evaluations (zero-shot) add their results here, e.g. results["zeroshot"] = ...
     if tasks:
-        results["tasks"] = run_tasks(model, tokenizer, tasks, task_data, zs_batch_size, limit, device=device)
+        zs = {"per_example": True, "device": device, "seed": zs_seed, "scorer": zs_scorer}  # per-example rows: paired comparisons
+        results["tasks"] = run_tasks(model, tokenizer, tasks, task_data, zs_batch_size, limit, **zs)
     return results
 
 

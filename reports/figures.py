@@ -424,6 +424,59 @@ def ppl_vs_speedup(df: pd.DataFrame, preset: str | None = None) -> FigureData:
     return _figure("ppl_vs_speedup", fig, cap, panels, flags, meta={"preset": preset, "eval": _eval_size(summ)})
 
 
+def acc_vs_speedup(df: pd.DataFrame, preset: str | None = None) -> FigureData:
+    """HellaSwag accuracy against whole-model speedup, decode and prefill panels, error bars (95 %),
+    Pareto front dashed (no other run both faster and more accurate)."""
+    summ = summary_table(df).dropna(subset=["speedup", "hellaswag"])
+    if summ.empty:
+        raise NoData("no run has both a HellaSwag accuracy (eval.json) and a simulation")
+    cyc = summ[summ["mode"] == "cycle"]
+    summ = cyc if not cyc.empty else summ
+    preset = preset or pick(summ["preset"], prefer="vitcod")
+    summ = summ[summ["preset"] == preset]
+    mode = pick(summ["mode"], prefer="cycle")
+    summ = summ[summ["mode"] == mode]
+    phases = _phases(summ["tokens"])
+    ns = sorted({int(n) for n in summ["hellaswag_n"].dropna()})
+    flags = [f"runs were scored on different numbers of tasks: {ns}"] if len(ns) > 1 else []
+    what = f"HellaSwag acc_norm %, {'/'.join(map(str, ns))} tasks, ± 95 %"
+    fig, axes = new_figure(1, 2, 12.0, 4.6, sharey=True)
+    panels = {}
+    for ax, phase in zip(axes[0], ("decode", "prefill")):
+        if phase not in phases:
+            ax.text(0.5, 0.5, f"{phase} not simulated", transform=ax.transAxes, ha="center", color="#a00")
+            panels[phase] = {"label": [], "speedup": np.array([]), "acc": np.array([]), "label_boxes": []}
+            continue
+        g = summ[summ["tokens"] == phases[phase]].reset_index(drop=True)
+        sp, acc = g["speedup"].to_numpy(float), g["hellaswag"].to_numpy(float)
+        half = 1.96 * g["hellaswag_se"].to_numpy(float)
+        front = _pareto(sp, -acc)  # higher accuracy is better
+        for i, r in g.iterrows():
+            ax.errorbar(r["speedup"], r["hellaswag"], yerr=half[i], fmt="none", ecolor=color(r["method"]), elinewidth=0.8, alpha=0.6, zorder=2)
+            ax.scatter(r["speedup"], r["hellaswag"], marker=marker(r["pattern"]), color=color(r["method"]), s=40, zorder=3)
+        f = g[front].sort_values("speedup")
+        ax.step(f["speedup"], f["hellaswag"], where="post", color="#d62728", lw=1, ls="--", zorder=2, label="Pareto front")
+        span = max(sp.max() - sp.min(), 0.05)
+        ax.set_xlim(sp.min() - 0.25 * span, sp.max() + 0.35 * span)
+        ax.set_xlabel(f"speedup vs dense (×), {preset}/{mode}, {phase} N = {phases[phase]}")
+        ax.set_title(f"{phase} (N = {phases[phase]})", fontsize=9)
+        ax.legend(fontsize=7, loc="lower left")
+        panels[phase] = {"label": g["label"].to_list(), "speedup": sp, "acc": acc, "front": g.loc[front, "label"].to_list(), "tokens": phases[phase]}
+    axes[0, 0].set_ylabel(what)
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")  # freeze the layout: label boxes are measured in final display coordinates
+    for ax, phase in zip(axes[0], ("decode", "prefill")):
+        p = panels[phase]
+        if len(p["label"]):
+            p["label_boxes"] = place_labels(ax, p["speedup"], p["acc"], p["label"])
+    cap = (
+        f"Zero-shot HellaSwag accuracy ({what}) against whole-model speedup on {preset}/{mode}; dashed = Pareto front (no "
+        "other run is both faster and more accurate). Bars are each run's own interval; runs compare much more tightly "
+        "paired, on the same tasks (the paired-differences table)."
+    )
+    return _figure("acc_vs_speedup", fig, cap, panels, flags, meta={"preset": preset, "tasks": ns})
+
+
 # --- 6. roofline ---------------------------------------------------------------------------------
 
 
@@ -829,6 +882,10 @@ def _with_siblings(inp: FigureInputs) -> bool:  # only experiments that pair run
     return inp.have_runs and "sibling" in inp.df.columns and bool(inp.df["sibling"].notna().any())
 
 
+def _with_hellaswag(inp: FigureInputs) -> bool:  # only runs scored on HellaSwag ([eval].hellaswag)
+    return inp.have_runs and "hellaswag" in inp.df.columns and bool(inp.df["hellaswag"].notna().any())
+
+
 def _with_sweep_or_runs(inp: FigureInputs) -> bool:  # a run-only page still says why it has no sweep
     return inp.sweep is not None or inp.have_runs
 
@@ -886,6 +943,7 @@ FIGURES: dict[str, Figure] = {
         Figure("layer_speedup", "Per-layer speedup by projection", layer_speedup, variants=_per_machine),
         Figure("speedup_vs_sparsity", "Speedup of every run", speedup_vs_sparsity),
         Figure("ppl_vs_speedup", "Perplexity vs speedup (Pareto)", ppl_vs_speedup),
+        Figure("acc_vs_speedup", "HellaSwag accuracy vs speedup (Pareto)", acc_vs_speedup, shown=_with_hellaswag),
         Figure("siblings", "Unstructured vs its n:m sibling (equal sparsity)", sibling_pairs, shown=_with_siblings),
         Figure("roofline", "Roofline per layer (dense-equivalent)", roofline, variants=_per_machine),
         Figure("sweep", "What-if sweep", sweep_heatmaps, input="sweep", shown=_with_sweep_or_runs, variants=_per_swept_pair),

@@ -10,7 +10,8 @@ file for papers.
 * ``OUT/figures/<figure id>.<fmt>`` for every drawn figure and every format in ``formats``
   (``svg`` always; ``pdf`` / ``png`` on request);
 * ``OUT/table.csv``, ``OUT/summary.csv``, ``OUT/report.md`` and, when runs are paired with an n:m
-  sibling, ``OUT/siblings.csv`` (:func:`reports.writers.write_tables`, :mod:`reports.siblings`).
+  sibling, ``OUT/siblings.csv`` (:func:`reports.writers.write_tables`, :mod:`reports.siblings`); when
+  runs were scored on HellaSwag, ``OUT/hellaswag_pairs.csv`` (:mod:`reports.zeroshot`).
 
 Every section has an ``id`` the table of contents links to; a figure with no data keeps its
 section and says why, so a partial experiment still gives an honest page.
@@ -34,6 +35,9 @@ from reports.plotkit import FIGURE_FORMATS, write_figure
 from reports.siblings import display_table, sibling_table, verdicts
 from reports.table import RunInfo, build_table, glance_table, row_sparsity_table, summary_table
 from reports.writers import SUMMARY_SHOW, write_tables
+from reports.zeroshot import CAPTION as ZS_CAPTION
+from reports.zeroshot import display_pairs as display_zs_pairs
+from reports.zeroshot import pairs_table as zs_pairs_table
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -174,7 +178,8 @@ def render_report(
     figures = build_figures(df if runs else None, row_sparsity_table(runs) if runs else None, sweep)
     sections: list[tuple[str, str, str]] = []  # (id, title, html)
     if runs:
-        write_tables(df, out_dir)
+        zs_pairs = zs_pairs_table(runs)
+        write_tables(df, out_dir, zs_pairs=zs_pairs)
         summ = summary_table(df)
         sections.append(
             (
@@ -186,6 +191,9 @@ def render_report(
                 + _decode_note(summ),
             )
         )
+        if not zs_pairs.empty:
+            zs_html = f"<p class='caption'>{html.escape(ZS_CAPTION)}</p>" + _table_html(display_zs_pairs(zs_pairs))
+            sections.append(("hellaswag-pairs", "HellaSwag: paired differences", zs_html))
         sib_html = _siblings_section(summ)
         if sib_html:
             sections.append(("sibling-table", "Unstructured vs its n:m sibling", sib_html))
@@ -211,6 +219,7 @@ def render_report(
     tables = (
         "Every row of the tidy table: <code>table.csv</code>; whole-model totals: <code>summary.csv</code>; "
         + ("unstructured vs n:m sibling: <code>siblings.csv</code>; " if (out_dir / "siblings.csv").is_file() else "")
+        + ("paired HellaSwag differences: <code>hellaswag_pairs.csv</code>; " if (out_dir / "hellaswag_pairs.csv").is_file() else "")
         + "Markdown: <code>report.md</code>; "
         if runs
         else "The sweep's points: <code>results.parquet</code>; "

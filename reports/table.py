@@ -4,7 +4,7 @@ Reads only the files other stages write (see DESIGN.md, "Run directory"); never 
 
     RUN/manifest.json       method, target sparsity, pattern, wbits (written by ``besa prune``)
     RUN/allocation.json     per-layer target / expected / realised sparsity (1 = kept convention upstream)
-    RUN/eval.json           perplexity (``besa eval --out RUN``)
+    RUN/eval.json           perplexity (``besa eval --out RUN``); HellaSwag accuracy when scored (reports.zeroshot)
     RUN/sim/<preset>-<mode>/layers.csv + summary.json   (``besa simulate``)
     SIM/layers.csv + summary.json                       (a plain ``besa simulate --out SIM``: a run of its own)
     RUN/sibling.json        the run's equal-sparsity n:m sibling (``besa run``; see reports.siblings)
@@ -44,6 +44,7 @@ from besa_common.fileio import resolve_path
 from besa_common.masks import read_manifest
 from besa_common.sparsity import PATTERN_CONVENTION, pattern_label
 from reports.plotkit import order_runs
+from reports.zeroshot import accuracy_columns
 from simulator.schema import read_layers
 from simulator.totals import model_totals
 
@@ -340,6 +341,7 @@ def run_meta(info: RunInfo) -> dict[str, Any]:
         "ppl_dataset": ppl["dataset"],
         "ppl_seqlen": ppl["seqlen"],
         "ppl_windows": ppl["windows"],
+        **accuracy_columns(info.eval),  # hellaswag, hellaswag_se, hellaswag_n
         "sibling": info.sibling.get("sibling"),  # run name of the equal-sparsity n:m sibling (same experiment)
         "sibling_why": info.sibling.get("why"),
     }
@@ -564,7 +566,11 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     size = (df["rows"] * df["cols"]).where(df["layer_sparsity"].notna())
     per_run = df.assign(_w=size, _z=size * df["layer_sparsity"]).drop_duplicates(["label", "layer"]).groupby("label")[["_w", "_z"]].sum()
     realised = (per_run["_z"] / per_run["_w"].where(per_run["_w"] > 0)).rename("realised_sparsity")
-    extra = [c for c in ("ppl", "ppl_dataset", "ppl_seqlen", "ppl_windows", "sibling", "sibling_why") if c in runs.columns]
+    extra = [
+        c
+        for c in ("ppl", "ppl_dataset", "ppl_seqlen", "ppl_windows", "hellaswag", "hellaswag_se", "hellaswag_n", "sibling", "sibling_why")
+        if c in runs.columns
+    ]
     ppl = runs.set_index("label")[extra]
     out = out.join(realised, on="label").join(ppl, on="label")
     for col in ("preset", "mode", "tokens", "cycles", "dense_cycles", "speedup"):
@@ -589,7 +595,8 @@ def phase_of(tokens: float, all_tokens: Iterable[float]) -> str:
 def glance_table(summ: pd.DataFrame) -> pd.DataFrame:
     """The page's first table: one row per run, one column per question.
 
-    Columns: label, method, pattern, target and realised sparsity, perplexity, then per simulated
+    Columns: label, method, pattern, target and realised sparsity, perplexity, HellaSwag acc_norm % and
+    its standard error when some run was scored on it (:mod:`reports.zeroshot`), then per simulated
     machine ``<preset> decode ×`` (smallest N) and ``<preset> prefill ×`` (largest N) speedups
     (``<preset> <mode> N=<n> ×`` for modes other than ``cycle``), and ``<preset> <phase> energy ×``
     (dense energy / energy, > 1 = less energy) and ``e2e ×`` speedups when the simulator wrote them.
@@ -597,7 +604,7 @@ def glance_table(summ: pd.DataFrame) -> pd.DataFrame:
     """
     if summ.empty:
         return pd.DataFrame()
-    base_cols = ["label", "experiment", "method", "pattern", "wbits", "sparsity", "realised_sparsity", "ppl"]
+    base_cols = ["label", "experiment", "method", "pattern", "wbits", "sparsity", "realised_sparsity", "ppl", "hellaswag", "hellaswag_se"]
     base = summ.groupby("label", sort=False)[[c for c in base_cols if c != "label"]].first()
     base = base.rename(columns={"sparsity": "target_sparsity"})
     wide = {}
@@ -620,7 +627,11 @@ def glance_table(summ: pd.DataFrame) -> pd.DataFrame:
         out = out.drop(columns="experiment")
     if (out["wbits"] == 16).all():
         out = out.drop(columns="wbits")
-    out = out.rename(columns={"target_sparsity": "target sparsity", "realised_sparsity": "realised sparsity"})
+    if out["hellaswag"].isna().all():
+        out = out.drop(columns=["hellaswag", "hellaswag_se"])
+    out = out.rename(
+        columns={"target_sparsity": "target sparsity", "realised_sparsity": "realised sparsity", "hellaswag": "HellaSwag %", "hellaswag_se": "HellaSwag ±"}
+    )
     return out.rename_axis("label").reset_index()
 
 

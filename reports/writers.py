@@ -1,6 +1,7 @@
 """The report's table files: ``table.csv`` (every tidy row), ``summary.csv`` (whole-model totals),
-``siblings.csv`` (unstructured vs its n:m sibling, when runs are paired) and ``report.md`` (the same
-tables in Markdown), from the tidy table of :func:`reports.table.build_table`."""
+``siblings.csv`` (unstructured vs its n:m sibling, when runs are paired), ``hellaswag_pairs.csv``
+(paired HellaSwag differences, when runs were scored on it) and ``report.md`` (the same tables in
+Markdown), from the tidy table of :func:`reports.table.build_table`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from besa_common.fileio import atomic_write_text
 from reports.fmt import cell as fmt_cell
 from reports.siblings import display_table, sibling_table, verdicts
 from reports.table import glance_table, summary_table
+from reports.zeroshot import CAPTION as ZS_CAPTION
+from reports.zeroshot import display_pairs as display_zs_pairs
 
 
 def to_markdown(df: pd.DataFrame, floatfmt: str | None = None) -> str:
@@ -50,10 +53,12 @@ SUMMARY_SHOW = (
 )
 
 
-def write_tables(df: pd.DataFrame, out: str | Path) -> dict[str, Path]:
+def write_tables(df: pd.DataFrame, out: str | Path, zs_pairs: pd.DataFrame | None = None) -> dict[str, Path]:
     """Write ``OUT/table.csv`` (every tidy row), ``OUT/summary.csv``, ``OUT/report.md`` and, when some run
     has an n:m sibling, ``OUT/siblings.csv`` (:func:`reports.siblings.sibling_table`), atomically.  A
-    ``siblings.csv`` of an earlier report whose runs are no longer paired is removed."""
+    ``siblings.csv`` of an earlier report whose runs are no longer paired is removed.  ``zs_pairs``
+    (:func:`reports.zeroshot.pairs_table`) with rows -> ``OUT/hellaswag_pairs.csv`` and its section
+    (an older one that no longer applies is removed)."""
     out = Path(out)
     summ = summary_table(df)
     sib = sibling_table(summ)
@@ -65,8 +70,16 @@ def write_tables(df: pd.DataFrame, out: str | Path) -> dict[str, Path]:
         atomic_write_text(paths["siblings"], sib.to_csv(index=False))
     elif (out / "siblings.csv").is_file():
         (out / "siblings.csv").unlink()
+    have_zs = zs_pairs is not None and not zs_pairs.empty
+    if have_zs:
+        paths["hellaswag_pairs"] = out / "hellaswag_pairs.csv"
+        atomic_write_text(paths["hellaswag_pairs"], zs_pairs.to_csv(index=False))
+    elif (out / "hellaswag_pairs.csv").is_file():
+        (out / "hellaswag_pairs.csv").unlink()
     show = [c for c in SUMMARY_SHOW if c in summ.columns]
     md = "# besa report\n\n## At a glance\n\n" + to_markdown(glance_table(summ))
+    if have_zs:
+        md += "\n## HellaSwag: paired differences\n\n" + ZS_CAPTION + "\n\n" + to_markdown(display_zs_pairs(zs_pairs))
     if not sib.empty:
         md += (
             "\n## Unstructured vs its n:m sibling (equal sparsity)\n\n"

@@ -113,6 +113,8 @@ def compute(args) -> dict:
         task_data=args.task_data,
         zs_batch_size=args.zs_batch_size,
         limit=args.limit,
+        zs_seed=args.zs_seed,
+        zs_scorer=args.zs_scorer,
     )
 
 

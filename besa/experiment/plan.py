@@ -59,6 +59,8 @@ def eval_cmd(exp, spec, run_dir: Path) -> list[str]:
     cmd = ["eval", "--model", exp.experiment.model, "--dataset", ev.dataset, "--seqlen", str(ev.seqlen), "--no-progress", "--out", str(run_dir)]
     if ev.max_windows:
         cmd += ["--max-windows", str(ev.max_windows)]
+    if ev.hellaswag:  # the same seeded tasks for every run: the report pairs them
+        cmd += ["--tasks", "hellaswag", "--limit", str(ev.hellaswag), "--zs-scorer", "shared"]
     if not spec.dense:
         cmd += ["--masks", str(run_dir / "masks.safetensors")]
     return cmd

@@ -5,7 +5,8 @@ An experiment (TOML, see ``configs/experiments/default.toml``)::
 
     [experiment]        name, model (``smollm2-135m``, an HF dir or a .gguf), seed
     [calibration]       dataset, nsamples (windows), seqlen (tokens per window)
-    [eval]              dataset, seqlen, max_windows (0 = the whole test split)
+    [eval]              dataset, seqlen, max_windows (0 = the whole test split), hellaswag (tasks of the
+                        shipped HellaSwag set each run is scored on: the seeded ``--limit`` subset; 0 = none)
     [[runs]]            one or more grids: methods × sparsities × patterns × wbits
                         (sparsity = fraction PRUNED; pattern "N:M" = at most N of every M consecutive
                         input weights KEPT, whose sparsity is 1 - N/M: ``sparsities`` apply to
@@ -41,6 +42,7 @@ from besa_common.fileio import resolve_path
 from besa_common.sparsity import check_target, format_nm, parse_nm, parse_pattern, pattern_sparsity
 from besa_common.tomlconf import build, check_value, read_toml
 from pruning.method_names import METHOD_NAMES
+from pruning.zeroshot.hellaswag import N_TASKS as HELLASWAG_TASKS
 from simulator.engine import MODES
 from simulator.hardware import list_presets
 from simulator.sweep import SweepSettings, check_grid, check_settings, check_workers
@@ -69,6 +71,7 @@ class EvalSettings:
     dataset: str = "wiki"
     seqlen: int = 512
     max_windows: int = 0  # 0 = every window of the test split
+    hellaswag: int = 0  # zero-shot HellaSwag tasks per run (besa eval --tasks hellaswag --limit N); 0 = none
 
 
 @dataclass(frozen=True)
@@ -276,6 +279,7 @@ def parse_experiment(obj: dict[str, Any], source: str = "experiment", base: Path
         ("[calibration].seqlen", cal.seqlen, 8, 1 << 17),
         ("[eval].seqlen", ev.seqlen, 8, 1 << 17),
         ("[eval].max_windows", ev.max_windows, 0, 1 << 31),
+        ("[eval].hellaswag", ev.hellaswag, 0, HELLASWAG_TASKS),
         ("[experiment].seed", exp.seed, 0, (1 << 63) - 1),
     ):
         if v < lo:
