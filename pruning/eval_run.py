@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from besa_common.bootstrap import ppl_ci
+from besa_common.bootstrap import settings as bootstrap_settings
 from besa_common.fileio import atomic_write_json, check_output_path
 from pruning.data import eval_tokens
 from pruning.device import AUTOCAST_DTYPES
@@ -64,9 +66,12 @@ def evaluate_run(
     zs_scorer: str = "hflm",
 ) -> dict:
     """The results dict of one evaluation: ``model``, ``masks``, ``method``, ``sparsity``, ``weights``,
-    ``quant``; with ``ppl`` also ``ppl``, ``nll``, ``dataset``, ``split`` (or ``eval_ids``), ``seqlen``,
-    ``windows``, ``tokens``; with ``tasks`` also ``tasks`` (:func:`pruning.zeroshot.run_tasks`, with per-example
-    correctness for paired comparisons; ``limit`` = the seeded subset of ``zs_seed``, ``zs_scorer`` as there).
+    ``quant``; with ``ppl`` also ``ppl``, ``ppl_ci95`` ([low, high]: 95 % percentile bootstrap over the
+    windows, :func:`besa_common.bootstrap.ppl_ci`; None with one window), ``ppl_ci`` (its settings),
+    ``nll``, ``dataset``, ``split`` (or ``eval_ids``), ``seqlen``, ``windows``, ``tokens``,
+    ``windows_sha256``, ``window_nll`` and ``window_tokens`` (per window: :func:`pruning.evaluate.perplexity`);
+    with ``tasks`` also ``tasks`` (:func:`pruning.zeroshot.run_tasks`, with per-example correctness for paired
+    comparisons; ``limit`` = the seeded subset of ``zs_seed``, ``zs_scorer`` as there).
 
     ``masks``: the run's masks file (None = the dense model); ``quant``: apply the
     ``quant.safetensors`` beside it.  Perplexity text: ``eval_ids`` = ``(ids [w, T], record)``, each
@@ -90,7 +95,22 @@ def evaluate_run(
             tokens = eval_tokens(tokenizer, dataset, split, data_path, seqlen=seqlen)
             where = {"dataset": dataset, "split": split}
         res = perplexity(model, tokens, seqlen, max_windows, device, AUTOCAST_DTYPES[dtype], progress=progress)
-        results.update({"ppl": res["ppl"], "nll": res["nll"], **where, "seqlen": res["seqlen"], "windows": res["windows"], "tokens": res["tokens"]})
+        ci = ppl_ci(res["window_nll"], res["window_tokens"])
+        results.update(
+            {
+                "ppl": res["ppl"],
+                "ppl_ci95": None if ci is None else list(ci),
+                "ppl_ci": bootstrap_settings(),
+                "nll": res["nll"],
+                **where,
+                "seqlen": res["seqlen"],
+                "windows": res["windows"],
+                "tokens": res["tokens"],
+                "windows_sha256": res["windows_sha256"],
+                "window_nll": res["window_nll"],
+                "window_tokens": res["window_tokens"],
+            }
+        )
     # Other evaluations (zero-shot) add their results here, e.g. results["zeroshot"] = ...
     if tasks:
         zs = {"per_example": True, "device": device, "seed": zs_seed, "scorer": zs_scorer}  # per-example rows: paired comparisons

@@ -386,7 +386,8 @@ def ppl_vs_speedup(df: pd.DataFrame, preset: str | None = None) -> FigureData:
     sizes = summ[["ppl_seqlen", "ppl_windows"]].drop_duplicates()
     flags = [f"runs were evaluated on different sizes: {sizes.to_dict('records')}"] if len(sizes) > 1 else []
     fig, axes = new_figure(1, 2, 12.0, 4.6, sharey=True)
-    ylo, yhi = float(summ["ppl"].min()), float(summ["ppl"].max())
+    ylo = float(np.nanmin([summ["ppl"].min(), summ["ppl_ci_low"].min() if "ppl_ci_low" in summ.columns else np.nan]))
+    yhi = float(np.nanmax([summ["ppl"].max(), summ["ppl_ci_high"].max() if "ppl_ci_high" in summ.columns else np.nan]))
     ylim = (ylo / 1.25, yhi * 1.25)
     panels = {}
     for ax, phase in zip(axes[0], ("decode", "prefill")):
@@ -400,8 +401,12 @@ def ppl_vs_speedup(df: pd.DataFrame, preset: str | None = None) -> FigureData:
         g = summ[summ["tokens"] == phases[phase]].reset_index(drop=True)
         sp, pp = g["speedup"].to_numpy(float), g["ppl"].to_numpy(float)
         front = _pareto(sp, pp)
-        for _, r in g.iterrows():
+        lo = g["ppl_ci_low"].to_numpy(float) if "ppl_ci_low" in g.columns else np.full(len(g), np.nan)
+        hi = g["ppl_ci_high"].to_numpy(float) if "ppl_ci_high" in g.columns else np.full(len(g), np.nan)
+        for i, r in g.iterrows():
             ax.scatter(r["speedup"], r["ppl"], marker=marker(r["pattern"]), color=color(r["method"]), s=40, zorder=3)
+            if np.isfinite(lo[i]) and np.isfinite(hi[i]):  # the run's 95 % bootstrap interval over windows
+                ax.errorbar(r["speedup"], r["ppl"], yerr=[[r["ppl"] - lo[i]], [hi[i] - r["ppl"]]], color=color(r["method"]), lw=1, capsize=3, zorder=2.5)
         f = g[front].sort_values("speedup")
         ax.step(f["speedup"], f["ppl"], where="post", color="#d62728", lw=1, ls="--", zorder=2, label="Pareto front")
         span = max(sp.max() - sp.min(), 0.05)
@@ -409,7 +414,15 @@ def ppl_vs_speedup(df: pd.DataFrame, preset: str | None = None) -> FigureData:
         ax.set_xlabel(f"speedup vs dense (×), {preset}/{mode}, {phase} N = {phases[phase]}")
         ax.set_title(f"{phase} (N = {phases[phase]})", fontsize=9)
         ax.legend(fontsize=7, loc="upper left")
-        panels[phase] = {"label": g["label"].to_list(), "speedup": sp, "ppl": pp, "front": g.loc[front, "label"].to_list(), "tokens": phases[phase]}
+        panels[phase] = {
+            "label": g["label"].to_list(),
+            "speedup": sp,
+            "ppl": pp,
+            "ppl_low": lo,
+            "ppl_high": hi,
+            "front": g.loc[front, "label"].to_list(),
+            "tokens": phases[phase],
+        }
     axes[0, 0].set_ylabel(f"perplexity ({_eval_size(summ)})")
     fig.draw_without_rendering()
     fig.set_layout_engine("none")  # freeze the layout: label boxes are measured in final display coordinates
@@ -419,7 +432,13 @@ def ppl_vs_speedup(df: pd.DataFrame, preset: str | None = None) -> FigureData:
             p["label_boxes"] = place_labels(ax, p["speedup"], p["ppl"], p["label"])
     cap = (
         f"Perplexity ({_eval_size(summ)}) against whole-model speedup on {preset}/{mode}: decode (what serving a token costs) "
-        f"and prefill side by side; dashed = Pareto front (no other run is both faster and better)."
+        f"and prefill side by side; dashed = Pareto front (no other run is both faster and better)"
+        + (
+            "; bars = each run's 95 % bootstrap interval over the evaluation windows (whether two runs differ: the paired "
+            "comparisons table, which is much tighter)."
+            if summ["ppl_ci_low"].notna().any()
+            else "."
+        )
     )
     return _figure("ppl_vs_speedup", fig, cap, panels, flags, meta={"preset": preset, "eval": _eval_size(summ)})
 

@@ -75,6 +75,8 @@ CORE_COLUMNS = [
     "speedup",
     "speedup_vs_nm",
     "ppl",
+    "ppl_ci_low",
+    "ppl_ci_high",
     "ppl_dataset",
     "ppl_seqlen",
     "ppl_windows",
@@ -173,7 +175,15 @@ _SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
     "manifest.json": {"method": (str,), "target": _NUM, "sparsity": _NUM, "pattern": (str, list), "wbits": (int,), "model": (str,)},
     "allocation.json": {"layers": (dict,), "method": (str,), "target": _NUM},
     "status.json": {"method": (str,), "sparsity": _NUM, "pattern": (str, list), "wbits": (int,), "model": (str,), "steps": (dict,)},
-    "eval.json": {"method": (str,), "model": (str,), "ppl": _NUM},
+    "eval.json": {
+        "method": (str,),
+        "model": (str,),
+        "ppl": _NUM,
+        "ppl_ci95": (list,),
+        "window_nll": (list,),
+        "window_tokens": (list,),
+        "windows_sha256": (str,),
+    },
     "summary.json": {"preset": (str,), "mode": (str,), "hardware": (dict,), "totals": (dict,)},
     "sibling.json": {"run": (str,), "sibling": (str,), "why": (str,), "method": (str,), "pattern": (str,), "sparsity": _NUM, "wbits": (int,)},
 }
@@ -290,17 +300,28 @@ def _add_sim(info: RunInfo, d: Path, where: str) -> None:
     info.sims[d.name] = (layers, _read_json(d / "summary.json", []))
 
 
-def _first_ppl(ev: dict[str, Any]) -> dict[str, Any]:
+def ppl_record(ev: dict[str, Any]) -> dict[str, Any]:
     """Find the perplexity record in eval.json, whatever nesting the writer chose.
 
     Accepts ``{"ppl": 21.3, ...}``, ``{"perplexity": {"wiki": {"ppl": ...}}}`` and similar; returns
-    ``{"ppl", "dataset", "seqlen", "windows"}`` (missing fields None).
+    ``{"ppl", "dataset", "seqlen", "windows", "ci95", "record"}`` (missing fields None; ``ci95`` = the
+    record's ``ppl_ci95`` [low, high]; ``record`` = the whole record, whose per-window NLLs
+    :mod:`reports.pplci` reads).
     """
 
     def walk(obj: Any, key: str | None) -> dict[str, Any] | None:
         if isinstance(obj, dict):
             if isinstance(obj.get("ppl"), (int, float)):
-                return {"ppl": float(obj["ppl"]), "dataset": obj.get("dataset", key), "seqlen": obj.get("seqlen"), "windows": obj.get("windows")}
+                ci = obj.get("ppl_ci95")
+                ci = (float(ci[0]), float(ci[1])) if isinstance(ci, list) and len(ci) == 2 and all(isinstance(x, _NUM) for x in ci) else None
+                return {
+                    "ppl": float(obj["ppl"]),
+                    "dataset": obj.get("dataset", key),
+                    "seqlen": obj.get("seqlen"),
+                    "windows": obj.get("windows"),
+                    "ci95": ci,
+                    "record": obj,
+                }
             for k, v in obj.items():
                 r = walk(v, k)
                 if r is not None:
@@ -314,7 +335,7 @@ def _first_ppl(ev: dict[str, Any]) -> dict[str, Any]:
                     return r
         return None
 
-    return walk(ev, None) or {"ppl": None, "dataset": None, "seqlen": None, "windows": None}
+    return walk(ev, None) or {"ppl": None, "dataset": None, "seqlen": None, "windows": None, "ci95": None, "record": {}}
 
 
 def run_meta(info: RunInfo) -> dict[str, Any]:
@@ -325,7 +346,7 @@ def run_meta(info: RunInfo) -> dict[str, Any]:
     if method == "dense":
         sparsity = 0.0
     wbits = man.get("wbits", st.get("wbits"))
-    ppl = _first_ppl(info.eval)
+    ppl = ppl_record(info.eval)
     return {
         "label": info.label or info.name,
         "experiment": info.experiment,
@@ -338,6 +359,8 @@ def run_meta(info: RunInfo) -> dict[str, Any]:
         "wbits": int(wbits) if wbits not in (None, "", 0) else 16,
         "model": man.get("model") or st.get("model") or info.eval.get("model"),
         "ppl": ppl["ppl"],
+        "ppl_ci_low": ppl["ci95"][0] if ppl["ci95"] else math.nan,  # eval.json ppl_ci95: 95 % bootstrap over windows
+        "ppl_ci_high": ppl["ci95"][1] if ppl["ci95"] else math.nan,
         "ppl_dataset": ppl["dataset"],
         "ppl_seqlen": ppl["seqlen"],
         "ppl_windows": ppl["windows"],
@@ -517,6 +540,8 @@ def build_table(runs: Iterable[RunInfo]) -> pd.DataFrame:
         "speedup",
         "speedup_vs_nm",
         "ppl",
+        "ppl_ci_low",
+        "ppl_ci_high",
         "tokens",
         "rows",
         "cols",
@@ -568,7 +593,19 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     realised = (per_run["_z"] / per_run["_w"].where(per_run["_w"] > 0)).rename("realised_sparsity")
     extra = [
         c
-        for c in ("ppl", "ppl_dataset", "ppl_seqlen", "ppl_windows", "hellaswag", "hellaswag_se", "hellaswag_n", "sibling", "sibling_why")
+        for c in (
+            "ppl",
+            "ppl_ci_low",
+            "ppl_ci_high",
+            "ppl_dataset",
+            "ppl_seqlen",
+            "ppl_windows",
+            "hellaswag",
+            "hellaswag_se",
+            "hellaswag_n",
+            "sibling",
+            "sibling_why",
+        )
         if c in runs.columns
     ]
     ppl = runs.set_index("label")[extra]
@@ -604,7 +641,20 @@ def glance_table(summ: pd.DataFrame) -> pd.DataFrame:
     """
     if summ.empty:
         return pd.DataFrame()
-    base_cols = ["label", "experiment", "method", "pattern", "wbits", "sparsity", "realised_sparsity", "ppl", "hellaswag", "hellaswag_se"]
+    base_cols = [
+        "label",
+        "experiment",
+        "method",
+        "pattern",
+        "wbits",
+        "sparsity",
+        "realised_sparsity",
+        "ppl",
+        "ppl_ci_low",
+        "ppl_ci_high",
+        "hellaswag",
+        "hellaswag_se",
+    ]
     base = summ.groupby("label", sort=False)[[c for c in base_cols if c != "label"]].first()
     base = base.rename(columns={"sparsity": "target_sparsity"})
     wide = {}
@@ -629,8 +679,17 @@ def glance_table(summ: pd.DataFrame) -> pd.DataFrame:
         out = out.drop(columns="wbits")
     if out["hellaswag"].isna().all():
         out = out.drop(columns=["hellaswag", "hellaswag_se"])
+    if out["ppl_ci_low"].isna().all():  # no eval.json with an interval (one window, or written before them)
+        out = out.drop(columns=["ppl_ci_low", "ppl_ci_high"])
     out = out.rename(
-        columns={"target_sparsity": "target sparsity", "realised_sparsity": "realised sparsity", "hellaswag": "HellaSwag %", "hellaswag_se": "HellaSwag ±"}
+        columns={
+            "target_sparsity": "target sparsity",
+            "realised_sparsity": "realised sparsity",
+            "ppl_ci_low": "ppl 95% low",
+            "ppl_ci_high": "ppl 95% high",
+            "hellaswag": "HellaSwag %",
+            "hellaswag_se": "HellaSwag ±",
+        }
     )
     return out.rename_axis("label").reset_index()
 

@@ -51,7 +51,7 @@ def prune_cmd(exp, spec, run_dir: Path) -> list[str]:
         cmd += ["--pattern", spec.pattern]
     if spec.wbits != 16:
         cmd += ["--wbits", str(spec.wbits)]
-    return cmd + option_flags(exp.options.get(spec.method, {}))
+    return cmd + option_flags({**exp.options.get(spec.method, {}), **dict(spec.options)})  # the grid's own flags win
 
 
 def eval_cmd(exp, spec, run_dir: Path) -> list[str]:
@@ -184,6 +184,10 @@ def check_steps(exp, out: Path, dry_run: bool = False) -> None:
     for method, tbl in exp.options.items():  # one line per key, so the error names the key
         for key, value in tbl.items():
             lines.append((f"[options.{method}].{key}", ["prune", "--method", method, "--out", str(scratch)] + option_flags({key: value})))
+    for i, g in enumerate(exp.runs):
+        for key, value in g.options.items():
+            for method in g.methods:
+                lines.append((f"[[runs]][{i}].options.{key}", ["prune", "--method", method, "--out", str(scratch)] + option_flags({key: value})))
     if pruned:
         lines.append(("[calibration].dataset", ["prune", "--method", pruned[0].method, "--out", str(scratch), "--calib-dataset", exp.calibration.dataset]))
     lines.append(("[eval].dataset", ["eval", "--dataset", exp.eval.dataset, "--out", str(scratch)]))

@@ -7,7 +7,9 @@ An experiment (TOML, see ``configs/experiments/default.toml``)::
     [calibration]       dataset, nsamples (windows), seqlen (tokens per window)
     [eval]              dataset, seqlen, max_windows (0 = the whole test split), hellaswag (tasks of the
                         shipped HellaSwag set each run is scored on: the seeded ``--limit`` subset; 0 = none)
-    [[runs]]            one or more grids: methods × sparsities × patterns × wbits
+    [[runs]]            one or more grids: methods × sparsities × patterns × wbits; optionally
+                        ``options`` (``besa prune`` flags for THIS grid's runs, over ``[options.<method>]``)
+                        with a ``tag`` naming the variant (run ``besa-admm-s50`` for tag ``admm``)
                         (sparsity = fraction PRUNED; pattern "N:M" = at most N of every M consecutive
                         input weights KEPT, whose sparsity is 1 - N/M: ``sparsities`` apply to
                         ``unstructured`` only)
@@ -33,6 +35,7 @@ Any unknown key, wrong type, unknown method / preset / mode or empty grid is a o
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +83,8 @@ class RunGrid:
     sparsities: tuple[float, ...] = (0.5,)
     patterns: tuple[str, ...] = ("unstructured",)
     wbits: tuple[int, ...] = (16,)
+    tag: str = ""  # a variant's name in its runs' folder names (besa-admm-s50); required with options
+    options: dict = field(default_factory=dict)  # besa prune flags of this grid's runs (over [options.<method>])
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,8 @@ class RunSpec:
     sparsity: float
     pattern: str  # "unstructured" or "n:m" (n KEPT of every m; sparsity = 1 - n/m)
     wbits: int  # 16 = no quantization
+    tag: str = ""  # the variant ([[runs]].tag), "" for the method's plain run
+    options: tuple[tuple[str, object], ...] = ()  # the grid's own besa prune flags ([[runs]].options), key order kept
 
     @property
     def dense(self) -> bool:
@@ -173,8 +180,11 @@ class Experiment:
                     for pat in g.patterns:
                         s_run = s if pat == "unstructured" else pattern_sparsity(pat)
                         for wb in g.wbits:
-                            spec = RunSpec(run_name(method, s_run, pat, wb), method, s_run, pat, wb)
+                            name = run_name(method, s_run, pat, wb, g.tag)
+                            spec = RunSpec(name, method, s_run, pat, wb, g.tag, tuple(g.options.items()))
                             other = out.setdefault(spec.name, spec)
+                            if other != spec and other.options != spec.options:
+                                raise UserError(f"{self.source}: [[runs]]: two grids give run {spec.name!r} different options; give them different tags")
                             if other != spec:
                                 raise UserError(
                                     f"{self.source}: [[runs]]: sparsities {other.sparsity!r} and {spec.sparsity!r} of "
@@ -243,10 +253,12 @@ def _parse_siblings(tbl: Any, where: str) -> SiblingSettings:
     return cfg
 
 
-def run_name(method: str, sparsity: float, pattern: str, wbits: int) -> str:
-    """``besa-s50``, ``wanda-s50-2x4``, ``wanda-s75-1x4``, ``besa-s50-w4``: the run's folder name.
+def run_name(method: str, sparsity: float, pattern: str, wbits: int, tag: str = "") -> str:
+    """``besa-s50``, ``wanda-s50-2x4``, ``wanda-s75-1x4``, ``besa-s50-w4``, ``besa-admm-s50`` (tag
+    ``admm``): the run's folder name.
 
     ``s<percent>`` is always the fraction PRUNED; ``<n>x<m>`` = n KEPT of every m (so 1:4 is s75)."""
+    method = f"{method}-{tag}" if tag else method
     name = f"{method}-s{round(sparsity * 100):d}" if round(sparsity * 100) == sparsity * 100 else f"{method}-s{sparsity:g}"
     if pattern != "unstructured":
         name += "-" + pattern.replace(":", "x")
@@ -313,6 +325,13 @@ def parse_experiment(obj: dict[str, Any], source: str = "experiment", base: Path
         for j, b in enumerate(g.wbits):
             if not 2 <= b <= 16:
                 raise UserError(f"{where}.wbits[{j}]: weight bits must be in 2..16 (16 = no quantization), got {b}")
+        if g.tag and not re.fullmatch(r"[a-z0-9]{1,32}", g.tag):
+            raise UserError(f"{where}.tag: {g.tag!r} must be 1-32 lowercase letters or digits (it goes into folder names)")
+        if g.options and not g.tag:
+            raise UserError(f'{where}.options: give the grid a tag too (its runs need their own folder name, e.g. tag = "admm" -> besa-admm-s50)')
+        if g.options and "dense" in g.methods:
+            raise UserError(f"{where}.options: the dense run is not pruned; it takes no prune flags")
+        _check_flags(g.options, f"{where}.options")
         grids.append(g)
     sim_tbl = obj.get("simulate", [])
     if not isinstance(sim_tbl, list):
@@ -340,9 +359,7 @@ def parse_experiment(obj: dict[str, Any], source: str = "experiment", base: Path
             raise UserError(f"{source}: [options].{m}: unknown method {m!r} (known: {', '.join(KNOWN_METHODS[1:])})")
         if not isinstance(tbl, dict):
             raise UserError(f"{source}: [options].{m}: expected a table of flag = value")
-        for k, v in tbl.items():
-            if not isinstance(v, (str, int, float, bool)):
-                raise UserError(f"{source}: [options.{m}].{k}: expected a string, number or boolean, got {type(v).__name__}")
+        _check_flags(tbl, f"{source}: [options.{m}]")
     whatif = None
     if "whatif" in obj:
         whatif = _parse_whatif(obj["whatif"], exp.seed, f"{source}: [whatif]", base)
@@ -352,6 +369,12 @@ def parse_experiment(obj: dict[str, Any], source: str = "experiment", base: Path
     if whatif is not None and whatif.run not in names:
         raise UserError(f"{source}: [whatif].run: {whatif.run!r} is not a run of this experiment (runs: {', '.join(names)})")
     return ex
+
+
+def _check_flags(tbl: dict, where: str) -> None:
+    for k, v in tbl.items():
+        if not isinstance(v, (str, int, float, bool)):
+            raise UserError(f"{where}.{k}: expected a string, number or boolean, got {type(v).__name__}")
 
 
 def _parse_whatif(tbl: Any, seed: int, where: str, base: Path | None = None) -> WhatIf:
@@ -369,7 +392,7 @@ def _parse_whatif(tbl: Any, seed: int, where: str, base: Path | None = None) -> 
 
 def load_experiment(path: str | Path) -> Experiment:
     path = Path(path)
-    return parse_experiment(read_toml(path), source=str(path), base=path.parent.resolve())
+    return parse_experiment(read_toml(path), source=str(path), base=resolve_path(path.parent))
 
 
 def option_flags(options: dict[str, Any]) -> list[str]:
