@@ -248,8 +248,9 @@ def main() -> None:
     if args.group:
         run_group(next(g for g in gs if g.name == args.group))
         return
-    import scalesim  # noqa: F401  (fail early outside the SCALE-Sim venv)
     from importlib.metadata import version
+
+    import scalesim  # noqa: F401  (fail early outside the SCALE-Sim venv)
 
     if args.only:
         gs = [g for g in gs if set(g.tags) & set(args.only)]

@@ -24,9 +24,8 @@ import time
 
 import numpy as np
 
-from simulator import cpp
+from simulator import cpp, stats
 from simulator import engine as eng
-from simulator import stats
 from simulator import workload as wl
 from simulator.hardware import GATHER_SCALE, load_hardware
 from simulator.run import simulate, summarize, workload_stats, write_results

@@ -74,7 +74,8 @@ def _cpu_s() -> float:
 def _warm(index: str) -> None:
     """On a worker: map the shared workload, fault its pages in and load the compiled kernels (what
     the bare call's process has already done), so that the timings compare steady states."""
-    from simulator import hardware, run as simrun
+    from simulator import hardware
+    from simulator import run as simrun
     from simulator.sweep import workloads as shared_wl
 
     layers = shared_wl.open_shared(index)
@@ -87,7 +88,8 @@ def _warm(index: str) -> None:
 def scaling(points_from: str, limit: int, worker_counts: list[int], tmp: Path, cache: Path | None = None) -> None:
     from distributed import Client
 
-    from simulator import hardware, run as simrun
+    from simulator import hardware
+    from simulator import run as simrun
     from simulator.sweep import expand, load_sweep, machines, run_sweep
     from simulator.sweep import workloads as shared_wl
     from simulator.sweep.execute import local_cluster
@@ -142,8 +144,7 @@ def scaling(points_from: str, limit: int, worker_counts: list[int], tmp: Path, c
 
 
 def bookkeeping(n_points: int, tmp: Path) -> None:
-    from simulator.sweep import parse_sweep, run_sweep
-    from simulator.sweep import worker
+    from simulator.sweep import parse_sweep, run_sweep, worker
 
     lines = list(range(1, n_points // 2 + 1))
     spec = parse_sweep(

@@ -22,7 +22,7 @@ import heapq
 
 import numpy as np
 
-from simulator.cost.tiles import cdiv, classes, index_bits, mem_cycles, overlap, tiling_result, traffic, bound_of
+from simulator.cost.tiles import bound_of, cdiv, classes, index_bits, mem_cycles, overlap, tiling_result, traffic
 from simulator.hardware import GATHER_SCALE, Hardware
 
 

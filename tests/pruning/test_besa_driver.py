@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import pruning.methods  # noqa: F401  (fills the registry)
-from pruning.driver import DriverConfig, prune_model
-from pruning.methods.besa import Besa, BesaConfig
 from besa_common.errors import UserError
 from besa_common.masks import read_masks
+from pruning.driver import DriverConfig, prune_model
+from pruning.methods.besa import Besa, BesaConfig
 from tests.pruning.helpers import tiny_model
 
 
@@ -56,8 +56,8 @@ def test_interrupted_run_resumes_with_identical_masks(tmp_path):
 
 
 def test_joint_quant_run_dir_and_allocation(tmp_path):
-    from pruning.quant import apply_quant, load_quant
     from pruning.models import apply_masks
+    from pruning.quant import apply_quant, load_quant
 
     out = tmp_path / "q"
     model = tiny_model(2)

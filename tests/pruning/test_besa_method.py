@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import pruning.methods  # noqa: F401  (fills the registry)
+from besa_common.errors import UserError
 from pruning.methods.base import LINEAR_NAMES, METHODS, BlockInputs, BlockJob
 from pruning.methods.besa import Besa, BesaConfig
-from besa_common.errors import UserError
 
 
 def block_inputs(model, n=4, T=16, seed=0):

@@ -8,8 +8,8 @@ import tarfile
 import pytest
 import torch
 
-from pruning import data
 from besa_common.errors import UserError
+from pruning import data
 from tests.pruning.helpers import CharTokenizer, WordTokenizer
 
 WT2_TEST = " \n = Robert Boulter = \n \n Robert Boulter is an English film , television and theatre actor . \n \n = = Career = = \n"

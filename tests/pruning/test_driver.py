@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import pruning.methods  # noqa: F401  (fills the registry)
+from besa_common.errors import UserError
+from besa_common.masks import read_masks
 from pruning.driver import DriverConfig, capture_inputs, prune_model
 from pruning.methods.base import LINEAR_NAMES, METHODS, BlockResult, PruningMethod
 from pruning.methods.scoring import row_mask
-from besa_common.errors import UserError
-from besa_common.masks import read_masks
 from tests.pruning.helpers import tiny_model
 
 CFG = dict(progress=False)

@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pruning import bitmask, export
 from besa_common.errors import UserError
+from pruning import bitmask, export
 from tests.pruning.test_zeroshot import byte_tokenizer
 
 

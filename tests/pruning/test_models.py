@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from pruning.models import apply_masks, linear_layers, load_model, resolve_model, save_model
 from besa_common.errors import UserError
+from pruning.models import apply_masks, linear_layers, load_model, resolve_model, save_model
 from tests.pruning.helpers import save_tiny_hf_dir, tiny_model
 
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import pruning.methods  # noqa: F401
+from besa_common.errors import UserError
+from besa_common.masks import read_masks
 from pruning.driver import DriverConfig, prune_model
 from pruning.methods.base import METHODS
 from pruning.methods.owl import OWL, OWLConfig, outlier_ratio, owl_sparsities
-from besa_common.errors import UserError
-from besa_common.masks import read_masks
 from tests.pruning.helpers import tiny_model
 
 

@@ -7,6 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from besa_common.errors import UserError
 from pruning.methods.base import LINEAR_NAMES, BlockJob
 from pruning.quant import (
     QuantSpec,
@@ -18,7 +19,6 @@ from pruning.quant import (
     quantize_weight,
     save_quant,
 )
-from besa_common.errors import UserError
 
 
 def test_hand_computed_group():

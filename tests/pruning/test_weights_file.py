@@ -103,8 +103,8 @@ def test_sparsegpt_run_dir_rebuilds_the_driver_model_exactly(tmp_path, wbits):
         assert torch.equal(p, q), n
     # the original weights with the masks alone are a different model: that is the bug this file fixes
     plain = tiny_model(layers=2)
-    from pruning.models import apply_masks
     from besa_common.masks import read_masks
+    from pruning.models import apply_masks
 
     apply_masks(plain, read_masks(tmp_path / "masks.safetensors")[0])
     assert not torch.equal(plain.model.layers[1].mlp.up_proj.weight, model.model.layers[1].mlp.up_proj.weight)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pruning import zeroshot
 from besa_common.errors import UserError
+from pruning import zeroshot
 
 FIXTURES = zeroshot.FIXTURES
 

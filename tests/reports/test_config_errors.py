@@ -11,8 +11,8 @@ import pytest
 
 from besa.experiment.plan import eval_cmd
 from besa.experiment.spec import KNOWN_METHODS, load_experiment, parse_experiment, run_name
-from simulator.sweep import expand, load_sweep, parse_sweep
 from besa_common.errors import UserError
+from simulator.sweep import expand, load_sweep, parse_sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = ROOT / "configs" / "experiments" / "default.toml"
@@ -150,7 +150,8 @@ def test_sweep_points_are_stable(tmp_path):
 
 def test_point_ids_follow_their_definition():
     """expand() serialises shared parts once for speed: ids must equal simulator.sweep.point_id exactly."""
-    from hypothesis import given, settings, strategies as st
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
 
     from simulator.sweep import point_id
     from simulator.sweep.identity import fast_ids

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from besa.experiment.spec import RunSpec, SiblingSettings, load_experiment, pair_siblings, parse_experiment, run_name
 from besa.experiment.plan import plan_sims, sibling_record, sibling_sims, write_sibling_files
+from besa.experiment.spec import RunSpec, SiblingSettings, load_experiment, pair_siblings, parse_experiment, run_name
 from besa_common.errors import UserError
 from reports.siblings import sibling_table, verdicts
 from reports.table import build_table, load_runs, summary_table

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from besa_common.masks import write_masks
 from besa_common.errors import UserError
+from besa_common.masks import write_masks
 from simulator.hardware import PRESET_DIR, load_hardware
 from simulator.sweep import DB_NAME, expand, load_sweep, plan_sweep, read_machines, run_sweep
 

@@ -127,7 +127,7 @@ def test_missing_value_facet_is_named_not_nan():
         (lambda d: d["sweep"].update(mode=["cycle", "warp"]), "[sweep].mode: unknown mode 'warp'"),
         (lambda d: d["sweep"].update(mode=["cycle", "cycle"]), "[sweep].mode: duplicate value 'cycle'"),
         (lambda d: d["sweep"].update(batch=[3]), "is not a multiple of batch 3"),
-        (lambda d: d["sweep"].update(context=[-1]), "context must be >= 0"),
+        (lambda d: d["sweep"].update(context=[-1]), "context must be an integer in [0, "),
         (lambda d: (d["sweep"].pop("context"), d["sweep"].update(batch=[2])), "[sweep].batch: batch is the decoder step's; give context"),
         (lambda d: d["workload"][0].update(synthetic="64x64*2:sparsity=0.5"), "is not a model; give"),
     ],

@@ -12,8 +12,8 @@ import pytest
 
 from besa.cli import main
 from besa_common.masks import write_masks
-from simulator.schema import LAYER_COLUMNS
 from simulator.cpp import have_core
+from simulator.schema import LAYER_COLUMNS
 
 GOLDEN = Path(__file__).parent / "golden"
 GOLDEN_CASES = {

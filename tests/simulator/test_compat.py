@@ -1,16 +1,17 @@
 """besa-compat (spec section 2, the BESA authors' method with its quirks) and corrected: hand cases."""
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from besa_common.masks import pack_keep
 from simulator import engine as eng
-from simulator import reference as ref
-from simulator.hardware import load_hardware
 from simulator import fast
+from simulator import reference as ref
 from simulator.cost.compat import compat_try, corrected_cycles
 from simulator.cpp import have_core
-from besa_common.masks import pack_keep
+from simulator.hardware import load_hardware
 
 BESA = load_hardware("besa")
 

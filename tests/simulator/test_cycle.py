@@ -4,19 +4,20 @@ column, lb_ideal <= cycles, a dense baseline independent of tile overrides, 2:4 
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from besa_common.masks import pack_keep
 from simulator import engine as eng
 from simulator import reference as ref
 from simulator import workload as wl
-from simulator.hardware import load_hardware
 from simulator.cost.dense import attention_block, dense_layer, nm_layer
 from simulator.cost.energy import energy_fj
 from simulator.cost.partition import max_line_load, partition_candidates
 from simulator.cost.tiles import traffic
 from simulator.cpp import have_core, hw_fields
+from simulator.hardware import load_hardware
 
 from .helpers import small_hw
 

@@ -7,15 +7,16 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from besa_common.masks import pack_keep
 from simulator import run
 from simulator import workload as wl
+from simulator.cost.partition import partition_candidates
 from simulator.hardware import load_hardware
 from simulator.stats import MaskStats
-from simulator.cost.partition import partition_candidates
 
 MACHINES = [("vitcod", {}), ("gpu-h100", {}), ("hbm-4k", {}), ("vitcod", {"index_format": "rle", "rle_bits": 2}), ("vitcod", {"partition": "tau", "tau": 0.3})]
 MODES = ["cycle", "nm", "dense", "besa-compat", "corrected"]

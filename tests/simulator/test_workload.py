@@ -4,19 +4,19 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from besa_common.errors import UserError
+from besa_common.masks import pack_keep, write_masks
 from simulator import reference as ref
-from simulator.hardware import GATHER_SCALE
 from simulator import stats
 from simulator import workload as wl
 from simulator.cost.partition import max_line_load
-from besa_common.errors import UserError
-from besa_common.masks import pack_keep, write_masks
+from simulator.hardware import GATHER_SCALE
 
 from .helpers import small_hw
-
 
 BACKENDS = ["core", "numba"] if stats._core is not None else ["numba"]
 
