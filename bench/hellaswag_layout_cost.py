@@ -20,7 +20,7 @@ difference on the same tasks, per-example, through lm-eval's unchanged task (``-
 Prints one JSON object: per comparison n, acc / acc_norm of both variants and the paired
 differences (``besa_common.paired``).  ``--baseline DIR``: take the shipped-rows results from the
 chunks of ``bench/hellaswag_chunks.py run`` of the same model and scorer (``DIR``, e.g.
-``runs/hellaswag/dense``; same seed) instead of scoring them again; every compared task
+``CHUNKS/dense``; same seed) instead of scoring them again; every compared task
 must be in them.
 """
 

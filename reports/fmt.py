@@ -5,6 +5,7 @@
 * sparsities (``*sparsity*``) -> percent, ``50.0%`` (fraction of weights pruned);
 * speedups and energy ratios (``speedup*``, ``* ×``, ``*energy*``) -> ``1.23×``;
 * perplexity -> two decimals (``63.30``), thousands separators from 1,000;
+* HellaSwag accuracy and its standard error (``HellaSwag %``, ``HellaSwag ±``) -> one decimal (``40.2``);
 * counts (integral values: cycles, bytes, tokens) -> ``27,380`` with thousands separators;
 * any other float -> at most 4 significant digits, thousands separators above 10,000.
 """
@@ -63,6 +64,8 @@ def cell(column: str, v: Any) -> str:
         return ratio(v)
     if col == "ppl" or col.startswith("ppl_ci") or col.startswith("ppl 95%"):
         return f"{float(v):.2f}" if abs(float(v)) < 1000 else number(v)
+    if col in ("hellaswag", "hellaswag_se", "hellaswag %", "hellaswag ±"):  # accuracy and its standard error, in percent / points
+        return f"{float(v):.1f}"
     if col == "wbits" or col.endswith("tokens") or col in ("tokens", "layers", "ppl_seqlen", "ppl_windows"):
         return f"{int(float(v)):,}"
     return number(v)
