@@ -125,7 +125,11 @@ def _results(out: Path) -> dict:
             "ppl": ev["ppl"],
             "window_nll": ev["window_nll"],
             "ppl_ci95": ev["ppl_ci95"],
-            "sims": {s.name: json.loads((s / "summary.json").read_text())["totals"] for s in sorted((d / "sim").iterdir())},
+            "sims": {
+                s.name: json.loads((s / "summary.json").read_text())["totals"]
+                for s in sorted((d / "sim").iterdir())
+                if s.is_dir() and not s.name.startswith(".")
+            },
         }
     return res
 
