@@ -74,7 +74,7 @@ def run_graph(exp, out: Path, runner: Runner, client, threads: int | None) -> No
     specs = {s.name: s for s in exp.run_specs()}
     statuses = {name: runner.load_status(out / name, spec, exp.experiment.model) for name, spec in specs.items()}
     resources = cluster_resources(client)
-    state: dict[str, str] = {k: "waiting" for k in graph}  # waiting | running | done | skipped | failed | blocked
+    state: dict[str, str] = {k: "waiting" for k in graph}  # waiting | submitted | done | skipped | failed | blocked
     digests: dict[str, str] = {}
     for s in specs.values():
         if s.dense:
@@ -129,7 +129,7 @@ def run_graph(exp, out: Path, runner: Runner, client, threads: int | None) -> No
                 priority=_priority(step, exp),
             )
             futures[fut] = key
-            state[key] = "running"
+            state[key] = "submitted"
             started[key] = time.perf_counter()
             print(f"[queued] {step.run}: {step.name}" + (" (GPU)" if resources_for(step, resources) else ""), flush=True)
 
@@ -156,10 +156,11 @@ def run_graph(exp, out: Path, runner: Runner, client, threads: int | None) -> No
         if fut.status == "finished":
             res = fut.result()
             rc, wall = res["rc"], res["wall_s"]
-        else:  # the task itself failed (a worker died ...): its log says why
+        else:  # the task itself failed (a worker died ...) or was cancelled: its log says why
             rc, wall = -1, time.perf_counter() - started[key]
+            why = f"{type(fut.exception()).__name__}: {fut.exception()}" if fut.status == "error" else fut.status
             with open(runner.log_path(d, step.name), "a") as fh:
-                fh.write(f"Dask task failed: {type(fut.exception()).__name__}: {fut.exception()}\n")
+                fh.write(f"Dask task {why}\n")
         ok = runner.record(d, statuses[step.run], step.name, list(step.args), step.outputs(out), digests[key], rc, wall, label(step))
         state[key] = "done" if ok else "failed"
 
@@ -169,7 +170,7 @@ def run_graph(exp, out: Path, runner: Runner, client, threads: int | None) -> No
             counts[state[k]] = counts.get(state[k], 0) + 1
         busy = {w: [k for k in ks] for w, ks in client.processing().items() if ks}
         on = "; ".join(f"{w.rsplit(':', 1)[-1]}: {', '.join(_step_of(k, graph) for k in ks)}" for w, ks in busy.items())
-        print(f"[state] {', '.join(f'{n} {c}' for c, n in sorted(counts.items()))}" + (f" | on workers: {on}" if on else ""), flush=True)
+        print(f"[state] {', '.join(f'{n} {c}' for c, n in sorted(counts.items()))}" + (f" | assigned to workers: {on}" if on else ""), flush=True)
 
     try:
         last = time.perf_counter()

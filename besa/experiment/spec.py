@@ -229,7 +229,7 @@ def pair_siblings(specs: list[RunSpec], cfg: SiblingSettings, where: str = "[sib
     for u in unstructured.values():
         if u.name in out or not _same_sparsity(u.sparsity, target):
             continue
-        same = run_name(u.method, target, cfg.pattern, u.wbits)
+        same = run_name(u.method, target, cfg.pattern, u.wbits, u.tag)  # a tagged variant pairs with the same variant at n:m
         if same in by_name:
             sib = by_name[same]
         else:

@@ -28,7 +28,9 @@ def _default() -> dict:
 def test_default_experiment_expands():
     exp = load_experiment(DEFAULT)
     names = [r.name for r in exp.run_specs()]
-    assert names == ["dense", "magnitude-s50", "wanda-s50", "sparsegpt-s50", "besa-s50", "wanda-s50-2x4"]
+    assert names == ["dense", "magnitude-s50", "wanda-s50", "sparsegpt-s50", "besa-s50", "wanda-s50-2x4", "besa-admm-s50"]
+    admm = {r.name: r for r in exp.run_specs()}["besa-admm-s50"]  # the best configuration: its own flags, its own folder
+    assert admm.method == "besa" and admm.tag == "admm" and dict(admm.options) == {"exact_budget": "model", "weight_update": "admm", "admm_reselect": 10}
     assert exp.experiment.model == "smollm2-135m"
 
 
@@ -50,6 +52,8 @@ def test_run_names():
     assert run_name("wanda", 0.5, "2:4", 16) == "wanda-s50-2x4"
     assert run_name("besa", 0.5, "unstructured", 4) == "besa-s50-w4"
     assert run_name("wanda", 0.625, "unstructured", 16) == "wanda-s0.625"
+    assert run_name("besa", 0.5, "unstructured", 16, "admm") == "besa-admm-s50"
+    assert run_name("besa", 0.5, "2:4", 4, "admm") == "besa-admm-s50-2x4-w4"
 
 
 def test_nm_runs_take_the_sparsity_of_n_kept_of_m():
@@ -89,6 +93,12 @@ def test_nm_runs_take_the_sparsity_of_n_kept_of_m():
         (lambda d: d["whatif"]["grid"].update(lines=["x"]), "[whatif].grid.lines[0]: expected an integer"),
         (lambda d: d["whatif"]["grid"].update(lines=[16, 0]), "[whatif].grid.lines[1]: hardware"),
         (lambda d: d["experiment"].update(seed=-1), "[experiment].seed: must be >= 0"),
+        # a grid's own prune flags need a tag (its runs' folder names), a valid one, and flag-like values
+        (lambda d: d["runs"][2].pop("tag"), "[[runs]][2].options: give the grid a tag too"),
+        (lambda d: d["runs"][2].update(tag="ADMM-1"), "[[runs]][2].tag: 'ADMM-1' must be 1-32 lowercase letters or digits"),
+        (lambda d: d["runs"][2]["options"].update(admm_reselect=[10]), "[[runs]][2].options.admm_reselect: expected a string, number or boolean"),
+        (lambda d: d["runs"][2].update(methods=["dense"]), "[[runs]][2].options: the dense run is not pruned"),
+        (lambda d: d["runs"].append(dict(d["runs"][2], options={"weight_update": "obs"})), "two grids give run 'besa-admm-s50' different options"),
         # two different runs, one name (one folder): refused
         (
             lambda d: d["runs"][0].update(methods=["magnitude"], sparsities=[0.3333331, 0.3333332]),

@@ -36,7 +36,9 @@ def test_default_experiment_pairs_every_50_percent_run_with_wanda_2x4():
     exp = load_experiment(DEFAULT_TOML)
     pairs, added = exp.sibling_plan()
     assert added == []  # the default experiment already has Wanda 2:4
-    assert {r: p.sibling for r, p in pairs.items()} == {r: "wanda-s50-2x4" for r in ("magnitude-s50", "wanda-s50", "sparsegpt-s50", "besa-s50")}
+    assert {r: p.sibling for r, p in pairs.items()} == {
+        r: "wanda-s50-2x4" for r in ("magnitude-s50", "wanda-s50", "sparsegpt-s50", "besa-s50", "besa-admm-s50")
+    }
     assert pairs["wanda-s50"].why == "same-method" and pairs["besa-s50"].why == "fallback"
     assert "dense" not in pairs and "wanda-s50-2x4" not in pairs  # dense and n:m runs have no sibling
 
