@@ -316,6 +316,7 @@ def test_report_refuses_non_finite_summary(bad, P):
 # ----------------------------------------------------------------------------- 9. contradicting flags
 def test_contradicting_flags_refused_alike(P):
     refused(["simulate", "--synthetic", "64x64", "--batch", "2", "--out", "o"], "--batch needs --context", P, cwd=P)
+    refused(["simulate", "--masks", "run", "--seed", "3", "--out", "o"], "--seed needs --synthetic", P, cwd=P)
 
 
 @pytest.mark.slow

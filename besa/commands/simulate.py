@@ -41,7 +41,7 @@ def add_arguments(parser) -> None:
         "llama-7b[2]:nm=2:4, 4096x4096*3:skewed=0.5, smollm2-135m:dense "
         "(sparsity = fraction pruned; N:M = N kept of every M)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of --synthetic masks (default 0)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of --synthetic masks (default 0)")
     parser.add_argument(
         "--hw",
         default="vitcod",
@@ -109,6 +109,8 @@ def run(args) -> int:
             raise UserError(f"--context needs a mode with a memory model ({', '.join(MEMORY_MODES)}), not {args.mode}")
     else:
         refuse_without(args, "--context", "--batch", "--model")
+    refuse_without(args, "--synthetic", "--seed")  # a masks file has no seed: it would be ignored
+    args.seed = 0 if args.seed is None else args.seed
     source = job.masks_source(args.masks) if args.masks else None
     if source is None:
         check_seed(args.seed)
