@@ -76,7 +76,7 @@ setup(
     package_data={
         "besa_configs": ["hw/*.toml", "experiments/*.toml", "sweeps/*.toml"],
         "simulator": ["_core.pyi", "models/*.json"],
-        "pruning": ["tasks/fixtures/*.md", "tasks/fixtures/*/*"],
+        "pruning": ["tasks/fixtures/*.md", "tasks/fixtures/*/*", "tasks/hellaswag/*"],
     },
     ext_modules=ext_modules,
     cmdclass={"build_ext": build_ext},

@@ -205,6 +205,22 @@ def validate_masks(packed: dict[str, np.ndarray], shapes: dict[str, tuple[int, i
             raise UserError(f"{where}: layer {n!r} density {kept / (rows * cols):.6f} disagrees with its manifest ({float(entry['density']):.6f})")
 
 
+def read_manifest(path: str | os.PathLike) -> dict | None:
+    """The manifest of a masks file, read from its header only (no tensor is loaded); None when
+    ``path`` is not a readable masks file.  For labels (the model, the method), not validation."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            header = fh.metadata() or {}
+        if header.get("format") != FORMAT:
+            return None
+        manifest = json.loads(header.get("manifest") or "{}")
+    except Exception:  # a damaged or foreign file: no manifest to show
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
 def read_masks_packed(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, tuple[int, int]], dict]:
     """Read and validate a masks file without unpacking: ``(packed uint8 arrays, {name: (out, in)}, manifest)``.
 

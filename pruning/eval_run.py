@@ -14,12 +14,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from besa_common.bootstrap import ppl_ci
+from besa_common.bootstrap import settings as bootstrap_settings
 from besa_common.fileio import atomic_write_json, check_output_path
 from pruning.data import eval_tokens
 from pruning.device import AUTOCAST_DTYPES
 from pruning.evaluate import perplexity
 from pruning.runfiles import load_pruned
 from pruning.zeroshot import run_tasks
+from pruning.zeroshot.subset import SUBSET_SEED
 
 
 def eval_json_path(out: str | Path) -> Path:
@@ -59,10 +62,16 @@ def evaluate_run(
     task_data: Path | None = None,
     zs_batch_size: int = 8,
     limit: int | None = None,
+    zs_seed: int = SUBSET_SEED,
+    zs_scorer: str = "hflm",
 ) -> dict:
     """The results dict of one evaluation: ``model``, ``masks``, ``method``, ``sparsity``, ``weights``,
-    ``quant``; with ``ppl`` also ``ppl``, ``nll``, ``dataset``, ``split`` (or ``eval_ids``), ``seqlen``,
-    ``windows``, ``tokens``; with ``tasks`` also ``tasks`` (:func:`pruning.zeroshot.run_tasks`).
+    ``quant``; with ``ppl`` also ``ppl``, ``ppl_ci95`` ([low, high]: 95 % percentile bootstrap over the
+    windows, :func:`besa_common.bootstrap.ppl_ci`; None with one window), ``ppl_ci`` (its settings),
+    ``nll``, ``dataset``, ``split`` (or ``eval_ids``), ``seqlen``, ``windows``, ``tokens``,
+    ``windows_sha256``, ``window_nll`` and ``window_tokens`` (per window: :func:`pruning.evaluate.perplexity`);
+    with ``tasks`` also ``tasks`` (:func:`pruning.zeroshot.run_tasks`, with per-example correctness for paired
+    comparisons; ``limit`` = the seeded subset of ``zs_seed``, ``zs_scorer`` as there).
 
     ``masks``: the run's masks file (None = the dense model); ``quant``: apply the
     ``quant.safetensors`` beside it.  Perplexity text: ``eval_ids`` = ``(ids [w, T], record)``, each
@@ -86,10 +95,26 @@ def evaluate_run(
             tokens = eval_tokens(tokenizer, dataset, split, data_path, seqlen=seqlen)
             where = {"dataset": dataset, "split": split}
         res = perplexity(model, tokens, seqlen, max_windows, device, AUTOCAST_DTYPES[dtype], progress=progress)
-        results.update({"ppl": res["ppl"], "nll": res["nll"], **where, "seqlen": res["seqlen"], "windows": res["windows"], "tokens": res["tokens"]})
+        ci = ppl_ci(res["window_nll"], res["window_tokens"])
+        results.update(
+            {
+                "ppl": res["ppl"],
+                "ppl_ci95": None if ci is None else list(ci),
+                "ppl_ci": bootstrap_settings(),
+                "nll": res["nll"],
+                **where,
+                "seqlen": res["seqlen"],
+                "windows": res["windows"],
+                "tokens": res["tokens"],
+                "windows_sha256": res["windows_sha256"],
+                "window_nll": res["window_nll"],
+                "window_tokens": res["window_tokens"],
+            }
+        )
     # Other evaluations (zero-shot) add their results here, e.g. results["zeroshot"] = ...
     if tasks:
-        results["tasks"] = run_tasks(model, tokenizer, tasks, task_data, zs_batch_size, limit, device=device)
+        zs = {"per_example": True, "device": device, "seed": zs_seed, "scorer": zs_scorer}  # per-example rows: paired comparisons
+        results["tasks"] = run_tasks(model, tokenizer, tasks, task_data, zs_batch_size, limit, **zs)
     return results
 
 

@@ -9,6 +9,7 @@ beside a ppl.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import sys
 
@@ -28,10 +29,15 @@ def perplexity(
     autocast_dtype: torch.dtype | None = None,
     progress: bool = True,
 ) -> dict:
-    """Perplexity of ``model`` on ``tokens`` ``(1, L)``: ``{"ppl", "seqlen", "windows", "tokens", "nll"}``.
+    """Perplexity of ``model`` on ``tokens`` ``(1, L)``: ``{"ppl", "seqlen", "windows", "tokens", "nll",
+    "window_nll", "window_tokens", "windows_sha256"}``.
 
-    ``tokens`` = the number of tokens scored (windows × seqlen); ``nll`` = mean NLL per token (nats).
-    The model is moved to ``device`` for the evaluation.
+    ``tokens`` = the number of tokens scored (windows × seqlen); ``nll`` = mean NLL per token (nats);
+    ``window_nll`` = each window's summed NLL in the same arithmetic (mean × seqlen), ``window_tokens``
+    its token count (seqlen), so ``ppl = exp(Σ window_nll / Σ window_tokens)`` and a bootstrap over
+    windows (:mod:`besa_common.bootstrap`) can resample them; ``windows_sha256`` = SHA-256 of the
+    scored windows' token ids (int64): two evaluations with the same digest scored the same windows
+    and can be compared paired.  The model is moved to ``device`` for the evaluation.
     """
     from tqdm import tqdm
 
@@ -48,7 +54,7 @@ def perplexity(
     device = torch.device(device)
     model.eval()
     model.to(device)
-    total = 0.0
+    per_window: list[float] = []
     for w in tqdm(range(windows), desc="ppl", unit="window", disable=not progress, file=sys.stderr):
         batch = tokens[:, w * seqlen : (w + 1) * seqlen].to(device)  # (1, T)
         with autocast_context(device, autocast_dtype):
@@ -56,6 +62,16 @@ def perplexity(
         shift_logits = logits[:, :-1, :].float()
         shift_labels = batch[:, 1:]
         loss = torch.nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1))
-        total += float(loss) * seqlen
-    nll = total / (windows * seqlen)
-    return {"ppl": math.exp(nll), "seqlen": seqlen, "windows": windows, "tokens": windows * seqlen, "nll": nll}
+        per_window.append(float(loss) * seqlen)
+    nll = sum(per_window) / (windows * seqlen)  # the same left-to-right sum as before the per-window record
+    scored = tokens[:, : windows * seqlen].to(torch.int64).contiguous().numpy().tobytes()
+    return {
+        "ppl": math.exp(nll),
+        "seqlen": seqlen,
+        "windows": windows,
+        "tokens": windows * seqlen,
+        "nll": nll,
+        "window_nll": per_window,
+        "window_tokens": [seqlen] * windows,
+        "windows_sha256": hashlib.sha256(scored).hexdigest(),
+    }

@@ -386,7 +386,8 @@ def ppl_vs_speedup(df: pd.DataFrame, preset: str | None = None) -> FigureData:
     sizes = summ[["ppl_seqlen", "ppl_windows"]].drop_duplicates()
     flags = [f"runs were evaluated on different sizes: {sizes.to_dict('records')}"] if len(sizes) > 1 else []
     fig, axes = new_figure(1, 2, 12.0, 4.6, sharey=True)
-    ylo, yhi = float(summ["ppl"].min()), float(summ["ppl"].max())
+    ylo = float(np.nanmin([summ["ppl"].min(), summ["ppl_ci_low"].min() if "ppl_ci_low" in summ.columns else np.nan]))
+    yhi = float(np.nanmax([summ["ppl"].max(), summ["ppl_ci_high"].max() if "ppl_ci_high" in summ.columns else np.nan]))
     ylim = (ylo / 1.25, yhi * 1.25)
     panels = {}
     for ax, phase in zip(axes[0], ("decode", "prefill")):
@@ -400,8 +401,12 @@ def ppl_vs_speedup(df: pd.DataFrame, preset: str | None = None) -> FigureData:
         g = summ[summ["tokens"] == phases[phase]].reset_index(drop=True)
         sp, pp = g["speedup"].to_numpy(float), g["ppl"].to_numpy(float)
         front = _pareto(sp, pp)
-        for _, r in g.iterrows():
+        lo = g["ppl_ci_low"].to_numpy(float) if "ppl_ci_low" in g.columns else np.full(len(g), np.nan)
+        hi = g["ppl_ci_high"].to_numpy(float) if "ppl_ci_high" in g.columns else np.full(len(g), np.nan)
+        for i, r in g.iterrows():
             ax.scatter(r["speedup"], r["ppl"], marker=marker(r["pattern"]), color=color(r["method"]), s=40, zorder=3)
+            if np.isfinite(lo[i]) and np.isfinite(hi[i]):  # the run's 95 % bootstrap interval over windows
+                ax.errorbar(r["speedup"], r["ppl"], yerr=[[r["ppl"] - lo[i]], [hi[i] - r["ppl"]]], color=color(r["method"]), lw=1, capsize=3, zorder=2.5)
         f = g[front].sort_values("speedup")
         ax.step(f["speedup"], f["ppl"], where="post", color="#d62728", lw=1, ls="--", zorder=2, label="Pareto front")
         span = max(sp.max() - sp.min(), 0.05)
@@ -409,7 +414,15 @@ def ppl_vs_speedup(df: pd.DataFrame, preset: str | None = None) -> FigureData:
         ax.set_xlabel(f"speedup vs dense (×), {preset}/{mode}, {phase} N = {phases[phase]}")
         ax.set_title(f"{phase} (N = {phases[phase]})", fontsize=9)
         ax.legend(fontsize=7, loc="upper left")
-        panels[phase] = {"label": g["label"].to_list(), "speedup": sp, "ppl": pp, "front": g.loc[front, "label"].to_list(), "tokens": phases[phase]}
+        panels[phase] = {
+            "label": g["label"].to_list(),
+            "speedup": sp,
+            "ppl": pp,
+            "ppl_low": lo,
+            "ppl_high": hi,
+            "front": g.loc[front, "label"].to_list(),
+            "tokens": phases[phase],
+        }
     axes[0, 0].set_ylabel(f"perplexity ({_eval_size(summ)})")
     fig.draw_without_rendering()
     fig.set_layout_engine("none")  # freeze the layout: label boxes are measured in final display coordinates
@@ -419,9 +432,68 @@ def ppl_vs_speedup(df: pd.DataFrame, preset: str | None = None) -> FigureData:
             p["label_boxes"] = place_labels(ax, p["speedup"], p["ppl"], p["label"])
     cap = (
         f"Perplexity ({_eval_size(summ)}) against whole-model speedup on {preset}/{mode}: decode (what serving a token costs) "
-        f"and prefill side by side; dashed = Pareto front (no other run is both faster and better)."
+        f"and prefill side by side; dashed = Pareto front (no other run is both faster and better)"
+        + (
+            "; bars = each run's 95 % bootstrap interval over the evaluation windows (whether two runs differ: the paired "
+            "comparisons table, which is much tighter)."
+            if summ["ppl_ci_low"].notna().any()
+            else "."
+        )
     )
     return _figure("ppl_vs_speedup", fig, cap, panels, flags, meta={"preset": preset, "eval": _eval_size(summ)})
+
+
+def acc_vs_speedup(df: pd.DataFrame, preset: str | None = None) -> FigureData:
+    """HellaSwag accuracy against whole-model speedup, decode and prefill panels, error bars (95 %),
+    Pareto front dashed (no other run both faster and more accurate)."""
+    summ = summary_table(df).dropna(subset=["speedup", "hellaswag"])
+    if summ.empty:
+        raise NoData("no run has both a HellaSwag accuracy (eval.json) and a simulation")
+    cyc = summ[summ["mode"] == "cycle"]
+    summ = cyc if not cyc.empty else summ
+    preset = preset or pick(summ["preset"], prefer="vitcod")
+    summ = summ[summ["preset"] == preset]
+    mode = pick(summ["mode"], prefer="cycle")
+    summ = summ[summ["mode"] == mode]
+    phases = _phases(summ["tokens"])
+    ns = sorted({int(n) for n in summ["hellaswag_n"].dropna()})
+    flags = [f"runs were scored on different numbers of tasks: {ns}"] if len(ns) > 1 else []
+    what = f"HellaSwag acc_norm %, {'/'.join(map(str, ns))} tasks, ± 95 %"
+    fig, axes = new_figure(1, 2, 12.0, 4.6, sharey=True)
+    panels = {}
+    for ax, phase in zip(axes[0], ("decode", "prefill")):
+        if phase not in phases:
+            ax.text(0.5, 0.5, f"{phase} not simulated", transform=ax.transAxes, ha="center", color="#a00")
+            panels[phase] = {"label": [], "speedup": np.array([]), "acc": np.array([]), "label_boxes": []}
+            continue
+        g = summ[summ["tokens"] == phases[phase]].reset_index(drop=True)
+        sp, acc = g["speedup"].to_numpy(float), g["hellaswag"].to_numpy(float)
+        half = 1.96 * g["hellaswag_se"].to_numpy(float)
+        front = _pareto(sp, -acc)  # higher accuracy is better
+        for i, r in g.iterrows():
+            ax.errorbar(r["speedup"], r["hellaswag"], yerr=half[i], fmt="none", ecolor=color(r["method"]), elinewidth=0.8, alpha=0.6, zorder=2)
+            ax.scatter(r["speedup"], r["hellaswag"], marker=marker(r["pattern"]), color=color(r["method"]), s=40, zorder=3)
+        f = g[front].sort_values("speedup")
+        ax.step(f["speedup"], f["hellaswag"], where="post", color="#d62728", lw=1, ls="--", zorder=2, label="Pareto front")
+        span = max(sp.max() - sp.min(), 0.05)
+        ax.set_xlim(sp.min() - 0.25 * span, sp.max() + 0.35 * span)
+        ax.set_xlabel(f"speedup vs dense (×), {preset}/{mode}, {phase} N = {phases[phase]}")
+        ax.set_title(f"{phase} (N = {phases[phase]})", fontsize=9)
+        ax.legend(fontsize=7, loc="lower left")
+        panels[phase] = {"label": g["label"].to_list(), "speedup": sp, "acc": acc, "front": g.loc[front, "label"].to_list(), "tokens": phases[phase]}
+    axes[0, 0].set_ylabel(what)
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")  # freeze the layout: label boxes are measured in final display coordinates
+    for ax, phase in zip(axes[0], ("decode", "prefill")):
+        p = panels[phase]
+        if len(p["label"]):
+            p["label_boxes"] = place_labels(ax, p["speedup"], p["acc"], p["label"])
+    cap = (
+        f"Zero-shot HellaSwag accuracy ({what}) against whole-model speedup on {preset}/{mode}; dashed = Pareto front (no "
+        "other run is both faster and more accurate). Bars are each run's own interval; runs compare much more tightly "
+        "paired, on the same tasks (the paired-differences table)."
+    )
+    return _figure("acc_vs_speedup", fig, cap, panels, flags, meta={"preset": preset, "tasks": ns})
 
 
 # --- 6. roofline ---------------------------------------------------------------------------------
@@ -523,7 +595,7 @@ def roofline(df: pd.DataFrame, preset: str | None = None) -> FigureData:
 
 # Preferred axes of the sweep heatmaps (SWEEP_AXES) and the columns that are not hardware fields: simulator.schema
 _NOT_SWEPT = SWEEP_NON_HARDWARE
-_FACET_COLUMNS = ("sweep", "workload", "preset", "mode")
+_FACET_COLUMNS = ("sweep", "workload", "preset", "mode", "context", "batch")
 
 
 def swept_fields(sweep: pd.DataFrame) -> list[str]:
@@ -544,7 +616,10 @@ def _ok_points(sweep: pd.DataFrame) -> pd.DataFrame:
 
 
 def _clock_mhz(ok: pd.DataFrame) -> pd.Series:
-    """Clock of every point: the swept ``freq_mhz`` when present, else the preset's."""
+    """Clock of every point: the row's ``clock_mhz`` (every sweep row carries its machine's clock), else
+    the swept ``freq_mhz``, else the preset's (older sweep folders)."""
+    if "clock_mhz" in ok.columns and ok["clock_mhz"].notna().all():
+        return ok["clock_mhz"].astype(float)
     if "freq_mhz" in ok.columns and ok["freq_mhz"].notna().all():
         return ok["freq_mhz"].astype(float)
     clocks = {}
@@ -559,6 +634,15 @@ def _clock_mhz(ok: pd.DataFrame) -> pd.Series:
 def _tick(field: str, v: Any, mhz: float | None) -> str:
     if field == "dram_bytes_per_cycle" and mhz:
         return number(float(v) * mhz / 1000.0, 3)  # bytes/cycle × MHz = MB/s; /1000 = GB/s
+    return number(v, 4) if isinstance(v, (int, float, np.integer, np.floating)) else str(v)
+
+
+def _facet_value(field: str, v: Any) -> str:
+    """A facet's value as the reader should see it: a missing value is said, never ``nan``."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "none (the linear layers only)" if field == "context" else "not set"
+    if field == "context" and int(v) == 0:
+        return "0 (a fresh prompt)"
     return number(v, 4) if isinstance(v, (int, float, np.integer, np.floating)) else str(v)
 
 
@@ -585,6 +669,11 @@ def sweep_heatmaps(sweep: pd.DataFrame, x: str | None = None, y: str | None = No
     y = y or (next((s for s in swept if s != x), None))
     if x is None or y is None:
         raise NoData(f"need two swept hardware fields for a heatmap, found {swept}")
+    # points with a context carry the whole decoder step: its cycles and speedup are what context and batch move
+    whole = {"e2e_cycles", "e2e_speedup"} <= set(ok.columns) and ok["e2e_cycles"].notna().all() and ok["e2e_speedup"].notna().all()
+    if whole:
+        ok = ok.assign(cycles=ok["e2e_cycles"], speedup=ok["e2e_speedup"])
+    scope = "whole decoder step" if whole else "linear layers"
     ok["_mhz"] = _clock_mhz(ok)
     ok["tokens_per_s"] = ok["tokens"] * ok["_mhz"] * 1e6 / ok["cycles"]
     absolute = "tokens_per_s" if ok["tokens_per_s"].notna().all() else "cycles_per_token"
@@ -602,7 +691,7 @@ def sweep_heatmaps(sweep: pd.DataFrame, x: str | None = None, y: str | None = No
     for row, (key, g) in enumerate(groups):
         key = key if isinstance(key, tuple) else (key,)
         tokens = int(key[0])
-        facet = ", ".join(f"{f}={v}" for f, v in zip(facets, key[1:]))
+        facet = ", ".join(f"{f}={_facet_value(f, v)}" for f, v in zip(facets, key[1:]))
         mhz = pick(g["_mhz"]) if g["_mhz"].nunique(dropna=True) == 1 else None
         for col, (value, cmap, lims, norm) in enumerate(
             [(absolute, "viridis", alim[tokens], None), ("speedup", "RdBu", snorm, LogNorm(vmin=snorm[0], vmax=snorm[1]))]
@@ -627,7 +716,11 @@ def sweep_heatmaps(sweep: pd.DataFrame, x: str | None = None, y: str | None = No
                     )
             ax.set_xlabel(_axis_name(x, mhz), fontsize=8)
             ax.set_ylabel(_axis_name(y, mhz), fontsize=8)
-            what = {"tokens_per_s": "tokens/s (linear layers)", "cycles_per_token": "cycles / token", "speedup": "speedup vs same machine dense (×)"}[value]
+            what = {
+                "tokens_per_s": f"tokens/s ({scope})",
+                "cycles_per_token": f"cycles / token ({scope})",
+                "speedup": f"speedup vs same machine dense, {scope} (×)",
+            }[value]
             ax.set_title(f"{what}, N = {tokens}" + (f"\n{facet}" if facet else ""), fontsize=8)
             cb = fig.colorbar(im, ax=ax, shrink=0.9)
             if value == "speedup":
@@ -646,7 +739,7 @@ def sweep_heatmaps(sweep: pd.DataFrame, x: str | None = None, y: str | None = No
                 "mhz": mhz,
             }
     cap = (
-        f"What-if sweep over {x} × {y}. Left: absolute throughput ({'tokens per second at the preset clock' if absolute == 'tokens_per_s' else 'cycles per token: no clock known'}), "
+        f"What-if sweep over {x} × {y} ({scope}). Left: absolute throughput ({'tokens per second at the preset clock' if absolute == 'tokens_per_s' else 'cycles per token: no clock known'}), "
         f"one colour scale per token count; right: speedup vs the SAME machine's dense run, one scale centred at 1.0× for every panel "
         f"({snorm[0]:.2f}–{snorm[1]:.2f}×). "
         + (f"One row per value of {', '.join(facets)} (nothing is averaged away). " if facets else "")
@@ -657,7 +750,7 @@ def sweep_heatmaps(sweep: pd.DataFrame, x: str | None = None, y: str | None = No
         fig,
         cap.strip(),
         panels,
-        meta={"x": x, "y": y, "facets": facets, "speedup_lims": snorm, "absolute": absolute, "dropped": dropped},
+        meta={"x": x, "y": y, "facets": facets, "speedup_lims": snorm, "absolute": absolute, "dropped": dropped, "scope": scope},
         variant=f"{x} × {y}",
         fig_id="sweep" if (x, y) == tuple(swept[:2]) else f"sweep-{x}-{y}",
     )
@@ -808,6 +901,10 @@ def _with_siblings(inp: FigureInputs) -> bool:  # only experiments that pair run
     return inp.have_runs and "sibling" in inp.df.columns and bool(inp.df["sibling"].notna().any())
 
 
+def _with_hellaswag(inp: FigureInputs) -> bool:  # only runs scored on HellaSwag ([eval].hellaswag)
+    return inp.have_runs and "hellaswag" in inp.df.columns and bool(inp.df["hellaswag"].notna().any())
+
+
 def _with_sweep_or_runs(inp: FigureInputs) -> bool:  # a run-only page still says why it has no sweep
     return inp.sweep is not None or inp.have_runs
 
@@ -865,6 +962,7 @@ FIGURES: dict[str, Figure] = {
         Figure("layer_speedup", "Per-layer speedup by projection", layer_speedup, variants=_per_machine),
         Figure("speedup_vs_sparsity", "Speedup of every run", speedup_vs_sparsity),
         Figure("ppl_vs_speedup", "Perplexity vs speedup (Pareto)", ppl_vs_speedup),
+        Figure("acc_vs_speedup", "HellaSwag accuracy vs speedup (Pareto)", acc_vs_speedup, shown=_with_hellaswag),
         Figure("siblings", "Unstructured vs its n:m sibling (equal sparsity)", sibling_pairs, shown=_with_siblings),
         Figure("roofline", "Roofline per layer (dense-equivalent)", roofline, variants=_per_machine),
         Figure("sweep", "What-if sweep", sweep_heatmaps, input="sweep", shown=_with_sweep_or_runs, variants=_per_swept_pair),

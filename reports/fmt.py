@@ -61,7 +61,7 @@ def cell(column: str, v: Any) -> str:
         return percent(v)
     if col.startswith("speedup") or col.endswith("×") or "energy_vs" in col or col.endswith(" energy"):
         return ratio(v)
-    if col == "ppl":
+    if col == "ppl" or col.startswith("ppl_ci") or col.startswith("ppl 95%"):
         return f"{float(v):.2f}" if abs(float(v)) < 1000 else number(v)
     if col == "wbits" or col.endswith("tokens") or col in ("tokens", "layers", "ppl_seqlen", "ppl_windows"):
         return f"{int(float(v)):,}"

@@ -10,7 +10,8 @@ file for papers.
 * ``OUT/figures/<figure id>.<fmt>`` for every drawn figure and every format in ``formats``
   (``svg`` always; ``pdf`` / ``png`` on request);
 * ``OUT/table.csv``, ``OUT/summary.csv``, ``OUT/report.md`` and, when runs are paired with an n:m
-  sibling, ``OUT/siblings.csv`` (:func:`reports.writers.write_tables`, :mod:`reports.siblings`).
+  sibling, ``OUT/siblings.csv`` (:func:`reports.writers.write_tables`, :mod:`reports.siblings`); when
+  runs were scored on HellaSwag, ``OUT/hellaswag_pairs.csv`` (:mod:`reports.zeroshot`).
 
 Every section has an ``id`` the table of contents links to; a figure with no data keeps its
 section and says why, so a partial experiment still gives an honest page.
@@ -31,9 +32,14 @@ from besa_common.fileio import atomic_write_text
 from reports.figures import FigureData, build_figures
 from reports.fmt import cell
 from reports.plotkit import FIGURE_FORMATS, write_figure
+from reports.pplci import CAPTION as PAIRS_CAPTION
+from reports.pplci import display_pairs, pairs_table, ranking_lines, unpaired_note
 from reports.siblings import display_table, sibling_table, verdicts
 from reports.table import RunInfo, build_table, glance_table, row_sparsity_table, summary_table
 from reports.writers import SUMMARY_SHOW, write_tables
+from reports.zeroshot import CAPTION as ZS_CAPTION
+from reports.zeroshot import display_pairs as display_zs_pairs
+from reports.zeroshot import pairs_table as zs_pairs_table
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -69,6 +75,15 @@ def _siblings_section(summ: pd.DataFrame) -> str:
     )
     body = "".join(f"<p class='note'>{html.escape(l)}</p>" for l in lines)
     return head + body + _table_html(display_table(sib))
+
+
+def _pairs_section(pairs: pd.DataFrame, note: str) -> str:
+    """The paired perplexity comparisons (:mod:`reports.pplci`): the ranking lines, then the table."""
+    if pairs.empty:
+        return f"<p class='note'>{html.escape(note)}</p>" if note else ""
+    lines = "".join(f"<p class='note'>{html.escape(l)}</p>" for l in ranking_lines(pairs))
+    extra = f"<p class='note'>{html.escape(note)}</p>" if note else ""
+    return f"<p class='caption'>{html.escape(PAIRS_CAPTION)}</p>" + lines + extra + _table_html(display_pairs(pairs))
 
 
 def _decode_note(summ: pd.DataFrame) -> str:
@@ -174,7 +189,9 @@ def render_report(
     figures = build_figures(df if runs else None, row_sparsity_table(runs) if runs else None, sweep)
     sections: list[tuple[str, str, str]] = []  # (id, title, html)
     if runs:
-        write_tables(df, out_dir)
+        zs_pairs = zs_pairs_table(runs)
+        pairs = pairs_table(runs)
+        write_tables(df, out_dir, pairs, zs_pairs=zs_pairs)
         summ = summary_table(df)
         sections.append(
             (
@@ -186,6 +203,12 @@ def render_report(
                 + _decode_note(summ),
             )
         )
+        ppl_html = _pairs_section(pairs, unpaired_note(runs))
+        if ppl_html:
+            sections.append(("ppl-pairs", "Perplexity: paired differences", ppl_html))
+        if not zs_pairs.empty:
+            zs_html = f"<p class='caption'>{html.escape(ZS_CAPTION)}</p>" + _table_html(display_zs_pairs(zs_pairs))
+            sections.append(("hellaswag-pairs", "HellaSwag: paired differences", zs_html))
         sib_html = _siblings_section(summ)
         if sib_html:
             sections.append(("sibling-table", "Unstructured vs its n:m sibling", sib_html))
@@ -211,6 +234,8 @@ def render_report(
     tables = (
         "Every row of the tidy table: <code>table.csv</code>; whole-model totals: <code>summary.csv</code>; "
         + ("unstructured vs n:m sibling: <code>siblings.csv</code>; " if (out_dir / "siblings.csv").is_file() else "")
+        + ("paired perplexity differences: <code>ppl_pairs.csv</code>; " if (out_dir / "ppl_pairs.csv").is_file() else "")
+        + ("paired HellaSwag differences: <code>hellaswag_pairs.csv</code>; " if (out_dir / "hellaswag_pairs.csv").is_file() else "")
         + "Markdown: <code>report.md</code>; "
         if runs
         else "The sweep's points: <code>results.parquet</code>; "

@@ -4,8 +4,9 @@ Reads only the files other stages write (see DESIGN.md, "Run directory"); never 
 
     RUN/manifest.json       method, target sparsity, pattern, wbits (written by ``besa prune``)
     RUN/allocation.json     per-layer target / expected / realised sparsity (1 = kept convention upstream)
-    RUN/eval.json           perplexity (``besa eval --out RUN``)
+    RUN/eval.json           perplexity (``besa eval --out RUN``); HellaSwag accuracy when scored (reports.zeroshot)
     RUN/sim/<preset>-<mode>/layers.csv + summary.json   (``besa simulate``)
+    SIM/layers.csv + summary.json                       (a plain ``besa simulate --out SIM``: a run of its own)
     RUN/sibling.json        the run's equal-sparsity n:m sibling (``besa run``; see reports.siblings)
 
 Runs are identified by EXPERIMENT + run name: the experiment is the folder given to
@@ -37,10 +38,13 @@ import numpy as np
 import pandas as pd
 
 from besa_common import llama
+from besa_common.digest import json_digest
 from besa_common.errors import UserError
 from besa_common.fileio import resolve_path
+from besa_common.masks import read_manifest
 from besa_common.sparsity import PATTERN_CONVENTION, pattern_label
 from reports.plotkit import order_runs
+from reports.zeroshot import accuracy_columns
 from simulator.schema import read_layers
 from simulator.totals import model_totals
 
@@ -71,6 +75,8 @@ CORE_COLUMNS = [
     "speedup",
     "speedup_vs_nm",
     "ppl",
+    "ppl_ci_low",
+    "ppl_ci_high",
     "ppl_dataset",
     "ppl_seqlen",
     "ppl_windows",
@@ -105,9 +111,14 @@ def split_layer(name: str) -> tuple[int | None, str]:
     return None, str(name).rsplit(".", 1)[-1]
 
 
+def is_sim_dir(path: Path) -> bool:
+    """A ``besa simulate --out DIR`` output: layers.csv beside summary.json."""
+    return (path / "layers.csv").is_file() and (path / "summary.json").is_file()
+
+
 def is_run_dir(path: Path) -> bool:
-    """A run directory holds at least one of the files a stage writes."""
-    return any((path / f).exists() for f in ("manifest.json", "eval.json", "allocation.json", "sim", "status.json"))
+    """A run directory holds at least one of the files a stage writes (a simulate output is one too)."""
+    return is_sim_dir(path) or any((path / f).exists() for f in ("manifest.json", "eval.json", "allocation.json", "sim", "status.json"))
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
@@ -164,7 +175,15 @@ _SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
     "manifest.json": {"method": (str,), "target": _NUM, "sparsity": _NUM, "pattern": (str, list), "wbits": (int,), "model": (str,)},
     "allocation.json": {"layers": (dict,), "method": (str,), "target": _NUM},
     "status.json": {"method": (str,), "sparsity": _NUM, "pattern": (str, list), "wbits": (int,), "model": (str,), "steps": (dict,)},
-    "eval.json": {"method": (str,), "model": (str,), "ppl": _NUM},
+    "eval.json": {
+        "method": (str,),
+        "model": (str,),
+        "ppl": _NUM,
+        "ppl_ci95": (list,),
+        "window_nll": (list,),
+        "window_tokens": (list,),
+        "windows_sha256": (str,),
+    },
     "summary.json": {"preset": (str,), "mode": (str,), "hardware": (dict,), "totals": (dict,)},
     "sibling.json": {"run": (str,), "sibling": (str,), "why": (str,), "method": (str,), "pattern": (str,), "sparsity": _NUM, "wbits": (int,)},
 }
@@ -251,36 +270,58 @@ def load_run(path: str | Path, experiment: str | None = None) -> RunInfo:
         # A dense run has no masks, hence no manifest / allocation of its own: not a gap.
         info.missing = [m for m in info.missing if m not in ("no manifest.json", "no allocation.json")]
     sim_root = path / "sim"
-    if sim_root.is_dir():
+    if is_sim_dir(path):  # a plain simulate output: the run IS its one simulation
+        info.missing = [m for m in info.missing if m not in ("no manifest.json", "no allocation.json", "no eval.json")]
+        _add_sim(info, path, path.name)
+        source = (info.sims.get(path.name, (None, {}))[1] or {}).get("source") or {}
+        if not info.manifest and isinstance(source.get("masks"), str):  # what the masks' run recorded
+            info.manifest = read_manifest(source["masks"]) or {}
+        if not info.manifest and isinstance(source.get("synthetic"), str):
+            info.manifest = {"method": "synthetic", "model": source["synthetic"].split(":", 1)[0]}
+    elif sim_root.is_dir():
         for d in sorted(sim_root.iterdir()):
             if not d.is_dir() or d.name.startswith("."):
                 continue
             if not (d / "layers.csv").is_file():
                 info.missing.append(f"sim/{d.name} has no layers.csv")
                 continue
-            try:
-                layers = read_layers(d / "layers.csv")  # any results version (an old `tau` column renamed)
-            except Exception as exc:  # a damaged CSV must not stop the whole report
-                info.missing.append(f"sim/{d.name}/layers.csv unreadable ({type(exc).__name__})")
-                continue
-            summary = _read_json(d / "summary.json", [])
-            info.sims[d.name] = (layers, summary)
+            _add_sim(info, d, f"sim/{d.name}")
     if not info.sims:
         info.missing.append("no simulation (sim/ is empty or absent)")
     return info
 
 
-def _first_ppl(ev: dict[str, Any]) -> dict[str, Any]:
+def _add_sim(info: RunInfo, d: Path, where: str) -> None:
+    try:
+        layers = read_layers(d / "layers.csv")  # any results version (an old `tau` column renamed)
+    except Exception as exc:  # a damaged CSV must not stop the whole report
+        info.missing.append(f"{where}/layers.csv unreadable ({type(exc).__name__})")
+        return
+    info.sims[d.name] = (layers, _read_json(d / "summary.json", []))
+
+
+def ppl_record(ev: dict[str, Any]) -> dict[str, Any]:
     """Find the perplexity record in eval.json, whatever nesting the writer chose.
 
     Accepts ``{"ppl": 21.3, ...}``, ``{"perplexity": {"wiki": {"ppl": ...}}}`` and similar; returns
-    ``{"ppl", "dataset", "seqlen", "windows"}`` (missing fields None).
+    ``{"ppl", "dataset", "seqlen", "windows", "ci95", "record"}`` (missing fields None; ``ci95`` = the
+    record's ``ppl_ci95`` [low, high]; ``record`` = the whole record, whose per-window NLLs
+    :mod:`reports.pplci` reads).
     """
 
     def walk(obj: Any, key: str | None) -> dict[str, Any] | None:
         if isinstance(obj, dict):
             if isinstance(obj.get("ppl"), (int, float)):
-                return {"ppl": float(obj["ppl"]), "dataset": obj.get("dataset", key), "seqlen": obj.get("seqlen"), "windows": obj.get("windows")}
+                ci = obj.get("ppl_ci95")
+                ci = (float(ci[0]), float(ci[1])) if isinstance(ci, list) and len(ci) == 2 and all(isinstance(x, _NUM) for x in ci) else None
+                return {
+                    "ppl": float(obj["ppl"]),
+                    "dataset": obj.get("dataset", key),
+                    "seqlen": obj.get("seqlen"),
+                    "windows": obj.get("windows"),
+                    "ci95": ci,
+                    "record": obj,
+                }
             for k, v in obj.items():
                 r = walk(v, k)
                 if r is not None:
@@ -294,7 +335,7 @@ def _first_ppl(ev: dict[str, Any]) -> dict[str, Any]:
                     return r
         return None
 
-    return walk(ev, None) or {"ppl": None, "dataset": None, "seqlen": None, "windows": None}
+    return walk(ev, None) or {"ppl": None, "dataset": None, "seqlen": None, "windows": None, "ci95": None, "record": {}}
 
 
 def run_meta(info: RunInfo) -> dict[str, Any]:
@@ -305,7 +346,7 @@ def run_meta(info: RunInfo) -> dict[str, Any]:
     if method == "dense":
         sparsity = 0.0
     wbits = man.get("wbits", st.get("wbits"))
-    ppl = _first_ppl(info.eval)
+    ppl = ppl_record(info.eval)
     return {
         "label": info.label or info.name,
         "experiment": info.experiment,
@@ -318,9 +359,12 @@ def run_meta(info: RunInfo) -> dict[str, Any]:
         "wbits": int(wbits) if wbits not in (None, "", 0) else 16,
         "model": man.get("model") or st.get("model") or info.eval.get("model"),
         "ppl": ppl["ppl"],
+        "ppl_ci_low": ppl["ci95"][0] if ppl["ci95"] else math.nan,  # eval.json ppl_ci95: 95 % bootstrap over windows
+        "ppl_ci_high": ppl["ci95"][1] if ppl["ci95"] else math.nan,
         "ppl_dataset": ppl["dataset"],
         "ppl_seqlen": ppl["seqlen"],
         "ppl_windows": ppl["windows"],
+        **accuracy_columns(info.eval),  # hellaswag, hellaswag_se, hellaswag_n
         "sibling": info.sibling.get("sibling"),  # run name of the equal-sparsity n:m sibling (same experiment)
         "sibling_why": info.sibling.get("why"),
     }
@@ -401,6 +445,8 @@ def run_table(info: RunInfo) -> pd.DataFrame:
             df[k] = df["tokens"].map(lambda n, k=k, tot=tot: (tot.get(str(int(n))) or {}).get(k) if pd.notna(n) else None)
         for k in TOTAL_KEYS:  # the model totals, read by summary_table
             df["total_" + k] = df["tokens"].map(lambda n, k=k, tot=tot: (tot.get(str(int(n))) or {}).get(k) if pd.notna(n) else None)
+        hw = summary.get("hardware") if isinstance(summary.get("hardware"), dict) else {}
+        df["machine_json"] = json.dumps({k: v for k, v in hw.items() if k not in ("name", "description")}, sort_keys=True) if hw else None
         peak, bw = hw_numbers(summary)
         df["peak_macs_per_cycle"] = peak
         df["bandwidth_bytes_per_cycle"] = bw
@@ -450,10 +496,34 @@ def load_runs(paths: Iterable[str | Path]) -> list[RunInfo]:
     return label_runs(runs)
 
 
+def name_machines(df: pd.DataFrame) -> pd.DataFrame:
+    """Keep machines apart by what they ARE: when simulations under one preset name ran different
+    machines (``--set index_format=csr`` beside the preset, an edited preset file), each one's
+    ``preset`` becomes ``NAME (field=value, ...)`` with the fields that tell them apart, so no
+    table or figure ever merges them.  Column ``machine_id``: a digest of the machine's fields."""
+    if "machine_json" not in df.columns or "preset" not in df.columns:
+        return df
+    rename: dict[tuple[str, str], str] = {}
+    for preset, g in df.dropna(subset=["machine_json"]).groupby("preset", sort=False):
+        kinds = list(dict.fromkeys(g["machine_json"]))
+        if len(kinds) < 2:
+            continue
+        hws = [json.loads(k) for k in kinds]
+        differ = [f for f in hws[0] if any(h.get(f) != hws[0].get(f) for h in hws)] + sorted({f for h in hws for f in h} - set(hws[0]))
+        for k, h in zip(kinds, hws):
+            rename[(preset, k)] = f"{preset} ({', '.join(f'{f}={h.get(f)}' for f in differ)})"
+    df = df.copy()
+    if rename:
+        df["preset"] = [rename.get((p, k), p) for p, k in zip(df["preset"], df["machine_json"])]
+    ids = {k: json_digest(k, algorithm="sha1", length=12) for k in df["machine_json"].dropna().unique()}
+    df["machine_id"] = df["machine_json"].map(ids)  # the full machine stays in each summary.json
+    return df.drop(columns="machine_json")
+
+
 def build_table(runs: Iterable[RunInfo]) -> pd.DataFrame:
     """Concatenate every run's tidy rows; core columns first, in :data:`CORE_COLUMNS` order."""
     frames = [run_table(r) for r in runs]
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    df = name_machines(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame()
     for col in CORE_COLUMNS:
         if col not in df.columns:
             df[col] = None
@@ -470,6 +540,8 @@ def build_table(runs: Iterable[RunInfo]) -> pd.DataFrame:
         "speedup",
         "speedup_vs_nm",
         "ppl",
+        "ppl_ci_low",
+        "ppl_ci_high",
         "tokens",
         "rows",
         "cols",
@@ -519,7 +591,23 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     size = (df["rows"] * df["cols"]).where(df["layer_sparsity"].notna())
     per_run = df.assign(_w=size, _z=size * df["layer_sparsity"]).drop_duplicates(["label", "layer"]).groupby("label")[["_w", "_z"]].sum()
     realised = (per_run["_z"] / per_run["_w"].where(per_run["_w"] > 0)).rename("realised_sparsity")
-    extra = [c for c in ("ppl", "ppl_dataset", "ppl_seqlen", "ppl_windows", "sibling", "sibling_why") if c in runs.columns]
+    extra = [
+        c
+        for c in (
+            "ppl",
+            "ppl_ci_low",
+            "ppl_ci_high",
+            "ppl_dataset",
+            "ppl_seqlen",
+            "ppl_windows",
+            "hellaswag",
+            "hellaswag_se",
+            "hellaswag_n",
+            "sibling",
+            "sibling_why",
+        )
+        if c in runs.columns
+    ]
     ppl = runs.set_index("label")[extra]
     out = out.join(realised, on="label").join(ppl, on="label")
     for col in ("preset", "mode", "tokens", "cycles", "dense_cycles", "speedup"):
@@ -544,7 +632,8 @@ def phase_of(tokens: float, all_tokens: Iterable[float]) -> str:
 def glance_table(summ: pd.DataFrame) -> pd.DataFrame:
     """The page's first table: one row per run, one column per question.
 
-    Columns: label, method, pattern, target and realised sparsity, perplexity, then per simulated
+    Columns: label, method, pattern, target and realised sparsity, perplexity, HellaSwag acc_norm % and
+    its standard error when some run was scored on it (:mod:`reports.zeroshot`), then per simulated
     machine ``<preset> decode ×`` (smallest N) and ``<preset> prefill ×`` (largest N) speedups
     (``<preset> <mode> N=<n> ×`` for modes other than ``cycle``), and ``<preset> <phase> energy ×``
     (dense energy / energy, > 1 = less energy) and ``e2e ×`` speedups when the simulator wrote them.
@@ -552,7 +641,20 @@ def glance_table(summ: pd.DataFrame) -> pd.DataFrame:
     """
     if summ.empty:
         return pd.DataFrame()
-    base_cols = ["label", "experiment", "method", "pattern", "wbits", "sparsity", "realised_sparsity", "ppl"]
+    base_cols = [
+        "label",
+        "experiment",
+        "method",
+        "pattern",
+        "wbits",
+        "sparsity",
+        "realised_sparsity",
+        "ppl",
+        "ppl_ci_low",
+        "ppl_ci_high",
+        "hellaswag",
+        "hellaswag_se",
+    ]
     base = summ.groupby("label", sort=False)[[c for c in base_cols if c != "label"]].first()
     base = base.rename(columns={"sparsity": "target_sparsity"})
     wide = {}
@@ -575,7 +677,20 @@ def glance_table(summ: pd.DataFrame) -> pd.DataFrame:
         out = out.drop(columns="experiment")
     if (out["wbits"] == 16).all():
         out = out.drop(columns="wbits")
-    out = out.rename(columns={"target_sparsity": "target sparsity", "realised_sparsity": "realised sparsity"})
+    if out["hellaswag"].isna().all():
+        out = out.drop(columns=["hellaswag", "hellaswag_se"])
+    if out["ppl_ci_low"].isna().all():  # no eval.json with an interval (one window, or written before them)
+        out = out.drop(columns=["ppl_ci_low", "ppl_ci_high"])
+    out = out.rename(
+        columns={
+            "target_sparsity": "target sparsity",
+            "realised_sparsity": "realised sparsity",
+            "ppl_ci_low": "ppl 95% low",
+            "ppl_ci_high": "ppl 95% high",
+            "hellaswag": "HellaSwag %",
+            "hellaswag_se": "HellaSwag ±",
+        }
+    )
     return out.rename_axis("label").reset_index()
 
 

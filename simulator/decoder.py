@@ -12,11 +12,13 @@ cache.  Shapes (heads x head_dim, KV heads, vocabulary, tied head) come from
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
 
 from besa_common.errors import UserError
+from besa_common.masks import read_manifest
 from simulator import engine as eng
 from simulator.cost.dense import attention_block, embedding_lookup
 from simulator.cost.energy import energy_fj
@@ -27,11 +29,11 @@ from simulator.workload import INT64_BUDGET, MAX_TOKENS, check_magnitudes
 
 
 def check_decoder_args(context: int, batch: int, tokens: list[int]) -> None:
-    """One-line errors before any slow work: ``context`` and ``batch`` integers in their ranges,
-    every token count a multiple of ``batch``."""
-    for flag, v in (("--context", context), ("--batch", batch)):
-        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_TOKENS:
-            raise UserError(f"{flag} must be an integer in [1, {MAX_TOKENS}], got {v!r}")
+    """One-line errors before any slow work: ``context`` an integer in [0, MAX_TOKENS] (0 = a fresh
+    prompt), ``batch`` in [1, MAX_TOKENS], every token count a multiple of ``batch``."""
+    for flag, v, lo in (("--context", context, 0), ("--batch", batch, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= MAX_TOKENS:
+            raise UserError(f"{flag} must be an integer in [{lo}, {MAX_TOKENS}], got {v!r}")
     for n in tokens:
         if n % batch:
             raise UserError(f"--tokens {n} is not a multiple of --batch {batch} (tokens in flight = batch x new tokens per sequence)")
@@ -56,21 +58,46 @@ def check_decoder_magnitudes(shape, hw: Hardware, tokens: list[int], context: in
             )
 
 
-def model_for(layers, spec: str | None, synthetic: str | None):
-    """The model shape for the attention / LM head: ``--model`` or the synthetic spec's model name;
-    checked against the workload's q_proj / k_proj shapes."""
+def manifest_model(masks: str | Path | None) -> str | None:
+    """The model a masks file's manifest names (``besa prune`` records it), or None; reads only the
+    file's header."""
+    if masks is None:
+        return None
+    p = Path(masks)
+    manifest = read_manifest(p / "masks.safetensors" if p.is_dir() else p) or {}
+    model = manifest.get("model")
+    return model if isinstance(model, str) and model.strip() else None
+
+
+def model_name(spec: str | None, synthetic: str | None, masks: str | Path | None = None) -> str:
+    """The model of the decoder step: ``spec`` (``--model``), else the synthetic spec's model, else
+    the model the masks' manifest names."""
     name = spec
     if name is None and synthetic:
         name = synthetic.split(":", 1)[0].split("[", 1)[0]
         if re.fullmatch(r"\d+x\d+(\*\d+)?", name.strip()):
             raise UserError(f"--context: the synthetic shape {name!r} is not a model; give --model NAME|config.json")
+    if name is None:
+        name = manifest_model(masks)
     if not name:
-        raise UserError("--context needs --model NAME|config.json|DIR|.gguf for a masks workload (attention shapes, vocabulary)")
-    shape = model_shape(name)
+        raise UserError("--context needs --model NAME|config.json|DIR|.gguf for a masks workload whose manifest names no model (attention shapes, vocabulary)")
+    return name
+
+
+def check_model(shape, layers) -> None:
+    """The workload's linears must have the model's shapes (``layers``: objects with ``name``,
+    ``proj``, ``rows``, ``cols``)."""
     for lw in layers:
         want = shape.linear_shapes().get(lw.proj)
         if want is not None and (lw.rows, lw.cols) != want:
-            raise UserError(f"--model {name}: layer {lw.name} is {lw.rows}x{lw.cols}, the model says {want[0]}x{want[1]}")
+            raise UserError(f"--model {shape.name}: layer {lw.name} is {lw.rows}x{lw.cols}, the model says {want[0]}x{want[1]}")
+
+
+def model_for(layers, spec: str | None, synthetic: str | None, masks: str | Path | None = None):
+    """The model shape for the attention / LM head (:func:`model_name`), checked against the
+    workload's q_proj / k_proj shapes."""
+    shape = model_shape(model_name(spec, synthetic, masks))
+    check_model(shape, layers)
     return shape
 
 

@@ -15,6 +15,7 @@ from simulator import stats
 from simulator.cost.compat import compat_patches, corrected_dense_cycles
 from simulator.cost.dense import as_mode_result, attention_block, dense_layer, nm_layer, with_baselines
 from simulator.cost.partition import evaluate_partition, lb_ideal
+from simulator.cost.systolic import systolic_mode_layer
 from simulator.cost.tiles import cdiv, dram_bits, index_bits, mem_cycles, tilings
 from simulator.cpp import core, hw_params
 from simulator.hardware import GATHER_SCALE, Hardware
@@ -250,3 +251,9 @@ def code_mode(st: MaskStats, tokens: list[int], hw: Hardware, engine: str) -> li
 def corrected_mode(st: MaskStats, tokens: list[int], hw: Hardware, engine: str) -> list[dict]:
     """``corrected`` (see :func:`simulator.reference.corrected_layer`)."""
     return [corrected_from_counts(st.counts, st.rows, st.cols, n, hw) for n in tokens]
+
+
+def systolic_mode(st: MaskStats, tokens: list[int], hw: Hardware, engine: str) -> list[dict]:
+    """``systolic`` (see :func:`simulator.reference.systolic_mode`): closed form, Python in every engine."""
+    gmax = st.group_max(hw.nm_m)
+    return [dict(systolic_mode_layer(st.rows, st.cols, n, gmax, hw), nnz=st.nnz) for n in tokens]

@@ -11,6 +11,17 @@ fixed threshold ``tau`` (``--set tau=X`` switches to it).  ``gather_factor = 0``
 engine's gather slowdown from the mask's bank conflicts on ``banks`` SRAM banks; a value >= 1 is a
 constant override (``--set gather_factor=X``).
 
+Every shipped preset states the published figures it is built from: ``datasheet_tops`` (dense peak,
+tera-operations per second, a MAC = 2 operations: TFLOPS for floating point) and
+``datasheet_dram_gb_per_s`` (DRAM bandwidth, 10^9 bytes per second), with their source in a comment.
+The loader refuses a preset whose ``lines * macs_per_line * freq_mhz`` or ``dram_bytes_per_cycle *
+freq_mhz`` misses them by more than :data:`DATASHEET_TOLERANCE` (one line).  0 = not stated (allowed in a
+user's file, not in a shipped one); an override of a rate field (``--set lines=32``, a sweep) describes
+another machine, so it drops the figure it changes unless the override restates it; so does a preset that
+changes a rate of its ``base``.  The systolic mode
+(:mod:`simulator.cost.systolic`) reads ``array_rows`` x ``array_cols`` (0 = ``lines`` x ``macs_per_line``) and
+``dataflow`` (``ws`` / ``os`` / ``is``).
+
 ``load_hardware("vitcod", {"lines": 32})`` loads a preset by name (or a path to a TOML file) and applies
 overrides; an impossible machine (0 lines, bandwidth <= 0, a buffer that cannot double-buffer one tile,
 n > m ...) raises :class:`~besa_common.errors.UserError` with one line.
@@ -23,11 +34,12 @@ import math
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from besa_common.fileio import resolve_path
 from besa_common.errors import UserError
 from besa_common.resources import config_dir
+from simulator.units import BANDWIDTH_FIELD, resolve_bandwidth
 
 HW_VERSION = 1
 PRESET_DIR = config_dir("hw")  # configs/hw in a checkout, besa_configs/hw in an installed wheel
@@ -45,6 +57,11 @@ GATHER_SCALE = 256
 NM_EFF_SCALE = 1000
 # Energies are stored as integer femtojoules for the same reason (exact sums in any engine).
 FJ_PER_PJ = 1000
+# A preset's datasheet_* figures must be reproduced by its fields within this relative tolerance.
+DATASHEET_TOLERANCE = 0.01
+# The rate fields each datasheet figure is computed from (an override of one drops the figure).
+DATASHEET_INPUTS = {"datasheet_tops": ("lines", "macs_per_line", "freq_mhz"), "datasheet_dram_gb_per_s": ("dram_bytes_per_cycle", "freq_mhz")}
+DATAFLOWS = ("ws", "os", "is")
 ENERGY_FIELDS = ("e_dram_pj_per_byte", "e_wbuf_pj_per_byte", "e_abuf_pj_per_byte", "e_obuf_pj_per_byte", "e_ibuf_pj_per_byte", "e_mac_pj", "e_index_pj")
 
 
@@ -95,11 +112,33 @@ class Hardware:
     # Fraction of the ideal n:m engine's throughput that its kernels reach, on both the compute and
     # the memory side (1 = the ideal engine; an optional field: a file without it gets 1).
     nm_efficiency: float = 1.0
+    # The published figures the preset is built from (0 = not stated; see the module docstring).
+    datasheet_tops: float = 0.0
+    datasheet_dram_gb_per_s: float = 0.0
+    # The systolic mode's array (0 = lines x macs_per_line) and dataflow.
+    array_rows: int = 0
+    array_cols: int = 0
+    dataflow: str = "ws"
 
     @property
     def macs(self) -> int:
         """P, MACs per cycle."""
         return self.lines * self.macs_per_line
+
+    @property
+    def peak_tops(self) -> float:
+        """The dense peak the fields give: 2 operations per MAC, tera-operations per second."""
+        return 2 * self.macs * self.freq_mhz * 1e6 / 1e12
+
+    @property
+    def dram_gb_per_s(self) -> float:
+        """The DRAM bandwidth the fields give, 10^9 bytes per second."""
+        return self.dram_bytes_per_cycle * self.freq_mhz * 1e6 / 1e9
+
+    @property
+    def systolic_shape(self) -> tuple[int, int]:
+        """(rows, cols) of the systolic array: ``array_rows`` x ``array_cols``, 0 = lines x macs_per_line."""
+        return (self.array_rows or self.lines, self.array_cols or self.macs_per_line)
 
     @property
     def bw_bits_scaled(self) -> int:
@@ -132,6 +171,7 @@ class Hardware:
 
 
 _FIELD_TYPES = {f.name: f.type for f in fields(Hardware)}
+_DEFAULTS = {f.name: f.default for f in fields(Hardware) if f.default is not dataclasses.MISSING}
 
 # Declared range (inclusive) of every numeric field, checked in Python before anything reaches the
 # C++ core (int64 arithmetic): values outside are a one-line UserError, never a pybind cast
@@ -164,6 +204,10 @@ RANGES: dict[str, tuple[float, float]] = {
     "nm_n": (1, 1024),
     "nm_m": (1, 1024),
     "nm_efficiency": (1e-3, 1.0),
+    "datasheet_tops": (0.0, 1e9),
+    "datasheet_dram_gb_per_s": (0.0, 1e9),
+    "array_rows": (0, 1 << 16),
+    "array_cols": (0, 1 << 16),
     **{k: (0.0, 1e6) for k in ENERGY_FIELDS},  # pJ
 }
 
@@ -262,7 +306,10 @@ def validate(hw: Hardware) -> Hardware:
         raise UserError(f"{src}: n:m needs n >= 1 and m >= 1, got {hw.nm_n}:{hw.nm_m}")
     if hw.nm_n > hw.nm_m:
         raise UserError(f"{src}: n:m engine with n > m ({hw.nm_n}:{hw.nm_m}) is impossible")
+    if hw.dataflow not in DATAFLOWS:
+        raise UserError(f"{src}: dataflow must be one of {', '.join(DATAFLOWS)}, got {hw.dataflow!r}")
     check_ranges(hw)
+    check_datasheet(hw)
     # Each operand buffer must double-buffer one tile (load tile i+1 while tile i computes); a
     # derived tile dimension (0) is checked at its smallest: 1 row, 1 token, one beat of columns.
     tm, tn = hw.tile_m or 1, hw.tile_n or 1
@@ -279,6 +326,20 @@ def validate(hw: Hardware) -> Hardware:
         if have < 2 * tile_bytes:
             raise UserError(f"{src}: {key}={have} is smaller than two tiles of {tile_bytes} bytes (tile {tm}x{tk}x{tn}; double buffering needs 2)")
     return hw
+
+
+def check_datasheet(hw: Hardware) -> None:
+    """The stated datasheet figures (those not 0) reproduced by the fields within 1 %, or a one-line UserError."""
+    for key, got, how in (
+        ("datasheet_tops", hw.peak_tops, "2 x lines x macs_per_line x freq_mhz"),
+        ("datasheet_dram_gb_per_s", hw.dram_gb_per_s, "dram_bytes_per_cycle x freq_mhz"),
+    ):
+        stated = getattr(hw, key)
+        if stated and abs(got / stated - 1) > DATASHEET_TOLERANCE:
+            raise UserError(
+                f"hardware {hw.name!r}: {how} = {got:.4g} but {key} = {stated:g} ({got / stated - 1:+.1%}, more than "
+                f"{DATASHEET_TOLERANCE:.0%}): the fields do not reproduce the datasheet figure"
+            )
 
 
 # Older preset names, still accepted everywhere a preset name is (the name a preset is loaded under
@@ -305,7 +366,28 @@ def _implied(overrides: dict[str, Any]) -> dict[str, Any]:
     out = dict(overrides)
     if "tau" in out and "partition" not in out:
         out["partition"] = "tau"
+    for figure, inputs in DATASHEET_INPUTS.items():  # another machine than the datasheet's: not stated
+        if figure not in out and any(k in out for k in inputs):
+            out[figure] = 0.0
     return out
+
+
+# ``banks = 0`` derives the activation SRAM banks from the MACs of a line: BANKS_PER_MAC banks per MAC,
+# so the chance that a beat's reads collide on a bank stays the same when a line gets wider (the ratio
+# of every shipped preset with guessed banks: vitcod 32 / 8, besa-paper-array and hbm-4k 256 / 64).
+BANKS_PER_MAC = 4
+GUESSES_TABLE = "guesses"
+
+
+def _derive_banks(values: dict[str, Any]) -> dict[str, Any]:
+    """``banks = 0`` -> BANKS_PER_MAC x macs_per_line (after every override)."""
+    try:
+        derive = int(float(values.get("banks", 1))) == 0
+        if derive:
+            values["banks"] = BANKS_PER_MAC * int(float(values["macs_per_line"]))
+    except (TypeError, ValueError, KeyError):
+        pass  # a malformed value: _coerce names it
+    return values
 
 
 def _read_preset(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -319,7 +401,11 @@ def _read_preset(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
     base = raw.pop("base", None)
-    unknown = sorted(set(raw) - set(_FIELD_TYPES))
+    guessed = raw.pop(GUESSES_TABLE, {})  # the plausible ranges of the guessed fields: simulator.sensitivity reads them
+    bad = sorted(set(guessed) - set(_FIELD_TYPES)) if isinstance(guessed, dict) else [GUESSES_TABLE]
+    if bad:  # also catches a field written below the table (TOML puts it INTO the table)
+        raise UserError(f"{path.name}: [{GUESSES_TABLE}]: unknown hardware field {bad[0]!r} (fields go above the [{GUESSES_TABLE}] table)")
+    unknown = sorted(set(raw) - set(_FIELD_TYPES) - {BANDWIDTH_FIELD})
     if unknown:
         raise UserError(f"{path.name}: unknown hardware field {unknown[0]!r} (fields: base, {', '.join(_FIELD_TYPES)})")
     for key, value in raw.items():
@@ -338,6 +424,9 @@ def _read_preset(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     values = _read_preset(base_path, seen)
     values.pop("name", None)
     values.pop("description", None)
+    for figure, inputs in DATASHEET_INPUTS.items():  # a file that changes a rate describes another machine
+        if figure not in raw and any(k in raw for k in inputs):
+            values.pop(figure, None)
     values.update(raw)
     return values
 
@@ -348,6 +437,11 @@ def load_hardware(name_or_path: str, overrides: dict[str, Any] | None = None) ->
 
     ``overrides`` maps field names to values (strings from the CLI are coerced to the field's type).
     """
+    return hardware_builder(name_or_path)(overrides)
+
+
+def preset_path(name_or_path: str) -> Path:
+    """The TOML file of a preset name (an alias included) or path; one-line UserError when there is none."""
     path = Path(name_or_path)
     if not (path.suffix == ".toml" or path.is_file()):
         path = _preset_file(str(name_or_path))
@@ -355,14 +449,35 @@ def load_hardware(name_or_path: str, overrides: dict[str, Any] | None = None) ->
             raise UserError(f"unknown hardware preset {name_or_path!r} (presets: {', '.join(list_presets())}; or give a .toml path)")
     if not path.is_file():
         raise UserError(f"hardware file not found: {path}")
-    values = _read_preset(path)
+    return path
+
+
+def hardware_builder(name_or_path: str) -> Callable[[dict[str, Any] | None], Hardware]:
+    """``build(overrides)`` = :func:`load_hardware` ``(name_or_path, overrides)``, the preset file
+    read ONCE (a sweep's grid: one machine per combination)."""
+    path = preset_path(name_or_path)
+    preset = _read_preset(path)
+    return lambda overrides=None: _build(path, dict(preset), overrides)
+
+
+def _build(path: Path, values: dict[str, Any], overrides: dict[str, Any] | None) -> Hardware:
+    """The machine of a preset file's ``values`` with ``overrides`` applied, validated."""
+    raw_values = dict(values)
     values.update(_implied(overrides or {}))
+    values = resolve_bandwidth(values, overrides or {})  # dram_bandwidth = "256GB/s" -> bytes per cycle
+    values = _derive_banks(values)
     unknown = sorted(set(values) - set(_FIELD_TYPES))
     if unknown:
         raise UserError(f"{path.name}: unknown hardware field {unknown[0]!r} (fields: {', '.join(_FIELD_TYPES)})")
     values.setdefault("description", "")
     values.setdefault("nm_efficiency", 1.0)  # optional: files written before it existed mean the ideal engine
     values.setdefault("name", path.stem)
+    for key in ("datasheet_tops", "datasheet_dram_gb_per_s", "array_rows", "array_cols", "dataflow"):
+        values.setdefault(key, _DEFAULTS[key])  # optional fields (0 / ws: not stated, lines x macs_per_line)
+    if path.resolve().parent == PRESET_DIR.resolve():
+        for key in DATASHEET_INPUTS:
+            if not raw_values.get(key):
+                raise UserError(f"{path.name}: a shipped preset must state {key} (the published figure it is built from)")
     missing = [k for k in _FIELD_TYPES if k not in values]
     if missing:
         raise UserError(f"{path.name}: hardware field {missing[0]!r} is missing")
@@ -379,7 +494,7 @@ def parse_overrides(items: list[str] | None) -> dict[str, str]:
         key = key.strip()
         if not sep or not key:
             raise UserError(f"--set expects FIELD=VALUE, got {item!r}")
-        if key not in _FIELD_TYPES:
-            raise UserError(f"--set: unknown hardware field {key!r} (fields: {', '.join(_FIELD_TYPES)})")
+        if key not in _FIELD_TYPES and key != BANDWIDTH_FIELD:
+            raise UserError(f"--set: unknown hardware field {key!r} (fields: {', '.join(_FIELD_TYPES)}; {BANDWIDTH_FIELD}=256GB/s)")
         out[key] = value.strip()
     return out

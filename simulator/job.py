@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from besa_common.errors import UserError
 from besa_common.extract import extract_masks, is_checkpoint, warn
 from simulator import workload as wl
@@ -20,6 +22,7 @@ from simulator.decoder import add_end_to_end, decoder_rows
 from simulator.hardware import Hardware
 from simulator.modelcfg import ModelShape
 from simulator.run import simulate, summarize, write_results
+from simulator.units import gb_per_s
 
 
 @dataclass(frozen=True)
@@ -36,8 +39,13 @@ class DecoderStep:
     """The rest of the decoder step to simulate beside the linears (``--context``)."""
 
     shape: ModelShape
-    context: int
+    context: int | tuple[int, ...]  # one for every token count, or one per token count (in --tokens order)
     batch: int
+
+    def contexts(self, tokens: list[int]) -> dict[int, int]:
+        """Token count -> its context."""
+        ctx = self.context if isinstance(self.context, tuple) else (self.context,) * len(tokens)
+        return dict(zip(tokens, ctx))
 
 
 def masks_source(path: str | Path) -> MasksSource:
@@ -90,9 +98,21 @@ def simulate_to_dir(
     summary = summarize(df, hw)
     dec = None
     if decoder is not None:
-        dec = decoder_rows(layers, decoder.shape, hw, tokens, decoder.context, decoder.batch, engine)
+        ctx = decoder.contexts(tokens)
+        by_context: dict[int, list[int]] = {}
+        for n in tokens:
+            by_context.setdefault(ctx[n], []).append(n)
+        dec = pd.concat([decoder_rows(layers, decoder.shape, hw, ns, c, decoder.batch, engine) for c, ns in by_context.items()], ignore_index=True)
+        dec = dec.sort_values("tokens", kind="stable").reset_index(drop=True)
         add_end_to_end(summary, dec, hw)
-        summary["decoder"] = {"model": decoder.shape.name, "context": decoder.context, "batch": decoder.batch}
+        context = sorted(set(ctx.values()))
+        summary["decoder"] = {
+            "model": decoder.shape.name,
+            "context": context[0] if len(context) == 1 else {str(n): c for n, c in ctx.items()},
+            "batch": decoder.batch,
+        }
+    if mode == "systolic":
+        summary["systolic"] = systolic_summary(df, hw)
     summary["source"] = source or {}
     summary["overrides"] = overrides or {}
     summary["wall_s"] = round(time.perf_counter() - t0, 3)
@@ -100,10 +120,25 @@ def simulate_to_dir(
     return summary, csv_path, json_path
 
 
+def systolic_summary(df, hw: Hardware) -> dict[str, Any]:
+    """What a ``systolic`` run ran: the array, the dataflow and how many layers at each covering n:m."""
+    R, C = hw.systolic_shape
+    per_layer = df.drop_duplicates("layer")["nm_n"].astype(int)
+    runs = {("dense" if n >= hw.nm_m else f"{n}:{hw.nm_m}"): int(c) for n, c in sorted(per_layer.value_counts().items())}
+    return {"array_rows": R, "array_cols": C, "dataflow": hw.dataflow, "nm_m": hw.nm_m, "layers_run_as": runs}
+
+
 def summary_lines(summary: dict[str, Any], hw: Hardware, memory: bool, decoder: DecoderStep | None = None) -> list[str]:
     """The lines ``besa simulate`` prints: per token count the totals (and the whole decoder step),
     then the ridge point of a memory mode (``memory``)."""
     lines = []
+    if "systolic" in summary:
+        sy = summary["systolic"]
+        runs = ", ".join(f"{c} as {k}" for k, c in sy["layers_run_as"].items())
+        lines.append(
+            f"systolic {sy['array_rows']}x{sy['array_cols']} {sy['dataflow']}: layers run {runs} "
+            f"(each mask at its smallest covering n:m, m = nm_m = {sy['nm_m']}; dense if none)"
+        )
     for n, t in summary["totals"].items():
         extra = f", vs n:m {t['speedup_vs_nm']:.3f}x" if t.get("speedup_vs_nm") is not None else ""
         bound = f", {round(t['memory_bound_share'] * t['layers'])}/{t['layers']} layers memory-bound" if "memory_bound_share" in t else ""
@@ -112,10 +147,14 @@ def summary_lines(summary: dict[str, Any], hw: Hardware, memory: bool, decoder: 
             f"N={n}: {t['cycles']} cycles ({t['time_ms']:.3f} ms at {hw.freq_mhz:g} MHz), speedup vs dense {t['speedup_vs_dense']:.3f}x{extra}{energy}{bound}"
         )
         if "e2e_cycles" in t and decoder is not None:
+            ctx = decoder.contexts([int(k) for k in summary["totals"]])[int(n)]
             lines.append(
-                f"  whole decoder step (context {decoder.context}, batch {decoder.batch}): {t['e2e_cycles']} cycles "
+                f"  whole decoder step (context {ctx}{' = a fresh prompt' if ctx == 0 else ''}, batch {decoder.batch}): {t['e2e_cycles']} cycles "
                 f"({t['e2e_us_per_token']:.2f} us/token), speedup vs dense {t['e2e_speedup_vs_dense']:.3f}x"
             )
-    if summary.get("ridge_tokens") is not None and memory:
-        lines.append(f"ridge point of {hw.name}: ~{summary['ridge_tokens']:.1f} tokens (fewer tokens in flight -> weight streaming is memory-bound)")
+    if summary.get("ridge_tokens") is not None and memory and "systolic" not in summary:  # no DRAM in systolic
+        lines.append(
+            f"ridge point of {hw.name} ({hw.macs} MACs/cycle, DRAM {gb_per_s(hw.dram_bytes_per_cycle, hw.freq_mhz):.4g} GB/s at {hw.freq_mhz:g} MHz): "
+            f"~{summary['ridge_tokens']:.1f} tokens (fewer tokens in flight -> weight streaming is memory-bound)"
+        )
     return lines

@@ -32,6 +32,7 @@ import numpy as np
 from simulator.cost.compat import compat_patches, corrected_cycles, corrected_dense_cycles
 from simulator.cost.dense import as_mode_result, dense_layer, nm_layer, with_baselines
 from simulator.cost.partition import evaluate_partition, lb_ideal, partition_candidates
+from simulator.cost.systolic import systolic_mode_layer
 from simulator.cost.tiles import cdiv, dram_bits, tilings
 from simulator.hardware import GATHER_SCALE, Hardware
 
@@ -205,3 +206,10 @@ def nm_mode(keep: np.ndarray, tokens: int, hw: Hardware) -> dict:
     M, K = keep.shape
     r = nm_layer(M, K, tokens, nm_group_max(keep, hw.nm_m), hw)
     return as_mode_result(r, dense_layer(M, K, tokens, hw), int(keep.sum()), hw, nm_cycles=True)
+
+
+def systolic_mode(keep: np.ndarray, tokens: int, hw: Hardware) -> dict:
+    """``systolic``: SCALE-Sim v3's systolic array (``hw.systolic_shape``, ``hw.dataflow``) at the mask's
+    smallest covering n:m (:func:`simulator.cost.systolic.systolic_mode_layer`)."""
+    M, K = keep.shape
+    return dict(systolic_mode_layer(M, K, tokens, nm_group_max(keep, hw.nm_m), hw), nnz=int(keep.sum()))

@@ -60,7 +60,7 @@ def _row(layer: LayerWorkload, mode: str, n: int, hw: Hardware, r: dict) -> dict
         dense_threshold=r.get("dense_threshold"),
         tries=r.get("tries"),
         time_us=r["cycles"] / hw.freq_mhz,
-        utilization=_ratio(nnz * n, hw.macs * r["cycles"]),
+        utilization=r["utilization"] if "utilization" in r else _ratio(nnz * n, hw.macs * r["cycles"]),
         nm_n=r.get("nm_n"),
         nm_cycles=r.get("nm_cycles"),
         lb_ideal=r.get("lb_ideal"),

@@ -155,10 +155,13 @@ def read_layers(path: str | Path) -> pd.DataFrame:
 # ---------------------------------------------------------------------------- sweep results
 # A sweep row: the point's id, its parameters (plus one column per swept hardware field, named after
 # the field), its status, and the model totals of simulator.totals under the names below.
-SWEEP_POINT_FIELDS = ("point_id", "preset", "mode", "workload", "tokens", "seed")
+# ``hw_id`` / ``workload_id``: digests of the resolved machine (table ``machines`` holds its fields) and of
+# the workload's contents (simulator.sweep.identity); ``context`` / ``batch``: the decoder step (context
+# empty = the linears only).
+SWEEP_POINT_FIELDS = ("point_id", "preset", "mode", "workload", "tokens", "context", "batch", "seed", "hw_id", "workload_id", "simulator_version")
 SWEEP_STATUS_FIELDS = ("status", "error", "wall_s", "finished_at")
 # model total (simulator.totals) -> its sweep column, where the names differ
-SWEEP_TOTAL_NAMES = {"speedup_vs_dense": "speedup"}
+SWEEP_TOTAL_NAMES = {"speedup_vs_dense": "speedup", "e2e_speedup_vs_dense": "e2e_speedup"}
 SWEEP_TOTAL_FIELDS = (
     "cycles",
     "dense_cycles",
@@ -180,6 +183,23 @@ SWEEP_TOTAL_FIELDS = (
     "energy_uj",
     "dense_energy_uj",
     "energy_vs_dense",
+    # the machine (so per-MAC and per-second figures need no join) and per-token figures
+    "clock_mhz",
+    "macs_per_cycle",
+    "bandwidth_bytes_per_s",
+    "time_us",
+    "us_per_token",
+    "energy_uj_per_token",
+    # the whole decoder step (points with a context): simulator.decoder.add_end_to_end
+    "attention_cycles",
+    "decoder_rest_cycles",
+    "e2e_cycles",
+    "e2e_dense_cycles",
+    "e2e_speedup",
+    "e2e_us_per_token",
+    "e2e_energy_uj",
+    "e2e_energy_vs_dense",
+    "e2e_energy_uj_per_token",
 )
 # Columns that are not swept parameters (the report finds the swept axes with this).
 RESULT_FIELDS = frozenset({"point_id", "seed", *SWEEP_STATUS_FIELDS, *SWEEP_TOTAL_FIELDS})

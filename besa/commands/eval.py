@@ -3,8 +3,9 @@
     besa eval --model smollm2-135m [--masks DIR/masks.safetensors] [--dataset wiki] [--seqlen 512]
               [--max-windows 40] --json [--out DIR | FILE.json]
 
-``--json`` prints ONE JSON object on stdout: ``ppl``, ``dataset``, ``split``, ``seqlen``,
-``windows``, ``tokens``, ``sparsity`` (realised over the masked layers; 0.0 without masks),
+``--json`` prints ONE JSON object on stdout: ``ppl``, ``ppl_ci95`` (95 % bootstrap interval over the
+windows), ``dataset``, ``split``, ``seqlen``, ``windows``, ``tokens``, ``window_nll`` / ``window_tokens``
+(per window), ``windows_sha256`` (which windows), ``sparsity`` (realised over the masked layers; 0.0 without masks),
 ``model``, ``masks``, ``method``.  ``--out`` writes the same object atomically (``FILE.json``, or
 ``DIR/eval.json`` for a directory).  The pruned model is rebuilt by :mod:`pruning.runfiles`: masks,
 then ``weights.safetensors`` (the kept weights a weight-changing run such as SparseGPT updated; masks
@@ -113,6 +114,8 @@ def compute(args) -> dict:
         task_data=args.task_data,
         zs_batch_size=args.zs_batch_size,
         limit=args.limit,
+        zs_seed=args.zs_seed,
+        zs_scorer=args.zs_scorer,
     )
 
 
@@ -123,7 +126,9 @@ def emit(results: dict, as_json: bool, out: str | None) -> None:
         print(json.dumps(results, sort_keys=True))
     elif "ppl" in results:
         text = f"{results['dataset']} {results['split']}" if results.get("dataset") else f"ids {results['eval_ids']['path']}"
-        print(f"ppl {results['ppl']:.3f}  ({text}, seqlen {results['seqlen']}, {results['windows']} windows, sparsity {results['sparsity']:.4f})")
+        ci = results.get("ppl_ci95")
+        ci_text = f" [95% CI {ci[0]:.3f}–{ci[1]:.3f}]" if ci else ""
+        print(f"ppl {results['ppl']:.3f}{ci_text}  ({text}, seqlen {results['seqlen']}, {results['windows']} windows, sparsity {results['sparsity']:.4f})")
     if not as_json and "tasks" in results:
         print(format_table(results["tasks"]))
     sys.stdout.flush()

@@ -19,8 +19,9 @@ from besa_common.fileio import check_output_path
 from simulator import job
 from simulator.decoder import check_decoder_args, check_decoder_magnitudes, model_for
 from simulator.engine import ENGINES, MEMORY_MODES, MODES_REGISTRY
-from simulator.hardware import load_hardware, parse_overrides
+from simulator.hardware import list_presets, load_hardware, parse_overrides
 from simulator.run import RESULT_FILES
+from simulator.sensitivity import DEFAULT_THRESHOLD, guesses, report_lines, sensitivity
 from simulator.workload import MAX_TOKENS, check_seed, check_tokens
 
 HELP = "simulate masks on a sparse accelerator, write layers.csv + summary.json"
@@ -46,7 +47,7 @@ def add_arguments(parser) -> None:
         "--hw",
         default="vitcod",
         metavar="PRESET|FILE",
-        help="hardware preset in configs/hw (vitcod, besa-paper-array, hbm-4k ...) or a TOML file (default vitcod)",
+        help=f"hardware preset ({', '.join(list_presets())}) or a TOML file (default vitcod)",
     )
     parser.add_argument(
         "--set",
@@ -60,11 +61,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--tokens", default="1", metavar="N[,N...]", help="tokens in flight: 1 = decode, seqlen = prefill; comma-separated list (default 1)")
     parser.add_argument(
         "--context",
-        type=int,
         default=None,
-        metavar="L",
-        help="also simulate the rest of the decoder step (dense): attention over L cached positions + "
-        "KV cache per block, LM head, embeddings; writes decoder.csv and end-to-end totals",
+        metavar="L[,L...]",
+        help="also simulate the rest of the decoder step (dense): attention over L cached positions (0 = a fresh prompt) + "
+        "KV cache per block, LM head, embeddings; one L for every --tokens count or one per count (--tokens 1,2048 "
+        "--context 4096,0); writes decoder.csv and end-to-end totals",
     )
     parser.add_argument(
         "--batch",
@@ -77,7 +78,21 @@ def add_arguments(parser) -> None:
         "--model",
         metavar="NAME|CONFIG",
         default=None,
-        help="with --context: model shapes (shipped name, config.json, directory, .gguf); default: the --synthetic spec's model",
+        help="with --context: model shapes (shipped name, config.json, directory, .gguf); default: the --synthetic spec's model, "
+        "or the model the masks' manifest names",
+    )
+    parser.add_argument(
+        "--sensitivity",
+        action="store_true",
+        help="also rerun the headline with every field the preset marks as a guess ([guesses]) at both ends of its "
+        "plausible range, and name the guesses that move the speedup or the energy by more than the threshold",
+    )
+    parser.add_argument(
+        "--sensitivity-threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        metavar="X",
+        help=f"with --sensitivity: the relative change that counts (default {DEFAULT_THRESHOLD:g} = {DEFAULT_THRESHOLD * 100:g} %%)",
     )
     parser.add_argument("--out", metavar="DIR", help="output directory (default: next to the masks, sim/<preset>-<mode>)")
     parser.add_argument(
@@ -98,13 +113,32 @@ def parse_tokens(text: str) -> list[int]:
     return check_tokens(out)
 
 
+def parse_context(text: str | None, tokens: list[int]) -> tuple[int, ...] | None:
+    """``--context L`` (every token count) or ``L1,L2,...`` (one per ``--tokens`` count), each >= 0."""
+    if text is None:
+        return None
+    try:
+        out = tuple(int(x) for x in str(text).split(",") if x.strip())
+    except ValueError:
+        raise UserError(f"--context expects L[,L...] integers >= 0 (0 = a fresh prompt), got {text!r}") from None
+    if len(out) not in (1, len(tokens)):
+        raise UserError(f"--context: give one L for every token count or one per --tokens count ({len(tokens)}), got {len(out)}")
+    return out * len(tokens) if len(out) == 1 else out
+
+
 def run(args) -> int:
     tokens = parse_tokens(args.tokens)
     overrides = parse_overrides(args.overrides)
     hw = load_hardware(args.hw, overrides)
-    if args.context is not None:
+    context = parse_context(args.context, tokens)
+    if args.sensitivity:
+        if not 0 < args.sensitivity_threshold < 10:
+            raise UserError(f"--sensitivity-threshold must be a relative change in (0, 10), got {args.sensitivity_threshold}")
+        guesses(args.hw)  # the preset's [guesses] table is checked before any simulation
+    if context is not None:
         args.batch = 1 if args.batch is None else args.batch
-        check_decoder_args(args.context, args.batch, tokens)
+        for c, n in zip(context, tokens):
+            check_decoder_args(c, args.batch, [n])
         if args.mode not in MEMORY_MODES:
             raise UserError(f"--context needs a mode with a memory model ({', '.join(MEMORY_MODES)}), not {args.mode}")
     else:
@@ -121,14 +155,20 @@ def run(args) -> int:
     check_output_path(out, inputs=[source.path if source else None], replaces=RESULT_FILES)
     layers, where = job.load_workload(source, args.synthetic, args.seed)
     decoder = None
-    if args.context is not None:
-        decoder = job.DecoderStep(model_for(layers, args.model, args.synthetic), args.context, args.batch)
+    if context is not None:
+        masks = source.path if source is not None and not source.checkpoint else None
+        decoder = job.DecoderStep(model_for(layers, args.model, args.synthetic, masks), context, args.batch)
         blocks = len({lw.block for lw in layers if lw.proj == "q_proj"})
-        check_decoder_magnitudes(decoder.shape, hw, tokens, args.context, args.batch, blocks)  # before the C++ core
+        for c, n in zip(context, tokens):  # the overflow proof, before the C++ core
+            check_decoder_magnitudes(decoder.shape, hw, [n], c, args.batch, blocks)
     summary, csv_path, json_path = job.simulate_to_dir(
         layers, hw, args.mode, tokens, out, engine=args.engine, decoder=decoder, source=where, overrides=overrides, progress=sys.stderr.isatty()
     )
     for line in job.summary_lines(summary, hw, args.mode in MEMORY_MODES, decoder):
         print(line)
+    if args.sensitivity:
+        base, variations = sensitivity(layers, args.hw, overrides, args.mode, tokens, args.engine)
+        for line in report_lines(base, variations, args.sensitivity_threshold):
+            print(line)
     print(f"wrote {csv_path} and {json_path}")
     return 0

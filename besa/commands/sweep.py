@@ -22,7 +22,7 @@ from besa_common.extras import require
 from besa_common.fileio import check_output_path
 from reports.html import render_report
 from reports.sweep_io import read_results
-from simulator.sweep import DB_NAME, check_workers, export_results, load_sweep, run_sweep
+from simulator.sweep import DB_NAME, check_workers, export_results, load_sweep, plan_sweep, run_sweep
 from simulator.sweep.store import DB_TIMEOUT_S
 
 HELP = "what-if hardware sweep on Dask"
@@ -37,6 +37,7 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--export", default=None, metavar="DIR", help="do not run: write DIR/results.parquet and DIR/results.csv from DIR/results.sqlite and exit"
     )
+    parser.add_argument("--dry-run", action="store_true", help="do not run: say how many points the grid has, how many DIR already holds and how many are new")
     parser.add_argument(
         "--db-timeout",
         type=float,
@@ -77,10 +78,17 @@ def run(args) -> int:
     check_workers(args.workers, "--workers")
     if not 0 <= args.db_timeout <= 86400:  # NaN fails too
         raise UserError(f"--db-timeout must be a number of seconds in [0, 86400], got {args.db_timeout}")
-    if args.workers != 0:  # --workers 0 runs the points serially in this process: no Dask needed
+    if args.workers != 0 and not args.dry_run:  # --workers 0 runs the points serially in this process: no Dask needed
         require("sweep", "sweep")
     spec = load_sweep(args.sweep)  # the whole file is validated before anything runs
     check_output_path(args.out)  # not a file, not under one, writable: before any point runs
+    if args.dry_run:
+        plan = plan_sweep(spec, args.out)
+        print(
+            f"sweep: {plan.total} points, {plan.done} already done in {args.out}, {plan.new} new "
+            f"({plan.machines} machine(s), {plan.workloads} workload(s) to simulate); nothing run"
+        )
+        return 0
     _terminate_as_interrupt()
     t0 = time.perf_counter()
     res = run_sweep(spec, args.out, scheduler=args.scheduler, workers=args.workers, progress=not args.no_progress, wait=args.wait, db_timeout=args.db_timeout)

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from besa.argcheck import MissingParsers, check_commands
-from besa.experiment.spec import option_flags
+from besa.experiment.spec import option_flags, sim_label
 from besa_common.errors import UserError
 from besa_common.fileio import atomic_write_json
 
@@ -51,7 +51,7 @@ def prune_cmd(exp, spec, run_dir: Path) -> list[str]:
         cmd += ["--pattern", spec.pattern]
     if spec.wbits != 16:
         cmd += ["--wbits", str(spec.wbits)]
-    return cmd + option_flags(exp.options.get(spec.method, {}))
+    return cmd + option_flags({**exp.options.get(spec.method, {}), **dict(spec.options)})  # the grid's own flags win
 
 
 def eval_cmd(exp, spec, run_dir: Path) -> list[str]:
@@ -59,6 +59,8 @@ def eval_cmd(exp, spec, run_dir: Path) -> list[str]:
     cmd = ["eval", "--model", exp.experiment.model, "--dataset", ev.dataset, "--seqlen", str(ev.seqlen), "--no-progress", "--out", str(run_dir)]
     if ev.max_windows:
         cmd += ["--max-windows", str(ev.max_windows)]
+    if ev.hellaswag:  # the same seeded tasks for every run: the report pairs them
+        cmd += ["--tasks", "hellaswag", "--limit", str(ev.hellaswag), "--zs-scorer", "shared"]
     if not spec.dense:
         cmd += ["--masks", str(run_dir / "masks.safetensors")]
     return cmd
@@ -113,7 +115,7 @@ def plan_sims(exp) -> dict[str, list[tuple[str, str, tuple[int, ...]]]]:
 def sibling_record(exp, pair) -> dict:
     """The content of ``DIR/<run>/sibling.json`` for one pairing (see :mod:`besa.experiment`)."""
     spec = {s.name: s for s in exp.run_specs()}[pair.sibling]
-    nm_sims = sorted({f"{p}-{m}" for p, m, _ in plan_sims(exp)[pair.sibling] if m == SIBLING_ENGINE})
+    nm_sims = sorted({f"{sim_label(p)}-{m}" for p, m, _ in plan_sims(exp)[pair.sibling] if m == SIBLING_ENGINE})
     return {
         "format": SIBLING_FORMAT,
         "version": 1,
@@ -182,6 +184,10 @@ def check_steps(exp, out: Path, dry_run: bool = False) -> None:
     for method, tbl in exp.options.items():  # one line per key, so the error names the key
         for key, value in tbl.items():
             lines.append((f"[options.{method}].{key}", ["prune", "--method", method, "--out", str(scratch)] + option_flags({key: value})))
+    for i, g in enumerate(exp.runs):
+        for key, value in g.options.items():
+            for method in g.methods:
+                lines.append((f"[[runs]][{i}].options.{key}", ["prune", "--method", method, "--out", str(scratch)] + option_flags({key: value})))
     if pruned:
         lines.append(("[calibration].dataset", ["prune", "--method", pruned[0].method, "--out", str(scratch), "--calib-dataset", exp.calibration.dataset]))
     lines.append(("[eval].dataset", ["eval", "--dataset", exp.eval.dataset, "--out", str(scratch)]))

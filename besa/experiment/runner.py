@@ -22,135 +22,37 @@ Each paired run's ``sibling.json`` is written before any step (:func:`besa.exper
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
+from besa.experiment.dask_runner import run_on_dask
 from besa.experiment.plan import check_steps, describe_siblings, eval_cmd, plan_sims, prune_cmd, prune_outputs, sim_cmd, write_sibling_files
-from besa_common.digest import json_digest
+from besa.experiment.spec import sim_label
+from besa.experiment.status import Runner
+from besa.experiment.status import step_digest as _digest
+from besa.experiment.status import write_dense_masks as _write_dense_masks
 from besa_common.fileio import atomic_write_json, atomic_write_text, check_output_path, dir_lock, resolve_path
-from besa_common.masks import read_masks_packed, write_masks
 from reports.build import build_report
 from simulator.sweep import parse_sweep, run_sweep
 
 
-# ---------------------------------------------------------------- step execution
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
-def _digest(*parts: Any) -> str:
-    """A step's identity in status.json (sha1, 16 hex digits: the recorded format; see besa_common.digest)."""
-    return json_digest(parts, algorithm="sha1", length=16)
-
-
-class Runner:
-    """Runs the steps of one experiment, keeping each run's ``status.json`` up to date."""
-
-    def __init__(self, out: Path, total_steps: int):
-        self.out = out
-        self.total = total_steps
-        self.count = 0
-        self.failed: list[str] = []
-
-    @staticmethod
-    def status_path(run_dir: Path) -> Path:
-        return run_dir / "status.json"
-
-    def load_status(self, run_dir: Path, spec, model: str) -> dict:
-        p = self.status_path(run_dir)
-        st: dict = {}
-        if p.is_file():
-            try:
-                st = json.loads(p.read_text())
-            except ValueError:
-                st = {}
-        st.update({"run": spec.name, "method": spec.method, "sparsity": spec.sparsity, "pattern": spec.pattern, "wbits": spec.wbits, "model": model})
-        st.setdefault("steps", {})
-        return st
-
-    def step(self, run_dir: Path, st: dict, key: str, args: list[str], outputs: list[Path], upstream: str = "") -> str | None:
-        """Run ``besa ARGS`` unless already done; return the step's digest, or None when it failed."""
-        self.count += 1
-        digest = _digest(args, upstream)
-        rec = st["steps"].get(key, {})
-        label = f"[{self.count}/{self.total}] {run_dir.name}: {key}"
-        if rec.get("done") and rec.get("digest") == digest and all(p.exists() for p in outputs):
-            print(f"{label} - already done, skipped", flush=True)
-            return digest
-        log = run_dir / "logs" / f"{key.replace('/', '-')}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        print(f"{label} ...", flush=True)
-        t0 = time.perf_counter()
-        with open(log, "w") as fh:
-            fh.write("$ besa " + " ".join(args) + "\n")
-            fh.flush()
-            env = dict(os.environ, PYTHONUNBUFFERED="1")
-            proc = subprocess.run([sys.executable, "-m", "besa.cli", *args], stdout=fh, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
-        wall = time.perf_counter() - t0
-        if proc.returncode == 0 and all(p.exists() for p in outputs):
-            st["steps"][key] = {"done": True, "digest": digest, "wall_s": round(wall, 2), "cmd": "besa " + " ".join(args)}
-            atomic_write_json(self.status_path(run_dir), st)  # the completion marker, written last
-            print(f"{label} - done in {wall:.1f} s", flush=True)
-            return digest
-        if proc.returncode in (130, -signal.SIGINT):
-            raise KeyboardInterrupt
-        lines = [l for l in log.read_text(errors="replace").splitlines() if l.strip()]
-        why = lines[-1].strip() if len(lines) > 1 else f"exit status {proc.returncode}"
-        if proc.returncode == 0:
-            why = f"finished but did not write {', '.join(p.name for p in outputs if not p.exists())}"
-        st["steps"][key] = {
-            "done": False,
-            "digest": digest,
-            "wall_s": round(wall, 2),
-            "error": why[:500],
-            "log": str(log.relative_to(run_dir)),
-            "cmd": "besa " + " ".join(args),
-        }
-        atomic_write_json(self.status_path(run_dir), st)
-        self.failed.append(f"{run_dir.name}: {key}")
-        print(f"{label} - FAILED after {wall:.1f} s: {why} (log: {log})", flush=True)
-        return None
-
-
-def _write_dense_masks(path: Path, template: Path) -> None:
-    """An all-kept masks file with the layer shapes of ``template`` (the dense run's workload)."""
-    _, shapes, manifest = read_masks_packed(template)
-    keep = {n: np.ones(s, dtype=bool) for n, s in shapes.items()}
-    write_masks(
-        path,
-        keep,
-        {"method": "dense", "target": 0.0, "pattern": None, "model": manifest.get("model"), "note": "all weights kept: the dense run's simulation workload"},
-    )
-
-
-def run_experiment(exp, out: Path, dry_run: bool = False, report: bool = True, experiment_text: str | None = None, wait: bool = False) -> int:
+def run_experiment(exp, out: Path, dry_run: bool = False, report: bool = True, experiment_text: str | None = None, wait: bool = False, dask=None) -> int:
     """Run (or resume) every step of ``exp`` into ``out``; return 0, or 1 when some step failed.
 
     ``out`` is checked (writable, not a file) in a dry run too; a real run holds its writer lock
     (a second ``besa run`` on the same folder fails at once, or waits with ``wait=True``).
+    ``dask``: a :class:`besa.experiment.dask_runner.DaskOptions` runs the steps on a Dask cluster
+    (:func:`besa.experiment.dask_runner.run_on_dask`); None runs them one after another here.
     """
     check_output_path(out)
     check_steps(exp, out, dry_run)  # the same checks in a dry run and a real one, before the lock
     if dry_run:
-        return _run_experiment(exp, out, True, report, experiment_text, None)
+        return _run_experiment(exp, out, True, report, experiment_text, None, None)
     with dir_lock(out, wait=wait) as lock:
-        return _run_experiment(exp, out, False, report, experiment_text, lock)
+        return _run_experiment(exp, out, False, report, experiment_text, lock, dask)
 
 
-def _run_experiment(exp, out: Path, dry_run: bool, report: bool, experiment_text: str | None, lock) -> int:
+def _run_experiment(exp, out: Path, dry_run: bool, report: bool, experiment_text: str | None, lock, dask) -> int:
     t0 = time.perf_counter()
     specs = exp.run_specs()
     plan = plan_sims(exp)
@@ -173,7 +75,7 @@ def _run_experiment(exp, out: Path, dry_run: bool, report: bool, experiment_text
                 print("  besa " + " ".join(prune_cmd(exp, s, d)))
             print("  besa " + " ".join(eval_cmd(exp, s, d)))
             for preset, mode, tokens in plan[s.name]:
-                print("  besa " + " ".join(sim_cmd(d / "masks.safetensors", preset, mode, tokens, d / "sim" / f"{preset}-{mode}", s.wbits)))
+                print("  besa " + " ".join(sim_cmd(d / "masks.safetensors", preset, mode, tokens, d / "sim" / f"{sim_label(preset)}-{mode}", s.wbits)))
         return 0
     out.mkdir(parents=True, exist_ok=True)
     if experiment_text is not None:
@@ -186,6 +88,42 @@ def _run_experiment(exp, out: Path, dry_run: bool, report: bool, experiment_text
         (out / s.name).mkdir(parents=True, exist_ok=True)
     write_sibling_files(exp, out)  # the pairing, before any step: the report reads it even if a step fails
     runner = Runner(out, n_steps)
+    if dask is None:
+        _serial_steps(exp, out, specs, plan, sims, runner)
+    else:
+        run_on_dask(exp, out, runner, dask)
+
+    if exp.whatif:
+        runner.count += 1
+        _run_whatif(exp, out, runner)
+    wall = time.perf_counter() - t0
+    atomic_write_json(
+        out / "experiment.json",
+        {
+            "name": exp.experiment.name,
+            "source": exp.source,
+            "runs": [s.name for s in specs],
+            "siblings": {p.run: p.sibling for p in exp.sibling_plan()[0].values()},
+            "failed_steps": runner.failed,
+            "wall_s": round(wall, 1),
+        },
+    )
+    if report:
+        notes = [
+            f"besa run wall time: {wall / 60:.1f} min ({wall:.0f} s) for this invocation (finished steps of earlier invocations are skipped, not re-timed)."
+        ]
+        page = build_report([out], out, title=f"besa run: {exp.experiment.name}", notes=notes)
+        print(f"report: {resolve_path(page)}")
+    print(
+        f"besa run: total wall time {wall:.1f} s ({wall / 60:.1f} min); "
+        + (f"{len(runner.failed)} step(s) failed: {'; '.join(runner.failed)}" if runner.failed else "all steps done"),
+        flush=True,
+    )
+    return 1 if runner.failed else 0
+
+
+def _serial_steps(exp, out: Path, specs, plan, sims, runner: Runner) -> None:
+    """Every prune / eval / simulate step, one after another in this process (``--workers 0``)."""
     statuses: dict[str, dict] = {}
     prune_digest: dict[str, str | None] = {}
 
@@ -198,11 +136,11 @@ def _run_experiment(exp, out: Path, dry_run: bool, report: bool, experiment_text
             if prune_digest[s.name] is None:
                 runner.count += 1
                 continue
-            sd = d / "sim" / f"{preset}-{mode}"
+            sd = d / "sim" / f"{sim_label(preset)}-{mode}"
             runner.step(
                 d,
                 statuses[s.name],
-                f"sim/{preset}-{mode}",
+                f"sim/{sim_label(preset)}-{mode}",
                 sim_cmd(masks, preset, mode, tokens, sd, s.wbits),
                 [sd / "layers.csv", sd / "summary.json"],
                 upstream=prune_digest[s.name] or "",
@@ -238,33 +176,6 @@ def _run_experiment(exp, out: Path, dry_run: bool, report: bool, experiment_text
         if not (d / "masks.safetensors").is_file():
             _write_dense_masks(d / "masks.safetensors", template)
         simulate_run(s, d)
-    if exp.whatif:
-        runner.count += 1
-        _run_whatif(exp, out, runner)
-    wall = time.perf_counter() - t0
-    atomic_write_json(
-        out / "experiment.json",
-        {
-            "name": exp.experiment.name,
-            "source": exp.source,
-            "runs": [s.name for s in specs],
-            "siblings": {p.run: p.sibling for p in exp.sibling_plan()[0].values()},
-            "failed_steps": runner.failed,
-            "wall_s": round(wall, 1),
-        },
-    )
-    if report:
-        notes = [
-            f"besa run wall time: {wall / 60:.1f} min ({wall:.0f} s) for this invocation (finished steps of earlier invocations are skipped, not re-timed)."
-        ]
-        page = build_report([out], out, title=f"besa run: {exp.experiment.name}", notes=notes)
-        print(f"report: {resolve_path(page)}")
-    print(
-        f"besa run: total wall time {wall:.1f} s ({wall / 60:.1f} min); "
-        + (f"{len(runner.failed)} step(s) failed: {'; '.join(runner.failed)}" if runner.failed else "all steps done"),
-        flush=True,
-    )
-    return 1 if runner.failed else 0
 
 
 def _run_whatif(exp, out: Path, runner: Runner) -> None:

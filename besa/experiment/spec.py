@@ -5,8 +5,11 @@ An experiment (TOML, see ``configs/experiments/default.toml``)::
 
     [experiment]        name, model (``smollm2-135m``, an HF dir or a .gguf), seed
     [calibration]       dataset, nsamples (windows), seqlen (tokens per window)
-    [eval]              dataset, seqlen, max_windows (0 = the whole test split)
-    [[runs]]            one or more grids: methods × sparsities × patterns × wbits
+    [eval]              dataset, seqlen, max_windows (0 = the whole test split), hellaswag (tasks of the
+                        shipped HellaSwag set each run is scored on: the seeded ``--limit`` subset; 0 = none)
+    [[runs]]            one or more grids: methods × sparsities × patterns × wbits; optionally
+                        ``options`` (``besa prune`` flags for THIS grid's runs, over ``[options.<method>]``)
+                        with a ``tag`` naming the variant (run ``besa-admm-s50`` for tag ``admm``)
                         (sparsity = fraction PRUNED; pattern "N:M" = at most N of every M consecutive
                         input weights KEPT, whose sparsity is 1 - N/M: ``sparsities`` apply to
                         ``unstructured`` only)
@@ -32,17 +35,21 @@ Any unknown key, wrong type, unknown method / preset / mode or empty grid is a o
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from besa_common.errors import UserError
+from besa_common.fileio import resolve_path
 from besa_common.sparsity import check_target, format_nm, parse_nm, parse_pattern, pattern_sparsity
 from besa_common.tomlconf import build, check_value, read_toml
 from pruning.method_names import METHOD_NAMES
+from pruning.zeroshot.hellaswag import N_TASKS as HELLASWAG_TASKS
 from simulator.engine import MODES
 from simulator.hardware import list_presets
 from simulator.sweep import SweepSettings, check_grid, check_settings, check_workers
+from simulator.sweep.spec import path_from_file, resolve_preset
 
 # "dense" = no pruning; the method names come from the light registry (no torch imported).
 KNOWN_METHODS = ("dense",) + METHOD_NAMES
@@ -67,6 +74,7 @@ class EvalSettings:
     dataset: str = "wiki"
     seqlen: int = 512
     max_windows: int = 0  # 0 = every window of the test split
+    hellaswag: int = 0  # zero-shot HellaSwag tasks per run (besa eval --tasks hellaswag --limit N); 0 = none
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,8 @@ class RunGrid:
     sparsities: tuple[float, ...] = (0.5,)
     patterns: tuple[str, ...] = ("unstructured",)
     wbits: tuple[int, ...] = (16,)
+    tag: str = ""  # a variant's name in its runs' folder names (besa-admm-s50); required with options
+    options: dict = field(default_factory=dict)  # besa prune flags of this grid's runs (over [options.<method>])
 
 
 @dataclass(frozen=True)
@@ -127,6 +137,8 @@ class RunSpec:
     sparsity: float
     pattern: str  # "unstructured" or "n:m" (n KEPT of every m; sparsity = 1 - n/m)
     wbits: int  # 16 = no quantization
+    tag: str = ""  # the variant ([[runs]].tag), "" for the method's plain run
+    options: tuple[tuple[str, object], ...] = ()  # the grid's own besa prune flags ([[runs]].options), key order kept
 
     @property
     def dense(self) -> bool:
@@ -168,8 +180,11 @@ class Experiment:
                     for pat in g.patterns:
                         s_run = s if pat == "unstructured" else pattern_sparsity(pat)
                         for wb in g.wbits:
-                            spec = RunSpec(run_name(method, s_run, pat, wb), method, s_run, pat, wb)
+                            name = run_name(method, s_run, pat, wb, g.tag)
+                            spec = RunSpec(name, method, s_run, pat, wb, g.tag, tuple(g.options.items()))
                             other = out.setdefault(spec.name, spec)
+                            if other != spec and other.options != spec.options:
+                                raise UserError(f"{self.source}: [[runs]]: two grids give run {spec.name!r} different options; give them different tags")
                             if other != spec:
                                 raise UserError(
                                     f"{self.source}: [[runs]]: sparsities {other.sparsity!r} and {spec.sparsity!r} of "
@@ -238,10 +253,12 @@ def _parse_siblings(tbl: Any, where: str) -> SiblingSettings:
     return cfg
 
 
-def run_name(method: str, sparsity: float, pattern: str, wbits: int) -> str:
-    """``besa-s50``, ``wanda-s50-2x4``, ``wanda-s75-1x4``, ``besa-s50-w4``: the run's folder name.
+def run_name(method: str, sparsity: float, pattern: str, wbits: int, tag: str = "") -> str:
+    """``besa-s50``, ``wanda-s50-2x4``, ``wanda-s75-1x4``, ``besa-s50-w4``, ``besa-admm-s50`` (tag
+    ``admm``): the run's folder name.
 
     ``s<percent>`` is always the fraction PRUNED; ``<n>x<m>`` = n KEPT of every m (so 1:4 is s75)."""
+    method = f"{method}-{tag}" if tag else method
     name = f"{method}-s{round(sparsity * 100):d}" if round(sparsity * 100) == sparsity * 100 else f"{method}-s{sparsity:g}"
     if pattern != "unstructured":
         name += "-" + pattern.replace(":", "x")
@@ -250,13 +267,23 @@ def run_name(method: str, sparsity: float, pattern: str, wbits: int) -> str:
     return name
 
 
-def parse_experiment(obj: dict[str, Any], source: str = "experiment") -> Experiment:
+def sim_label(preset: str) -> str:
+    """The name of a preset's simulation folders (``sim/<label>-<mode>``): the preset's name, or a
+    preset FILE's stem (a path never becomes nested folders)."""
+    return Path(preset).stem if preset.endswith(".toml") or "/" in preset else preset
+
+
+def parse_experiment(obj: dict[str, Any], source: str = "experiment", base: Path | None = None) -> Experiment:
+    """Validate a parsed experiment TOML.  Paths in it (the model when it is a directory or a file, a
+    preset file) are relative to ``base``, the experiment file's folder."""
     """Validate a parsed experiment TOML (see the module docstring)."""
     known = {"experiment", "calibration", "eval", "runs", "simulate", "options", "whatif", "siblings"}
     for key in obj:
         if key not in known:
             raise UserError(f"{source}: {key}: unknown key (known: {', '.join(sorted(known))})")
     exp = build(ExperimentSection, obj.get("experiment", {}), f"{source}: [experiment]")
+    if base is not None and not Path(exp.model).is_absolute() and path_from_file(exp.model, base).exists():
+        exp = dataclasses.replace(exp, model=str(resolve_path(path_from_file(exp.model, base))))
     cal = build(Calibration, obj.get("calibration", {}), f"{source}: [calibration]")
     ev = build(EvalSettings, obj.get("eval", {}), f"{source}: [eval]")
     for where, v, lo, hi in (
@@ -264,6 +291,7 @@ def parse_experiment(obj: dict[str, Any], source: str = "experiment") -> Experim
         ("[calibration].seqlen", cal.seqlen, 8, 1 << 17),
         ("[eval].seqlen", ev.seqlen, 8, 1 << 17),
         ("[eval].max_windows", ev.max_windows, 0, 1 << 31),
+        ("[eval].hellaswag", ev.hellaswag, 0, HELLASWAG_TASKS),
         ("[experiment].seed", exp.seed, 0, (1 << 63) - 1),
     ):
         if v < lo:
@@ -297,6 +325,13 @@ def parse_experiment(obj: dict[str, Any], source: str = "experiment") -> Experim
         for j, b in enumerate(g.wbits):
             if not 2 <= b <= 16:
                 raise UserError(f"{where}.wbits[{j}]: weight bits must be in 2..16 (16 = no quantization), got {b}")
+        if g.tag and not re.fullmatch(r"[a-z0-9]{1,32}", g.tag):
+            raise UserError(f"{where}.tag: {g.tag!r} must be 1-32 lowercase letters or digits (it goes into folder names)")
+        if g.options and not g.tag:
+            raise UserError(f'{where}.options: give the grid a tag too (its runs need their own folder name, e.g. tag = "admm" -> besa-admm-s50)')
+        if g.options and "dense" in g.methods:
+            raise UserError(f"{where}.options: the dense run is not pruned; it takes no prune flags")
+        _check_flags(g.options, f"{where}.options")
         grids.append(g)
     sim_tbl = obj.get("simulate", [])
     if not isinstance(sim_tbl, list):
@@ -306,6 +341,7 @@ def parse_experiment(obj: dict[str, Any], source: str = "experiment") -> Experim
     for i, t in enumerate(sim_tbl):
         where = f"{source}: [[simulate]][{i}]"
         s = build(SimTarget, t, where)
+        s = dataclasses.replace(s, preset=resolve_preset(s.preset, base))
         if s.preset not in presets and not Path(s.preset).is_file():
             raise UserError(f"{where}.preset: unknown preset {s.preset!r} (known: {', '.join(presets)})")
         for j, m in enumerate(s.modes):
@@ -323,12 +359,10 @@ def parse_experiment(obj: dict[str, Any], source: str = "experiment") -> Experim
             raise UserError(f"{source}: [options].{m}: unknown method {m!r} (known: {', '.join(KNOWN_METHODS[1:])})")
         if not isinstance(tbl, dict):
             raise UserError(f"{source}: [options].{m}: expected a table of flag = value")
-        for k, v in tbl.items():
-            if not isinstance(v, (str, int, float, bool)):
-                raise UserError(f"{source}: [options.{m}].{k}: expected a string, number or boolean, got {type(v).__name__}")
+        _check_flags(tbl, f"{source}: [options.{m}]")
     whatif = None
     if "whatif" in obj:
-        whatif = _parse_whatif(obj["whatif"], exp.seed, f"{source}: [whatif]")
+        whatif = _parse_whatif(obj["whatif"], exp.seed, f"{source}: [whatif]", base)
     siblings = _parse_siblings(obj.get("siblings", {}), f"{source}: [siblings]")
     ex = Experiment(exp, cal, ev, tuple(grids), tuple(targets), dict(options), whatif, source, siblings)
     names = [r.name for r in ex.run_specs()]  # also checks [siblings].pairs
@@ -337,10 +371,17 @@ def parse_experiment(obj: dict[str, Any], source: str = "experiment") -> Experim
     return ex
 
 
-def _parse_whatif(tbl: Any, seed: int, where: str) -> WhatIf:
+def _check_flags(tbl: dict, where: str) -> None:
+    for k, v in tbl.items():
+        if not isinstance(v, (str, int, float, bool)):
+            raise UserError(f"{where}.{k}: expected a string, number or boolean, got {type(v).__name__}")
+
+
+def _parse_whatif(tbl: Any, seed: int, where: str, base: Path | None = None) -> WhatIf:
     """[whatif] with the checks ``besa sweep`` makes on a sweep file (the same functions): preset,
     mode, token counts, every grid field and value, and ``workers`` (>= 0; 0 = serially)."""
     w = build(WhatIf, tbl, where)
+    w = dataclasses.replace(w, preset=resolve_preset(w.preset, base))
     check_settings(SweepSettings(preset=w.preset, mode=w.mode, tokens=w.tokens, seed=seed), where)
     if not w.grid:
         raise UserError(f"{where}.grid: empty (give hardware field = [values])")
@@ -350,7 +391,8 @@ def _parse_whatif(tbl: Any, seed: int, where: str) -> WhatIf:
 
 
 def load_experiment(path: str | Path) -> Experiment:
-    return parse_experiment(read_toml(path), source=str(path))
+    path = Path(path)
+    return parse_experiment(read_toml(path), source=str(path), base=resolve_path(path.parent))
 
 
 def option_flags(options: dict[str, Any]) -> list[str]:
@@ -375,6 +417,7 @@ __all__ = [
     "pair_siblings",
     "load_experiment",
     "parse_experiment",
+    "sim_label",
     "run_name",
     "pattern_sparsity",
     "option_flags",

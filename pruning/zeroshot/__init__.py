@@ -8,8 +8,11 @@ run (``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE``).
 
 Data, two ways:
 
-* no ``task_data``: the standard task definitions, unchanged; this works when their datasets sit
-  in the local Hugging Face cache (the registries this project can reach ship none of them);
+* no ``task_data``: HellaSwag reads the validation set shipped in the package
+  (:mod:`~pruning.zeroshot.hellaswag`, 10,042 tasks, sha256-checked) through the same local-file
+  path as below; the other tasks use the standard task definitions, unchanged, which works when
+  their datasets sit in the local Hugging Face cache (the registries this project can reach ship
+  none of them);
 * ``task_data=DIR``: every task reads local files in the format its authors released, one folder
   per task (:data:`TASKS` lists the files).  The rows are checked, converted to the row schema of
   the Hugging Face dataset the lm-eval YAML was written for, and fed to it through ``dataset_path:
@@ -28,10 +31,14 @@ labels are hidden), the test split for ARC.  Metrics are the task's own: ``acc``
 ARC); for BoolQ and WinoGrande ``acc_norm`` is reported as ``None``.  Standard errors are lm-eval's
 (``sqrt(p(1-p)/(n-1))`` for a mean).
 
-Three modules, one job each: :mod:`~pruning.zeroshot.tasks` (the tasks and their native-file
-validators), :mod:`~pruning.zeroshot.lmeval` (the lm-eval glue), :mod:`~pruning.zeroshot.runner`
-(running them on a model, result tables, the ``besa eval`` flags).  Their public names are
-re-exported here.
+``limit``: a seeded subset of the local rows, nested across sizes (:mod:`~pruning.zeroshot.subset`).
+
+Modules, one job each: :mod:`~pruning.zeroshot.tasks` (the tasks and their native-file
+validators), :mod:`~pruning.zeroshot.hellaswag` (the shipped HellaSwag data),
+:mod:`~pruning.zeroshot.subset` (the ``--limit`` subsets), :mod:`~pruning.zeroshot.lmeval` (the
+lm-eval glue), :mod:`~pruning.zeroshot.shared_context` (the faster scorer),
+:mod:`~pruning.zeroshot.runner` (running them on a model, result tables, the ``besa eval`` flags).
+Their public names are re-exported here.
 """
 
 from pruning.zeroshot.lmeval import build_tasks, offline, task_config

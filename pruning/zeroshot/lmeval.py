@@ -73,21 +73,25 @@ def _build_task(task: str, cfg: dict, source: str):
         raise UserError(f"task {task}: lm-eval could not load {source} ({type(exc).__name__}: {first})") from None
 
 
-def build_tasks(tasks: list[str], task_data: Path | None, rows: dict[str, list[dict]], tmp: Path) -> tuple[list, dict[str, str]]:
+def build_tasks(
+    tasks: list[str], task_data: Path | None, rows: dict[str, list[dict]], tmp: Path, sources: dict[str, str] | None = None
+) -> tuple[list, dict[str, str]]:
     """lm-eval task objects for ``tasks`` and where each one's data came from (local file or ``hub:<dataset>``).
 
-    With ``task_data`` the checked ``rows`` are written to ``tmp/<task>.jsonl`` and fed to the task's
-    own config; without it the standard datasets are read from the local Hugging Face cache.
+    A task with checked ``rows`` (from ``task_data`` or the shipped data) has them written to
+    ``tmp/<task>.jsonl`` and fed to its own config; its source is ``sources[task]`` (default
+    ``task_data/<task>/<file>``).  Any other task reads its standard dataset from the local Hugging
+    Face cache.
     """
-    task_objs, sources = [], {}
+    task_objs, srcs = [], {}
     for t in tasks:
-        if task_data is not None:
+        if t in rows:
             f = tmp / f"{t}.jsonl"
             f.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows[t]), encoding="utf-8")
             cfg = task_config(t, f, cache_dir=tmp / "hf-datasets")
-            sources[t] = str(Path(task_data) / t / TASKS[t].files[0])
+            srcs[t] = (sources or {}).get(t) or str(Path(task_data) / t / TASKS[t].files[0])
         else:
             cfg = task_config(t)
-            sources[t] = f"hub:{cfg['dataset_path']}" + (f"/{cfg['dataset_name']}" if cfg.get("dataset_name") else "")
-        task_objs.append(_build_task(t, cfg, sources[t]))
-    return task_objs, sources
+            srcs[t] = f"hub:{cfg['dataset_path']}" + (f"/{cfg['dataset_name']}" if cfg.get("dataset_name") else "")
+        task_objs.append(_build_task(t, cfg, srcs[t]))
+    return task_objs, srcs

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from besa_common.errors import UserError
+import pruning.zeroshot.hellaswag as hellaswag
 
 
 @dataclass(frozen=True)
@@ -191,11 +192,25 @@ def load_task_rows(task: str, task_data: Path) -> list[dict]:
     return _READERS[task](spec, d)
 
 
-def check_task_data(tasks: list[str], task_data: Path | None) -> None:
-    """Fail fast (before a slow model load) on unknown tasks and missing or malformed local files."""
-    tasks = parse_tasks(",".join(tasks))
+# Tasks whose data ships inside the package (the default when no --task-data is given):
+# task -> (reader of the checked rows in the HF schema, the file they come from).
+SHIPPED: dict[str, tuple[Callable[[], list[dict]], Path]] = {"hellaswag": (hellaswag.read_shipped, hellaswag.DATA_FILE)}
+
+
+def local_rows(task: str, task_data: Path | None) -> tuple[list[dict], str] | None:
+    """``(rows, source file)`` of ``task`` from ``task_data`` or the shipped data; None = the hub dataset."""
     if task_data is not None:
-        if not Path(task_data).is_dir():
-            raise UserError(f"--task-data {task_data} is not a directory")
-        for t in tasks:
-            load_task_rows(t, task_data)
+        return load_task_rows(task, task_data), str(Path(task_data) / task / TASKS[task].files[0])
+    if task in SHIPPED:
+        read, path = SHIPPED[task]
+        return read(), str(path)
+    return None
+
+
+def check_task_data(tasks: list[str], task_data: Path | None) -> None:
+    """Fail fast (before a slow model load) on unknown tasks and missing or malformed local or shipped files."""
+    tasks = parse_tasks(",".join(tasks))
+    if task_data is not None and not Path(task_data).is_dir():
+        raise UserError(f"--task-data {task_data} is not a directory")
+    for t in tasks:
+        local_rows(t, task_data)

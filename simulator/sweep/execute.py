@@ -18,12 +18,12 @@ from typing import Any, Callable
 
 import pandas as pd
 
+import simulator.sweep.workloads as shared_wl
 from besa_common.errors import UserError
 from besa_common.fileio import check_output_path, dir_lock, make_dirs
-import simulator.sweep.workloads as shared_wl
 from simulator.sweep.points import Point, chunks, expand
 from simulator.sweep.spec import SweepSpec
-from simulator.sweep.store import DB_TIMEOUT_S, ResultStore, export_results
+from simulator.sweep.store import DB_TIMEOUT_S, ResultStore, export_results, finished_ids
 from simulator.sweep.worker import assemble, failed_rows, run_points, run_slice
 
 
@@ -38,6 +38,34 @@ class SweepOutcome:
     sim_s: float = 0.0  # Σ seconds the workers spent simulating (the rest of wall_s x workers is bookkeeping)
     prepare_s: float = 0.0  # seconds spent materialising shared workloads
     points_s: float = 0.0  # seconds from the first point handed out to the last row committed
+
+
+@dataclass
+class SweepPlan:
+    """What a run of a sweep into a folder would do (``besa sweep --dry-run``)."""
+
+    total: int  # points in the grid
+    done: int  # already finished there (same id: same machine, workload contents, mode, N, context, batch)
+    new: int  # to compute
+    machines: int  # distinct resolved machines among the new points
+    workloads: int  # distinct workload contents among the new points
+
+
+def plan_sweep(spec: SweepSpec, out: str | os.PathLike) -> SweepPlan:
+    """Count the points of ``spec`` that a run into ``out`` would compute; reads ``out`` only."""
+    points = expand(spec)
+    done = finished_ids(out) if Path(out).is_dir() else set()
+    todo = [p for p in points if p.point_id not in done]
+    return SweepPlan(len(points), len(points) - len(todo), len(todo), len({p.hw_id for p in todo}), len({p.workload_key for p in todo}))
+
+
+def machine_table(points: list[Point]) -> dict[str, dict[str, Any]]:
+    """``hw_id`` -> the resolved machine's fields, for the results store's ``machines`` table."""
+    out: dict[str, dict[str, Any]] = {}
+    for p in points:
+        if p.hw_id not in out and p.hardware is not None:
+            out[p.hw_id] = dict(vars(p.hardware))
+    return out
 
 
 def check_workers(workers: int | None, where: str = "workers") -> None:
@@ -203,6 +231,7 @@ def run_sweep(
             points = expand(spec) if points is None else list(points)
             done = store.finished_ids()
             todo = [p for p in points if p.point_id not in done]
+            store.add_machines(machine_table(todo))
             bar = tqdm(total=len(points), initial=len(points) - len(todo), desc="sweep points", unit="pt", disable=not progress, dynamic_ncols=True)
             record = _Recorder(store, bar, on_row)
             prepare_s = points_s = 0.0

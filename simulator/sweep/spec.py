@@ -15,45 +15,65 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from besa_common.fileio import resolve_path
 from besa_common.errors import UserError
+from besa_common.fileio import resolve_path
 from besa_common.tomlconf import build, check_value, read_toml
-from simulator.engine import MODES
+from simulator.decoder import check_decoder_args, model_name
+from simulator.engine import MEMORY_MODES, MODES
 from simulator.hardware import load_hardware
+from simulator.modelcfg import model_shape
+from simulator.sweep.identity import like_source
 from simulator.workload import check_tokens, synthetic
+
+# [sweep] keys that are axes of the grid besides the hardware fields of [grid]
+SETTINGS_AXES = ("mode", "tokens", "context", "batch")
 
 MAX_SEED = 2**63 - 1  # numpy's SeedSequence takes non-negative integers; the C++ side int64
 
 
 @dataclass(frozen=True)
 class WorkloadSpec:
-    """One workload: a masks file (``masks``, relative to the sweep file) or a synthetic spec
-    (``synthetic``, :func:`simulator.workload.synthetic`'s ``SHAPE[:PATTERN]``)."""
+    """One workload: a masks file (``masks``) or a synthetic spec (``synthetic``,
+    :func:`simulator.workload.synthetic`'s ``SHAPE[:PATTERN]``); paths in either (the masks file, a
+    ``like=`` source, a ``config.json`` shape) are relative to the sweep file and stored resolved.
+    ``model``: the model shapes of the decoder step (``context``); default the synthetic spec's model,
+    or the model the masks' manifest names."""
 
     name: str
     masks: str | None = None
     synthetic: str | None = None
-
-    def identity(self, base: Path | None = None) -> dict[str, Any]:
-        """What decides the workload's contents (hashed into point ids)."""
-        ident = dataclasses.asdict(self)
-        if self.masks:
-            p = self.resolved_masks(base)
-            ident["masks"] = str(p)
-            ident["masks_bytes"] = p.stat().st_size if p.is_file() else None
-        return ident
+    model: str | None = None
 
     def resolved_masks(self, base: Path | None = None) -> Path:
-        p = Path(os.path.expanduser(self.masks or ""))
-        return p if p.is_absolute() or base is None else (base / p)
+        return path_from_file(self.masks or "", base)
 
 
 @dataclass(frozen=True)
 class SweepSettings:
+    """``[sweep]``: every list is an axis of the grid (as are the hardware fields of ``[grid]``)."""
+
     preset: str = "vitcod"
-    mode: str = "cycle"
+    mode: str | tuple[str, ...] = "cycle"  # one mode or a list; rows are tagged with theirs
     tokens: tuple[int, ...] = (1,)
+    context: int | tuple[int, ...] | None = None  # KV-cache positions (0 = a fresh prompt); unset: the linears only
+    batch: int | tuple[int, ...] = 1  # sequences the tokens in flight come from (with context)
     seed: int = 0
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return _tup(self.mode)
+
+    @property
+    def contexts(self) -> tuple[int | None, ...]:
+        return (None,) if self.context is None else _tup(self.context)
+
+    @property
+    def batches(self) -> tuple[int, ...]:
+        return _tup(self.batch)
+
+
+def _tup(v) -> tuple:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v,)
 
 
 @dataclass(frozen=True)
@@ -61,15 +81,43 @@ class SweepSpec:
     settings: SweepSettings
     grid: tuple[tuple[str, tuple[Any, ...]], ...]  # (hardware field, values), in file order
     workloads: tuple[WorkloadSpec, ...]
-    base: Path | None = None  # folder relative masks paths are resolved against (the sweep file's)
+    base: Path | None = None  # the sweep file's folder: relative paths in it are resolved against it
+    preset_path: str | None = None  # the preset as load_hardware takes it (a file resolved against base)
+    models: tuple[str | None, ...] = ()  # per workload: the model of its decoder step (with context)
+
+    @property
+    def preset(self) -> str:
+        return self.preset_path or self.settings.preset
 
 
-def check_settings(settings: SweepSettings, where: str) -> None:
-    """Mode, preset, token counts and seed: the checks the simulator itself would make, made now."""
-    if settings.mode not in MODES:
-        raise UserError(f"{where}.mode: unknown mode {settings.mode!r} (modes: {', '.join(MODES)})")
+def path_from_file(text: str, base: Path | None) -> Path:
+    """``text`` (``~`` expanded) relative to ``base`` (the sweep or experiment file's folder)."""
+    p = Path(os.path.expanduser(text))
+    return p if p.is_absolute() or base is None else (base / p)
+
+
+def resolve_preset(preset: str, base: Path | None) -> str:
+    """A preset NAME stays a name; a file (``.toml`` or a path) is resolved against ``base``."""
+    if preset.endswith(".toml") or os.sep in preset or "/" in preset:
+        return str(path_from_file(preset, base))
+    return preset
+
+
+def _dupe(values: tuple, at: str) -> None:
+    if len(set(values)) != len(values):
+        raise UserError(f"{at}: duplicate value {next(v for v in values if values.count(v) > 1)!r}")
+
+
+def check_settings(settings: SweepSettings, where: str, base: Path | None = None) -> None:
+    """Modes, preset, token counts, context, batch and seed: the checks the simulator itself would
+    make, made now."""
+    modes = settings.modes
+    for m in modes:
+        if m not in MODES:
+            raise UserError(f"{where}.mode: unknown mode {m!r} (modes: {', '.join(MODES)})")
+    _dupe(modes, f"{where}.mode")
     try:
-        load_hardware(settings.preset, None)
+        load_hardware(resolve_preset(settings.preset, base), None)
     except UserError as exc:
         raise UserError(f"{where}.preset: {exc}") from None
     for i, t in enumerate(settings.tokens):
@@ -79,8 +127,24 @@ def check_settings(settings: SweepSettings, where: str) -> None:
         check_tokens(list(settings.tokens), "tokens")  # the simulator's own range check (same code path)
     except UserError as exc:
         raise UserError(f"{where}.tokens: {exc}") from None
+    _dupe(tuple(settings.tokens), f"{where}.tokens")
     if not 0 <= settings.seed <= MAX_SEED:
         raise UserError(f"{where}.seed: must be in 0..2^63-1, got {settings.seed}")
+    if settings.context is None:
+        if settings.batches != (1,):
+            raise UserError(f"{where}.batch: batch is the decoder step's; give context = [...] too")
+        return
+    _dupe(settings.contexts, f"{where}.context")
+    _dupe(settings.batches, f"{where}.batch")
+    bad = [m for m in modes if m not in MEMORY_MODES]
+    if bad:
+        raise UserError(f"{where}.context: needs modes with a memory model ({', '.join(MEMORY_MODES)}), not {bad[0]}")
+    for c in settings.contexts:
+        for b in settings.batches:
+            try:
+                check_decoder_args(c, b, list(settings.tokens))
+            except UserError as exc:
+                raise UserError(f"{where}: {str(exc).replace('--', '')}") from None
 
 
 def check_grid(preset: str, grid_tbl: Any, where: str) -> tuple[tuple[str, tuple[Any, ...]], ...]:
@@ -94,6 +158,8 @@ def check_grid(preset: str, grid_tbl: Any, where: str) -> tuple[tuple[str, tuple
     grid = []
     for key, values in grid_tbl.items():
         at = f"{where}.{key}"
+        if key in SETTINGS_AXES:
+            raise UserError(f"{at}: not a hardware field; give {key} = [...] in [sweep] (every list there is an axis of the grid)")
         if key not in fields or key in ("name", "version", "description"):
             known = sorted(k for k in fields if k not in ("name", "version", "description"))
             raise UserError(f"{at}: unknown hardware field (known: {', '.join(known)})")
@@ -115,7 +181,21 @@ def check_grid(preset: str, grid_tbl: Any, where: str) -> tuple[tuple[str, tuple
     return tuple(grid)
 
 
-def _check_workload(wl: WorkloadSpec, base: Path | None, seed: int, where: str) -> None:
+def _resolve_synthetic(spec: str, base: Path | None) -> str:
+    """A synthetic spec with its file paths (a config.json / .gguf shape, a ``like=`` source)
+    resolved against ``base``; names and matrix shapes stay as they are."""
+    shape, sep, pattern = spec.strip().partition(":")
+    name, bracket, blocks = shape.partition("[")
+    if base is not None and (base / os.path.expanduser(name.strip())).exists() and not Path(name.strip()).is_absolute():
+        shape = f"{path_from_file(name.strip(), base)}{bracket}{blocks}"
+    like = like_source(spec)
+    if like is not None and base is not None:
+        pattern = pattern.replace(like, str(path_from_file(like.strip(), base)), 1)
+    return f"{shape}{sep}{pattern}"
+
+
+def _check_workload(wl: WorkloadSpec, base: Path | None, settings: SweepSettings, where: str) -> tuple[WorkloadSpec, str | None]:
+    """The workload with its paths resolved, and the model of its decoder step (None without context)."""
     if not wl.name.strip():
         raise UserError(f"{where}.name: empty")
     if (wl.masks is None) == (wl.synthetic is None):
@@ -124,35 +204,59 @@ def _check_workload(wl: WorkloadSpec, base: Path | None, seed: int, where: str) 
         p = wl.resolved_masks(base)
         if not p.is_file():
             raise UserError(f"{where}.masks: file not found: {p}")
-        return
+        wl = dataclasses.replace(wl, masks=str(p.resolve()))
+    else:
+        wl = dataclasses.replace(wl, synthetic=_resolve_synthetic(wl.synthetic, base))
+        try:
+            synthetic(wl.synthetic, settings.seed)  # parses the spec; masks are generated lazily, so this is cheap
+        except UserError as exc:
+            raise UserError(f"{where}.synthetic: {exc}") from None
+    if settings.context is None:
+        return wl, None
+    model = wl.model
+    if model is not None and path_from_file(model, base).exists():
+        model = str(resolve_path(path_from_file(model, base)))
     try:
-        synthetic(wl.synthetic, seed)  # parses the spec; masks are generated lazily, so this is cheap
+        model = model_name(model, wl.synthetic, wl.masks)
+        model_shape(model)
     except UserError as exc:
-        raise UserError(f"{where}.synthetic: {exc}") from None
+        raise UserError(f"{where}.model: {str(exc).replace('--', '')}") from None
+    return wl, model
 
 
 def parse_sweep(obj: dict[str, Any], source: str = "sweep", base: Path | None = None) -> SweepSpec:
-    """Validate a parsed sweep TOML (see :mod:`simulator.sweep`); errors name the key."""
+    """Validate a parsed sweep TOML (see :mod:`simulator.sweep`); errors name the key.  Relative
+    paths (the preset file, masks files, ``like=`` sources, model configs) are resolved against
+    ``base``, the sweep file's folder."""
     unknown = set(obj) - {"sweep", "grid", "workload"}
     if unknown:
         raise UserError(f"{source}: unknown key {sorted(unknown)[0]!r} (known: sweep, grid, workload)")
     settings = build(SweepSettings, obj.get("sweep", {}), f"{source}: [sweep]")
-    check_settings(settings, f"{source}: [sweep]")
-    grid = check_grid(settings.preset, obj.get("grid", {}), f"{source}: [grid]")
+    check_settings(settings, f"{source}: [sweep]", base)
+    preset = resolve_preset(settings.preset, base)
+    grid = check_grid(preset, obj.get("grid", {}), f"{source}: [grid]")
     wls = obj.get("workload")
     if wls is None:
         raise UserError(f"{source}: [[workload]]: missing (give at least one workload: masks = ... or synthetic = ...)")
     if not isinstance(wls, list) or not wls:
         raise UserError(f"{source}: [[workload]]: expected one or more [[workload]] tables")
-    workloads = []
+    workloads, models = [], []
     for i, tbl in enumerate(wls):
         wl = build(WorkloadSpec, tbl, f"{source}: [[workload]][{i}]")
-        _check_workload(wl, base, settings.seed, f"{source}: [[workload]][{i}]")
+        wl, model = _check_workload(wl, base, settings, f"{source}: [[workload]][{i}]")
         workloads.append(wl)
+        models.append(model)
     names = [w.name for w in workloads]
     if len(set(names)) != len(names):
         raise UserError(f"{source}: [[workload]].name: duplicate workload name {[n for n in names if names.count(n) > 1][0]!r}")
-    return SweepSpec(settings=settings, grid=grid, workloads=tuple(workloads), base=base)
+    return SweepSpec(
+        settings=settings,
+        grid=grid,
+        workloads=tuple(workloads),
+        base=base,
+        preset_path=preset if preset != settings.preset else None,
+        models=tuple(models),
+    )
 
 
 def load_sweep(path: str | Path) -> SweepSpec:

@@ -7,12 +7,18 @@ cannot erase each other's rows (an upsert keyed by ``point_id`` never replaces a
 readers (``besa report``, a notebook, ``sqlite3 OUT/results.sqlite``) query while the sweep runs —
 in WAL mode a reader never blocks the writer nor waits for it.
 
-Table ``results``: ``point_id`` (primary key), the parameter columns (``preset``, ``mode``,
-``workload``, ``tokens``, ``seed`` and every swept hardware field), the result columns
+Table ``results``: ``point_id`` (primary key: the digest of everything that decides the point's
+result, :mod:`simulator.sweep.identity`), the parameter columns (``preset``, ``mode``, ``workload``,
+``tokens``, ``context``, ``batch``, ``seed``, ``hw_id`` = the resolved machine's digest,
+``workload_id`` = the workload contents' digest, ``simulator_version``, and every swept hardware field), the result columns
 (:data:`simulator.schema.SWEEP_TOTAL_FIELDS`), ``status`` (``ok`` / ``error``), ``error`` (one line, empty when ok),
 ``wall_s`` (seconds of simulation per point) and ``finished_at`` (Unix time).  Columns are added
 as new swept fields appear; SQLite's dynamic typing keeps each value's own type.  Table ``meta``:
-``format`` and ``version`` of this layout.
+``format`` and ``version`` of this layout.  Table ``machines``: ``hw_id`` (primary key) and
+``hardware`` (the resolved machine's fields as JSON): every row's full machine, stored once.
+
+Version 1 databases keyed points by the preset's NAME (an edited preset file returned stale rows):
+a writer refuses them with one line (readers still read them).
 
 ``results.parquet`` / ``results.csv`` are EXPORTS of the table (:func:`export_results`), written
 atomically at the end of a sweep and by ``besa sweep --export DIR``.
@@ -21,6 +27,7 @@ atomically at the end of a sweep and by ``besa sweep --export DIR``.
 from __future__ import annotations
 
 import io
+import json
 import os
 import sqlite3
 from pathlib import Path
@@ -33,7 +40,9 @@ from besa_common.fileio import atomic_write_bytes, atomic_write_text, resolve_pa
 from simulator.schema import SWEEP_FIRST_COLUMNS
 
 DB_NAME = "results.sqlite"
-FORMAT, VERSION = "besa-sweep-results", "1"
+FORMAT, VERSION = "besa-sweep-results", "2"
+# What to do with a folder of an older layout (version 1, or exports without digests).
+STALE_HINT = "its points are keyed by preset NAME, not by contents, so its rows may be stale: sweep into a new --out, or move the folder away and rerun"
 # SQLite header fields that mark the file as ours (``PRAGMA application_id`` = "BESA", ``user_version``):
 # a database with another application id, or with tables of its own, is never adopted nor written.
 APPLICATION_ID = 0x42455341
@@ -66,6 +75,7 @@ class ResultStore:
         self.path = db_path(out)
         self.timeout = float(timeout)
         fresh = not self.path.exists()
+        legacy = self._legacy_rows() if fresh else None  # checked before anything is created
         if not fresh:
             check_ours(self.path, self.timeout)  # read-only: a foreign file is refused untouched
         try:
@@ -76,22 +86,36 @@ class ResultStore:
             self.con.execute("PRAGMA synchronous=NORMAL")
             self.con.execute("BEGIN IMMEDIATE")
             self.con.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-            self.con.execute("CREATE TABLE IF NOT EXISTS results (point_id TEXT PRIMARY KEY NOT NULL, status TEXT, error TEXT)")
             self._check_format()
+            self.con.execute("CREATE TABLE IF NOT EXISTS results (point_id TEXT PRIMARY KEY NOT NULL, status TEXT, error TEXT)")
+            self.con.execute("CREATE TABLE IF NOT EXISTS machines (hw_id TEXT PRIMARY KEY NOT NULL, hardware TEXT)")
             self.con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             self.con.execute(f"PRAGMA user_version = {USER_VERSION}")
             self.con.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
+            self._close_quietly()
             raise db_error(self.path, exc, self.timeout) from None
+        except UserError:
+            self._close_quietly()
+            raise
         self.columns = self._columns()
-        if fresh:
-            self._import_legacy()
+        if legacy:
+            self.add(legacy)
+
+    def _close_quietly(self) -> None:
+        con = getattr(self, "con", None)
+        if con is not None:
+            con.close()
 
     def _check_format(self) -> None:
         meta = dict(self.con.execute("SELECT key, value FROM meta").fetchall())
         if not meta:
             self.con.executemany("INSERT INTO meta VALUES (?, ?)", [("format", FORMAT), ("version", VERSION)])
+        elif meta.get("format") == FORMAT and meta.get("version") == "1":
+            self.con.execute("ROLLBACK")
+            raise UserError(f"{self.path}: written by an older besa sweep (results version 1); {STALE_HINT}")
         elif meta.get("format") != FORMAT or meta.get("version") != VERSION:
+            self.con.execute("ROLLBACK")
             raise UserError(f"{self.path}: format {meta.get('format')!r} version {meta.get('version')!r}, this build reads {FORMAT!r} version {VERSION}")
 
     def _columns(self) -> list[str]:
@@ -108,8 +132,9 @@ class ResultStore:
         if missing:
             self.columns = self._columns()
 
-    def _import_legacy(self) -> None:
-        """An output folder of the earlier layout (results.parquet only): take its rows over once."""
+    def _legacy_rows(self) -> list[dict[str, Any]] | None:
+        """The rows of the exports of a folder without a database (its database removed, or a
+        folder of the layout before it), to take over once; exports without digests are refused."""
         for name in ("results.parquet", "results.csv"):
             p = self.out / name
             if p.is_file():
@@ -117,9 +142,12 @@ class ResultStore:
                     df = read_export(p)
                 except Exception as exc:
                     raise UserError(f"{p} is unreadable ({type(exc).__name__}); move it away to start the sweep afresh") from None
+                if "point_id" in df.columns and "hw_id" not in df.columns:
+                    raise UserError(f"{p}: exported by an older besa sweep; {STALE_HINT}")
                 if "point_id" in df.columns:
-                    self.add(df.astype(object).where(df.notna(), None).to_dict("records"))
-                return
+                    return df.astype(object).where(df.notna(), None).to_dict("records")
+                return None
+        return None
 
     def _upsert_sql(self) -> str:
         cols = tuple(self.columns)
@@ -153,6 +181,15 @@ class ResultStore:
             if isinstance(exc, sqlite3.DatabaseError):
                 raise db_error(self.path, exc, self.timeout) from None
             raise
+
+    def add_machines(self, machines: dict[str, dict[str, Any]]) -> None:
+        """Record resolved machines (``hw_id`` -> fields) not yet in table ``machines``."""
+        have = {r[0] for r in self.con.execute("SELECT hw_id FROM machines")}
+        new = [(k, json.dumps(v, sort_keys=True)) for k, v in machines.items() if k not in have]
+        if new:
+            self.con.execute("BEGIN IMMEDIATE")
+            self.con.executemany("INSERT OR IGNORE INTO machines VALUES (?, ?)", new)
+            self.con.execute("COMMIT")
 
     def finished_ids(self) -> set[str]:
         return {r[0] for r in self.con.execute("SELECT point_id FROM results WHERE status = 'ok'")}
@@ -222,6 +259,38 @@ def read_db(path: str | os.PathLike) -> pd.DataFrame:
         raise UserError(f"{path}: not a sweep results database ({exc})") from None
     finally:
         con.close()
+
+
+def read_machines(out: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """The resolved machines of a sweep folder: ``hw_id`` -> hardware fields (empty for a version 1
+    database, which has none)."""
+    path = db_path(out)
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+    except sqlite3.Error as exc:
+        raise UserError(f"{path}: cannot open ({exc})") from None
+    try:
+        return {k: json.loads(v) for k, v in con.execute("SELECT hw_id, hardware FROM machines")}
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        con.close()
+
+
+def finished_ids(out: str | os.PathLike) -> set[str]:
+    """The finished points of a sweep folder, read-only (``--dry-run``); empty when there is no
+    database yet; a version 1 database is refused like the writer refuses it."""
+    path = db_path(out)
+    if not path.is_file():
+        return set()
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+        meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("version") != VERSION:
+            raise UserError(f"{path}: written by an older besa sweep (results version {meta.get('version')}); {STALE_HINT}")
+        return {r[0] for r in con.execute("SELECT point_id FROM results WHERE status = 'ok'")}
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"{path}: not a sweep results database ({exc})") from None
 
 
 def read_export(path: str | os.PathLike) -> pd.DataFrame:

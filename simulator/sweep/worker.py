@@ -23,15 +23,17 @@ from typing import Any
 
 import pandas as pd
 
-from simulator import hardware
+from besa_common.errors import UserError
 from simulator import run as simrun
+from simulator.run import SIMULATOR_VERSION
 from simulator.schema import LAYER_COLUMNS, RESULT_FIELDS, SWEEP_TOTAL_NAMES
 from simulator.stats import MaskStats
 from simulator.sweep.points import Point, machines
+from simulator.sweep.results import point_results
 from simulator.sweep.workloads import build_layers, open_shared
 from simulator.totals import model_totals
 
-# Seconds this process spent inside load_hardware + simulate() (the bench's "inside the simulator").
+# Seconds this process spent inside simulate() (the bench's "inside the simulator").
 SIMULATE_SECONDS = [0.0]
 _SHARED: dict[tuple, list] = {}  # per process: workload -> workload mapped from the shared cache
 _LOCAL: dict[tuple, list] = {}  # per process: workload -> workload built here (no shared cache)
@@ -102,7 +104,19 @@ def stats_for(key: tuple, workload: list, which: list[int] | range) -> list:
 
 def point_row(p: Point) -> dict[str, Any]:
     """The parameter columns of a point (also written for failed points)."""
-    row = {"point_id": p.point_id, "preset": p.preset, "mode": p.mode, "workload": p.workload.name, "tokens": p.tokens, "seed": p.seed}
+    row = {
+        "point_id": p.point_id,
+        "preset": p.preset,
+        "mode": p.mode,
+        "workload": p.workload.name,
+        "tokens": p.tokens,
+        "context": p.context,
+        "batch": p.batch,
+        "seed": p.seed,
+        "hw_id": p.hw_id,
+        "workload_id": p.workload_key,
+        "simulator_version": SIMULATOR_VERSION,
+    }
     row.update(dict(p.hw))
     return row
 
@@ -134,9 +148,11 @@ def _simulate(points: list[Point], shared_index: str | None, part: int, parts: i
     """layers.csv's rows of the machine of ``points`` for the layers ``part::parts`` (all: 0, 1),
     with their index in the workload as column ``_layer`` when ``parts > 1``."""
     p0 = points[0]
+    if p0.hardware is None:
+        raise UserError(p0.invalid.removeprefix("UserError: ") if p0.invalid else "no machine")
     key, wl = workload_for(p0, shared_index)
     which = range(part, len(wl), parts)
-    hw = hardware.load_hardware(p0.preset, dict(p0.hw) or None)
+    hw = p0.hardware
     tokens = sorted({p.tokens for p in points})
     if not which:  # more slices than layers
         return pd.DataFrame(columns=[*LAYER_COLUMNS, "_layer"])
@@ -153,7 +169,7 @@ def _rows(points: list[Point], layers: pd.DataFrame | None, error: str | None, s
     rows = [point_row(p) for p in points]
     if error is None:
         try:
-            for row, tot in zip(rows, totals_by_tokens(layers, [p.tokens for p in points])):
+            for row, tot in zip(rows, point_results(layers, points)):
                 row.update(tot)
                 row["status"], row["error"] = "ok", ""
         except Exception as exc:  # recorded, never fatal

@@ -1,4 +1,4 @@
-"""bench/quality.py end to end on a tiny random model (mechanics only; the SmolLM2 numbers are in README)."""
+"""bench/quality.py end to end on a tiny random model (mechanics only; the SmolLM2 numbers are in docs/results.md)."""
 
 import importlib.util
 from pathlib import Path

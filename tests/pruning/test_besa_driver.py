@@ -1,5 +1,5 @@
 """BESA through the project's block driver on a tiny random model: resume, joint quantization, targets,
-run-directory records, bad inputs.  Mechanics only (quality claims are on SmolLM2, README section:besa)."""
+run-directory records, bad inputs.  Mechanics only (quality claims are on SmolLM2, docs/results.md)."""
 
 from __future__ import annotations
 

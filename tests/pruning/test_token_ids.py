@@ -117,6 +117,12 @@ def test_eval_ids_token_exact_and_bad_files(tiny_dir, tmp_path, capsys, monkeypa
         nll = [torch.nn.functional.cross_entropy(model(t[i : i + 1]).logits[0, :-1], t[i, 1:]).item() for i in range(3)]
     assert res["ppl"] == pytest.approx(float(np.exp(np.mean(nll))), rel=1e-6)
     assert res["ppl"] == perplexity(model, t.reshape(1, -1), 12, progress=False)["ppl"]
+    # per-window NLLs (summed: mean x seqlen), the windows' digest and the bootstrap interval of the ppl
+    assert res["window_nll"] == pytest.approx([x * 12 for x in nll], rel=1e-6) and res["window_tokens"] == [12, 12, 12]
+    assert res["windows_sha256"] == hashlib.sha256(ids.astype(np.int64).tobytes()).hexdigest()
+    lo, hi = res["ppl_ci95"]
+    assert np.exp(min(nll)) - 1e-9 <= lo <= res["ppl"] <= hi <= np.exp(max(nll)) + 1e-9  # 3 windows: bounds = extremes
+    assert lo == pytest.approx(np.exp(min(nll)), rel=1e-9) and hi == pytest.approx(np.exp(max(nll)), rel=1e-9)
     import pruning.models
 
     monkeypatch.setattr(pruning.models, "load_model", lambda *a, **k: pytest.fail("model loaded before the check"))

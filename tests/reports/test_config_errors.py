@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from besa.experiment.plan import eval_cmd
 from besa.experiment.spec import KNOWN_METHODS, load_experiment, parse_experiment, run_name
 from simulator.sweep import expand, load_sweep, parse_sweep
 from besa_common.errors import UserError
@@ -29,6 +30,19 @@ def test_default_experiment_expands():
     names = [r.name for r in exp.run_specs()]
     assert names == ["dense", "magnitude-s50", "wanda-s50", "sparsegpt-s50", "besa-s50", "wanda-s50-2x4"]
     assert exp.experiment.model == "smollm2-135m"
+
+
+def test_hellaswag_reaches_every_eval_step_with_the_same_subset():
+    exp = load_experiment(DEFAULT)
+    assert exp.eval.hellaswag == 100  # the shipped default scores every run on HellaSwag
+    for spec in exp.run_specs():
+        cmd = eval_cmd(exp, spec, Path("/tmp/x") / spec.name)
+        i = cmd.index("--tasks")
+        assert cmd[i : i + 6] == ["--tasks", "hellaswag", "--limit", "100", "--zs-scorer", "shared"]
+    d = _default()
+    d["eval"]["hellaswag"] = 0
+    off = parse_experiment(d, source="x.toml")
+    assert all("--tasks" not in eval_cmd(off, s, Path("/tmp/x")) for s in off.run_specs())
 
 
 def test_run_names():
@@ -64,6 +78,8 @@ def test_nm_runs_take_the_sparsity_of_n_kept_of_m():
         (lambda d: d["whatif"].update(run="nope-s50"), "[whatif].run: 'nope-s50' is not a run"),
         (lambda d: d["whatif"].update(lines=[1]), "[whatif].lines: unknown key"),
         (lambda d: d["eval"].update(seqlen=True), "[eval].seqlen: expected an integer"),
+        (lambda d: d["eval"].update(hellaswag=-1), "[eval].hellaswag: must be >= 0"),
+        (lambda d: d["eval"].update(hellaswag=10043), "[eval].hellaswag: must be <= 10042"),
         # [whatif]: the same checks as a sweep file (the hang of `workers = -1` included)
         (lambda d: d["whatif"].update(workers=-1), "[whatif].workers must be an integer >= 0"),
         (lambda d: d["whatif"].update(mode="warp"), "[whatif].mode: unknown mode 'warp'"),
@@ -137,25 +153,23 @@ def test_point_ids_follow_their_definition():
     from hypothesis import given, settings, strategies as st
 
     from simulator.sweep import point_id
-    from simulator.sweep.points import _fast_ids
+    from simulator.sweep.identity import fast_ids
 
-    value = st.one_of(st.integers(-5, 10**6), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=5))
-    hw = st.lists(st.tuples(st.sampled_from(["lines", "tau", "index_format", 'a"b']), value), max_size=3, unique_by=lambda kv: kv[0])
+    text = st.text(max_size=6)
 
     @settings(max_examples=200, deadline=None)
     @given(
-        hw=hw,
-        tokens=st.lists(st.integers(1, 10**9), min_size=1, max_size=3),
-        seed=st.integers(0, 2**63 - 1),
+        machine=text,
+        workload=text,
+        name=text,
         mode=st.text(max_size=4),
-        ident=st.dictionaries(st.text(max_size=3), value, max_size=3),
+        tokens=st.lists(st.integers(1, 10**9), min_size=1, max_size=3),
+        context=st.one_of(st.none(), st.integers(0, 10**6)),
+        batch=st.integers(1, 64),
     )
-    def check(hw, tokens, seed, mode, ident):
-        import json
-
-        hw = tuple(hw)
-        got = _fast_ids("vitcod", mode, hw, json.dumps(ident, sort_keys=True, default=str), tuple(tokens), seed)
-        assert got == [point_id("vitcod", mode, hw, ident, t, seed) for t in tokens]
+    def check(machine, workload, name, mode, tokens, context, batch):
+        got = fast_ids(machine, workload, name, mode, tuple(tokens), context, batch)
+        assert got == [point_id(machine, workload, name, mode, t, context, batch) for t in tokens]
 
     check()
 

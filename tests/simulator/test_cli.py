@@ -136,7 +136,7 @@ def test_bad_input_one_line_exit_2(args, words, tmp_path, capsys):
 def test_bad_masks_file_exit_2(tmp_path, capsys):
     (tmp_path / "masks.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
     code, _, err = run_cli(["--masks", str(tmp_path / "masks.safetensors"), "--out", str(tmp_path / "o")], capsys)
-    assert code == 2 and "truncated or corrupt" in err and err.count("\n") == 1
+    assert code == 2 and "corrupt" in err and err.count("\n") == 1
 
 
 def test_never_imports_torch():
@@ -195,8 +195,7 @@ def test_energy_columns(tmp_path, capsys):
 @pytest.mark.parametrize(
     "args, words",
     [
-        (["--synthetic", "llama-7b[1]", "--context", "0"], "--context must be an integer in [1, "),
-        (["--synthetic", "llama-7b[1]", "--context", "-5"], "--context must be an integer in [1, "),
+        (["--synthetic", "llama-7b[1]", "--context", "-5"], "--context must be an integer in [0, "),
         (["--synthetic", "llama-7b[1]", "--context", "8", "--batch", "0"], "--batch must be an integer in [1, "),
         (["--synthetic", "llama-7b[1]", "--context", "8", "--tokens", "3", "--batch", "2"], "not a multiple of --batch"),
         (["--synthetic", "64x64", "--context", "8"], "--model"),

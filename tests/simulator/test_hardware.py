@@ -127,3 +127,79 @@ def test_bad_base_is_one_line_naming_the_file(tmp_path, files, words):
     msg = str(e.value)
     assert words in msg and "\n" not in msg
     assert "x.toml" in msg or "y.toml" in msg
+
+
+# --- datasheet figures (issue 19: gpu-h100 computed at half its datasheet rate) ---------------------
+
+
+@pytest.mark.parametrize("name", [n for n in list_presets() if n != "besa"])
+def test_every_shipped_preset_states_and_reproduces_its_datasheet(name):
+    hw = load_hardware(name)
+    assert hw.datasheet_tops > 0 and hw.datasheet_dram_gb_per_s > 0
+    assert abs(hw.peak_tops / hw.datasheet_tops - 1) <= 0.01
+    assert abs(hw.dram_gb_per_s / hw.datasheet_dram_gb_per_s - 1) <= 0.01
+
+
+def test_gpu_presets_reproduce_the_datasheets_by_hand():
+    """H100 SXM5: 989.4 dense fp16 TFLOPS, 3.35 TB/s; A100 SXM4 80 GB: 312 TFLOPS, 2039 GB/s."""
+    h = load_hardware("gpu-h100")
+    assert h.macs == 528 * 512 and abs(2 * 528 * 512 * 1.83e9 / 1e12 - 989.4) < 0.1
+    assert abs(h.peak_tops - 989.4) / 989.4 < 1e-3 and abs(h.dram_gb_per_s - 3350) / 3350 < 1e-3
+    a = load_hardware("gpu-a100")
+    assert (a.lines, a.macs_per_line, a.freq_mhz) == (432, 256, 1410.0)
+    assert abs(a.peak_tops - 312) / 312 < 1e-3 and abs(a.dram_gb_per_s - 2039) / 2039 < 1e-3
+    assert a.weight_bits == 16 and a.index_format == h.index_format  # the rest from its base
+
+
+def test_a_preset_that_misses_its_datasheet_is_refused(tmp_path):
+    """The slip of issue 19: 256 MACs per tensor core with the H100's 989.4 TFLOPS stated."""
+    text = (PRESET_DIR / "gpu-h100.toml").read_text()
+    assert "macs_per_line = 512\n" in text and "dram_bytes_per_cycle = 1830.6\n" in text
+    p = tmp_path / "h.toml"
+    p.write_text(text.replace("macs_per_line = 512\n", "macs_per_line = 256\n"))
+    with pytest.raises(UserError, match=r"datasheet_tops = 989.4 \(-50.0%") as e:
+        load_hardware(str(p))
+    assert "\n" not in str(e.value)
+    p.write_text(text.replace("dram_bytes_per_cycle = 1830.6\n", "dram_bytes_per_cycle = 1800\n"))  # -1.7 %
+    with pytest.raises(UserError, match="datasheet_dram_gb_per_s"):
+        load_hardware(str(p))
+    p.write_text(text.replace("dram_bytes_per_cycle = 1830.6\n", "dram_bytes_per_cycle = 1820\n"))  # -0.6 %: inside
+    assert load_hardware(str(p)).dram_bytes_per_cycle == 1820
+    # a file that changes a rate of its base describes another machine: the inherited figure is dropped
+    p.write_text('base = "gpu-h100"\nmacs_per_line = 256\n')
+    assert load_hardware(str(p)).datasheet_tops == 0 and load_hardware(str(p)).datasheet_dram_gb_per_s == 3350
+
+
+def test_overriding_a_rate_drops_the_figure_unless_restated():
+    assert load_hardware("gpu-h100", {"lines": 64}).datasheet_tops == 0  # another machine: not stated
+    assert load_hardware("gpu-h100", {"lines": 64}).datasheet_dram_gb_per_s == 3350  # untouched
+    assert load_hardware("gpu-h100", {"freq_mhz": 1000}).datasheet_dram_gb_per_s == 0
+    fp8 = load_hardware("gpu-h100", {"macs_per_line": 1024, "datasheet_tops": 1979})  # restated: checked
+    assert abs(fp8.peak_tops - 1979) / 1979 < 1e-3
+    with pytest.raises(UserError, match="datasheet_tops"):
+        load_hardware("gpu-h100", {"macs_per_line": 256, "datasheet_tops": 989.4})
+
+
+def test_a_shipped_preset_must_state_its_datasheet(tmp_path, monkeypatch):
+    import simulator.hardware as hwmod
+
+    text = (PRESET_DIR / "vitcod.toml").read_text()
+    bare = "\n".join(x for x in text.splitlines() if not x.startswith("datasheet_"))
+    (tmp_path / "user.toml").write_text(bare)
+    assert load_hardware(str(tmp_path / "user.toml")).datasheet_tops == 0  # a user's file may leave it out
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    (shipped / "bare.toml").write_text(bare)
+    monkeypatch.setattr(hwmod, "PRESET_DIR", shipped)
+    with pytest.raises(UserError, match="must state datasheet_tops"):
+        hwmod.load_hardware("bare")
+
+
+def test_refused_preset_exits_2_with_one_line(tmp_path, capsys):
+    from besa.cli import main
+
+    p = tmp_path / "h.toml"
+    p.write_text((PRESET_DIR / "gpu-h100.toml").read_text().replace("macs_per_line = 512\n", "macs_per_line = 256\n"))
+    code = main(["simulate", "--synthetic", "64x64:sparsity=0.5", "--hw", str(p), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "datasheet_tops" in err and "\n" not in err and not (tmp_path / "o").exists()

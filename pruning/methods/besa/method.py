@@ -53,7 +53,7 @@ EXACT_BUDGETS = ("off", "layer", "model")
 
 
 # Prodigy settings when the user gives none: the paper's for unstructured BESA; for learned n:m the
-# ones measured to beat Wanda n:m on SmolLM2 (README "Learned n:m").
+# ones measured to beat Wanda n:m on SmolLM2 (docs/results.md, learned n:m).
 UNSTRUCTURED_OPTIMISER_DEFAULTS = {"d_coef": 5.0, "epochs": 1, "lr": 1.0}
 NM_OPTIMISER_DEFAULTS = {"d_coef": 1.0, "epochs": 3, "lr": 0.2}
 
@@ -235,7 +235,7 @@ class Besa(PruningMethod):
     @classmethod
     def from_args(cls, args) -> "Besa":
         # Learned n:m collapses with the paper's unstructured optimiser settings on SmolLM2
-        # (ppl 1.1e8 at d_coef 5, 1 epoch, lr 1; README "Learned n:m"), so an n:m run gets the
+        # (ppl 1.1e8 at d_coef 5, 1 epoch, lr 1; docs/results.md, learned n:m), so an n:m run gets the
         # settings that were measured to work unless the user chose them.
         defaults = NM_OPTIMISER_DEFAULTS if getattr(args, "pattern", None) else UNSTRUCTURED_OPTIMISER_DEFAULTS
 

@@ -1,0 +1,224 @@
+"""``besa run`` on Dask: the task graph (dependencies, GPU resources), the checks before anything runs,
+and the same results as the serial path — through a local cluster and through an external
+``dask scheduler`` + two ``dask worker`` processes on loopback (slow: they prune and evaluate)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from besa.experiment.graph import DENSE_MASKS, GPU, build_graph, resources_for
+from besa.experiment.spec import load_experiment, parse_experiment
+from besa.experiment.stepexec import can_see
+from besa_common.resources import config_file
+
+TINY = """
+[experiment]
+name = "tiny"
+model = "smollm2-135m"
+seed = 0
+[calibration]
+dataset = "wiki"
+nsamples = 2
+seqlen = 32
+[eval]
+dataset = "wiki"
+seqlen = 64
+max_windows = 3
+[[runs]]
+methods = ["dense", "magnitude", "wanda"]
+sparsities = [0.5]
+[[simulate]]
+preset = "vitcod"
+modes = ["cycle"]
+tokens = [1, 64]
+"""
+
+
+def _besa(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "besa.cli", *args], capture_output=True, text=True, **kw)
+
+
+def test_graph_of_the_default_experiment(tmp_path):
+    exp = load_experiment(config_file("experiments", "default"))
+    g = build_graph(exp, tmp_path)
+    specs = exp.run_specs()
+    assert "besa-admm-s50" in {s.name for s in specs}  # the headline configuration runs by default
+    for s in specs:
+        ev = g[f"{s.name}/eval"]
+        assert ev.torch and ev.deps == (() if s.dense else (f"{s.name}/prune",))
+        sims = [st for st in g.values() if st.run == s.name and st.kind == "sim"]
+        assert sims and all(not st.torch for st in sims)
+        assert all(st.deps == ((DENSE_MASKS,) if s.dense else (f"{s.name}/prune",)) for st in sims)
+        if not s.dense:
+            assert g[f"{s.name}/prune"].torch and g[f"{s.name}/prune"].deps == ()
+    assert g["whatif"].deps == ("besa-s50/prune",)
+    assert list(g)[-1] == "report" and set(g["report"].deps) == set(g) - {"report"}
+    # the command lines are the serial path's (plan.py): the same commands run both ways
+    adm = g["besa-admm-s50/prune"].args
+    assert adm[:2] == ("prune", "--model") and adm[-6:] == ("--exact-budget", "model", "--weight-update", "admm", "--admm-reselect", "10")
+
+
+def test_cuda_steps_ask_for_a_gpu_where_workers_have_one(tmp_path):
+    exp = parse_experiment(tomllib.loads(TINY), "tiny")
+    g = build_graph(exp, tmp_path)
+    gpu_cluster, cpu_cluster = {GPU: 4.0, "memory": 1.0}, {}
+    asked = {k for k, s in g.items() if resources_for(s, gpu_cluster) == {GPU: 1}}
+    runs = ("magnitude-s50", "wanda-s50", "wanda-s50-2x4")  # the 2:4 sibling is added by the pairing
+    assert asked == {"dense/eval"} | {f"{r}/{k}" for r in runs for k in ("prune", "eval")}
+    assert all(resources_for(s, cpu_cluster) is None for s in g.values())  # never a task no worker can run
+    assert all(resources_for(s, gpu_cluster) is None for s in g.values() if s.kind in ("sim", "report"))
+
+
+def test_worker_visibility_check(tmp_path):
+    (tmp_path / ".tok").write_text("x")
+    assert can_see(str(tmp_path), ".tok") is None
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    why = can_see(str(other), ".tok")
+    assert why and "every worker mounts at the same path" in why
+
+
+@pytest.mark.parametrize(
+    "extra, msg",
+    [
+        (["--workers", "-1"], "--workers must be an integer >= 0"),
+        (["--scheduler", "tcp://127.0.0.1:9", "--workers", "2"], "exclude each other"),
+        (["--tls-ca-file", "ca.pem"], "go with --scheduler"),
+        (["--scheduler", "tls://127.0.0.1:9", "--tls-ca-file", "nope.pem"], "no such file"),
+    ],
+)
+def test_bad_dask_flags_one_line_exit_2(tmp_path, extra, msg):
+    exp = tmp_path / "t.toml"
+    exp.write_text(TINY)
+    r = _besa("run", str(exp), "--out", str(tmp_path / "o"), *extra, cwd=tmp_path)
+    assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_unreachable_scheduler_is_one_line(tmp_path):
+    exp = tmp_path / "t.toml"
+    exp.write_text(TINY)
+    r = _besa("run", str(exp), "--out", str(tmp_path / "o"), "--scheduler", "tcp://127.0.0.1:9", timeout=300)
+    assert r.returncode == 2 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in r.stderr and "Traceback" not in r.stderr
+
+
+def _results(out: Path) -> dict:
+    """Every run's masks (bytes digest), perplexity and per-window NLLs, and the simulations' totals."""
+    res = {}
+    for d in sorted(p for p in out.iterdir() if (p / "status.json").is_file()):
+        ev = json.loads((d / "eval.json").read_text())
+        masks = d / "masks.safetensors"
+        res[d.name] = {
+            "masks": hashlib.sha256(masks.read_bytes()).hexdigest() if masks.is_file() else None,
+            "ppl": ev["ppl"],
+            "window_nll": ev["window_nll"],
+            "ppl_ci95": ev["ppl_ci95"],
+            "sims": {s.name: json.loads((s / "summary.json").read_text())["totals"] for s in sorted((d / "sim").iterdir())},
+        }
+    return res
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serial")
+    exp = tmp / "tiny.toml"
+    exp.write_text(TINY)
+    r = _besa("run", str(exp), "--out", str(tmp / "out"), "--workers", "0", "--no-report", timeout=1200)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Dask" not in r.stdout  # the serial path
+    return exp, _results(tmp / "out")
+
+
+@pytest.mark.slow
+def test_local_cluster_gives_the_serial_results(serial, tmp_path):
+    exp, want = serial
+    out = tmp_path / "out"
+    r = _besa("run", str(exp), "--out", str(out), "--workers", "2", "--no-report", timeout=1200)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "a local Dask cluster on 127.0.0.1: 2 worker(s), 1 thread(s) each" in r.stdout
+    got = _results(out)
+    assert got == want  # bit-identical masks, identical ppl and per-window NLLs, identical cycle totals
+    assert len(want) == 4 and want["dense"]["masks"] and want["wanda-s50"]["ppl"] > want["dense"]["ppl"]
+    # resume: a second run skips every step
+    r = _besa("run", str(exp), "--out", str(out), "--workers", "2", "--no-report", timeout=600)
+    steps = len(build_graph(parse_experiment(tomllib.loads(TINY), "tiny"), out, report=False))
+    assert r.returncode == 0 and r.stdout.count("already done, skipped") == steps == 12 and "[queued]" not in r.stdout
+
+
+@pytest.mark.slow
+def test_external_scheduler_and_two_workers_on_loopback(serial, tmp_path):
+    exp, want = serial
+    sched_file = tmp_path / "scheduler.json"
+    env = dict(os.environ, DASK_DISTRIBUTED__WORKER__DAEMON="False")
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(sched_file),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+    ]
+    try:
+        deadline = time.time() + 120
+        while not sched_file.is_file() and time.time() < deadline:
+            time.sleep(0.2)
+        address = json.loads(sched_file.read_text())["address"]
+        assert address.startswith("tcp://127.0.0.1:")
+        for _ in range(2):
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "distributed.cli.dask_worker",
+                        address,
+                        "--nthreads",
+                        "1",
+                        "--nworkers",
+                        "1",
+                        "--host",
+                        "127.0.0.1",
+                        "--no-dashboard",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env=env,
+                )
+            )
+        from distributed import Client
+
+        with Client(address, timeout="30s") as c:
+            c.wait_for_workers(2, timeout=120)
+        out = tmp_path / "out"
+        r = _besa("run", str(exp), "--out", str(out), "--scheduler", address, "--no-report", timeout=1200)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert f"the scheduler at {address}: 2 worker(s)" in r.stdout
+        assert _results(out) == want
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
