@@ -474,7 +474,7 @@ def _build(path: Path, values: dict[str, Any], overrides: dict[str, Any] | None)
     values.setdefault("name", path.stem)
     for key in ("datasheet_tops", "datasheet_dram_gb_per_s", "array_rows", "array_cols", "dataflow"):
         values.setdefault(key, _DEFAULTS[key])  # optional fields (0 / ws: not stated, lines x macs_per_line)
-    if path.resolve().parent == PRESET_DIR.resolve():
+    if resolve_path(path).parent == resolve_path(PRESET_DIR):
         for key in DATASHEET_INPUTS:
             if not raw_values.get(key):
                 raise UserError(f"{path.name}: a shipped preset must state {key} (the published figure it is built from)")

@@ -190,8 +190,8 @@ def test_model_config_typed_and_ranged(field, value, words, how, P):
 @pytest.mark.parametrize(
     "extra, words",
     [
-        (["--context", "1000000000000000"], "--context must be an integer in [1, 16777216]"),
-        (["--context", "9000000000000000000"], "--context must be an integer in [1, 16777216]"),
+        (["--context", "1000000000000000"], "--context must be an integer in [0, 16777216]"),
+        (["--context", "9000000000000000000"], "--context must be an integer in [0, 16777216]"),
         (["--context", "1e15"], "--context"),
         (["--context", "8", "--batch", "99999999999"], "--batch must be an integer in [1, 16777216]"),
         (["--batch", "4"], "--batch needs --context"),
@@ -317,6 +317,7 @@ def test_report_refuses_non_finite_summary(bad, P):
 def test_contradicting_flags_refused_alike(P):
     refused(["simulate", "--synthetic", "64x64", "--batch", "2", "--out", "o"], "--batch needs --context", P, cwd=P)
     refused(["simulate", "--masks", "run", "--seed", "3", "--out", "o"], "--seed needs --synthetic", P, cwd=P)
+    refused(["simulate", "--synthetic", "64x64", "--sensitivity-threshold", "0.1", "--out", "o"], "--sensitivity-threshold needs --sensitivity", P, cwd=P)
 
 
 @pytest.mark.slow
@@ -337,8 +338,8 @@ def test_quoted_number_in_a_preset_is_refused(P):
     from simulator.hardware import PRESET_DIR
 
     text = (PRESET_DIR / "vitcod.toml").read_text()
-    lines = [ln for ln in text.splitlines() if not ln.startswith("freq_mhz")]
-    (P / "hw.toml").write_text("\n".join(lines + ['freq_mhz = "2.8"']) + "\n")
+    lines = ['freq_mhz = "2.8"' if ln.startswith("freq_mhz") else ln for ln in text.splitlines()]  # in place: later [tables] follow
+    (P / "hw.toml").write_text("\n".join(lines) + "\n")
     refused(["simulate", "--hw", "hw.toml", "--synthetic", "64x64", "--out", "o"], ["freq_mhz", "must be a TOML float", "'2.8'"], P, cwd=P)
     # on the command line a value is text by nature, so --set still converts it
     rc, _, err = besa(["simulate", "--synthetic", "64x64", "--set", "freq_mhz=2.8", "--out", "o"], cwd=P)

@@ -90,7 +90,7 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--sensitivity-threshold",
         type=float,
-        default=DEFAULT_THRESHOLD,
+        default=None,
         metavar="X",
         help=f"with --sensitivity: the relative change that counts (default {DEFAULT_THRESHOLD:g} = {DEFAULT_THRESHOLD * 100:g} %%)",
     )
@@ -131,6 +131,8 @@ def run(args) -> int:
     overrides = parse_overrides(args.overrides)
     hw = load_hardware(args.hw, overrides)
     context = parse_context(args.context, tokens)
+    refuse_without(args, "--sensitivity", "--sensitivity-threshold")
+    args.sensitivity_threshold = DEFAULT_THRESHOLD if args.sensitivity_threshold is None else args.sensitivity_threshold
     if args.sensitivity:
         if not 0 < args.sensitivity_threshold < 10:
             raise UserError(f"--sensitivity-threshold must be a relative change in (0, 10), got {args.sensitivity_threshold}")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from besa_common.digest import file_sha256, json_digest
+from besa_common.fileio import resolve_path
 from simulator.hardware import Hardware
 from simulator.run import SIMULATOR_VERSION
 from simulator.workload import _shapes
@@ -57,7 +58,7 @@ def file_digest(path: str | os.PathLike) -> str:
     if p.is_dir():
         p = p / "masks.safetensors"
     st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    key = (str(resolve_path(p)), st.st_size, st.st_mtime_ns)
     if key not in _FILE_DIGESTS:
         _FILE_DIGESTS[key] = file_sha256(p)
     return _FILE_DIGESTS[key]

@@ -204,7 +204,7 @@ def _check_workload(wl: WorkloadSpec, base: Path | None, settings: SweepSettings
         p = wl.resolved_masks(base)
         if not p.is_file():
             raise UserError(f"{where}.masks: file not found: {p}")
-        wl = dataclasses.replace(wl, masks=str(p.resolve()))
+        wl = dataclasses.replace(wl, masks=str(resolve_path(p)))
     else:
         wl = dataclasses.replace(wl, synthetic=_resolve_synthetic(wl.synthetic, base))
         try:

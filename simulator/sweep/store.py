@@ -266,7 +266,7 @@ def read_machines(out: str | os.PathLike) -> dict[str, dict[str, Any]]:
     database, which has none)."""
     path = db_path(out)
     try:
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+        con = sqlite3.connect(f"{resolve_path(path).as_uri()}?mode=ro", uri=True, timeout=30.0)
     except sqlite3.Error as exc:
         raise UserError(f"{path}: cannot open ({exc})") from None
     try:
@@ -284,7 +284,7 @@ def finished_ids(out: str | os.PathLike) -> set[str]:
     if not path.is_file():
         return set()
     try:
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+        con = sqlite3.connect(f"{resolve_path(path).as_uri()}?mode=ro", uri=True, timeout=30.0)
         meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
         if meta.get("version") != VERSION:
             raise UserError(f"{path}: written by an older besa sweep (results version {meta.get('version')}); {STALE_HINT}")
