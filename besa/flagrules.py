@@ -2,8 +2,8 @@
 
 A flag that would be silently ignored (``simulate --batch`` without ``--context``) or that
 contradicts another (``eval --eval-ids`` with ``--dataset``) is ONE line, exit 2, naming both flags.
-A flag counts as given when its value is not None, so such flags default to None in the parser and
-get their real default after these checks.
+A flag counts as given when its value is not None (a switch: when it is set), so such flags default
+to None in the parser and get their real default after these checks.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from besa_common.errors import UserError
 
 
 def _given(args, flag: str) -> bool:
-    return getattr(args, flag.lstrip("-").replace("-", "_"), None) is not None
+    """A value flag defaulting to None, or a switch (``store_true``) that was set."""
+    v = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+    return v is not None and v is not False
 
 
 def refuse_without(args, needed: str, *flags: str) -> None:

@@ -265,6 +265,15 @@ _WRAPPED = [
 ]
 
 
+_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
+
+def _os_line(code: int, filename: Any) -> str:
+    where = f" ({filename})" if filename else ""
+    verb = "cannot write" if code in _WRITE_ERRORS else "cannot access"
+    return f"{verb}{where}: {_OS_ERRORS[code]} [{errno.errorcode.get(code, code)}]; nothing half-written was left"
+
+
 def os_error_line(exc: BaseException) -> str | None:
     """One line for an error of the environment (disk full, file-size limit, read-only file system,
     permission denied ...) found in ``exc`` or the exceptions it was raised from, else None (a bug:
@@ -274,15 +283,14 @@ def os_error_line(exc: BaseException) -> str | None:
     while e is not None and id(e) not in seen:
         seen.add(id(e))
         if isinstance(e, OSError) and e.errno in _OS_ERRORS:
-            where = f" ({e.filename})" if e.filename else ""
-            return f"cannot write{where}: {_OS_ERRORS[e.errno]} [{errno.errorcode.get(e.errno, e.errno)}]; nothing half-written was left"
+            return _os_line(e.errno, e.filename)
         text = str(e)
         for rx, code in _WRAPPED:
             m = rx.search(text)
             if m:
                 code = code if code is not None else int(m.group(1))
                 if code in _OS_ERRORS:
-                    return f"cannot write: {_OS_ERRORS[code]} [{errno.errorcode.get(code, code)}]; nothing half-written was left"
+                    return _os_line(code, None)
         e = e.__cause__ or e.__context__
     return None
 

@@ -65,7 +65,7 @@ class TensorEntry:
 
 
 def _bad(path: Path, what: str) -> UserError:
-    return UserError(f"{path}: corrupt or not a safetensors file: {what}")
+    return UserError(f"{path}: truncated or corrupt safetensors file: {what}")
 
 
 def _is_int(v: Any) -> bool:

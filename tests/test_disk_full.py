@@ -198,3 +198,43 @@ def test_eval_disk_full(full, inputs, tiny_run):
     besa_full(
         ["eval", "--model", tiny_run, "--eval-ids", inputs / "ids.npy", "--out", full[0] / "ev" / "eval.json", "--no-progress"], _small_outputs(full), inputs
     )
+
+
+def test_read_only_file_system(tmp_path, inputs):
+    """EROFS: a read-only mount is refused before any work (or, failing that, at the write), one line."""
+    d = tmp_path / "ro"
+    d.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(d)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a read-only tmpfs here (needs root)")
+    try:
+        env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+        for argv in (["simulate", "--synthetic", "64x64", "--out", d / "o"], ["masks", "extract", inputs / "run", "--out", d / "m.safetensors"]):
+            res = subprocess.run([sys.executable, "-m", "besa", *map(str, argv)], capture_output=True, text=True, env=env)
+            assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr, res.stderr
+            assert "not writable" in res.stderr or "read-only" in res.stderr, res.stderr
+        assert list(d.iterdir()) == []
+    finally:
+        subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def test_os_error_line_names_the_class():
+    """The one place that words environment errors (also when a library wraps them)."""
+    import errno
+
+    from besa_common.fileio import os_error_line
+
+    assert os_error_line(OSError(errno.ENOSPC, "No space left on device", "/x/y")).startswith("cannot write (/x/y): no space left")
+    assert "[EFBIG]" in os_error_line(OSError(errno.EFBIG, "File too large"))
+    assert os_error_line(PermissionError(errno.EACCES, "Permission denied", "/x")).startswith("cannot access (/x): permission denied")
+    assert "[EROFS]" in os_error_line(OSError(errno.EROFS, "Read-only file system"))
+    wrapped = RuntimeError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })')
+    assert "[ENOSPC]" in os_error_line(wrapped)
+    try:
+        try:
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+        except OSError as exc:
+            raise ValueError("save failed") from exc
+    except ValueError as chained:
+        assert "[EDQUOT]" in os_error_line(chained)
+    assert os_error_line(ValueError("a bug")) is None  # anything else keeps its traceback
+    assert os_error_line(OSError(errno.ENOENT, "No such file")) is None

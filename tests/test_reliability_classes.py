@@ -316,6 +316,8 @@ def test_report_refuses_non_finite_summary(bad, P):
 # ----------------------------------------------------------------------------- 9. contradicting flags
 def test_contradicting_flags_refused_alike(P):
     refused(["simulate", "--synthetic", "64x64", "--batch", "2", "--out", "o"], "--batch needs --context", P, cwd=P)
+    refused(["simulate", "--masks", "run", "--seed", "3", "--out", "o"], "--seed needs --synthetic", P, cwd=P)
+    refused(["simulate", "--synthetic", "64x64", "--sensitivity-threshold", "0.1", "--out", "o"], "--sensitivity-threshold needs --sensitivity", P, cwd=P)
 
 
 @pytest.mark.slow
@@ -336,8 +338,8 @@ def test_quoted_number_in_a_preset_is_refused(P):
     from simulator.hardware import PRESET_DIR
 
     text = (PRESET_DIR / "vitcod.toml").read_text()
-    lines = [ln for ln in text.splitlines() if not ln.startswith("freq_mhz")]
-    (P / "hw.toml").write_text("\n".join(['freq_mhz = "2.8"'] + lines) + "\n")  # top level, before any table
+    lines = ['freq_mhz = "2.8"' if ln.startswith("freq_mhz") else ln for ln in text.splitlines()]  # in place: later [tables] follow
+    (P / "hw.toml").write_text("\n".join(lines) + "\n")
     refused(["simulate", "--hw", "hw.toml", "--synthetic", "64x64", "--out", "o"], ["freq_mhz", "must be a TOML float", "'2.8'"], P, cwd=P)
     # on the command line a value is text by nature, so --set still converts it
     rc, _, err = besa(["simulate", "--synthetic", "64x64", "--set", "freq_mhz=2.8", "--out", "o"], cwd=P)

@@ -42,7 +42,7 @@ def add_arguments(parser) -> None:
         "llama-7b[2]:nm=2:4, 4096x4096*3:skewed=0.5, smollm2-135m:dense "
         "(sparsity = fraction pruned; N:M = N kept of every M)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of --synthetic masks (default 0)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of --synthetic masks (default 0)")
     parser.add_argument(
         "--hw",
         default="vitcod",
@@ -90,7 +90,7 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--sensitivity-threshold",
         type=float,
-        default=DEFAULT_THRESHOLD,
+        default=None,
         metavar="X",
         help=f"with --sensitivity: the relative change that counts (default {DEFAULT_THRESHOLD:g} = {DEFAULT_THRESHOLD * 100:g} %%)",
     )
@@ -131,6 +131,8 @@ def run(args) -> int:
     overrides = parse_overrides(args.overrides)
     hw = load_hardware(args.hw, overrides)
     context = parse_context(args.context, tokens)
+    refuse_without(args, "--sensitivity", "--sensitivity-threshold")
+    args.sensitivity_threshold = DEFAULT_THRESHOLD if args.sensitivity_threshold is None else args.sensitivity_threshold
     if args.sensitivity:
         if not 0 < args.sensitivity_threshold < 10:
             raise UserError(f"--sensitivity-threshold must be a relative change in (0, 10), got {args.sensitivity_threshold}")
@@ -143,6 +145,8 @@ def run(args) -> int:
             raise UserError(f"--context needs a mode with a memory model ({', '.join(MEMORY_MODES)}), not {args.mode}")
     else:
         refuse_without(args, "--context", "--batch", "--model")
+    refuse_without(args, "--synthetic", "--seed")  # a masks file has no seed: it would be ignored
+    args.seed = 0 if args.seed is None else args.seed
     source = job.masks_source(args.masks) if args.masks else None
     if source is None:
         check_seed(args.seed)
