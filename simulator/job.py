@@ -89,6 +89,7 @@ def simulate_to_dir(
     source: dict[str, Any] | None = None,
     overrides: dict[str, Any] | None = None,
     progress: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], Path, Path]:
     """Simulate ``layers`` (and the rest of the decoder step when ``decoder`` is given), write
     ``out/layers.csv`` + ``summary.json`` (+ ``decoder.csv``) as one unit; returns (summary, the
@@ -115,6 +116,7 @@ def simulate_to_dir(
         summary["systolic"] = systolic_summary(df, hw)
     summary["source"] = source or {}
     summary["overrides"] = overrides or {}
+    summary.update(extra or {})  # e.g. "sensitivity" (besa simulate --sensitivity)
     summary["wall_s"] = round(time.perf_counter() - t0, 3)
     csv_path, json_path = write_results(out, df, summary, dec)
     return summary, csv_path, json_path

@@ -108,6 +108,15 @@ def deciding(variations: list[Variation], threshold: float = DEFAULT_THRESHOLD) 
     return [f for f, m in sorted(worst.items(), key=lambda kv: -kv[1]) if m > threshold]
 
 
+def sensitivity_record(variations: list[Variation], threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
+    """summary.json's ``sensitivity``: the threshold, the deciding fields and every variation."""
+    rows = []
+    for v in variations:
+        row = {k: getattr(v, k) for k in ("field", "end", "value", "tokens", "speedup", "energy_vs_dense", "d_speedup", "d_energy", "error")}
+        rows.append({k: (None if isinstance(x, float) and x != x else x) for k, x in row.items()})  # strict JSON: no NaN
+    return {"threshold": threshold, "deciding": deciding(variations, threshold), "variations": rows}
+
+
 def report_lines(base, variations: list[Variation], threshold: float = DEFAULT_THRESHOLD) -> list[str]:
     """What ``besa simulate --sensitivity`` prints: per guessed field, its range and its largest move of
     the speedup and of the energy vs dense (token count, end), flagged above ``threshold``; then the

@@ -187,6 +187,12 @@ def _shapes(shape: str) -> list[tuple[str, int, int, str, int]]:
     return [(f"model.layers.{b}.{llama.LINEAR_OF[p]}", *dims[p], p, b) for b in range(blocks) for p in PROJECTIONS]
 
 
+def synthetic_shapes(spec: str) -> list[tuple[str, int, int, str, int]]:
+    """``(name, rows, cols, proj, block)`` of every layer a synthetic ``SHAPE[:PATTERN]`` spec has (what
+    a model name, ``config.json`` or ``.gguf`` expands to; no mask generated)."""
+    return _shapes(spec.strip().partition(":")[0].strip())
+
+
 def synthetic(spec: str, seed: int = 0) -> list[LayerWorkload]:
     """Seeded synthetic workload, e.g. ``synthetic("llama-7b:sparsity=0.5", seed=0)``."""
     seed = check_seed(seed)

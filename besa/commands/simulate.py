@@ -21,7 +21,7 @@ from simulator.decoder import check_decoder_args, check_decoder_magnitudes, mode
 from simulator.engine import ENGINES, MEMORY_MODES, MODES_REGISTRY
 from simulator.hardware import list_presets, load_hardware, parse_overrides
 from simulator.run import RESULT_FILES
-from simulator.sensitivity import DEFAULT_THRESHOLD, guesses, report_lines, sensitivity
+from simulator.sensitivity import DEFAULT_THRESHOLD, guesses, report_lines, sensitivity, sensitivity_record
 from simulator.workload import MAX_TOKENS, check_seed, check_tokens
 
 HELP = "simulate masks on a sparse accelerator, write layers.csv + summary.json"
@@ -163,14 +163,15 @@ def run(args) -> int:
         blocks = len({lw.block for lw in layers if lw.proj == "q_proj"})
         for c, n in zip(context, tokens):  # the overflow proof, before the C++ core
             check_decoder_magnitudes(decoder.shape, hw, [n], c, args.batch, blocks)
-    summary, csv_path, json_path = job.simulate_to_dir(
-        layers, hw, args.mode, tokens, out, engine=args.engine, decoder=decoder, source=where, overrides=overrides, progress=sys.stderr.isatty()
-    )
-    for line in job.summary_lines(summary, hw, args.mode in MEMORY_MODES, decoder):
-        print(line)
-    if args.sensitivity:
+    extra, lines = {}, []
+    if args.sensitivity:  # before the write: summary.json records it
         base, variations = sensitivity(layers, args.hw, overrides, args.mode, tokens, args.engine)
-        for line in report_lines(base, variations, args.sensitivity_threshold):
-            print(line)
+        lines = report_lines(base, variations, args.sensitivity_threshold)
+        extra["sensitivity"] = sensitivity_record(variations, args.sensitivity_threshold)
+    summary, csv_path, json_path = job.simulate_to_dir(
+        layers, hw, args.mode, tokens, out, engine=args.engine, decoder=decoder, source=where, overrides=overrides, progress=sys.stderr.isatty(), extra=extra
+    )
+    for line in job.summary_lines(summary, hw, args.mode in MEMORY_MODES, decoder) + lines:
+        print(line)
     print(f"wrote {csv_path} and {json_path}")
     return 0

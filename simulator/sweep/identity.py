@@ -29,7 +29,7 @@ from besa_common.digest import file_sha256, json_digest
 from besa_common.fileio import resolve_path
 from simulator.hardware import Hardware
 from simulator.run import SIMULATOR_VERSION
-from simulator.workload import _shapes
+from simulator.workload import synthetic_shapes
 
 # Hardware fields that label a machine but do not change a result (left out of its digest).
 LABEL_FIELDS = ("name", "description")
@@ -78,11 +78,10 @@ def workload_id(masks: str | None, synthetic: str | None, seed: int) -> str:
     """Digest of a workload's contents (also the key of its shared cache in ``OUT/.workloads``)."""
     if masks is not None:
         return digest({"masks_sha256": file_digest(masks)})
-    shape = synthetic.strip().partition(":")[0].strip()
     like = like_source(synthetic)
     ident = {
         "synthetic": synthetic.strip(),
-        "shapes": digest(_shapes(shape)),  # what a model name / config.json / .gguf expands to
+        "shapes": digest(synthetic_shapes(synthetic)),  # what a model name / config.json / .gguf expands to
         "like_sha256": file_digest(like) if like else None,
         "seed": seed,
     }

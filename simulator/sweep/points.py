@@ -60,7 +60,7 @@ def resolve_machines(spec: SweepSpec) -> list[tuple[tuple[tuple[str, Any], ...],
         try:
             machine = build(dict(hw) or None)
         except UserError as exc:
-            out.append((hw, None, digest({"unresolved": spec.preset, "overrides": sorted(hw)}), f"UserError: {exc}"))
+            out.append((hw, None, digest({"unresolved": spec.preset, "overrides": sorted(hw)}), str(exc)))
             continue
         out.append((hw, machine, machine_id(machine), None))
     return out

@@ -149,7 +149,7 @@ def _simulate(points: list[Point], shared_index: str | None, part: int, parts: i
     with their index in the workload as column ``_layer`` when ``parts > 1``."""
     p0 = points[0]
     if p0.hardware is None:
-        raise UserError(p0.invalid.removeprefix("UserError: ") if p0.invalid else "no machine")
+        raise UserError(p0.invalid or "no machine")
     key, wl = workload_for(p0, shared_index)
     which = range(part, len(wl), parts)
     hw = p0.hardware

@@ -20,6 +20,12 @@ def test_vitcod_at_16_macs_per_line_names_banks(tmp_path, capsys):
     last = out.strip().splitlines()[-2]
     assert last.startswith("guesses that move speedup or energy by more than 5%:") and "banks" in last.split(":", 1)[1]
     assert any(line.strip().startswith("banks [32 .. 128]") and line.endswith("<- decides") for line in out.splitlines())
+    import json
+
+    rec = json.loads((tmp_path / "o" / "summary.json").read_text())["sensitivity"]  # recorded with the results
+    assert rec["deciding"][0] == "banks" and rec["threshold"] == 0.05
+    low = next(v for v in rec["variations"] if v["field"] == "banks" and v["end"] == "low" and v["tokens"] == 2048)
+    assert low["value"] == 32 and low["d_speedup"] < -0.05
 
 
 def test_sensitivity_numbers_are_the_machines_at_the_range_ends():
