@@ -34,7 +34,14 @@ PRESET_DIR = config_dir("hw")  # configs/hw in a checkout, besa_configs/hw in an
 # ``IndexFormat``): the one place that order is defined.
 INDEX_FORMATS = ("bitmap", "csr", "rle")
 SPLITS = ("proportional", "optimal")
-PARTITIONS = ("optimal", "tau")
+# optimal = every top-G column set searched; sparse = G = 0 (every column on the sparse engine);
+# dense = G = K (every column on the dense engine, no index); tau = the one set {count > tau * M}
+PARTITIONS = ("optimal", "sparse", "dense", "tau")
+# What the search minimises (docs/simulator.md, "Objective"): cycles (ties within objective_tol of the
+# best cycles decided by energy), energy, or energy x cycles
+OBJECTIVES = ("cycles", "energy", "edp")
+# objective_tol is stored in parts per million so that both engines compare integers
+TOL_SCALE = 1_000_000
 ASSIGNS = ("lpt", "round_robin")
 # Fixed-point scales: bandwidth and the gather factor are stored as integers so that the Python
 # reference and the C++ engine do exactly the same integer arithmetic (no float ceil() drift).
@@ -44,7 +51,16 @@ GATHER_SCALE = 256
 NM_EFF_SCALE = 1000
 # Energies are stored as integer femtojoules for the same reason (exact sums in any engine).
 FJ_PER_PJ = 1000
-ENERGY_FIELDS = ("e_dram_pj_per_byte", "e_wbuf_pj_per_byte", "e_abuf_pj_per_byte", "e_obuf_pj_per_byte", "e_ibuf_pj_per_byte", "e_mac_pj", "e_index_pj")
+ENERGY_FIELDS = (
+    "e_dram_pj_per_byte",
+    "e_wbuf_pj_per_byte",
+    "e_abuf_pj_per_byte",
+    "e_obuf_pj_per_byte",
+    "e_ibuf_pj_per_byte",
+    "e_mac_pj",
+    "e_index_pj",
+    "e_dequant_pj",
+)
 
 
 @dataclass(frozen=True)
@@ -94,6 +110,19 @@ class Hardware:
     # Fraction of the ideal n:m engine's throughput that its kernels reach, on both the compute and
     # the memory side (1 = the ideal engine; an optional field: a file without it gets 1).
     nm_efficiency: float = 1.0
+    # Optional fields (a file without them gets these defaults; docs/simulator.md sections 3-5):
+    # the search objective and its cycle tolerance (fraction of the best cycles decided by energy),
+    objective: str = "cycles"
+    objective_tol: float = 0.005
+    # static power in watts, charged for the layer's time (cycles / freq),
+    static_w: float = 0.0
+    # quantized weights: group_size input weights share one scale (scale_bits) and one zero point
+    # (zero_bits) per output row; 0 = no groups (plain weight_bits values); dequantisation energy per
+    # weight read into the MACs (only with groups)
+    group_size: int = 0
+    scale_bits: int = 16
+    zero_bits: int = 0
+    e_dequant_pj: float = 0.0
 
     @property
     def macs(self) -> int:
@@ -117,6 +146,21 @@ class Hardware:
         """``nm_efficiency`` in 1/``NM_EFF_SCALE`` units (n:m layer cycles = ceil(ideal * SCALE / this))."""
         return max(1, min(NM_EFF_SCALE, round(self.nm_efficiency * NM_EFF_SCALE)))
 
+    @property
+    def tol_ppm(self) -> int:
+        """``objective_tol`` in 1/``TOL_SCALE`` units."""
+        return round(self.objective_tol * TOL_SCALE)
+
+    @property
+    def static_fj_per_cycle(self) -> int:
+        """Static energy per clock cycle, integer femtojoules: static_w / (freq_mhz * 1e6) J."""
+        return round(self.static_w * 1e9 / self.freq_mhz)
+
+    @property
+    def group_meta_bits(self) -> int:
+        """Bits of one quantization group's metadata (scale + zero point); 0 without groups."""
+        return self.scale_bits + self.zero_bits if self.group_size else 0
+
     def energy_fj(self, key: str) -> int:
         """Energy field ``key`` (pJ) as integer femtojoules."""
         return round(getattr(self, key) * FJ_PER_PJ)
@@ -131,6 +175,9 @@ class Hardware:
 
 
 _FIELD_TYPES = {f.name: f.type for f in fields(Hardware)}
+# Fields a preset file may leave out, with the value it then gets (nm_efficiency = 1: the ideal n:m
+# engine; the objective, static power and quantization fields of the energy work).
+OPTIONAL_FIELDS = {f.name: f.default for f in fields(Hardware) if f.default is not dataclasses.MISSING}
 
 # Declared range (inclusive) of every numeric field, checked in Python before anything reaches the
 # C++ core (int64 arithmetic): values outside are a one-line UserError, never a pybind cast
@@ -163,6 +210,11 @@ RANGES: dict[str, tuple[float, float]] = {
     "nm_n": (1, 1024),
     "nm_m": (1, 1024),
     "nm_efficiency": (1e-3, 1.0),
+    "objective_tol": (0.0, 1.0),
+    "static_w": (0.0, 1e6),
+    "group_size": (0, 1 << 20),
+    "scale_bits": (0, 64),
+    "zero_bits": (0, 64),
     **{k: (0.0, 1e6) for k in ENERGY_FIELDS},  # pJ
 }
 
@@ -239,6 +291,8 @@ def validate(hw: Hardware) -> Hardware:
         raise UserError(f"{src}: index_format must be one of {', '.join(INDEX_FORMATS)}, got {hw.index_format!r}")
     if hw.partition not in PARTITIONS:
         raise UserError(f"{src}: partition must be one of {', '.join(PARTITIONS)}, got {hw.partition!r}")
+    if hw.objective not in OBJECTIVES:
+        raise UserError(f"{src}: objective must be one of {', '.join(OBJECTIVES)}, got {hw.objective!r}")
     if hw.split not in SPLITS:
         raise UserError(f"{src}: split must be one of {', '.join(SPLITS)}, got {hw.split!r}")
     if hw.assign not in ASSIGNS:
@@ -346,7 +400,8 @@ def load_hardware(name_or_path: str, overrides: dict[str, Any] | None = None) ->
     if unknown:
         raise UserError(f"{path.name}: unknown hardware field {unknown[0]!r} (fields: {', '.join(_FIELD_TYPES)})")
     values.setdefault("description", "")
-    values.setdefault("nm_efficiency", 1.0)  # optional: files written before it existed mean the ideal engine
+    for key, default in OPTIONAL_FIELDS.items():  # optional: files written before they existed get the default
+        values.setdefault(key, default)
     values.setdefault("name", path.stem)
     missing = [k for k in _FIELD_TYPES if k not in values]
     if missing:
