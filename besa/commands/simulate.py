@@ -95,13 +95,14 @@ def parse_tokens(text: str) -> list[int]:
 
 def run(args) -> int:
     tokens = parse_tokens(args.tokens)
-    overrides = parse_overrides(args.overrides)
+    source = job.masks_source(args.masks) if args.masks else None
+    # a --wbits run simulates at its bits and groups; an explicit --set wins
+    overrides = {**job.quant_overrides(source), **parse_overrides(args.overrides)}
     hw = load_hardware(args.hw, overrides)
     if args.context is not None:
         check_decoder_args(args.context, args.batch, tokens)
         if args.mode not in MEMORY_MODES:
             raise UserError(f"--context needs a mode with a memory model ({', '.join(MEMORY_MODES)}), not {args.mode}")
-    source = job.masks_source(args.masks) if args.masks else None
     if source is None:
         check_seed(args.seed)
         if not args.out:

@@ -218,3 +218,30 @@ def test_pencil_sram_and_static_energy():
     # static: 0.5 W at 500 MHz = 1e-9 J = 1e6 fJ per cycle
     assert r["energy"]["static"] == r["cycles"] * 1_000_000
     assert hw.static_fj_per_cycle == 1_000_000 and GATHER_SCALE == 256
+
+
+def test_wbits_run_directory_simulates_at_its_bits(tmp_path, capsys):
+    """A ``besa prune --wbits 4 --group-size 128`` run directory (its manifest records wbits and
+    group_size) simulates at 4 bits with group metadata without any flag; an explicit --set wins."""
+    import json
+
+    import pandas as pd
+
+    from besa.cli import main
+    from besa_common.masks import write_masks
+
+    keep = {f"model.layers.0.mlp.{p}.weight": np.ones((64, 256), bool) for p in ("up_proj",)}
+    run = tmp_path / "run"
+    run.mkdir()
+    write_masks(run / "masks.safetensors", keep, {"method": "wanda", "wbits": 4, "group_size": 128})
+    outs = {}
+    for name, extra in (("q", []), ("set", ["--set", "weight_bits=16", "--set", "group_size=0"])):
+        out = tmp_path / name
+        assert main(["simulate", "--masks", str(run), "--hw", "vitcod-fp16", "--mode", "dense", "--tokens", "1", "--out", str(out), *extra]) == 0
+        capsys.readouterr()
+        outs[name] = (pd.read_csv(out / "layers.csv"), json.loads((out / "summary.json").read_text()))
+    q, s = outs["q"], outs["set"]
+    # 64 x 256 weights at 4 bits + 64 x 2 groups x (16-bit scale + 4-bit zero) = 8192 + 320 bytes
+    assert int(q[0]["bytes_weights"].iloc[0]) == 64 * 256 // 2 + 64 * 2 * 20 // 8
+    assert q[1]["hardware"]["weight_bits"] == 4 and q[1]["hardware"]["group_size"] == 128
+    assert int(s[0]["bytes_weights"].iloc[0]) == 64 * 256 * 2 and s[1]["hardware"]["weight_bits"] == 16
