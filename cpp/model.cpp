@@ -1,8 +1,8 @@
 // Implementation of model.hpp.  Mirrors the cost library simulator/cost/*.py function by function
-// (each function names its Python twin); the tests check the two agree exactly.  The searches here
-// visit the same candidates in the same order as the Python and skip only options whose lower bound is ABOVE the best value known, so every
-// option with the minimum cycles is evaluated and the same tie-breaks (fewest DRAM bits, then the
-// first in order) pick the reference's answer.
+// (each function names its Python twin); the tests check the two agree exactly.  The lane-split scan
+// of a tiling skips only options whose lower bound is not below the tiling's best so far, so it returns
+// the same first fastest split as the Python; the caller (simulator/fast.py) picks among the tilings'
+// points by the objective.
 #include "model.hpp"
 
 #include <algorithm>
