@@ -49,7 +49,7 @@ const std::vector<std::pair<std::string, Setter>>& fields() {
         field("gather_scale", &HwParams::gather_scale), field("nm_n", &HwParams::nm_n), field("nm_m", &HwParams::nm_m),
         field("nm_meta_bits", &HwParams::nm_meta_bits), field("nm_eff_scaled", &HwParams::nm_eff_scaled),
         field("nm_eff_scale", &HwParams::nm_eff_scale), field("group_size", &HwParams::group_size),
-        field("group_meta_bits", &HwParams::group_meta_bits),
+        field("group_meta_bits", &HwParams::group_meta_bits), field("dequant_per_cycle", &HwParams::dequant_per_cycle),
     };
     return f;
 }

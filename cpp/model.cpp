@@ -172,6 +172,11 @@ int64_t group_bits(int64_t M, int64_t K, const HwParams& hw) {
     return hw.group_size ? M * cdiv(K, hw.group_size) * hw.group_meta_bits : 0;
 }
 
+// simulator.cost.tiles.dequant_cycles
+int64_t dequant_cycles(int64_t stored, int64_t T, const HwParams& hw) {
+    return hw.group_size && hw.dequant_per_cycle ? cdiv(stored * T, hw.dequant_per_cycle) : 0;
+}
+
 // simulator.cost.tiles.sram_bits
 void store_sram(LayerResult& r, int64_t N, int64_t G, int64_t S, int64_t pads, int64_t beats, int64_t tm, int64_t tn,
                 int64_t M, int64_t W, int64_t I, const Bits& b, const HwParams& hw) {
@@ -269,6 +274,7 @@ std::vector<LayerResult> evaluate_partition(int64_t M, int64_t K, int64_t N, int
     for (const auto& [tm, tn] : tiles) {
         const Bits b = traffic(M, K, N, tm, tn, W, I, hw);
         const int64_t Mem = mem_cycles(b.sum(), hw);
+        const int64_t DQ = dequant_cycles(stored, cdiv(N, tn), hw);
         bool found = false;
         int64_t best_cyc = 0;
         LayerResult best;
@@ -276,15 +282,16 @@ std::vector<LayerResult> evaluate_partition(int64_t M, int64_t K, int64_t N, int
             if (found) {
                 const int64_t lb_load = o.Ls ? std::max(cdiv(csum, o.Ls), cmax) : 0;
                 const Compute lb = engine_compute(M, N, G, lb_load, gs, tm, tn, o.Ld, S > 0, o.shared, hw);
-                if (std::max(lb.total, Mem) >= best_cyc) continue;
+                if (std::max({lb.total, DQ, Mem}) >= best_cyc) continue;
             }
             const Compute c = engine_compute(M, N, G, load_of(o.Ls), gs, tm, tn, o.Ld, S > 0, o.shared, hw);
-            const int64_t cyc = std::max(c.total, Mem);
+            const int64_t C = std::max(c.total, DQ);
+            const int64_t cyc = std::max(C, Mem);
             if (!found || cyc < best_cyc) {
                 best_cyc = cyc;
                 found = true;
                 best = LayerResult();
-                store_times(best, c.total, Mem);
+                store_times(best, C, Mem);
                 best.values["dense_engine_cycles"] = c.dense;
                 best.values["sparse_engine_cycles"] = c.sparse;
                 best.values["lines_dense"] = o.Ld;
@@ -342,6 +349,7 @@ std::vector<LayerResult> nm_layer(int64_t M, int64_t K, int64_t N, int64_t group
             for (auto [t, c] : classes(M, tm))
                 C += cnt * c *
                      (cdiv(dense_beats(t, tn_j, K, hw.lines, hw.macs_per_line) * n_use, hw.nm_m) + hw.pipeline_fill);
+        C = std::max(C, dequant_cycles(stored, cdiv(N, tn), hw));
         const Bits b = traffic(M, K, N, tm, tn, W, I, hw);
         int64_t Mem = mem_cycles(b.sum(), hw);
         if (hw.nm_eff_scaled < hw.nm_eff_scale) {  // real n:m kernels: the ideal engine's cycles stretched

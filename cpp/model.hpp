@@ -36,6 +36,7 @@ struct HwParams {
     int64_t nm_n, nm_m, nm_meta_bits;
     int64_t nm_eff_scaled, nm_eff_scale;  // n:m kernel efficiency = nm_eff_scaled / nm_eff_scale (<= 1)
     int64_t group_size, group_meta_bits;  // quantization groups (0 = none) and their scale + zero bits
+    int64_t dequant_per_cycle;            // dequantised weights per cycle (0 = keeps pace)
 };
 
 constexpr int64_t kBwScale = int64_t(1) << 16;  // simulator.hardware.BW_SCALE

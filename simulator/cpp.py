@@ -55,6 +55,7 @@ def hw_fields(hw: Hardware) -> dict:
         "nm_eff_scale": NM_EFF_SCALE,
         "group_size": hw.group_size,
         "group_meta_bits": hw.group_meta_bits,
+        "dequant_per_cycle": hw.dequant_per_cycle,
     }
 
 

@@ -123,6 +123,9 @@ class Hardware:
     scale_bits: int = 16
     zero_bits: int = 0
     e_dequant_pj: float = 0.0
+    # weights the dequantisation units turn into MAC operands per cycle (with groups); 0 = they keep
+    # pace with any weight stream (no cycles)
+    dequant_per_cycle: int = 0
 
     @property
     def macs(self) -> int:
@@ -215,6 +218,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "group_size": (0, 1 << 20),
     "scale_bits": (0, 64),
     "zero_bits": (0, 64),
+    "dequant_per_cycle": (0, 1 << 32),
     **{k: (0.0, 1e6) for k in ENERGY_FIELDS},  # pJ
 }
 

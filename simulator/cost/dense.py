@@ -6,7 +6,7 @@ from __future__ import annotations
 from simulator.cost.energy import energy_fj
 from simulator.cost.objective import select, with_energy
 from simulator.cost.partition import dense_beats, evaluate_partition, lb_ideal
-from simulator.cost.tiles import bound_of, cdiv, classes, group_bits, mem_cycles, overlap, sram_bits, tiling_result, tilings, traffic
+from simulator.cost.tiles import bound_of, cdiv, classes, dequant_cycles, group_bits, mem_cycles, overlap, sram_bits, tiling_result, tilings, traffic
 from simulator.hardware import GATHER_SCALE, NM_EFF_SCALE, Hardware
 
 
@@ -46,7 +46,7 @@ def nm_layer(M: int, K: int, N: int, group_max: int, hw: Hardware) -> dict:
             for t, c in classes(M, tm):
                 C += cnt * c * (cdiv(dense_beats(t, tn_j, K, hw.lines, hw.macs_per_line) * n_use, hw.nm_m) + hw.pipeline_fill)
         bits = traffic(M, K, N, tm, tn, W, I, hw)
-        cycles, Mem, C = overlap(C, bits, hw)
+        cycles, Mem, C = overlap(max(C, dequant_cycles(M * groups * n_use, cdiv(N, tn), hw)), bits, hw)
         r = tiling_result(cycles, Mem, C, bits, tm, tn, N, C, 0)
         del r["_bits"]
         if eff < NM_EFF_SCALE:

@@ -24,7 +24,7 @@ import numpy as np
 
 from simulator.cost.energy import energy_fj
 from simulator.cost.objective import with_energy
-from simulator.cost.tiles import bound_of, cdiv, classes, group_bits, index_bits, mem_cycles, overlap, sram_bits, tiling_result, traffic
+from simulator.cost.tiles import bound_of, cdiv, classes, dequant_cycles, group_bits, index_bits, mem_cycles, overlap, sram_bits, tiling_result, traffic
 from simulator.hardware import GATHER_SCALE, Hardware
 
 
@@ -115,12 +115,13 @@ def evaluate_partition(M: int, K: int, N: int, G: int, row_sparse: list[int], pa
     out = []
     for tm, tn in tiles:
         bits = traffic(M, K, N, tm, tn, W, I, hw)
+        DQ = dequant_cycles(stored, cdiv(N, tn), hw)
         best = None
         for Ld, Ls, shared in split_options(M, G, S, hw):
             if Ls and Ls not in loads:
                 loads[Ls] = max_line_load(costs, Ls, hw.assign)
             C, dc, sc = engine_compute(M, N, G, loads.get(Ls, 0), gs, tm, tn, Ld, S > 0, shared, hw)
-            cycles, Mem, C = overlap(C, bits, hw)
+            cycles, Mem, C = overlap(max(C, DQ), bits, hw)
             if best is None or cycles < best["cycles"]:
                 best = tiling_result(cycles, Mem, C, bits, tm, tn, N, dc, sc, lines_dense=Ld, lines_sparse=Ls, shared=int(shared))
         del best["_bits"]

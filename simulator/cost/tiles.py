@@ -111,6 +111,13 @@ def group_bits(M: int, K: int, hw: Hardware) -> int:
     return M * cdiv(K, hw.group_size) * hw.group_meta_bits if hw.group_size else 0
 
 
+def dequant_cycles(stored: int, T: int, hw: Hardware) -> int:
+    """Cycles the dequantisation units need for ``stored`` quantized weights read once per token tile
+    (``T`` tiles); they run beside the MACs, so a tiling's compute is at least this.  0 without groups
+    or with ``dequant_per_cycle = 0`` (units that keep pace)."""
+    return cdiv(stored * T, hw.dequant_per_cycle) if hw.group_size and hw.dequant_per_cycle else 0
+
+
 def sram_bits(N: int, G: int, S: int, pads: int, beats: int, tm: int, tn: int, M: int, W: int, I: int, bits: dict, hw: Hardware) -> dict:
     """SRAM bits moved (written + read) per operand buffer by one tiling's loop nest.
 

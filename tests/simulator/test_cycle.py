@@ -171,6 +171,7 @@ def _random_hw(data, **fixed):
         static_w=data.draw(st.sampled_from([0.0, 0.1, 50.0])),
         group_size=data.draw(st.sampled_from([0, 0, 4, 128])),
         zero_bits=data.draw(st.sampled_from([0, 4])),
+        dequant_per_cycle=data.draw(st.sampled_from([0, 0, 1, 7])),
     )
     fields.update(fixed)
     try:
