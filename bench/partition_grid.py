@@ -31,7 +31,9 @@ def main() -> None:
             st = MaskStats(layer.rows, layer.cols, packed=layer.load())
             t = time.perf_counter()
             r = fast.search(st, n, hw, "cpp")
-            print(f"{spec} {hw.name} N={n} {name:8s} cycles {r['cycles']} G {r['G']} energy {r['energy']['total'] / 1e9:.3f} uJ ({time.perf_counter() - t:.2f} s)")
+            print(
+                f"{spec} {hw.name} N={n} {name:8s} cycles {r['cycles']} G {r['G']} energy {r['energy']['total'] / 1e9:.3f} uJ ({time.perf_counter() - t:.2f} s)"
+            )
     partition.PARTITION_GRID = grid
 
 

@@ -212,7 +212,7 @@ def partition_candidates(counts: np.ndarray, rows: int, hw: Hardware) -> list[tu
     desc = np.sort(counts)[::-1]
 
     def named(G: int) -> tuple[float, int]:
-        return (float(desc[G - 1] / rows) if G else 1.0, G)
+        return (round(float(desc[G - 1] / rows), 6) if G else 1.0, G)  # 6 digits: what layers.csv holds
 
     if hw.partition == "sparse":
         return [named(0)]
