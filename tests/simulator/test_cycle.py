@@ -314,7 +314,7 @@ def test_dense_baseline_ignores_tile_overrides(rows, cols, tokens, data):
 @given(st.integers(1, 64), st.integers(1, 8), st.integers(1, 64), st.data())
 def test_two_four_is_exactly_twice_dense_when_compute_bound(rows, kgroups, tokens, data):
     # the ideal n:m engine; the fewest cycles (a tolerance could pick a slightly slower tiling)
-    hw = _random_hw(data, memory=False, pipeline_fill=0, nm_efficiency=1.0, objective="cycles", objective_tol=0.0)
+    hw = _random_hw(data, memory=False, pipeline_fill=0, nm_efficiency=1.0, objective="cycles", objective_tol=0.0, dequant_per_cycle=0)
     cols = 2 * hw.macs_per_line * kgroups  # ceil(K/m) even: every tile's dense work is even
     d = dense_layer(rows, cols, tokens, hw)
     nm = nm_layer(rows, cols, tokens, 2, hw)
