@@ -48,7 +48,8 @@ const std::vector<std::pair<std::string, Setter>>& fields() {
         field("split_optimal", &HwParams::split_optimal), field("assign_lpt", &HwParams::assign_lpt),
         field("gather_scale", &HwParams::gather_scale), field("nm_n", &HwParams::nm_n), field("nm_m", &HwParams::nm_m),
         field("nm_meta_bits", &HwParams::nm_meta_bits), field("nm_eff_scaled", &HwParams::nm_eff_scaled),
-        field("nm_eff_scale", &HwParams::nm_eff_scale),
+        field("nm_eff_scale", &HwParams::nm_eff_scale), field("group_size", &HwParams::group_size),
+        field("group_meta_bits", &HwParams::group_meta_bits), field("dequant_per_cycle", &HwParams::dequant_per_cycle),
     };
     return f;
 }
@@ -88,6 +89,12 @@ py::dict to_dict(const LayerResult& r) {
     return d;
 }
 
+py::list to_list(const std::vector<LayerResult>& rs) {
+    py::list out;
+    for (const auto& r : rs) out.append(to_dict(r));
+    return out;
+}
+
 void check_dims(int64_t M, int64_t K, int64_t N) {
     if (M < 1 || K < 1 || N < 1) throw py::value_error("rows, cols and tokens must be >= 1");
 }
@@ -121,38 +128,36 @@ PYBIND11_MODULE(_core, m) {
     m.def(
         "cycle_partition",
         [](int64_t M, int64_t K, int64_t N, int64_t G, const IntArray& row_sparse, int64_t pads, int64_t gather,
-           const HwParams& hw, int64_t bound) -> py::object {
+           const HwParams& hw) {
             check_dims(M, K, N);
             if (G < 0 || G > K) throw py::value_error("G must be in [0, cols]");
             auto rs = to_vec(row_sparse, M, "row_sparse");
-            std::optional<LayerResult> r;
+            std::vector<LayerResult> r;
             {
                 py::gil_scoped_release release;
-                r = besa::evaluate_partition_bounded(M, K, N, G, rs, pads, gather, hw,
-                                                     besa::tilings(M, K, N, hw, G < K, false), bound);
+                r = besa::evaluate_partition(M, K, N, G, rs, pads, gather, hw, besa::tilings(M, K, N, hw, G < K, false));
             }
-            if (!r) return py::none();
-            return to_dict(*r);
+            return to_list(r);
         },
         py::arg("rows"), py::arg("cols"), py::arg("tokens"), py::arg("dense_cols"), py::arg("row_sparse"),
-        py::arg("pads"), py::arg("gather"), py::arg("hw"), py::arg("bound") = -1,
-        "Best tiling and lane split of one dense-column set (simulator.cost.partition.evaluate_partition); with "
-        "bound >= 0, None when no option takes at most bound cycles.");
+        py::arg("pads"), py::arg("gather"), py::arg("hw"),
+        "One point per tiling (its fastest lane split) of one dense-column set "
+        "(simulator.cost.partition.evaluate_partition).");
     m.def(
         "dense_layer",
         [](int64_t M, int64_t K, int64_t N, const HwParams& hw) {
             check_dims(M, K, N);
-            return to_dict(besa::dense_layer(M, K, N, hw));
+            return to_list(besa::dense_layer(M, K, N, hw));
         },
-        py::arg("rows"), py::arg("cols"), py::arg("tokens"), py::arg("hw"), "Dense baseline, its own best tiling.");
+        py::arg("rows"), py::arg("cols"), py::arg("tokens"), py::arg("hw"), "Dense baseline's points, its own tilings.");
     m.def(
         "nm_layer",
         [](int64_t M, int64_t K, int64_t N, int64_t group_max, const HwParams& hw) {
             check_dims(M, K, N);
-            return to_dict(besa::nm_layer(M, K, N, group_max, hw));
+            return to_list(besa::nm_layer(M, K, N, group_max, hw));
         },
         py::arg("rows"), py::arg("cols"), py::arg("tokens"), py::arg("group_max"), py::arg("hw"),
-        "n:m sparse tensor engine (smallest covering n of the mask's groups).");
+        "n:m sparse tensor engine's points (smallest covering n of the mask's groups).");
     m.def(
         "attention_block",
         [](int64_t hidden, int64_t kv_dim, int64_t N, int64_t context, int64_t batch, const HwParams& hw) {

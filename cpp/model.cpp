@@ -1,8 +1,8 @@
 // Implementation of model.hpp.  Mirrors the cost library simulator/cost/*.py function by function
-// (each function names its Python twin); the tests check the two agree exactly.  The searches here
-// visit the same candidates in the same order as the Python and skip only options whose lower bound is ABOVE the best value known, so every
-// option with the minimum cycles is evaluated and the same tie-breaks (fewest DRAM bits, then the
-// first in order) pick the reference's answer.
+// (each function names its Python twin); the tests check the two agree exactly.  The lane-split scan
+// of a tiling skips only options whose lower bound is not below the tiling's best so far, so it returns
+// the same first fastest split as the Python; the caller (simulator/fast.py) picks among the tilings'
+// points by the objective.
 #include "model.hpp"
 
 #include <algorithm>
@@ -167,6 +167,26 @@ void store_bits(LayerResult& r, const Bits& b) {
     r.values["bits_out"] = b.o;
 }
 
+// simulator.cost.tiles.group_bits
+int64_t group_bits(int64_t M, int64_t K, const HwParams& hw) {
+    return hw.group_size ? M * cdiv(K, hw.group_size) * hw.group_meta_bits : 0;
+}
+
+// simulator.cost.tiles.dequant_cycles
+int64_t dequant_cycles(int64_t stored, int64_t T, const HwParams& hw) {
+    return hw.group_size && hw.dequant_per_cycle ? cdiv(stored * T, hw.dequant_per_cycle) : 0;
+}
+
+// simulator.cost.tiles.sram_bits
+void store_sram(LayerResult& r, int64_t N, int64_t G, int64_t S, int64_t pads, int64_t beats, int64_t tm, int64_t tn,
+                int64_t M, int64_t W, int64_t I, const Bits& b, const HwParams& hw) {
+    const int64_t T = cdiv(N, tn), R = cdiv(M, tm);
+    r.values["sram_weights"] = b.w + W * T;
+    r.values["sram_index"] = b.i + I * T;
+    r.values["sram_act"] = b.a + hw.act_bits * N * (G * R + S + pads);
+    r.values["sram_out"] = 2 * hw.acc_bits * N * beats + b.o;
+}
+
 void store_times(LayerResult& r, int64_t C, int64_t Mem) {
     r.values["cycles"] = std::max(C, Mem);
     r.values["compute_cycles"] = C;
@@ -220,10 +240,11 @@ int64_t max_line_load(const std::vector<int64_t>& costs, int64_t lines, bool lpt
     return lpt_groups(cost_groups(costs, cmax), lines);
 }
 
-// simulator.cost.partition.evaluate_partition, pruned against `bound` (see model.hpp)
-std::optional<LayerResult> evaluate_partition_bounded(int64_t M, int64_t K, int64_t N, int64_t G,
-                                                      const std::vector<int64_t>& row_sparse, int64_t pads, int64_t gs,
-                                                      const HwParams& hw, const std::vector<Tiling>& tiles, int64_t bound) {
+// simulator.cost.partition.evaluate_partition: one point per tiling, its fastest split (the first of
+// the fewest cycles; an option whose lower bound is not below the tiling's best so far is skipped)
+std::vector<LayerResult> evaluate_partition(int64_t M, int64_t K, int64_t N, int64_t G,
+                                            const std::vector<int64_t>& row_sparse, int64_t pads, int64_t gs,
+                                            const HwParams& hw, const std::vector<Tiling>& tiles) {
     const int64_t m = hw.macs_per_line;
     const int64_t S = std::accumulate(row_sparse.begin(), row_sparse.end(), int64_t(0));
     std::vector<int64_t> costs(row_sparse.size());
@@ -242,73 +263,60 @@ std::optional<LayerResult> evaluate_partition_bounded(int64_t M, int64_t K, int6
         if (v < 0) v = hw.assign_lpt ? lpt_groups(groups, Ls) : round_robin(costs, Ls);
         return v;
     };
-    const int64_t W = (M * G + S + pads) * hw.weight_bits;
+    const int64_t beats = M * cdiv(G, m) + csum;
+    const int64_t stored = M * G + S + pads;
+    const int64_t W = stored * hw.weight_bits + group_bits(M, K, hw);
     const int64_t I = index_bits(M, K - G, S, pads, hw);
+    const int64_t A = K * N * hw.act_bits, O = M * N * hw.out_bits;
+    const int64_t F = mem_cycles(W + I + A + O, hw);
     const auto opts = split_options(M, G, S, hw);
-
-    // a first upper bound: the first tiling's middle option (any exact value works), or the caller's
-    int64_t bestval = -1, best_bits = 0, best_cyc = 0;
-    LayerResult best;
-    bool found = false;
-    {
-        const auto [tm, tn] = tiles.front();
-        const Bits b = traffic(M, K, N, tm, tn, W, I, hw);
-        const Option& o = opts[opts.size() / 2];
-        const Compute c = engine_compute(M, N, G, load_of(o.Ls), gs, tm, tn, o.Ld, S > 0, o.shared, hw);
-        bestval = std::max(c.total, mem_cycles(b.sum(), hw));
-        if (bound >= 0) bestval = std::min(bestval, bound);
-    }
+    std::vector<LayerResult> out;
     for (const auto& [tm, tn] : tiles) {
         const Bits b = traffic(M, K, N, tm, tn, W, I, hw);
-        const int64_t bits = b.sum(), Mem = mem_cycles(bits, hw);
-        if (Mem > bestval) continue;
-        // every option of this tiling has cycles >= Mem and these bits: none can win when the best
-        // found already has cycles <= Mem and no more bits (ties keep the first)
-        if (found && Mem >= best_cyc && bits >= best_bits) continue;
+        const int64_t Mem = mem_cycles(b.sum(), hw);
+        const int64_t DQ = dequant_cycles(stored, cdiv(N, tn), hw);
+        bool found = false;
+        int64_t best_cyc = 0;
+        LayerResult best;
         for (const Option& o : opts) {
-            const int64_t lb_load = o.Ls ? std::max(cdiv(csum, o.Ls), cmax) : 0;
-            const Compute lb = engine_compute(M, N, G, lb_load, gs, tm, tn, o.Ld, S > 0, o.shared, hw);
-            const int64_t lbc = std::max(lb.total, Mem);
-            if (lbc > bestval || (found && lbc >= best_cyc && bits >= best_bits)) continue;
+            if (found) {
+                const int64_t lb_load = o.Ls ? std::max(cdiv(csum, o.Ls), cmax) : 0;
+                const Compute lb = engine_compute(M, N, G, lb_load, gs, tm, tn, o.Ld, S > 0, o.shared, hw);
+                if (std::max({lb.total, DQ, Mem}) >= best_cyc) continue;
+            }
             const Compute c = engine_compute(M, N, G, load_of(o.Ls), gs, tm, tn, o.Ld, S > 0, o.shared, hw);
-            const int64_t cyc = std::max(c.total, Mem);
-            if (!found || cyc < best_cyc || (cyc == best_cyc && bits < best_bits)) {
-                best_bits = bits;
+            const int64_t C = std::max(c.total, DQ);
+            const int64_t cyc = std::max(C, Mem);
+            if (!found || cyc < best_cyc) {
                 best_cyc = cyc;
                 found = true;
                 best = LayerResult();
-                store_times(best, c.total, Mem);
+                store_times(best, C, Mem);
                 best.values["dense_engine_cycles"] = c.dense;
                 best.values["sparse_engine_cycles"] = c.sparse;
                 best.values["lines_dense"] = o.Ld;
                 best.values["lines_sparse"] = o.Ls;
                 best.values["shared"] = o.shared ? 1 : 0;
-                best.values["tile_m"] = tm;
-                best.values["tile_n"] = tn;
-                best.values["token_tiles"] = cdiv(N, tn);
-                store_bits(best, b);
-                bestval = std::min(bestval, cyc);
             }
         }
+        const int64_t T = cdiv(N, tn);
+        auto& v = best.values;
+        v["tile_m"] = tm;
+        v["tile_n"] = tn;
+        v["token_tiles"] = T;
+        store_bits(best, b);
+        store_sram(best, N, G, S, pads, beats, tm, tn, M, W, I, b, hw);
+        v["G"] = G;
+        v["nnz_s"] = S;
+        v["gather"] = gs;
+        v["lb_split"] = std::max(cdiv((M * G + S) * N, hw.lines * m), F);
+        v["memory_floor"] = F;
+        v["macs"] = (M * G + S) * N;
+        v["index_entries"] = K - G ? (S + pads) * T : 0;
+        v["dequant_weights"] = hw.group_size ? stored * T : 0;
+        out.push_back(std::move(best));
     }
-    if (bound >= 0 && (!found || best_cyc > bound)) return std::nullopt;
-    const int64_t A = K * N * hw.act_bits, O = M * N * hw.out_bits;
-    const int64_t F = mem_cycles(W + I + A + O, hw);
-    auto& v = best.values;
-    v["G"] = G;
-    v["nnz_s"] = S;
-    v["gather"] = gs;
-    v["lb_split"] = std::max(cdiv((M * G + S) * N, hw.lines * m), F);
-    v["memory_floor"] = F;
-    v["macs"] = (M * G + S) * N;
-    v["index_entries"] = K - G ? (S + pads) * v["token_tiles"] : 0;
-    return best;
-}
-
-// simulator.cost.partition.evaluate_partition
-LayerResult evaluate_partition(int64_t M, int64_t K, int64_t N, int64_t G, const std::vector<int64_t>& row_sparse,
-                               int64_t pads, int64_t gs, const HwParams& hw, const std::vector<Tiling>& tiles) {
-    return *evaluate_partition_bounded(M, K, N, G, row_sparse, pads, gs, hw, tiles, -1);
+    return out;
 }
 
 // simulator.cost.partition.lb_ideal
@@ -317,59 +325,55 @@ int64_t lb_ideal(int64_t nnz, int64_t M, int64_t K, int64_t N, const HwParams& h
                     mem_cycles(nnz * hw.weight_bits + K * N * hw.act_bits + M * N * hw.out_bits, hw));
 }
 
-// simulator.cost.dense.dense_layer
-LayerResult dense_layer(int64_t M, int64_t K, int64_t N, const HwParams& hw) {
-    LayerResult r = evaluate_partition(M, K, N, K, std::vector<int64_t>(static_cast<size_t>(M), 0), 0,
-                                       hw.gather_scale, hw, tilings(M, K, N, hw, false, true));
-    r.values["lb_ideal"] = lb_ideal(M * K, M, K, N, hw);
-    return r;
+// simulator.cost.dense.dense_layer (its points; the caller picks and adds lb_ideal)
+std::vector<LayerResult> dense_layer(int64_t M, int64_t K, int64_t N, const HwParams& hw) {
+    return evaluate_partition(M, K, N, K, std::vector<int64_t>(static_cast<size_t>(M), 0), 0, hw.gather_scale, hw,
+                              tilings(M, K, N, hw, false, true));
 }
 
-// simulator.cost.dense.nm_layer
-LayerResult nm_layer(int64_t M, int64_t K, int64_t N, int64_t group_max, const HwParams& hw) {
+// simulator.cost.dense.nm_layer (its points; the caller picks)
+std::vector<LayerResult> nm_layer(int64_t M, int64_t K, int64_t N, int64_t group_max, const HwParams& hw) {
     const int64_t n_use = std::max<int64_t>({hw.nm_n, group_max, 1});
     if (n_use >= hw.nm_m) {
-        LayerResult r = dense_layer(M, K, N, hw);
-        r.values["nm_n"] = hw.nm_m;
-        return r;
+        auto pts = dense_layer(M, K, N, hw);
+        for (auto& p : pts) p.values["nm_n"] = hw.nm_m;
+        return pts;
     }
-    const int64_t groups = cdiv(K, hw.nm_m);
-    const int64_t W = M * groups * n_use * hw.weight_bits, I = M * groups * n_use * hw.nm_meta_bits;
-    LayerResult best;
-    bool found = false;
-    int64_t best_bits = 0;
+    const int64_t groups = cdiv(K, hw.nm_m), stored = M * groups * n_use;
+    const int64_t W = stored * hw.weight_bits + group_bits(M, K, hw), I = stored * hw.nm_meta_bits;
+    const int64_t beats = M * cdiv(cdiv(K, hw.macs_per_line) * n_use, hw.nm_m);
+    std::vector<LayerResult> out;
     for (const auto& [tm, tn] : tilings(M, K, N, hw, false, true)) {
         int64_t C = 0;
         for (auto [tn_j, cnt] : classes(N, tn))
             for (auto [t, c] : classes(M, tm))
                 C += cnt * c *
                      (cdiv(dense_beats(t, tn_j, K, hw.lines, hw.macs_per_line) * n_use, hw.nm_m) + hw.pipeline_fill);
+        C = std::max(C, dequant_cycles(stored, cdiv(N, tn), hw));
         const Bits b = traffic(M, K, N, tm, tn, W, I, hw);
-        const int64_t Mem = mem_cycles(b.sum(), hw);
-        const int64_t cyc = std::max(C, Mem);
-        if (!found || cyc < best.values["cycles"] || (cyc == best.values["cycles"] && b.sum() < best_bits)) {
-            best_bits = b.sum();
-            found = true;
-            best = LayerResult();
-            store_times(best, C, Mem);
-            best.values["dense_engine_cycles"] = C;
-            best.values["sparse_engine_cycles"] = 0;
-            best.values["tile_m"] = tm;
-            best.values["tile_n"] = tn;
-            best.values["token_tiles"] = cdiv(N, tn);
-            store_bits(best, b);
+        int64_t Mem = mem_cycles(b.sum(), hw);
+        if (hw.nm_eff_scaled < hw.nm_eff_scale) {  // real n:m kernels: the ideal engine's cycles stretched
+            C = cdiv(C * hw.nm_eff_scale, hw.nm_eff_scaled);
+            Mem = cdiv(Mem * hw.nm_eff_scale, hw.nm_eff_scaled);
         }
+        LayerResult r;
+        store_times(r, C, Mem);
+        const int64_t T = cdiv(N, tn);
+        auto& v = r.values;
+        v["dense_engine_cycles"] = C;
+        v["sparse_engine_cycles"] = 0;
+        v["tile_m"] = tm;
+        v["tile_n"] = tn;
+        v["token_tiles"] = T;
+        store_bits(r, b);
+        store_sram(r, N, K, 0, 0, beats, tm, tn, M, W, I, b, hw);
+        v["nm_n"] = n_use;
+        v["macs"] = stored * N;
+        v["index_entries"] = stored * T;
+        v["dequant_weights"] = hw.group_size ? stored * T : 0;
+        out.push_back(std::move(r));
     }
-    if (hw.nm_eff_scaled < hw.nm_eff_scale) {  // real n:m kernels: the ideal engine's cycles stretched
-        const int64_t C = cdiv(best.values["compute_cycles"] * hw.nm_eff_scale, hw.nm_eff_scaled);
-        const int64_t Mem = cdiv(best.values["memory_cycles"] * hw.nm_eff_scale, hw.nm_eff_scaled);
-        store_times(best, C, Mem);
-        best.values["dense_engine_cycles"] = C;
-    }
-    best.values["nm_n"] = n_use;
-    best.values["macs"] = M * groups * n_use * N;
-    best.values["index_entries"] = M * groups * n_use * best.values["token_tiles"];
-    return best;
+    return out;
 }
 
 // simulator.cost.dense.attention_block

@@ -35,6 +35,8 @@ struct HwParams {
     int64_t gather_scale;
     int64_t nm_n, nm_m, nm_meta_bits;
     int64_t nm_eff_scaled, nm_eff_scale;  // n:m kernel efficiency = nm_eff_scaled / nm_eff_scale (<= 1)
+    int64_t group_size, group_meta_bits;  // quantization groups (0 = none) and their scale + zero bits
+    int64_t dequant_per_cycle;            // dequantised weights per cycle (0 = keeps pace)
 };
 
 constexpr int64_t kBwScale = int64_t(1) << 16;  // simulator.hardware.BW_SCALE
@@ -53,18 +55,13 @@ int64_t mem_cycles(int64_t bits, const HwParams& hw);
 std::vector<Tiling> tilings(int64_t M, int64_t K, int64_t N, const HwParams& hw, bool sparse, bool own);
 int64_t max_line_load(const std::vector<int64_t>& costs, int64_t lines, bool lpt);
 
-// One dense-column set: the best (tiling, lane split).  `tiles` from tilings(..., own=false).
-LayerResult evaluate_partition(int64_t M, int64_t K, int64_t N, int64_t G, const std::vector<int64_t>& row_sparse,
-                               int64_t pads, int64_t gather, const HwParams& hw, const std::vector<Tiling>& tiles);
-// The same, but only options of at most `bound` cycles are of interest (bound < 0: no bound): the
-// search prunes against it and returns nothing when no option reaches it (the caller already holds
-// a result at least as good).  When it returns, the result is evaluate_partition's.
-std::optional<LayerResult> evaluate_partition_bounded(int64_t M, int64_t K, int64_t N, int64_t G,
-                                                      const std::vector<int64_t>& row_sparse, int64_t pads,
-                                                      int64_t gather, const HwParams& hw,
-                                                      const std::vector<Tiling>& tiles, int64_t bound);
-LayerResult dense_layer(int64_t M, int64_t K, int64_t N, const HwParams& hw);
-LayerResult nm_layer(int64_t M, int64_t K, int64_t N, int64_t group_max, const HwParams& hw);
+// One dense-column set: one point per tiling (in `tiles` order), its fastest lane split, with the
+// SRAM bits of its loop nest.  `tiles` from tilings(..., own=false).  The caller picks by its objective.
+std::vector<LayerResult> evaluate_partition(int64_t M, int64_t K, int64_t N, int64_t G,
+                                            const std::vector<int64_t>& row_sparse, int64_t pads, int64_t gather,
+                                            const HwParams& hw, const std::vector<Tiling>& tiles);
+std::vector<LayerResult> dense_layer(int64_t M, int64_t K, int64_t N, const HwParams& hw);
+std::vector<LayerResult> nm_layer(int64_t M, int64_t K, int64_t N, int64_t group_max, const HwParams& hw);
 LayerResult attention_block(int64_t hidden, int64_t kv_dim, int64_t N, int64_t context, int64_t batch,
                             const HwParams& hw);
 int64_t lb_ideal(int64_t nnz, int64_t M, int64_t K, int64_t N, const HwParams& hw);

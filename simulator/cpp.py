@@ -53,6 +53,9 @@ def hw_fields(hw: Hardware) -> dict:
         "nm_meta_bits": hw.nm_meta_bits,
         "nm_eff_scaled": hw.nm_eff_scaled,
         "nm_eff_scale": NM_EFF_SCALE,
+        "group_size": hw.group_size,
+        "group_meta_bits": hw.group_meta_bits,
+        "dequant_per_cycle": hw.dequant_per_cycle,
     }
 
 

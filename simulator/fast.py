@@ -14,9 +14,10 @@ import numpy as np
 from simulator import stats
 from simulator.cost.compat import compat_patches, corrected_dense_cycles
 from simulator.cost.dense import as_mode_result, attention_block, dense_layer, nm_layer, with_baselines
-from simulator.cost.partition import evaluate_partition, lb_ideal
+from simulator.cost.objective import cycle_limit, select, with_energy
+from simulator.cost.partition import candidate_bound, evaluate_partition, lb_ideal
 from simulator.cost.systolic import systolic_mode_layer
-from simulator.cost.tiles import cdiv, dram_bits, index_bits, mem_cycles, tilings
+from simulator.cost.tiles import cdiv, tilings
 from simulator.cpp import core, hw_params
 from simulator.hardware import GATHER_SCALE, Hardware
 from simulator.stats import MaskStats
@@ -126,14 +127,20 @@ def corrected_from_counts(counts: np.ndarray, rows: int, cols: int, tokens: int,
 def dense_result(rows: int, cols: int, tokens: int, hw: Hardware, engine: str) -> dict:
     """:func:`simulator.cost.dense.dense_layer`, in the C++ core when ``engine == "cpp"``."""
     if engine == "cpp":
-        return dict(core.dense_layer(rows, cols, tokens, hw_params(hw)))
+        r = select([with_energy(dict(p), hw) for p in core.dense_layer(rows, cols, tokens, hw_params(hw))], hw)
+        r["lb_ideal"] = lb_ideal(rows * cols, rows, cols, tokens, hw)
+        return r
     return dense_layer(rows, cols, tokens, hw)
 
 
 def nm_result(rows: int, cols: int, tokens: int, group_max: int, hw: Hardware, engine: str) -> dict:
     """:func:`simulator.cost.dense.nm_layer`, in the C++ core when ``engine == "cpp"``."""
     if engine == "cpp":
-        return dict(core.nm_layer(rows, cols, tokens, group_max, hw_params(hw)))
+        points = [with_energy(dict(p), hw) for p in core.nm_layer(rows, cols, tokens, group_max, hw_params(hw))]
+        r = select(points, hw)
+        if r["nm_n"] >= hw.nm_m:  # the mask runs as dense (n = m): dense_layer's result
+            r["lb_ideal"] = lb_ideal(rows * cols, rows, cols, tokens, hw)
+        return r
     return nm_layer(rows, cols, tokens, group_max, hw)
 
 
@@ -145,73 +152,120 @@ def attention(hidden: int, kv_dim: int, tokens: int, context: int, batch: int, h
 
 
 # ---------------------------------------------------------------------------- cycle-level modes
-def _candidate_bounds(st: MaskStats, dense: np.ndarray, tokens: int, hw: Hardware) -> tuple[int, int]:
-    """(cycles, DRAM bits) no evaluation of this dense-column set can go below: its kept work on all
-    MACs, and its values (no padding), the index of that many values, activations and outputs each
-    moved once.  Every result satisfies (cycles, bits) >= this pair (cycles first)."""
-    M, K = st.rows, st.cols
-    G = int(dense.sum())
-    S = st.nnz - st.dense_kept(dense)
-    bits = (M * G + S) * hw.weight_bits + index_bits(M, K - G, S, 0, hw) + K * tokens * hw.act_bits + M * tokens * hw.out_bits
-    return max(cdiv((M * G + S) * tokens, hw.macs), mem_cycles(bits, hw)), bits
-
-
-def _cycle_candidate_cpp(st: MaskStats, dense: np.ndarray, n: int, hw: Hardware, i: int, best_key: tuple | None) -> dict | None:
-    """Candidate i's :func:`simulator.cost.partition.evaluate_partition` result, or None when it
-    cannot beat ``best_key`` = (cycles, DRAM bits, candidate index) of the best so far."""
-    G, row_sparse, hwp = int(dense.sum()), st.row_sparse(dense), hw_params(hw)
-    bound = -1 if best_key is None else best_key[0]
-    gs = hw.gather_scaled or st.gather(dense, hw.macs_per_line, hw.banks, GATHER_SCALE)  # 64 rows: cheap
-    rle = hw.index_format == "rle" and G < st.cols
-    if rle and best_key is not None and not st.has_pads(dense, hw.rle_bits):
-        # padding only adds bits (so DRAM cycles) to every option: without it, a lower bound of
-        # the candidate's (cycles, bits); only below the best is the pass for the padding worth it
-        low = core.cycle_partition(st.rows, st.cols, n, G, row_sparse, 0, gs, hwp, bound)
-        if low is None or (low["cycles"], dram_bits(low), i) > best_key:
-            return None
-    pads = st.pads(dense, hw.rle_bits) if rle else 0
-    r = core.cycle_partition(st.rows, st.cols, n, G, row_sparse, pads, gs, hwp, bound)
-    return None if r is None else dict(r)
-
-
-def _cycle_candidate_python(st: MaskStats, dense: np.ndarray, n: int, hw: Hardware) -> dict:
-    """Candidate ``dense``'s :func:`simulator.cost.partition.evaluate_partition` result, in Python."""
-    G, row_sparse = int(dense.sum()), st.row_sparse(dense)
-    pads = st.pads(dense, hw.rle_bits) if hw.index_format == "rle" else 0
-    gs = hw.gather_scaled or st.gather(dense, hw.macs_per_line, hw.banks, GATHER_SCALE)
+def _candidate_points(st: MaskStats, G: int, n: int, hw: Hardware, engine: str, pads: int | None = None) -> list[dict]:
+    """The points of the top-G set (:func:`simulator.cost.partition.evaluate_partition`), with the
+    cost in the C++ core or in Python; ``pads`` given: that padding instead of the mask's."""
+    dense = st.dense(G)
+    row_sparse = st.row_sparse(dense)
+    if pads is None:
+        pads = st.pads(dense, hw.rle_bits) if hw.index_format == "rle" and G < st.cols else 0
+    gs = _gather(st, G, hw)
+    if engine == "cpp":
+        return [with_energy(dict(r), hw) for r in core.cycle_partition(st.rows, st.cols, n, G, row_sparse, pads, gs, hw_params(hw))]
     tiles = tilings(st.rows, st.cols, n, hw, sparse=G < st.cols, own=False)
     return evaluate_partition(st.rows, st.cols, n, G, [int(x) for x in row_sparse], pads, gs, hw, tiles)
 
 
+def _gather(st: MaskStats, G: int, hw: Hardware) -> int:
+    return hw.gather_scaled or st.gather(st.dense(G), hw.macs_per_line, hw.banks, GATHER_SCALE)  # 64 rows: cheap
+
+
+class _Search:
+    """The state of :func:`search`: the points found, and whether a lower bound can still win."""
+
+    def __init__(self, hw: Hardware):
+        self.hw = hw
+        self.points: list[tuple[int, int, dict]] = []  # (candidate index, tiling index, point)
+        self.c_best = self.best_val = None
+        self.c_low = None  # objective cycles: no point of the search has fewer cycles than this
+
+    def add(self, i: int, pts: list[dict], threshold: float) -> None:
+        for j, r in enumerate(pts):
+            r["dense_threshold"] = threshold
+            self.points.append((i, j, r))
+            c, e = r["cycles"], r["energy"]["total"]
+            self.c_best = c if self.c_best is None else min(self.c_best, c)
+            v = e if self.hw.objective == "energy" else e * c
+            self.best_val = v if self.best_val is None else min(self.best_val, v)
+
+    def e_safe(self) -> int | None:
+        """Objective cycles: the least energy among the points certainly within the final limit."""
+        limit = cycle_limit(self.c_low, self.hw)
+        es = [r["energy"]["total"] for _i, _j, r in self.points if r["cycles"] <= limit]
+        return min(es) if es else None
+
+    def can_win(self, c: int, e: int, e_safe: int | None) -> bool:
+        """Whether a point whose cycles / energy are at least c / e can be the answer."""
+        hw = self.hw
+        if hw.objective == "cycles":
+            # a point below the fewest cycles found may lower the final limit: it must be seen
+            return self.c_best is None or c < self.c_best or (c <= cycle_limit(self.c_best, hw) and (e_safe is None or e <= e_safe))
+        return self.best_val is None or (e if hw.objective == "energy" else e * c) <= self.best_val
+
+
+def search(st: MaskStats, n: int, hw: Hardware, engine: str) -> dict:
+    """:func:`simulator.reference.cycle_layer`'s answer from the layer's statistics, visiting only
+    the candidate sets that can still win.
+
+    Each top-G set has lower bounds (c_G, e_G) of its points' cycles and energy
+    (:func:`simulator.cost.partition.candidate_bound`, from the column counts alone).  Sets are
+    visited by that bound under the objective (ties: ascending G); a set is skipped when its bound
+    cannot win, and the visits end when no later set can.  Under ``cycles``: with C = the fewest
+    cycles found, a set with c_G > limit(C) cannot hold a point within the final limit; the final
+    fewest cycles are at least C_low = min(C, c_G of the set visited now) (sets come by c_G), so the
+    points found within limit(C_low) are within the final limit, and a set whose e_G is above their
+    least energy cannot win — unless it may hold a point below C (c_G < C), which could lower the
+    final limit: such a set is always evaluated.  Under ``energy`` / ``edp``: a bound above the best value found.  A
+    set that passes is bounded again with its gather factor (a 64-row pass: compute >= (M*G*N +
+    S*N*gather) / P) and, for a run-length index whose padding is not known yet, by its points
+    without padding (padding only adds bits and energy), before the pass over the mask for it.
+    Every key is monotone in (cycles, energy) and ties go to the first point in the reference's
+    order, so the answer is the reference's."""
+    M, K = st.rows, st.cols
+    cands = st.candidates(hw)
+    bounds = [candidate_bound(M, K, n, G, st.sparse_kept(G), hw) for _threshold, G in cands]
+    if hw.objective == "cycles":
+        order = sorted(range(len(cands)), key=lambda i: (bounds[i], i))
+    elif hw.objective == "energy":
+        order = sorted(range(len(cands)), key=lambda i: (bounds[i][1], bounds[i][0], i))
+    else:
+        order = sorted(range(len(cands)), key=lambda i: (bounds[i][0] * bounds[i][1], bounds[i][0], i))
+    s = _Search(hw)
+    for i in order:
+        c_lb, e_lb = bounds[i]
+        e_safe = None
+        if hw.objective == "cycles":
+            if s.c_best is not None and c_lb > cycle_limit(s.c_best, hw):
+                break  # sorted by c_G: no later set can either
+            s.c_low = c_lb if s.c_best is None else min(s.c_best, c_lb)
+            e_safe = s.e_safe()
+        elif not s.can_win(c_lb, e_lb, None):
+            break  # sorted by the objective's bound
+        if not s.can_win(c_lb, e_lb, e_safe):
+            continue
+        threshold, G = cands[i]
+        S = st.sparse_kept(G)
+        if S and s.points:
+            c2 = max(c_lb, cdiv((M * G * GATHER_SCALE + S * _gather(st, G, hw)) * n, GATHER_SCALE * hw.macs))
+            if not s.can_win(c2, e_lb + (c2 - c_lb) * hw.static_fj_per_cycle, e_safe):
+                continue
+            if hw.index_format == "rle" and not st.has_pads(st.dense(G), hw.rle_bits):
+                low = _candidate_points(st, G, n, hw, engine, pads=0)
+                if not any(s.can_win(r["cycles"], r["energy"]["total"], e_safe) for r in low):
+                    continue
+        s.add(i, _candidate_points(st, G, n, hw, engine), threshold)
+    s.points.sort(key=lambda t: (t[0], t[1]))
+    return dict(select([r for _i, _j, r in s.points], hw))
+
+
 def cycle_mode(st: MaskStats, tokens: list[int], hw: Hardware, engine: str) -> list[dict]:
-    """``cycle`` mode: the partition search of :func:`simulator.reference.cycle_layer` on the
-    layer's statistics.  Candidates are evaluated best bound first (:func:`_candidate_bounds`); one
-    whose (cycles, bits) bound is above the best result found so far cannot win (ties go to the
-    smaller dense set, as the reference's order does) and ends the search.  The C++ search of a
-    candidate is told the best cycles so far to prune against, and a candidate whose run-length
-    padding is not known yet is first evaluated without it (a lower bound of its result), so that
-    the pass over the mask for the padding is only made when the candidate can still win.
-    The answer is the reference's."""
+    """``cycle`` mode: the partition search (:func:`search`) beside the dense baseline and, for an
+    n:m-compliant mask, the n:m engine.  The answer is the reference's."""
     rows, cols = st.rows, st.cols
-    sets = st.candidates(hw)
     gmax = st.group_max(hw.nm_m)
     out = []
     for n in tokens:
-        bounds = [_candidate_bounds(st, dense, n, hw) for _threshold, dense in sets]
-        best, best_key = None, None
-        for i in sorted(range(len(sets)), key=lambda i: (*bounds[i], i)):
-            if best_key is not None and (*bounds[i], i) > best_key:
-                break  # sorted by bound: no later candidate can win either
-            threshold, dense = sets[i]
-            if engine == "cpp":
-                r = _cycle_candidate_cpp(st, dense, n, hw, i, best_key)
-                if r is None:
-                    continue  # cannot beat the best so far
-            else:
-                r = _cycle_candidate_python(st, dense, n, hw)
-            key = (r["cycles"], dram_bits(r), i)
-            if best_key is None or key < best_key:
-                best, best_key = dict(r, dense_threshold=threshold), key
+        best = search(st, n, hw, engine)
         best.update(nnz=st.nnz, lb_ideal=lb_ideal(st.nnz, rows, cols, n, hw))
         nm = nm_result(rows, cols, n, gmax, hw, engine) if gmax <= hw.nm_n else None
         out.append(with_baselines(best, dense_result(rows, cols, n, hw, engine), nm, gmax, hw))

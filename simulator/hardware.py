@@ -47,7 +47,14 @@ PRESET_DIR = config_dir("hw")  # configs/hw in a checkout, besa_configs/hw in an
 # ``IndexFormat``): the one place that order is defined.
 INDEX_FORMATS = ("bitmap", "csr", "rle")
 SPLITS = ("proportional", "optimal")
-PARTITIONS = ("optimal", "tau")
+# optimal = every top-G column set searched; sparse = G = 0 (every column on the sparse engine);
+# dense = G = K (every column on the dense engine, no index); tau = the one set {count > tau * M}
+PARTITIONS = ("optimal", "sparse", "dense", "tau")
+# What the search minimises (docs/simulator.md, "Objective"): cycles (ties within objective_tol of the
+# best cycles decided by energy), energy, or energy x cycles
+OBJECTIVES = ("cycles", "energy", "edp")
+# objective_tol is stored in parts per million so that both engines compare integers
+TOL_SCALE = 1_000_000
 ASSIGNS = ("lpt", "round_robin")
 # Fixed-point scales: bandwidth and the gather factor are stored as integers so that the Python
 # reference and the C++ engine do exactly the same integer arithmetic (no float ceil() drift).
@@ -62,7 +69,16 @@ DATASHEET_TOLERANCE = 0.01
 # The rate fields each datasheet figure is computed from (an override of one drops the figure).
 DATASHEET_INPUTS = {"datasheet_tops": ("lines", "macs_per_line", "freq_mhz"), "datasheet_dram_gb_per_s": ("dram_bytes_per_cycle", "freq_mhz")}
 DATAFLOWS = ("ws", "os", "is")
-ENERGY_FIELDS = ("e_dram_pj_per_byte", "e_wbuf_pj_per_byte", "e_abuf_pj_per_byte", "e_obuf_pj_per_byte", "e_ibuf_pj_per_byte", "e_mac_pj", "e_index_pj")
+ENERGY_FIELDS = (
+    "e_dram_pj_per_byte",
+    "e_wbuf_pj_per_byte",
+    "e_abuf_pj_per_byte",
+    "e_obuf_pj_per_byte",
+    "e_ibuf_pj_per_byte",
+    "e_mac_pj",
+    "e_index_pj",
+    "e_dequant_pj",
+)
 
 
 @dataclass(frozen=True)
@@ -119,6 +135,22 @@ class Hardware:
     array_rows: int = 0
     array_cols: int = 0
     dataflow: str = "ws"
+    # Optional fields (a file without them gets these defaults; docs/simulator.md sections 3-5):
+    # the search objective and its cycle tolerance (fraction of the best cycles decided by energy),
+    objective: str = "cycles"
+    objective_tol: float = 0.005
+    # static power in watts, charged for the layer's time (cycles / freq),
+    static_w: float = 0.0
+    # quantized weights: group_size input weights share one scale (scale_bits) and one zero point
+    # (zero_bits) per output row; 0 = no groups (plain weight_bits values); dequantisation energy per
+    # weight read into the MACs (only with groups)
+    group_size: int = 0
+    scale_bits: int = 16
+    zero_bits: int = 0
+    e_dequant_pj: float = 0.0
+    # weights the dequantisation units turn into MAC operands per cycle (with groups); 0 = they keep
+    # pace with any weight stream (no cycles)
+    dequant_per_cycle: int = 0
 
     @property
     def macs(self) -> int:
@@ -157,6 +189,21 @@ class Hardware:
         """``nm_efficiency`` in 1/``NM_EFF_SCALE`` units (n:m layer cycles = ceil(ideal * SCALE / this))."""
         return max(1, min(NM_EFF_SCALE, round(self.nm_efficiency * NM_EFF_SCALE)))
 
+    @property
+    def tol_ppm(self) -> int:
+        """``objective_tol`` in 1/``TOL_SCALE`` units."""
+        return round(self.objective_tol * TOL_SCALE)
+
+    @property
+    def static_fj_per_cycle(self) -> int:
+        """Static energy per clock cycle, integer femtojoules: static_w / (freq_mhz * 1e6) J."""
+        return round(self.static_w * 1e9 / self.freq_mhz)
+
+    @property
+    def group_meta_bits(self) -> int:
+        """Bits of one quantization group's metadata (scale + zero point); 0 without groups."""
+        return self.scale_bits + self.zero_bits if self.group_size else 0
+
     def energy_fj(self, key: str) -> int:
         """Energy field ``key`` (pJ) as integer femtojoules."""
         return round(getattr(self, key) * FJ_PER_PJ)
@@ -171,7 +218,9 @@ class Hardware:
 
 
 _FIELD_TYPES = {f.name: f.type for f in fields(Hardware)}
-_DEFAULTS = {f.name: f.default for f in fields(Hardware) if f.default is not dataclasses.MISSING}
+# Fields a preset file may leave out, with the value it then gets (nm_efficiency = 1: the ideal n:m
+# engine; the objective, static power and quantization fields of the energy work).
+OPTIONAL_FIELDS = {f.name: f.default for f in fields(Hardware) if f.default is not dataclasses.MISSING}
 
 # Declared range (inclusive) of every numeric field, checked in Python before anything reaches the
 # C++ core (int64 arithmetic): values outside are a one-line UserError, never a pybind cast
@@ -208,6 +257,12 @@ RANGES: dict[str, tuple[float, float]] = {
     "datasheet_dram_gb_per_s": (0.0, 1e9),
     "array_rows": (0, 1 << 16),
     "array_cols": (0, 1 << 16),
+    "objective_tol": (0.0, 1.0),
+    "static_w": (0.0, 1e6),
+    "group_size": (0, 1 << 20),
+    "scale_bits": (0, 64),
+    "zero_bits": (0, 64),
+    "dequant_per_cycle": (0, 1 << 32),
     **{k: (0.0, 1e6) for k in ENERGY_FIELDS},  # pJ
 }
 
@@ -296,6 +351,8 @@ def validate(hw: Hardware) -> Hardware:
         raise UserError(f"{src}: index_format must be one of {', '.join(INDEX_FORMATS)}, got {hw.index_format!r}")
     if hw.partition not in PARTITIONS:
         raise UserError(f"{src}: partition must be one of {', '.join(PARTITIONS)}, got {hw.partition!r}")
+    if hw.objective not in OBJECTIVES:
+        raise UserError(f"{src}: objective must be one of {', '.join(OBJECTIVES)}, got {hw.objective!r}")
     if hw.split not in SPLITS:
         raise UserError(f"{src}: split must be one of {', '.join(SPLITS)}, got {hw.split!r}")
     if hw.assign not in ASSIGNS:
@@ -409,7 +466,8 @@ def _read_preset(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     if unknown:
         raise UserError(f"{path.name}: unknown hardware field {unknown[0]!r} (fields: base, {', '.join(_FIELD_TYPES)})")
     for key, value in raw.items():
-        _check_toml_type(key, value, path.name)
+        if key != BANDWIDTH_FIELD:  # "256GB/s": a string with a unit, checked by resolve_bandwidth
+            _check_toml_type(key, value, path.name)
     if base is None:
         return raw
     if not isinstance(base, str) or not base.strip():
@@ -470,10 +528,9 @@ def _build(path: Path, values: dict[str, Any], overrides: dict[str, Any] | None)
     if unknown:
         raise UserError(f"{path.name}: unknown hardware field {unknown[0]!r} (fields: {', '.join(_FIELD_TYPES)})")
     values.setdefault("description", "")
-    values.setdefault("nm_efficiency", 1.0)  # optional: files written before it existed mean the ideal engine
+    for key, default in OPTIONAL_FIELDS.items():  # optional: files written before they existed get the default
+        values.setdefault(key, default)
     values.setdefault("name", path.stem)
-    for key in ("datasheet_tops", "datasheet_dram_gb_per_s", "array_rows", "array_cols", "dataflow"):
-        values.setdefault(key, _DEFAULTS[key])  # optional fields (0 / ws: not stated, lines x macs_per_line)
     if resolve_path(path).parent == resolve_path(PRESET_DIR):
         for key in DATASHEET_INPUTS:
             if not raw_values.get(key):

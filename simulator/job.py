@@ -8,6 +8,7 @@ workload, the simulation with the rest of the decoder step, the result folder, t
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import pandas as pd
 
 from besa_common.errors import UserError
 from besa_common.extract import extract_masks, is_checkpoint, warn
+from safetensors import safe_open
 from simulator import workload as wl
 from simulator.decoder import add_end_to_end, decoder_rows
 from simulator.hardware import Hardware
@@ -55,6 +57,24 @@ def masks_source(path: str | Path) -> MasksSource:
     if p.is_dir() and not checkpoint:
         p = p / "masks.safetensors"
     return MasksSource(p, checkpoint)
+
+
+def quant_overrides(source: MasksSource | None) -> dict[str, Any]:
+    """The hardware fields a pruned + quantized run implies: a masks manifest with ``wbits`` (``besa
+    prune --wbits B --group-size G``) means B-bit weights in groups of G, each group with its scale
+    (the preset's ``scale_bits``) and a B-bit zero point (the asymmetric grid of :mod:`pruning.quant`).
+    Empty for anything else; an unreadable file is left to the masks reader to report."""
+    if source is None or source.checkpoint or not source.path.is_file():
+        return {}
+    try:
+        with safe_open(str(source.path), framework="numpy") as fh:
+            manifest = json.loads((fh.metadata() or {}).get("manifest") or "{}")
+    except Exception:  # reported by the masks reader, with its one-line message
+        return {}
+    wbits, group = manifest.get("wbits"), manifest.get("group_size")
+    if not isinstance(wbits, int) or isinstance(wbits, bool) or wbits >= 16:
+        return {}
+    return {"weight_bits": wbits, "group_size": group if isinstance(group, int) and not isinstance(group, bool) and group > 0 else 0, "zero_bits": wbits}
 
 
 def default_out(source: MasksSource, hw: Hardware, mode: str) -> Path:

@@ -31,9 +31,10 @@ import numpy as np
 
 from simulator.cost.compat import compat_patches, corrected_cycles, corrected_dense_cycles
 from simulator.cost.dense import as_mode_result, dense_layer, nm_layer, with_baselines
-from simulator.cost.partition import evaluate_partition, lb_ideal, partition_candidates
+from simulator.cost.objective import select
+from simulator.cost.partition import column_order, dense_columns, evaluate_partition, lb_ideal, partition_candidates
 from simulator.cost.systolic import systolic_mode_layer
-from simulator.cost.tiles import cdiv, dram_bits, tilings
+from simulator.cost.tiles import cdiv, tilings
 from simulator.hardware import GATHER_SCALE, Hardware
 
 
@@ -160,27 +161,28 @@ def nm_group_max(keep: np.ndarray, m: int) -> int:
 
 
 def cycle_layer(keep: np.ndarray, tokens: int, hw: Hardware) -> dict:
-    """The cycle model's search on one matrix: every partition candidate
-    (:func:`simulator.cost.partition.partition_candidates`) evaluated with its statistics, the fewest
-    cycles winning, then the fewest DRAM bits, then the first candidate.
+    """The cycle model's search on one matrix: every point (tiling, fastest lane split) of every
+    partition candidate (:func:`simulator.cost.partition.partition_candidates`: every top-G set under
+    ``optimal``) in the order (G, tiling); :func:`simulator.cost.objective.select` picks.
 
-    Returns the best candidate's :func:`~simulator.cost.partition.evaluate_partition` result plus
-    ``dense_threshold`` (the threshold naming the chosen dense-column set), ``nnz``, ``lb_ideal``
-    (partition-free, <= cycles).
+    Returns the chosen point (:func:`~simulator.cost.partition.evaluate_partition`) plus
+    ``dense_threshold`` (the name of its dense-column set), ``nnz``, ``lb_ideal`` (partition-free,
+    <= cycles).
     """
     keep = np.asarray(keep, dtype=bool)
     M, K = keep.shape
     counts = keep.sum(axis=0)
-    best = None
-    for threshold, dense in partition_candidates(counts, M, hw):
+    order = column_order(counts)
+    points = []
+    for threshold, G in partition_candidates(counts, M, hw):
+        dense = dense_columns(order, G)
         sparse = keep[:, ~dense]
         row_sparse = [int(x) for x in sparse.sum(axis=1)]
         pads = sum(rle_pads(sparse[i], hw.rle_bits) for i in range(M)) if hw.index_format == "rle" else 0
         gs = bank_gather_scaled(keep, ~dense, hw)
         tiles = tilings(M, K, tokens, hw, sparse=bool((~dense).any()), own=False)
-        r = evaluate_partition(M, K, tokens, int(dense.sum()), row_sparse, pads, gs, hw, tiles)
-        if best is None or (r["cycles"], dram_bits(r)) < (best["cycles"], dram_bits(best)):
-            best = dict(r, dense_threshold=threshold)
+        points += [dict(r, dense_threshold=threshold) for r in evaluate_partition(M, K, tokens, G, row_sparse, pads, gs, hw, tiles)]
+    best = select(points, hw)
     nnz = int(keep.sum())
     best.update(nnz=nnz, lb_ideal=lb_ideal(nnz, M, K, tokens, hw))
     return best

@@ -68,6 +68,7 @@ LAYER_COLUMNS = (
     "energy_sram_pj",
     "energy_mac_pj",
     "energy_index_pj",
+    "energy_static_pj",  # static power x time (issue 20); SRAM from the tiling's loop nest
     "dense_energy_pj",
     "energy_vs_dense",
 )

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from simulator import _stats_numba as _numba
-from simulator.cost.partition import partition_candidates
+from simulator.cost.partition import column_order, dense_columns, partition_candidates
 from simulator.cpp import core as _core
 from simulator.hardware import GATHER_SCALE
 
@@ -124,6 +124,7 @@ class MaskStats:
         self.counts, self.row_total = mask_counts(self.mask(), self.cols)
         self.nnz = int(self.counts.sum())
         self._memo: dict[tuple, object] = {}
+        self._keep_mask = False
 
     # -- the mask
     def mask(self) -> np.ndarray:
@@ -134,13 +135,19 @@ class MaskStats:
         return self._loader()
 
     def release(self) -> "MaskStats":
-        """Drop the held mask (lazy statistics then go through the loader); returns self."""
+        """Drop the held mask (lazy statistics then go through the loader) unless :meth:`prepare` had
+        to keep it; returns self."""
+        if self._keep_mask:
+            self._packed = self.mask()
+            return self
         self._packed = None
         return self
 
     def __getstate__(self):  # no mask and no loader (often a closure) travel
         state = dict(self.__dict__)
-        state["_packed"] = state["_loader"] = None
+        state["_loader"] = None
+        if not state.get("_keep_mask"):
+            state["_packed"] = None
         return state
 
     def _cached(self, key: tuple, fn):
@@ -149,22 +156,24 @@ class MaskStats:
         return self._memo[key]
 
     # -- partition candidates
-    def candidates(self, hw) -> list[tuple[float, np.ndarray]]:
+    def candidates(self, hw) -> list[tuple[float, int]]:
         """:func:`simulator.cost.partition.partition_candidates` of this mask on ``hw``: (threshold,
-        dense columns) pairs, ascending G."""
-        if hw.partition == "tau":
-            return self._cached(("cand", "tau", hw.tau), lambda: partition_candidates(self.counts, self.rows, hw))
-        return self._cached(("cand", hw.partition), self._optimal_candidates)
+        G) pairs, ascending G; the set is the top G columns (:meth:`dense`)."""
+        return self._cached(("cand", hw.partition, hw.tau), lambda: partition_candidates(self.counts, self.rows, hw))
 
-    def _optimal_candidates(self) -> list[tuple[float, np.ndarray]]:
-        # The cost library's sets {counts >= rows} then {16*count > k*rows} = {count >= k*rows//16 + 1},
-        # k = 15 .. 0, sized from the histogram of the counts; only the distinct sets are built.
-        M = self.rows
-        at_least = np.cumsum(np.bincount(self.counts, minlength=M + 1)[::-1])[::-1]  # [c]: columns with count >= c
-        first: dict[int, tuple[float, int]] = {}
-        for threshold, c in [(1.0, M)] + [(k / 16, k * M // 16 + 1) for k in range(15, -1, -1)]:
-            first.setdefault(int(at_least[c]) if c <= M else 0, (threshold, c))
-        return [(threshold, self.counts >= c) for _g, (threshold, c) in sorted(first.items())]
+    @property
+    def order(self) -> np.ndarray:
+        """Columns by kept count, most first (:func:`simulator.cost.partition.column_order`)."""
+        return self._cached(("order",), lambda: column_order(self.counts))
+
+    def dense(self, G: int) -> np.ndarray:
+        """The top-G dense-column set, bool ``[cols]``."""
+        return dense_columns(self.order, G)
+
+    def sparse_kept(self, G: int) -> int:
+        """Kept entries outside the top-G columns."""
+        cum = self._cached(("cum",), lambda: np.concatenate([[0], np.cumsum(self.counts[self.order])]))
+        return self.nnz - int(cum[G])
 
     def dense_kept(self, dense: np.ndarray) -> int:
         """Kept entries in the dense columns ``dense`` (bool ``[cols]``)."""
@@ -200,9 +209,15 @@ class MaskStats:
 
     def prepare(self, hw) -> "MaskStats":
         """Compute now every lazy statistic a cycle / nm simulation on ``hw`` can ask for (all its
-        partition candidates), so that it never reads the mask again; returns self."""
+        partition candidates), so that it never reads the mask again; returns self.  Under
+        ``partition = "optimal"`` the candidates are every top-G set, too many to prepare: the packed
+        mask is then kept (through :meth:`release` and pickling) instead."""
         self.group_max(hw.nm_m)
-        for _threshold, dense in self.candidates(hw):
+        if hw.partition == "optimal":
+            self._keep_mask = True  # the search may read any top-G set: keep the mask (M*K/8 bytes)
+            return self
+        for _threshold, G in self.candidates(hw):
+            dense = self.dense(G)
             self.dense_kept(dense)
             self.row_sparse(dense)
             if hw.index_format == "rle" and not dense.all():

@@ -128,7 +128,9 @@ def parse_context(text: str | None, tokens: list[int]) -> tuple[int, ...] | None
 
 def run(args) -> int:
     tokens = parse_tokens(args.tokens)
-    overrides = parse_overrides(args.overrides)
+    source = job.masks_source(args.masks) if args.masks else None
+    # a --wbits run simulates at its bits and groups; an explicit --set wins
+    overrides = {**job.quant_overrides(source), **parse_overrides(args.overrides)}
     hw = load_hardware(args.hw, overrides)
     context = parse_context(args.context, tokens)
     refuse_without(args, "--sensitivity", "--sensitivity-threshold")
@@ -147,7 +149,6 @@ def run(args) -> int:
         refuse_without(args, "--context", "--batch", "--model")
     refuse_without(args, "--synthetic", "--seed")  # a masks file has no seed: it would be ignored
     args.seed = 0 if args.seed is None else args.seed
-    source = job.masks_source(args.masks) if args.masks else None
     if source is None:
         check_seed(args.seed)
         if not args.out:

@@ -4,15 +4,16 @@ block's attention + KV cache and the embedding lookup — each on its own best t
 from __future__ import annotations
 
 from simulator.cost.energy import energy_fj
+from simulator.cost.objective import select, with_energy
 from simulator.cost.partition import dense_beats, evaluate_partition, lb_ideal
-from simulator.cost.tiles import bound_of, cdiv, classes, mem_cycles, overlap, tiling_result, tilings, traffic
+from simulator.cost.tiles import bound_of, cdiv, classes, dequant_cycles, group_bits, mem_cycles, overlap, sram_bits, tiling_result, tilings, traffic
 from simulator.hardware import GATHER_SCALE, NM_EFF_SCALE, Hardware
 
 
 def dense_layer(M: int, K: int, N: int, hw: Hardware) -> dict:
     """Dense baseline: every weight on the dense engine with all lines, no index traffic, and its
     OWN best tiling (independent of any tile override)."""
-    r = evaluate_partition(M, K, N, K, [0] * M, 0, GATHER_SCALE, hw, tilings(M, K, N, hw, sparse=False, own=True))
+    r = select(evaluate_partition(M, K, N, K, [0] * M, 0, GATHER_SCALE, hw, tilings(M, K, N, hw, sparse=False, own=True)), hw)
     r["lb_ideal"] = lb_ideal(M * K, M, K, N, hw)
     return r
 
@@ -27,33 +28,44 @@ def nm_layer(M: int, K: int, N: int, group_max: int, hw: Hardware) -> dict:
     bits each.
 
     ``hw.nm_efficiency`` < 1 (real n:m kernels, e.g. a GPU's sparse tensor-core GEMMs, reach only a
-    fraction of the ideal engine's rates): the best tiling of the ideal engine is kept and its compute
-    and memory cycles are each stretched to ceil(ideal * NM_EFF_SCALE / nm_eff_scaled).
+    fraction of the ideal engine's rates): every tiling's compute and memory cycles are each stretched
+    to ceil(ideal * NM_EFF_SCALE / nm_eff_scaled) before the objective picks one.
     """
     n_use = max(hw.nm_n, group_max, 1)
     if n_use >= hw.nm_m:
         return dict(dense_layer(M, K, N, hw), nm_n=hw.nm_m)
     groups = cdiv(K, hw.nm_m)
-    W = M * groups * n_use * hw.weight_bits
+    W = M * groups * n_use * hw.weight_bits + group_bits(M, K, hw)
     I = M * groups * n_use * hw.nm_meta_bits
-    best = None
+    beats = M * cdiv(cdiv(K, hw.macs_per_line) * n_use, hw.nm_m)
+    eff = hw.nm_eff_scaled
+    points = []
     for tm, tn in tilings(M, K, N, hw, sparse=False, own=True):
         C = 0
         for tn_j, cnt in classes(N, tn):
             for t, c in classes(M, tm):
                 C += cnt * c * (cdiv(dense_beats(t, tn_j, K, hw.lines, hw.macs_per_line) * n_use, hw.nm_m) + hw.pipeline_fill)
         bits = traffic(M, K, N, tm, tn, W, I, hw)
-        cycles, Mem, C = overlap(C, bits, hw)
-        if best is None or (cycles, sum(bits.values())) < (best["cycles"], best["_bits"]):
-            best = tiling_result(cycles, Mem, C, bits, tm, tn, N, C, 0)
-    del best["_bits"]
-    eff = hw.nm_eff_scaled
-    if eff < NM_EFF_SCALE:
-        C, Mem = (cdiv(best[k] * NM_EFF_SCALE, eff) for k in ("compute_cycles", "memory_cycles"))
-        best.update(cycles=max(C, Mem), compute_cycles=C, memory_cycles=Mem, stall_cycles=max(0, Mem - C), dense_engine_cycles=C)
-    best["bound"] = bound_of(best)
-    best.update(nm_n=n_use, macs=M * groups * n_use * N, index_entries=M * groups * n_use * best["token_tiles"])
-    return best
+        cycles, Mem, C = overlap(max(C, dequant_cycles(M * groups * n_use, cdiv(N, tn), hw)), bits, hw)
+        r = tiling_result(cycles, Mem, C, bits, tm, tn, N, C, 0)
+        del r["_bits"]
+        if eff < NM_EFF_SCALE:
+            C, Mem = (cdiv(r[k] * NM_EFF_SCALE, eff) for k in ("compute_cycles", "memory_cycles"))
+            r.update(cycles=max(C, Mem), compute_cycles=C, memory_cycles=Mem, stall_cycles=max(0, Mem - C), dense_engine_cycles=C)
+        T = r["token_tiles"]
+        stored = M * groups * n_use
+        # the n:m engine reads activations as the dense engine does (broadcast once per row tile) and
+        # picks n of every m by the metadata: activation reads are those of G = K columns
+        r.update(
+            sram_bits(N, K, 0, 0, beats, tm, tn, M, W, I, bits, hw),
+            bound=bound_of(r),
+            nm_n=n_use,
+            macs=stored * N,
+            index_entries=stored * T,
+            dequant_weights=stored * T if hw.group_size else 0,
+        )
+        points.append(with_energy(r, hw))
+    return select(points, hw)
 
 
 def with_baselines(r: dict, dense: dict, nm: dict | None, group_max: int, hw: Hardware) -> dict:

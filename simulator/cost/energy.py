@@ -5,21 +5,38 @@ from __future__ import annotations
 from simulator.cost.tiles import cdiv
 from simulator.hardware import Hardware
 
-ENERGY_CLASSES = ("dram", "sram", "mac", "index")
+ENERGY_CLASSES = ("dram", "sram", "mac", "index", "static")
+# result key of the SRAM bits moved through each buffer -> the buffer's energy field
+SRAM_BUFFERS = {"sram_weights": "e_wbuf_pj_per_byte", "sram_index": "e_ibuf_pj_per_byte", "sram_act": "e_abuf_pj_per_byte", "sram_out": "e_obuf_pj_per_byte"}
 
 
 def energy_fj(r: dict, hw: Hardware) -> dict:
-    """Energy of one result by class, integer femtojoules (monotone in every byte and MAC count).
+    """Energy of one result by class, integer femtojoules (monotone in every count and in cycles).
 
-    dram: every DRAM bit; sram: each byte written into its buffer once and read out once (weights ->
-    weight buffer, index -> index buffer, activations and KV -> activation buffer, outputs -> output
-    buffer); mac: MACs executed (the dense engine multiplies the zeros of its columns too); index:
-    index entries decoded (per stored sparse value per token tile).
+    dram: every DRAM bit; sram: the bits each buffer moves (``sram_*``, reads + writes of the tiling's
+    loop nest, :func:`simulator.cost.tiles.sram_bits`; a result without them — attention, the
+    embedding — writes and reads each DRAM bit once); mac: MACs executed at the accumulate width
+    (``e_mac_pj`` is one multiply + one acc_bits add; the dense engine multiplies the zeros of its
+    columns too) plus the dequantisation of every quantized weight read (``dequant_weights``);
+    index: index entries decoded (per stored sparse value per token tile); static: ``static_w`` for
+    the result's cycles.
     """
-    bits = {"w": r.get("bits_weights", 0), "i": r.get("bits_index", 0), "a": r.get("bits_act", 0) + r.get("bits_kv", 0), "o": r.get("bits_out", 0)}
-    buf = {"w": "e_wbuf_pj_per_byte", "i": "e_ibuf_pj_per_byte", "a": "e_abuf_pj_per_byte", "o": "e_obuf_pj_per_byte"}
-    dram = cdiv(sum(bits.values()) * hw.energy_fj("e_dram_pj_per_byte"), 8) if hw.memory else 0
-    sram = sum(cdiv(2 * b * hw.energy_fj(buf[k]), 8) for k, b in bits.items())
-    out = {"dram": dram, "sram": sram, "mac": r.get("macs", 0) * hw.energy_fj("e_mac_pj"), "index": r.get("index_entries", 0) * hw.energy_fj("e_index_pj")}
+    dram_b = r.get("bits_weights", 0) + r.get("bits_index", 0) + r.get("bits_act", 0) + r.get("bits_kv", 0) + r.get("bits_out", 0)
+    fallback = {
+        "sram_weights": 2 * r.get("bits_weights", 0),
+        "sram_index": 2 * r.get("bits_index", 0),
+        "sram_act": 2 * (r.get("bits_act", 0) + r.get("bits_kv", 0)),
+        "sram_out": 2 * r.get("bits_out", 0),
+    }
+    dram = cdiv(dram_b * hw.energy_fj("e_dram_pj_per_byte"), 8) if hw.memory else 0
+    sram = sum(cdiv(r.get(k, fallback[k]) * hw.energy_fj(e), 8) for k, e in SRAM_BUFFERS.items())
+    mac = r.get("macs", 0) * hw.energy_fj("e_mac_pj") + r.get("dequant_weights", 0) * hw.energy_fj("e_dequant_pj")
+    out = {
+        "dram": dram,
+        "sram": sram,
+        "mac": mac,
+        "index": r.get("index_entries", 0) * hw.energy_fj("e_index_pj"),
+        "static": r.get("cycles", 0) * hw.static_fj_per_cycle,
+    }
     out["total"] = sum(out.values())
     return out

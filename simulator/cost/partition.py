@@ -2,11 +2,11 @@
 
 The cycle model (``docs/simulator.md`` has the derivation):
 
-* the dense-column set (partition) is searched per layer over threshold candidates
-  (:func:`partition_candidates`), jointly with the lane split (Ld dense lines, Ls sparse lines, or
-  both engines time-sharing all L lines) and the tiling (the largest tiles that double-buffer); the
-  fewest cycles win, then the fewest DRAM bits, then the first in the enumeration order
-  (candidate, tiling, option);
+* the dense-column set (partition) is searched per layer over every top-G set
+  (:func:`partition_candidates`, G = 0 .. K), jointly with the lane split (Ld dense lines, Ls sparse
+  lines, or both engines time-sharing all L lines) and the tiling (the largest tiles that
+  double-buffer); per tiling the fastest split, across (set, tiling) the objective
+  (:mod:`simulator.cost.objective`), then the first in the enumeration order (set, tiling);
 * per token tile the engines run in parallel; each pays the pipeline fill lambda once per
   (row tile, token tile) it works on, every engine alike;
 * memory and compute overlap over the layer (double-buffered streaming): cycles = max(C, DRAM).
@@ -22,7 +22,9 @@ import heapq
 
 import numpy as np
 
-from simulator.cost.tiles import bound_of, cdiv, classes, index_bits, mem_cycles, overlap, tiling_result, traffic
+from simulator.cost.energy import energy_fj
+from simulator.cost.objective import with_energy
+from simulator.cost.tiles import bound_of, cdiv, classes, dequant_cycles, group_bits, index_bits, mem_cycles, overlap, sram_bits, tiling_result, traffic
 from simulator.hardware import GATHER_SCALE, Hardware
 
 
@@ -96,38 +98,76 @@ def engine_compute(M: int, N: int, G: int, load: int, gs: int, tm: int, tn: int,
     return total, dsum, ssum
 
 
-def evaluate_partition(M: int, K: int, N: int, G: int, row_sparse: list[int], pads: int, gs: int, hw: Hardware, tiles: list[tuple[int, int]]) -> dict:
-    """Best (tiling, lane split) for one dense-column set: G dense columns, ``row_sparse[i]`` kept
-    entries of row i in the other columns, ``pads`` rle padding entries in all, gather ``gs``/256."""
+def evaluate_partition(M: int, K: int, N: int, G: int, row_sparse: list[int], pads: int, gs: int, hw: Hardware, tiles: list[tuple[int, int]]) -> list[dict]:
+    """One dense-column set: G dense columns, ``row_sparse[i]`` kept entries of row i in the other
+    columns, ``pads`` rle padding entries in all, gather ``gs``/256.  One point per tiling (in
+    ``tiles`` order): its fastest lane split (the first of the fewest cycles), with the SRAM bits of
+    its loop nest and its energy; :func:`simulator.cost.objective.select` picks among them."""
     S = sum(row_sparse)
     costs = [cdiv(x, hw.macs_per_line) for x in row_sparse]
-    W = (M * G + S + pads) * hw.weight_bits
+    beats = M * cdiv(G, hw.macs_per_line) + sum(costs)
+    stored = M * G + S + pads
+    W = stored * hw.weight_bits + group_bits(M, K, hw)
     I = index_bits(M, K - G, S, pads, hw)
+    A, O = K * N * hw.act_bits, M * N * hw.out_bits
+    F = mem_cycles(W + I + A + O, hw)
     loads: dict[int, int] = {}
-    best = None
+    out = []
     for tm, tn in tiles:
         bits = traffic(M, K, N, tm, tn, W, I, hw)
+        DQ = dequant_cycles(stored, cdiv(N, tn), hw)
+        best = None
         for Ld, Ls, shared in split_options(M, G, S, hw):
             if Ls and Ls not in loads:
                 loads[Ls] = max_line_load(costs, Ls, hw.assign)
             C, dc, sc = engine_compute(M, N, G, loads.get(Ls, 0), gs, tm, tn, Ld, S > 0, shared, hw)
-            cycles, Mem, C = overlap(C, bits, hw)
-            if best is None or (cycles, sum(bits.values())) < (best["cycles"], best["_bits"]):
+            cycles, Mem, C = overlap(max(C, DQ), bits, hw)
+            if best is None or cycles < best["cycles"]:
                 best = tiling_result(cycles, Mem, C, bits, tm, tn, N, dc, sc, lines_dense=Ld, lines_sparse=Ls, shared=int(shared))
-    del best["_bits"]
-    best["bound"] = bound_of(best)
+        del best["_bits"]
+        T = best["token_tiles"]
+        best.update(
+            sram_bits(N, G, S, pads, beats, tm, tn, M, W, I, bits, hw),
+            bound=bound_of(best),
+            G=G,
+            nnz_s=S,
+            gather=gs,
+            lb_split=max(cdiv((M * G + S) * N, hw.macs), F),
+            memory_floor=F,
+            macs=(M * G + S) * N,
+            index_entries=(S + pads) * T if K - G else 0,
+            dequant_weights=stored * T if hw.group_size else 0,
+        )
+        out.append(with_energy(best, hw))
+    return out
+
+
+def candidate_bound(M: int, K: int, N: int, G: int, S: int, hw: Hardware) -> tuple[int, int]:
+    """(cycles, energy fJ) no point of the top-G set with S sparse kept entries can go below: its
+    kept work on all MACs; its values (no padding), the index of that many values, activations and
+    outputs each moved once from DRAM, written once and read once on chip; activations read once
+    per stored value; one partial-sum update per beat of the kept values; index and dequantisation
+    once per value; static power for those cycles."""
+    m = hw.macs_per_line
+    W = (M * G + S) * hw.weight_bits + group_bits(M, K, hw)
+    I = index_bits(M, K - G, S, 0, hw)
     A, O = K * N * hw.act_bits, M * N * hw.out_bits
-    F = mem_cycles(W + I + A + O, hw)
-    best.update(
-        G=G,
-        nnz_s=S,
-        gather=gs,
-        lb_split=max(cdiv((M * G + S) * N, hw.macs), F),
-        memory_floor=F,
-        macs=(M * G + S) * N,
-        index_entries=(S + pads) * best["token_tiles"] if K - G else 0,
-    )
-    return best
+    cycles = max(cdiv((M * G + S) * N, hw.macs), mem_cycles(W + I + A + O, hw))
+    low = {
+        "cycles": cycles,
+        "bits_weights": W,
+        "bits_index": I,
+        "bits_act": A,
+        "bits_out": O,
+        "sram_weights": 2 * W,
+        "sram_index": 2 * I,
+        "sram_act": A + hw.act_bits * N * (G + S),
+        "sram_out": 2 * hw.acc_bits * N * (M * cdiv(G, m) + cdiv(S, m)) + O,
+        "macs": (M * G + S) * N,
+        "index_entries": S if K - G else 0,
+        "dequant_weights": M * G + S if hw.group_size else 0,
+    }
+    return cycles, energy_fj(low, hw)["total"]
 
 
 def lb_ideal(nnz: int, M: int, K: int, N: int, hw: Hardware) -> int:
@@ -136,23 +176,48 @@ def lb_ideal(nnz: int, M: int, K: int, N: int, hw: Hardware) -> int:
     return max(cdiv(nnz * N, hw.macs), mem_cycles(nnz * hw.weight_bits + K * N * hw.act_bits + M * N * hw.out_bits, hw))
 
 
-def partition_candidates(counts: np.ndarray, rows: int, hw: Hardware) -> list[tuple[float, np.ndarray]]:
-    """Dense-column sets to search, by ascending size: (threshold, bool dense[K]); column j is dense
-    when counts[j] > threshold * rows.
+def column_order(counts: np.ndarray) -> np.ndarray:
+    """Columns by kept count, most first (ties: lower index first); the dense set of size G is the
+    first G (a "top-G set")."""
+    return np.argsort(-np.asarray(counts, np.int64), kind="stable")
 
-    ``partition = "tau"``: the one set of the hardware's fixed threshold ``hw.tau``.  ``optimal``:
-    the fully kept columns alone (named by threshold 1), then {16*count > k*M} for k = 15 .. 0
-    (threshold k/16); equal sets are tried once (the highest threshold names them).  A fully kept
-    column is in every set: streaming it through the sparse engine costs the same beats plus index
-    metadata.
+
+def dense_columns(order: np.ndarray, G: int) -> np.ndarray:
+    """The top-G set as a bool ``[K]`` (``order`` from :func:`column_order`)."""
+    dense = np.zeros(len(order), bool)
+    dense[order[:G]] = True
+    return dense
+
+
+# The ``optimal`` family: every top-G set for G a multiple of ceil(K / PARTITION_GRID) (so every G
+# when K <= PARTITION_GRID), plus G = 0, G = K and the threshold sets (the fully kept columns, then
+# {16 * count > k * M} for k = 15 .. 0).
+PARTITION_GRID = 32
+
+
+def partition_candidates(counts: np.ndarray, rows: int, hw: Hardware) -> list[tuple[float, int]]:
+    """Dense-column sets to search, ascending G: (threshold, G), the set being the top G columns
+    (:func:`column_order`).
+
+    ``optimal``: all-sparse (G = 0), all-dense (G = K), every G on the grid of :data:`PARTITION_GRID`
+    steps and every threshold set; ``sparse``: G = 0; ``dense``: G = K; ``tau``: the one set
+    {count > hw.tau * M} (a top-G set: whole tie groups).  ``threshold`` names the set in layers.csv
+    (``dense_threshold``): ``hw.tau`` under ``tau``, else the kept fraction of the set's least-kept
+    column (1.0 for G = 0).
     """
     counts = np.asarray(counts, np.int64)
+    K = len(counts)
     if hw.partition == "tau":
-        return [(hw.tau, counts > hw.tau * rows)]
-    out: dict[int, tuple[float, np.ndarray]] = {}
-    full = counts >= rows
-    out[int(full.sum())] = (1.0, full)
-    for k in range(15, -1, -1):
-        d = counts * 16 > k * rows
-        out.setdefault(int(d.sum()), (k / 16, d))
-    return [out[g] for g in sorted(out)]
+        return [(hw.tau, int((counts > hw.tau * rows).sum()))]
+    desc = np.sort(counts)[::-1]
+
+    def named(G: int) -> tuple[float, int]:
+        return (round(float(desc[G - 1] / rows), 6) if G else 1.0, G)  # 6 digits: what layers.csv holds
+
+    if hw.partition == "sparse":
+        return [named(0)]
+    if hw.partition == "dense":
+        return [named(K)]
+    sizes = set(range(0, K + 1, -(-K // PARTITION_GRID))) | {0, K, int((counts >= rows).sum())}
+    sizes |= {int((counts * 16 > k * rows).sum()) for k in range(16)}
+    return [named(G) for G in sorted(sizes)]

@@ -253,7 +253,7 @@ def _energy(s: SystolicResult, M: int, N: int, K: int, nm: tuple[int, int] | Non
     (ifmap reads at ``act_bits``, filter reads at ``weight_bits``, ofmap writes at ``acc_bits``) plus each
     operand's first write into its buffer; DRAM: each operand moved once (weights, metadata, activations,
     outputs; a lower bound: CALC mode has no refetch); MACs: the useful M x N x K'; index: one metadata
-    entry decoded per weight read under n:m."""
+    entry decoded per weight read under n:m; static: ``static_w`` for the cycles."""
     bits = _dram_bits(s, M, N, K, nm, hw)
     reads = (
         (s.sram_ifmap_reads * hw.act_bits, "e_abuf_pj_per_byte"),
@@ -271,6 +271,7 @@ def _energy(s: SystolicResult, M: int, N: int, K: int, nm: tuple[int, int] | Non
         "sram": sram,
         "mac": s.macs * hw.energy_fj("e_mac_pj"),
         "index": (s.sram_filter_reads if nm else 0) * hw.energy_fj("e_index_pj"),
+        "static": s.cycles * hw.static_fj_per_cycle,  # static_w for the layer's cycles, like every mode
     }
     out["total"] = sum(out.values())
     return out

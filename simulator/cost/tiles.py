@@ -104,6 +104,40 @@ def index_bits(rows: int, ks: int, nnz: int, pads: int, hw: Hardware) -> int:
     return (nnz + pads) * hw.rle_bits  # rle: a zero-run length per stored entry
 
 
+def group_bits(M: int, K: int, hw: Hardware) -> int:
+    """Quantization metadata of an M x K weight matrix: one scale + zero point per ``group_size``
+    input weights of each row, counted over the dense shape (a group keeps its metadata whatever its
+    sparsity); 0 without groups."""
+    return M * cdiv(K, hw.group_size) * hw.group_meta_bits if hw.group_size else 0
+
+
+def dequant_cycles(stored: int, T: int, hw: Hardware) -> int:
+    """Cycles the dequantisation units need for ``stored`` quantized weights read once per token tile
+    (``T`` tiles); they run beside the MACs, so a tiling's compute is at least this.  0 without groups
+    or with ``dequant_per_cycle = 0`` (units that keep pace)."""
+    return cdiv(stored * T, hw.dequant_per_cycle) if hw.group_size and hw.dequant_per_cycle else 0
+
+
+def sram_bits(N: int, G: int, S: int, pads: int, beats: int, tm: int, tn: int, M: int, W: int, I: int, bits: dict, hw: Hardware) -> dict:
+    """SRAM bits moved (written + read) per operand buffer by one tiling's loop nest.
+
+    ``beats`` = beats of m values per token over all rows (the dense columns' M*ceil(G/m) plus the
+    sparse rows' sum of ceil(kept/m)); W / I = stored weight (metadata included) / index bits.
+    Every DRAM bit is written into its buffer once.  Reads: the stored weights and index once per
+    token tile (a weight stays in its MAC for the tn tokens of a tile); activations of the dense
+    columns once per row tile (broadcast to every line), of the sparse engine once per stored value
+    per token (a gather); partial sums (acc_bits) read and written back once per beat per token
+    (output-stationary tiles accumulate in the output buffer), and the outputs read once to DRAM.
+    """
+    T, R = cdiv(N, tn), cdiv(M, tm)
+    return {
+        "sram_weights": bits["w"] + W * T,
+        "sram_index": bits["i"] + I * T,
+        "sram_act": bits["a"] + bits.get("kv", 0) + hw.act_bits * N * (G * R + S + pads),
+        "sram_out": 2 * hw.acc_bits * N * beats + bits["o"],
+    }
+
+
 def dram_bits(r: dict) -> int:
     """All DRAM bits of a result (the tie-break after cycles: less traffic, less energy)."""
     return r["bits_weights"] + r["bits_index"] + r["bits_act"] + r["bits_out"]

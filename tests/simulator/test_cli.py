@@ -185,7 +185,7 @@ def test_energy_columns(tmp_path, capsys):
     code, _, err = run_cli(["--synthetic", "smollm2-135m[1]:sparsity=0.5", "--tokens", "1", "--out", str(tmp_path)], capsys)
     assert code == 0, err
     df = pd.read_csv(tmp_path / "layers.csv")
-    parts = df[["energy_dram_pj", "energy_sram_pj", "energy_mac_pj", "energy_index_pj"]].sum(axis=1)
+    parts = df[["energy_dram_pj", "energy_sram_pj", "energy_mac_pj", "energy_index_pj", "energy_static_pj"]].sum(axis=1)
     assert np.allclose(parts, df["energy_pj"], rtol=1e-5)
     assert (df["energy_vs_dense"] > 1).all()  # decode: half the weight bytes from DRAM
     s = json.loads((tmp_path / "summary.json").read_text())

@@ -93,7 +93,7 @@ def test_energy_from_the_preset_table():
     hw = load_hardware("systolic-64x64")
     (r,) = eng.evaluate_stats(st, "systolic", [16], hw, "python")
     e = r["energy"]
-    assert e["mac"] == 16 * 256 * 256 * hw.energy_fj("e_mac_pj") and e["total"] == sum(e[k] for k in ("dram", "sram", "mac", "index"))
+    assert e["mac"] == 16 * 256 * 256 * hw.energy_fj("e_mac_pj") and e["total"] == sum(e[k] for k in ("dram", "sram", "mac", "index", "static"))
     assert e["total"] < r["dense_energy"] and e["dram"] > 0
     (r2,) = eng.evaluate_stats(st, "systolic", [16], load_hardware("systolic-64x64", {"e_mac_pj": 2 * hw.e_mac_pj}), "python")
     assert r2["energy"]["total"] - e["total"] == e["mac"]
