@@ -370,18 +370,24 @@ def _eval_size(summ: pd.DataFrame) -> str:
     return ", ".join(parts)
 
 
+def _one_machine(summ: pd.DataFrame, preset: str | None) -> tuple[pd.DataFrame, str, str]:
+    """The rows of one (preset, mode) for a Pareto figure: the cycle mode when present, ``preset`` or
+    the vitcod one by preference."""
+    cyc = summ[summ["mode"] == "cycle"]
+    summ = cyc if not cyc.empty else summ
+    preset = preset or pick(summ["preset"], prefer="vitcod")
+    summ = summ[summ["preset"] == preset]
+    mode = pick(summ["mode"], prefer="cycle")
+    return summ[summ["mode"] == mode], preset, mode
+
+
 def ppl_vs_speedup(df: pd.DataFrame, preset: str | None = None) -> FigureData:
     """Perplexity against whole-model speedup, decode and prefill panels, Pareto front dashed,
     labels placed so they never overlap."""
     summ = summary_table(df).dropna(subset=["speedup", "ppl"])
     if summ.empty:
         raise NoData("no run has both a perplexity (eval.json) and a simulation")
-    cyc = summ[summ["mode"] == "cycle"]
-    summ = cyc if not cyc.empty else summ
-    preset = preset or pick(summ["preset"], prefer="vitcod")
-    summ = summ[summ["preset"] == preset]
-    mode = pick(summ["mode"], prefer="cycle")
-    summ = summ[summ["mode"] == mode]
+    summ, preset, mode = _one_machine(summ, preset)
     phases = _phases(summ["tokens"])
     sizes = summ[["ppl_seqlen", "ppl_windows"]].drop_duplicates()
     flags = [f"runs were evaluated on different sizes: {sizes.to_dict('records')}"] if len(sizes) > 1 else []
@@ -449,12 +455,7 @@ def acc_vs_speedup(df: pd.DataFrame, preset: str | None = None) -> FigureData:
     summ = summary_table(df).dropna(subset=["speedup", "hellaswag"])
     if summ.empty:
         raise NoData("no run has both a HellaSwag accuracy (eval.json) and a simulation")
-    cyc = summ[summ["mode"] == "cycle"]
-    summ = cyc if not cyc.empty else summ
-    preset = preset or pick(summ["preset"], prefer="vitcod")
-    summ = summ[summ["preset"] == preset]
-    mode = pick(summ["mode"], prefer="cycle")
-    summ = summ[summ["mode"] == mode]
+    summ, preset, mode = _one_machine(summ, preset)
     phases = _phases(summ["tokens"])
     ns = sorted({int(n) for n in summ["hellaswag_n"].dropna()})
     flags = [f"runs were scored on different numbers of tasks: {ns}"] if len(ns) > 1 else []
