@@ -21,14 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from besa.experiment.cluster import check_visible, cluster_resources, dashboard_link, open_client
-from besa.experiment.graph import DENSE_MASKS, Step, build_graph, resources_for
+from besa.experiment.graph import DENSE_MASKS, GPU, Step, build_graph, resources_for
 from besa.experiment.status import Runner, step_digest, write_dense_masks
 from besa.experiment.stepexec import execute
 
 PROGRESS_EVERY_S = 30.0  # a line of every step's state at least this often while steps run
-# Prunes, longest first (so that a long one does not start last and set the wall time alone):
-# a rough relative cost per method; a run with a weight update costs one more.
-PRUNE_COST = {"besa": 4, "sparsegpt": 3, "owl": 2, "wanda": 2, "magnitude": 1}
+# Which ready step takes a free worker first: the one with the longest chain of work still behind it
+# (its own cost + its run's eval), so that a long prune never starts last and sets the wall time alone.
+# Rough single-thread seconds of SmolLM2-135M at the default calibration on a 2-core CPU (only their
+# order matters): a weight update (ADMM / OBS) adds WEIGHT_UPDATE_COST to its prune.
+PRUNE_COST = {"besa": 300, "sparsegpt": 250, "owl": 120, "wanda": 100, "magnitude": 30}
+WEIGHT_UPDATE_COST = 300
+STEP_COST = {"eval": 100, "sim": 5}
 
 
 @dataclass(frozen=True)
@@ -59,11 +63,23 @@ def run_on_dask(exp, out: Path, runner: Runner, opts: DaskOptions) -> None:
 
 
 def _priority(step: Step, exp) -> int:
+    """The work (rough seconds, :data:`PRUNE_COST`) still behind ``step``: a prune carries its run's eval."""
     if step.kind != "prune":
-        return {"sim": 10, "eval": 5}.get(step.kind, 0)  # cheap steps that finish runs go first
+        return STEP_COST.get(step.kind, 0)
     spec = {s.name: s for s in exp.run_specs()}[step.run]
-    heavy = any(k in ("weight_update",) for k, _ in spec.options) or "weight_update" in exp.options.get(spec.method, {})
-    return PRUNE_COST.get(spec.method, 2) + (1 if heavy else 0)
+    heavy = any(k == "weight_update" for k, _ in spec.options) or "weight_update" in exp.options.get(spec.method, {})
+    return PRUNE_COST.get(spec.method, 100) + (WEIGHT_UPDATE_COST if heavy else 0) + STEP_COST["eval"]
+
+
+def worker_slots(client, resources: dict[str, float]) -> tuple[int, int]:
+    """``(steps, GPU steps)`` the cluster runs at once: its worker threads, and its GPUs (0 = none advertised).
+
+    ``besa run`` submits a step only into a free slot: Dask would otherwise place every ready step
+    on a worker at once, and with work stealing off (the local cluster) a worker that finishes its
+    short steps idles while another holds a queue of long ones."""
+    workers = client.scheduler_info().get("workers", {})
+    threads = sum(int(w.get("nthreads") or 1) for w in workers.values())
+    return max(1, threads), int(resources.get(GPU, 0))
 
 
 def run_graph(exp, out: Path, runner: Runner, client, threads: int | None) -> None:
@@ -99,8 +115,16 @@ def run_graph(exp, out: Path, runner: Runner, client, threads: int | None) -> No
             return "blocked"
         return "ready" if all(s in ("done", "skipped") for s in states) else "waiting"
 
+    slots, gpu_slots = worker_slots(client, resources)
+
+    def free(step: Step) -> bool:
+        if len(futures) >= slots:
+            return False
+        gpu_busy = sum(1 for k in futures.values() if resources_for(graph[k], resources))
+        return not resources_for(step, resources) or gpu_busy < gpu_slots
+
     def submit_ready() -> None:
-        for key, step in graph.items():
+        for key, step in sorted(graph.items(), key=lambda kv: -_priority(kv[1], exp)):  # stable: graph order on ties
             if state[key] != "waiting":
                 continue
             ds = dep_state(step)
@@ -117,6 +141,8 @@ def run_graph(exp, out: Path, runner: Runner, client, threads: int | None) -> No
                 state[key], digests[key] = "skipped", digest
                 print(f"{label(step)} - already done, skipped", flush=True)
                 continue
+            if not free(step):
+                continue  # ready, but every slot is busy: it goes when one frees
             digests[key] = digest
             fut = client.submit(
                 execute,

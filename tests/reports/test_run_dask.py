@@ -229,3 +229,97 @@ def test_external_scheduler_and_two_workers_on_loopback(serial, tmp_path):
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+SLOTS = """
+[experiment]
+name = "slots"
+model = "smollm2-135m"
+seed = 0
+[calibration]
+dataset = "wiki"
+nsamples = 2
+seqlen = 32
+[eval]
+dataset = "wiki"
+seqlen = 64
+max_windows = 3
+[[runs]]
+methods = ["magnitude", "wanda", "sparsegpt", "besa"]
+sparsities = [0.5]
+[[runs]]
+methods = ["besa"]
+tag = "admm"
+options = { weight_update = "admm" }
+[[simulate]]
+preset = "vitcod"
+modes = ["cycle"]
+tokens = [1]
+"""
+
+
+class _FakeFuture:
+    def __init__(self, outputs):
+        self.outputs, self.status = outputs, "finished"
+
+    def result(self):
+        for p in self.outputs:  # the step "ran": its outputs exist
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(b"x")
+        return {"rc": 0, "wall_s": 0.0}
+
+
+class _FakeClient:
+    """A cluster of ``threads`` worker threads (``gpus`` of them with a GPU) that records what is in flight."""
+
+    def __init__(self, graph, out, threads, gpus=0):
+        self.graph, self.out, self.inflight, self.order, self.peak, self.peak_gpu = graph, out, [], [], 0, 0
+        res = {"GPU": 1} if gpus else {}
+        self.workers = {f"tcp://127.0.0.1:{i}": {"nthreads": 1, "resources": res if i < gpus else {}} for i in range(threads)}
+
+    def scheduler_info(self):
+        return {"workers": self.workers}
+
+    def processing(self):
+        return {}
+
+    def submit(self, fn, args, log, threads, key, pure, resources, priority):
+        step = next(k for k in self.graph if key.startswith(f"besa-run-{k}-"))
+        fut = _FakeFuture(self.graph[step].outputs(self.out))
+        fut.step, fut.gpu = step, bool(resources)
+        self.inflight.append(fut)
+        self.order.append(step)
+        self.peak = max(self.peak, len(self.inflight))
+        self.peak_gpu = max(self.peak_gpu, sum(f.gpu for f in self.inflight))
+        return fut
+
+    def wait(self, futs, timeout, return_when):
+        first = self.inflight.pop(0)  # the oldest step finishes first
+        return {first}, set(futs) - {first}
+
+    def cancel(self, futs):
+        pass
+
+
+@pytest.mark.parametrize("threads,gpus", [(2, 0), (3, 1)])
+def test_steps_go_into_free_slots_longest_chain_first(tmp_path, monkeypatch, threads, gpus):
+    # Dask would place every ready step on a worker at once; with work stealing off a worker that finished its
+    # short steps then idles beside another's queue of long ones (the default run: one core idle for minutes).
+    import distributed
+
+    from besa.experiment.dask_runner import run_graph
+    from besa.experiment.status import Runner
+
+    exp = parse_experiment(tomllib.loads(SLOTS), "slots")
+    graph = {k: s for k, s in build_graph(exp, tmp_path, report=False).items() if s.kind != "whatif"}
+    client = _FakeClient(graph, tmp_path, threads, gpus)
+    monkeypatch.setattr(distributed, "wait", client.wait)
+    runner = Runner(tmp_path, len(graph))
+    run_graph(exp, tmp_path, runner, client, 1)
+    assert not runner.failed and sorted(client.order) == sorted(graph)
+    assert client.peak == threads  # never more in flight than the workers' threads, and they are all used
+    if gpus:
+        assert client.peak_gpu == gpus  # a torch step waits for a free GPU rather than queueing on a worker
+    prunes = [k for k in client.order if k.endswith("/prune")]
+    assert client.order[0] == "besa-admm-s50/prune"  # the longest chain (BESA + ADMM, then its eval) starts first
+    assert prunes[0] == "besa-admm-s50/prune" and prunes.index("besa-s50/prune") < prunes.index("sparsegpt-s50/prune") < prunes.index("magnitude-s50/prune")
