@@ -9,7 +9,7 @@ run: setup
 	.venv/bin/besa run --out $(OUT)
 
 test: setup
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q --durations=25
 
 test-fast: setup
 	.venv/bin/python -m pytest -q -m "not slow"
