@@ -29,8 +29,14 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-echo "[setup] building the project (C++ simulator core via pybind11)"
-qpip install -q --no-build-isolation --no-deps -e .
+# The project (editable) and its C++ core: rebuilt only when the build inputs change or the module is missing.
+build=".venv/.build-$(cat setup.py pyproject.toml cpp/* | sha1sum | cut -c1-12)"
+if [ ! -f "$build" ] || ! python -c "import simulator._core" 2>/dev/null || ! command -v besa >/dev/null; then
+  echo "[setup] building the project (C++ simulator core via pybind11)"
+  qpip install -q --no-build-isolation --no-deps -e .
+  rm -f .venv/.build-*
+  touch "$build"
+fi
 
 export BESA_CACHE=${BESA_CACHE:-$HOME/.cache/besa}
 # The novel corpus comes from sentencepiece's source distribution (a registry package).

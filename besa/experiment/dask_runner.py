@@ -23,7 +23,7 @@ from pathlib import Path
 from besa.experiment.cluster import check_visible, cluster_resources, dashboard_link, open_client
 from besa.experiment.graph import DENSE_MASKS, GPU, Step, build_graph, resources_for
 from besa.experiment.status import Runner, step_digest, write_dense_masks
-from besa.experiment.stepexec import execute
+from besa.experiment.stepexec import execute, step_environ
 
 PROGRESS_EVERY_S = 30.0  # a line of every step's state at least this often while steps run
 # Which ready step takes a free worker first: the one with the longest chain of work still behind it
@@ -116,6 +116,7 @@ def run_graph(exp, out: Path, runner: Runner, client, threads: int | None) -> No
         return "ready" if all(s in ("done", "skipped") for s in states) else "waiting"
 
     slots, gpu_slots = worker_slots(client, resources)
+    environ = step_environ(threads)  # not the Dask nanny's malloc / thread settings (stepexec.NANNY_ENV)
 
     def free(step: Step) -> bool:
         if len(futures) >= slots:
@@ -148,7 +149,7 @@ def run_graph(exp, out: Path, runner: Runner, client, threads: int | None) -> No
                 execute,
                 args,
                 str(runner.log_path(out / step.run, step.name)),
-                threads,
+                environ,
                 key=f"besa-run-{key}-{digest}-{time.time_ns()}",
                 pure=False,
                 resources=resources_for(step, resources),

@@ -25,17 +25,38 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         pass
 
 
-def execute(args: list[str], log: str | Path, threads: int | None = None) -> dict:
+# What a Dask nanny sets in its worker's environment (distributed.nanny.pre-spawn-environ) that a step's child must
+# not inherit: glibc's MALLOC_TRIM_THRESHOLD_=65536 more than doubles a BESA block's time (4.0 s -> 8.6 s per block
+# on SmolLM2 at one thread, docs/results.md#besa-run-on-dask), and its OMP/MKL/OpenBLAS thread count of 1 would
+# override the threads besa run gives each step.
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def step_environ(threads: int | None) -> dict[str, str | None]:
+    """In ``besa run``'s own process: the environment a step's child gets on a Dask worker, for :func:`execute`.
+
+    ``besa run``'s own ``MALLOC_TRIM_THRESHOLD_`` (None = unset: removed in the child), and with
+    ``threads`` (a local cluster) the OpenMP / MKL threads of each step unless ``besa run``'s
+    environment sets them.  ``threads`` None (an external cluster) keeps the workers' thread settings."""
+    env: dict[str, str | None] = {"MALLOC_TRIM_THRESHOLD_": os.environ.get("MALLOC_TRIM_THRESHOLD_")}
+    if threads is not None:
+        env.update({var: os.environ.get(var, str(threads)) for var in THREAD_ENV})
+    return env
+
+
+def execute(args: list[str], log: str | Path, environ: dict[str, str | None] | None = None) -> dict:
     """Run ``python -m besa.cli ARGS`` with stdout + stderr in ``log`` (first line: the command);
-    return ``{"rc", "wall_s", "host", "pid"}``.  ``threads``: the child's OpenMP / MKL threads
-    (``OMP_NUM_THREADS`` ...) unless the environment already sets them; None = the libraries' default.
+    return ``{"rc", "wall_s", "host", "pid"}``.  ``environ``: variables to set in the child's
+    environment (None = remove; :func:`step_environ`), else it inherits this process's.
     The child dies with its parent (``PR_SET_PDEATHSIG``)."""
     log = Path(log)
     log.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    if threads is not None:
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env.setdefault(var, str(threads))
+    for var, value in (environ or {}).items():
+        if value is None:
+            env.pop(var, None)
+        else:
+            env[var] = value
     t0 = time.perf_counter()
     with open(log, "w") as fh:
         fh.write("$ besa " + " ".join(args) + "\n")

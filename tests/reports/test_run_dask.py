@@ -283,7 +283,7 @@ class _FakeClient:
     def processing(self):
         return {}
 
-    def submit(self, fn, args, log, threads, key, pure, resources, priority):
+    def submit(self, fn, args, log, environ, key, pure, resources, priority):
         step = next(k for k in self.graph if key.startswith(f"besa-run-{k}-"))
         fut = _FakeFuture(self.graph[step].outputs(self.out))
         fut.step, fut.gpu = step, bool(resources)
@@ -323,3 +323,27 @@ def test_steps_go_into_free_slots_longest_chain_first(tmp_path, monkeypatch, thr
     prunes = [k for k in client.order if k.endswith("/prune")]
     assert client.order[0] == "besa-admm-s50/prune"  # the longest chain (BESA + ADMM, then its eval) starts first
     assert prunes[0] == "besa-admm-s50/prune" and prunes.index("besa-s50/prune") < prunes.index("sparsegpt-s50/prune") < prunes.index("magnitude-s50/prune")
+
+
+def test_steps_do_not_inherit_the_dask_nannys_malloc_and_thread_settings(tmp_path, monkeypatch):
+    # A Dask nanny sets MALLOC_TRIM_THRESHOLD_=65536 and OMP_NUM_THREADS=1 in its worker: inherited, the first made
+    # every BESA block 2.4x slower, the second overrode the threads besa run gives each step.
+    from besa.experiment import stepexec
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "3")  # besa run's own setting wins
+    environ = stepexec.step_environ(2)  # computed in besa run's process
+    assert environ == {"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "3"}
+    assert stepexec.step_environ(None) == {"MALLOC_TRIM_THRESHOLD_": None}  # an external cluster: the workers' threads
+    seen = {}
+
+    def run(cmd, stdout, stderr, env, preexec_fn):
+        seen.update(env)
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(stepexec.subprocess, "run", run)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # now on the worker, as its nanny left it
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert stepexec.execute(["--version"], tmp_path / "log", environ)["rc"] == 0
+    assert "MALLOC_TRIM_THRESHOLD_" not in seen and seen["OMP_NUM_THREADS"] == "2" and seen["MKL_NUM_THREADS"] == "3"
