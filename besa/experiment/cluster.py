@@ -61,8 +61,13 @@ def open_client(scheduler: str | None, workers: int | None, sec=None):
         dashboard = f"{HOST}:0"
     except ImportError:
         dashboard = None
-    with dask.config.set({"distributed.scheduler.work-stealing": False}):
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host=HOST, dashboard_address=dashboard, silence_logs=40)
+    saved = dict(os.environ)
+    try:
+        with dask.config.set({"distributed.scheduler.work-stealing": False}):
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host=HOST, dashboard_address=dashboard, silence_logs=40)
+    finally:  # the nannies set their workers' environment (MALLOC_TRIM_THRESHOLD_, OMP_NUM_THREADS ...) in THIS process's
+        os.environ.clear()  # os.environ and leave it there: besa run's steps would inherit it (stepexec.step_environ)
+        os.environ.update(saved)
     return Client(cluster), cluster, step_threads(n)
 
 

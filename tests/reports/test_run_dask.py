@@ -347,3 +347,18 @@ def test_steps_do_not_inherit_the_dask_nannys_malloc_and_thread_settings(tmp_pat
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert stepexec.execute(["--version"], tmp_path / "log", environ)["rc"] == 0
     assert "MALLOC_TRIM_THRESHOLD_" not in seen and seen["OMP_NUM_THREADS"] == "2" and seen["MKL_NUM_THREADS"] == "3"
+
+
+def test_a_local_cluster_leaves_besa_runs_environment_alone(monkeypatch):
+    # distributed's nannies write their workers' settings into the parent's os.environ; before the fix every step
+    # child then ran with MALLOC_TRIM_THRESHOLD_=65536 (BESA blocks 2.4x slower) and one OpenMP thread.
+    from besa.experiment.cluster import open_client
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    before = dict(os.environ)
+    client, cluster, _ = open_client(None, 1)
+    try:
+        assert dict(os.environ) == before
+    finally:
+        client.close()
+        cluster.close()
