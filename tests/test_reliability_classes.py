@@ -325,6 +325,7 @@ def test_eval_ids_with_dataset_is_refused(P):
     pytest.importorskip("torch")
     np.save(P / "ids.npy", np.zeros((2, 16), np.int64))
     refused(["eval", "--eval-ids", "ids.npy", "--dataset", "wiki"], "--eval-ids and --dataset exclude each other", P, cwd=P)
+    refused(["eval", "--eval-ids", "ids.npy", "--split", "validation"], "--eval-ids and --split exclude each other", P, cwd=P)  # was ignored
     refused(
         ["prune", "--method", "magnitude", "--calib-ids", "ids.npy", "--calib-dataset", "wiki", "--out", "p"],
         "--calib-ids and --calib-dataset exclude each other",

@@ -42,7 +42,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-quant", action="store_true", help="ignore a quant.safetensors next to the masks file")
     ppl = parser.add_argument_group("perplexity")
     ppl.add_argument("--dataset", default=None, choices=DATASETS, help="perplexity text (default wiki: the offline Wikipedia test split)")
-    ppl.add_argument("--split", default="test", choices=["train", "validation", "test"], help="split of the dataset (default test)")
+    ppl.add_argument("--split", default=None, choices=["train", "validation", "test"], help="split of the dataset (default test)")
     ppl.add_argument("--data-path", default=None, help="local files for wikitext2/ptb/c4 in their native formats")
     ppl.add_argument("--seqlen", type=int, default=None, help=f"window length in tokens (default {DEFAULT_SEQLEN}, the paper's)")
     ppl.add_argument(
@@ -73,7 +73,7 @@ def _eval_source(args):
         if args.seqlen < 2:
             raise UserError(f"--seqlen must be at least 2, got {args.seqlen}")
         return None
-    refuse_together(args, "--eval-ids", "--dataset", "--data-path", why="the file holds the evaluation tokens")
+    refuse_together(args, "--eval-ids", "--dataset", "--data-path", "--split", why="the file holds the evaluation tokens")
     ids, record = load_token_ids(args.eval_ids, "--eval-ids")
     if args.seqlen is not None and args.seqlen != ids.shape[1]:
         raise UserError(f"--seqlen {args.seqlen} contradicts --eval-ids {args.eval_ids} of shape {list(ids.shape)}; drop --seqlen")
@@ -105,7 +105,7 @@ def compute(args) -> dict:
         progress=not args.no_progress,
         ppl=not args.no_ppl,
         dataset=args.dataset,
-        split=args.split,
+        split=args.split or "test",
         data_path=args.data_path,
         seqlen=args.seqlen,
         eval_ids=eval_ids,
