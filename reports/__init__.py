@@ -3,6 +3,8 @@ never imports torch.
 
 * :mod:`reports.table` — run directories -> one tidy pandas table (+ summary / glance tables);
 * :mod:`reports.siblings` — unstructured runs vs their equal-sparsity n:m siblings;
+* :mod:`reports.pplci`, :mod:`reports.zeroshot` — paired perplexity / HellaSwag comparisons between runs;
+* :mod:`reports.sensitivity` — which guessed preset fields decide a simulation (``--sensitivity``);
 * :mod:`reports.writers` — table.csv, summary.csv, siblings.csv, report.md;
 * :mod:`reports.figures` — one function per plot and the :data:`~reports.figures.FIGURES` registry;
 * :mod:`reports.plotkit`, :mod:`reports.fmt` — figure plumbing, readable numbers;

@@ -34,6 +34,9 @@ from reports.fmt import cell
 from reports.plotkit import FIGURE_FORMATS, write_figure
 from reports.pplci import CAPTION as PAIRS_CAPTION
 from reports.pplci import display_pairs, pairs_table, ranking_lines, unpaired_note
+from reports.sensitivity import CAPTION as SENS_CAPTION
+from reports.sensitivity import display_table as display_sensitivity
+from reports.sensitivity import sensitivity_table
 from reports.siblings import display_table, sibling_table, verdicts
 from reports.table import RunInfo, build_table, glance_table, row_sparsity_table, summary_table
 from reports.writers import SUMMARY_SHOW, write_tables
@@ -191,7 +194,8 @@ def render_report(
     if runs:
         zs_pairs = zs_pairs_table(runs)
         pairs = pairs_table(runs)
-        write_tables(df, out_dir, pairs, zs_pairs=zs_pairs)
+        sens = sensitivity_table(runs)
+        write_tables(df, out_dir, pairs, zs_pairs=zs_pairs, sensitivity=sens)
         summ = summary_table(df)
         sections.append(
             (
@@ -212,6 +216,9 @@ def render_report(
         sib_html = _siblings_section(summ)
         if sib_html:
             sections.append(("sibling-table", "Unstructured vs its n:m sibling", sib_html))
+        if not sens.empty:
+            sens_html = f"<p class='caption'>{html.escape(SENS_CAPTION)}</p>" + _table_html(display_sensitivity(sens))
+            sections.append(("sensitivity", "Which guesses decide the answer", sens_html))
     gaps = _gaps(runs)
     if gaps:
         sections.append(("gaps", "Missing pieces", gaps))

@@ -15,6 +15,8 @@ from besa_common.fileio import atomic_write_text
 from reports.fmt import cell as fmt_cell
 from reports.pplci import CAPTION as PAIRS_CAPTION
 from reports.pplci import display_pairs, ranking_lines
+from reports.sensitivity import CAPTION as SENS_CAPTION
+from reports.sensitivity import display_table as display_sensitivity
 from reports.siblings import display_table, sibling_table, verdicts
 from reports.table import glance_table, summary_table
 from reports.zeroshot import CAPTION as ZS_CAPTION
@@ -55,13 +57,20 @@ SUMMARY_SHOW = (
 )
 
 
-def write_tables(df: pd.DataFrame, out: str | Path, pairs: pd.DataFrame | None = None, zs_pairs: pd.DataFrame | None = None) -> dict[str, Path]:
+def write_tables(
+    df: pd.DataFrame,
+    out: str | Path,
+    pairs: pd.DataFrame | None = None,
+    zs_pairs: pd.DataFrame | None = None,
+    sensitivity: pd.DataFrame | None = None,
+) -> dict[str, Path]:
     """Write ``OUT/table.csv`` (every tidy row), ``OUT/summary.csv``, ``OUT/report.md``, when some run
     has an n:m sibling ``OUT/siblings.csv`` (:func:`reports.siblings.sibling_table`), when ``pairs``
     (:func:`reports.pplci.pairs_table`) has rows ``OUT/ppl_pairs.csv``, and when ``zs_pairs``
     (:func:`reports.zeroshot.pairs_table`) has rows ``OUT/hellaswag_pairs.csv``, atomically.  A
     ``siblings.csv``, ``ppl_pairs.csv`` or ``hellaswag_pairs.csv`` of an earlier report that no longer
-    applies is removed."""
+    applies is removed.  ``sensitivity`` (:func:`reports.sensitivity.sensitivity_table`) rows become a
+    section of report.md."""
     out = Path(out)
     summ = summary_table(df)
     sib = sibling_table(summ)
@@ -104,6 +113,8 @@ def write_tables(df: pd.DataFrame, out: str | Path, pairs: pd.DataFrame | None =
             "Unstructured run on the sparse engine (cycle mode) vs its n:m sibling on the n:m engine, same machine, "
             "sparsity and weight bits.\n\n" + "".join(f"- {l}\n" for l in verdicts(sib)) + "\n" + to_markdown(display_table(sib))
         )
+    if sensitivity is not None and not sensitivity.empty:
+        md += "\n## Which guesses decide the answer\n\n" + SENS_CAPTION + "\n\n" + to_markdown(display_sensitivity(sensitivity))
     md += "\n## Every simulation\n\nWhole-model totals (summary.json of each simulation; speedup = dense cycles / cycles).\n\n" + to_markdown(summ[show])
     atomic_write_text(paths["markdown"], md)
     return paths
