@@ -36,15 +36,15 @@ def test_default_experiment_expands():
 
 def test_hellaswag_reaches_every_eval_step_with_the_same_subset():
     exp = load_experiment(DEFAULT)
-    assert exp.eval.hellaswag == 100  # the shipped default scores every run on HellaSwag
-    for spec in exp.run_specs():
-        cmd = eval_cmd(exp, spec, Path("/tmp/x") / spec.name)
+    assert exp.eval.hellaswag == 0  # off in the shipped default: it does not fit the time budget (docs/run.md)
+    assert all("--tasks" not in eval_cmd(exp, s, Path("/tmp/x")) for s in exp.run_specs())
+    d = _default()
+    d["eval"]["hellaswag"] = 100
+    on = parse_experiment(d, source="x.toml")
+    for spec in on.run_specs():
+        cmd = eval_cmd(on, spec, Path("/tmp/x") / spec.name)
         i = cmd.index("--tasks")
         assert cmd[i : i + 6] == ["--tasks", "hellaswag", "--limit", "100", "--zs-scorer", "shared"]
-    d = _default()
-    d["eval"]["hellaswag"] = 0
-    off = parse_experiment(d, source="x.toml")
-    assert all("--tasks" not in eval_cmd(off, s, Path("/tmp/x")) for s in off.run_specs())
 
 
 def test_run_names():
