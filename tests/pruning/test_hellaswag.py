@@ -286,7 +286,7 @@ def test_shared_context_scorer_matches_hflm_on_smollm2(rows):
 
     model, tok = load_model("smollm2-135m")
     model.eval()
-    sample = [rows[i] for i in subset_ids(len(rows), 30, 7)]
+    sample = [rows[i] for i in subset_ids(len(rows), 15, 7)]
     ref_lm = HFLM(pretrained=model, tokenizer=tok, batch_size=8)
     reqs = _requests(ref_lm, sample)
     ref = ref_lm._loglikelihood_tokens(reqs, disable_tqdm=True)
