@@ -124,8 +124,10 @@ def run_graph(exp, out: Path, runner: Runner, client, threads: int | None) -> No
         gpu_busy = sum(1 for k in futures.values() if resources_for(graph[k], resources))
         return not resources_for(step, resources) or gpu_busy < gpu_slots
 
+    by_priority = sorted(graph.items(), key=lambda kv: -_priority(kv[1], exp))  # stable: graph order on ties
+
     def submit_ready() -> None:
-        for key, step in sorted(graph.items(), key=lambda kv: -_priority(kv[1], exp)):  # stable: graph order on ties
+        for key, step in by_priority:
             if state[key] != "waiting":
                 continue
             ds = dep_state(step)

@@ -235,31 +235,9 @@ def test_external_scheduler_and_two_workers_on_loopback(serial, tmp_path):
                 p.kill()
 
 
-SLOTS = """
-[experiment]
-name = "slots"
-model = "smollm2-135m"
-seed = 0
-[calibration]
-dataset = "wiki"
-nsamples = 2
-seqlen = 32
-[eval]
-dataset = "wiki"
-seqlen = 64
-max_windows = 3
-[[runs]]
-methods = ["magnitude", "wanda", "sparsegpt", "besa"]
-sparsities = [0.5]
-[[runs]]
-methods = ["besa"]
-tag = "admm"
-options = { weight_update = "admm" }
-[[simulate]]
-preset = "vitcod"
-modes = ["cycle"]
-tokens = [1]
-"""
+SLOTS = TINY.replace('methods = ["dense", "magnitude", "wanda"]', 'methods = ["magnitude", "wanda", "sparsegpt", "besa"]') + (
+    '[[runs]]\nmethods = ["besa"]\ntag = "admm"\noptions = { weight_update = "admm" }\n[siblings]\nenabled = false\n'
+)
 
 
 class _FakeFuture:
