@@ -116,7 +116,7 @@ def run_graph(exp, out: Path, runner: Runner, client, threads: int | None) -> No
         return "ready" if all(s in ("done", "skipped") for s in states) else "waiting"
 
     slots, gpu_slots = worker_slots(client, resources)
-    environ = step_environ(threads)  # not the Dask nanny's malloc / thread settings (stepexec.NANNY_ENV)
+    environ = step_environ(threads)  # not the Dask nanny's malloc / thread settings (stepexec.step_environ)
 
     def free(step: Step) -> bool:
         if len(futures) >= slots:
